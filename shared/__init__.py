@@ -1,0 +1,1 @@
+"""What all three backends share: the spec, params, validation, data, tolerances and the interface."""

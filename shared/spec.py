@@ -1,0 +1,124 @@
+"""MLPSpec: what network to build, independent of any framework.
+
+One spec drives all three backends. It is a frozen (hashable) dataclass, so JAX can take it as a
+static argument to `jit` and every backend can cache what it builds from it.
+
+    spec = MLPSpec(sizes=(2, 4, 1), activation="tanh", loss="bce")
+
+The network is `len(sizes) - 1` affine layers. Every layer but the last is followed by its hidden
+activation; the last layer is linear and returns logits (the loss applies sigmoid/softmax itself).
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+ACTIVATIONS = ("identity", "tanh", "sigmoid", "relu", "gelu")
+"""Hidden activations, the same in every backend. `gelu` is the exact form x·Φ(x) (with erf)."""
+
+LOSSES = ("mse", "bce", "softmax_ce")
+"""Losses, each a mean over the batch:
+- `mse`: mean over all elements of (y_hat − y)²; y has exactly the output's shape.
+- `bce`: binary cross-entropy on logits; y is (n, 1) with values in [0, 1]; output width 1.
+- `softmax_ce`: softmax cross-entropy on logits; y is (n,) integer labels in [0, classes).
+"""
+
+
+def _name_error(arg: str, value: object, valid: tuple[str, ...]) -> ValueError:
+    return ValueError(f"{arg} must be one of {', '.join(map(repr, valid))}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class MLPSpec:
+    """A multi-layer perceptron: layer widths, hidden activation(s), loss."""
+
+    sizes: tuple[int, ...]
+    """Widths from input to output, e.g. (2, 4, 1): 2 features, one hidden layer of 4, 1 output."""
+
+    activation: str | tuple[str, ...] = "tanh"
+    """One name for every hidden layer, or a sequence with one name per hidden layer."""
+
+    loss: str = "mse"
+    """One of LOSSES."""
+
+    def __post_init__(self) -> None:
+        # Normalise lists to tuples first, so the spec stays hashable (a static arg to jax.jit).
+        sizes = self.sizes
+        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+            raise TypeError(f"sizes must be a sequence of layer widths like (2, 4, 1); got {sizes!r}")
+        sizes = tuple(sizes)
+        if len(sizes) < 2:
+            raise ValueError(
+                f"sizes needs at least 2 entries (input width, output width); got {sizes!r}"
+            )
+        for i, w in enumerate(sizes):
+            if isinstance(w, bool) or not isinstance(w, numbers.Integral):
+                raise TypeError(f"sizes[{i}] must be a positive integer; got {w!r} in sizes={sizes!r}")
+            if w <= 0:
+                raise ValueError(f"sizes[{i}] must be a positive integer; got {w} in sizes={sizes!r}")
+        object.__setattr__(self, "sizes", tuple(int(w) for w in sizes))
+
+        n_hidden = len(sizes) - 2
+        activation = self.activation
+        if isinstance(activation, str):
+            names: tuple[str, ...] = (activation,) * n_hidden
+        else:
+            activation = tuple(activation)
+            if len(activation) != n_hidden:
+                raise ValueError(
+                    f"activation must be one name or {n_hidden} names (one per hidden layer of "
+                    f"sizes={sizes!r}); got {len(activation)}: {activation!r}"
+                )
+            names = activation
+        for name in (activation,) if isinstance(activation, str) else names:
+            if name not in ACTIVATIONS:
+                raise _name_error("activation", name, ACTIVATIONS)
+        object.__setattr__(self, "activation", activation)
+        object.__setattr__(self, "_activations", names)
+
+        if self.loss not in LOSSES:
+            raise _name_error("loss", self.loss, LOSSES)
+        if self.loss == "bce" and sizes[-1] != 1:
+            raise ValueError(
+                f"loss='bce' needs one output (sizes[-1] == 1); got sizes={sizes!r}. "
+                "For several classes use loss='softmax_ce'."
+            )
+        if self.loss == "softmax_ce" and sizes[-1] < 2:
+            raise ValueError(
+                f"loss='softmax_ce' needs at least 2 outputs (one logit per class); got sizes={sizes!r}. "
+                "For two classes with one output use loss='bce'."
+            )
+
+    @property
+    def activations(self) -> tuple[str, ...]:
+        """The activation of each hidden layer, one name per hidden layer."""
+        return self._activations  # type: ignore[attr-defined]
+
+    @property
+    def n_layers(self) -> int:
+        """Number of affine layers (weight matrices)."""
+        return len(self.sizes) - 1
+
+    @property
+    def n_features(self) -> int:
+        return self.sizes[0]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.sizes[-1]
+
+    @property
+    def layer_shapes(self) -> tuple[tuple[int, int], ...]:
+        """(fan_in, fan_out) of each layer: the canonical weight layout is (in, out)."""
+        return tuple(zip(self.sizes[:-1], self.sizes[1:]))
+
+    @property
+    def n_params(self) -> int:
+        return sum(i * o + o for i, o in self.layer_shapes)
+
+    def describe(self) -> str:
+        """A short human label, e.g. '2→4→1 tanh, bce'."""
+        acts = sorted(set(self.activations))
+        act = "/".join(acts) if acts else "linear"
+        return f"{'→'.join(map(str, self.sizes))} {act}, {self.loss}"

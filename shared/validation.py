@@ -1,0 +1,99 @@
+"""Input checks shared by every backend, run once at the public interface.
+
+Each check raises a ValueError or TypeError that names the argument, says what was expected and what
+was given. Nothing is broadcast silently: an MSE target of shape (n,) against an output of shape
+(n, 1) would broadcast to (n, n) and train on nonsense, so it is an error here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.params import as_float_array
+from shared.spec import MLPSpec
+
+DTYPES = ("float64", "float32")
+
+
+def check_dtype(dtype: object) -> str:
+    """The dtype name, one of DTYPES ('float64' | 'float32'); numpy dtypes are accepted too."""
+    if isinstance(dtype, str):
+        name = dtype
+    elif isinstance(dtype, np.dtype) or dtype in (np.float32, np.float64):
+        name = np.dtype(dtype).name
+    else:  # np.dtype(None) would quietly mean float64: refuse it
+        name = None
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(map(repr, DTYPES))}; got {dtype!r}")
+    return name
+
+
+def check_spec(spec: object) -> MLPSpec:
+    if not isinstance(spec, MLPSpec):
+        raise TypeError(
+            f"spec must be an MLPSpec (from shared.spec import MLPSpec); got {type(spec).__name__}"
+        )
+    return spec
+
+
+def check_X(spec: MLPSpec, X: object) -> np.ndarray:
+    """X as a finite (n, sizes[0]) float array with n ≥ 1."""
+    X = as_float_array(X, "X")
+    if X.ndim != 2:
+        raise ValueError(
+            f"X must be 2-D (n_samples, {spec.n_features}); got shape {X.shape}"
+            + (". For a single sample use X.reshape(1, -1)." if X.ndim == 1 else "")
+        )
+    if X.shape[0] == 0:
+        raise ValueError(f"X is an empty batch (shape {X.shape}); need at least one sample")
+    if X.shape[1] != spec.n_features:
+        raise ValueError(
+            f"X must have {spec.n_features} features (sizes[0] of spec {spec.sizes}); "
+            f"got shape {X.shape}"
+        )
+    return X
+
+
+def check_y(spec: MLPSpec, y: object, n: int) -> np.ndarray:
+    """y in the form `spec.loss` needs, for a batch of n samples."""
+    try:
+        y_arr = np.asarray(y)
+    except Exception as e:
+        raise TypeError(f"y must be a numeric array; could not convert it ({e})") from None
+    if y_arr.ndim == 0 or len(y_arr) != n:
+        got = "a scalar" if y_arr.ndim == 0 else f"{len(y_arr)} (shape {y_arr.shape})"
+        raise ValueError(f"y must have one row per sample of X: len(X) = {n}, len(y) = {got}")
+
+    if spec.loss == "softmax_ce":
+        if y_arr.dtype == bool or not np.issubdtype(y_arr.dtype, np.integer):
+            raise TypeError(
+                f"y for loss='softmax_ce' must hold integer class labels; got dtype {y_arr.dtype}"
+                + (" (use y.astype(int))" if np.issubdtype(y_arr.dtype, np.floating) else "")
+            )
+        if y_arr.shape != (n,):
+            raise ValueError(f"y for loss='softmax_ce' must have shape (n,) = ({n},); got {y_arr.shape}")
+        bad = (y_arr < 0) | (y_arr >= spec.n_outputs)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(
+                f"y labels must be in [0, {spec.n_outputs}) for {spec.n_outputs} classes "
+                f"(sizes[-1]); got y[{i}] = {y_arr[i]}"
+            )
+        return y_arr.astype(np.int64)
+
+    y_arr = as_float_array(y_arr, "y")
+    want = (n, spec.n_outputs)
+    if y_arr.shape != want:
+        hint = ""
+        if y_arr.shape == (n,) and spec.n_outputs == 1:
+            hint = (
+                f" A (n,) target against the (n, 1) output would broadcast to ({n}, {n}); "
+                "use y.reshape(-1, 1)."
+            )
+        raise ValueError(f"y for loss={spec.loss!r} must have the output's shape {want}; got {y_arr.shape}.{hint}")
+    if spec.loss == "bce" and ((y_arr < 0) | (y_arr > 1)).any():
+        i = np.argwhere((y_arr < 0) | (y_arr > 1))[0]
+        raise ValueError(
+            f"y for loss='bce' must be probabilities in [0, 1]; got {y_arr[tuple(i)]} at {tuple(map(int, i))}"
+        )
+    return y_arr
