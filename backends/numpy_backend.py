@@ -1,0 +1,222 @@
+"""NumPy backend: backpropagation written out by hand.
+
+Read this file top to bottom. Every building block keeps its forward and its backward side by side,
+and each backward's docstring states the gradient it computes — the chain rule, one piece at a time:
+
+1. the linear layer          Z = X·W + b
+2. the activations           A = f(Z)
+3. the losses                L = loss(y_hat, y)
+4. the whole network         forward: layer after layer; backward: the same layers in reverse
+
+Shapes: n is the batch size; fan_in/fan_out are a layer's input/output widths. Imports numpy only.
+Compare with torch_backend.py (autograd does step 4's backward) and jax_backend.py (jax.grad does).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from shared.backend import Backend
+from shared.params import Params
+from shared.spec import MLPSpec
+
+# ============================================================================ 1. linear layer
+
+
+def linear_forward(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Z = X·W + b."""
+    return X @ W + b  # (n, fan_in) @ (fan_in, fan_out) + (fan_out,) -> (n, fan_out)
+
+
+def linear_backward(dZ: np.ndarray, X: np.ndarray, W: np.ndarray):
+    """Given dL/dZ, return (dL/dX, dL/dW, dL/db):
+
+        dL/dX = dL/dZ · Wᵀ        each input feeds every output through W
+        dL/dW = Xᵀ · dL/dZ        summed over the batch by the matrix product
+        dL/db = Σₙ dL/dZ          the bias is added to every row
+    """
+    dX = dZ @ W.T  # (n, fan_out) @ (fan_out, fan_in) -> (n, fan_in)
+    dW = X.T @ dZ  # (fan_in, n) @ (n, fan_out)      -> (fan_in, fan_out)
+    db = dZ.sum(axis=0)  # (n, fan_out)              -> (fan_out,)
+    return dX, dW, db
+
+
+# ============================================================================ 2. activations
+# forward(Z) -> A;  backward(dA, Z, A) -> dZ = dA · f'(Z), elementwise. Every array is (n, width).
+
+
+def identity_forward(Z):
+    """A = Z."""
+    return Z
+
+
+def identity_backward(dA, Z, A):
+    """dL/dZ = dL/dA."""
+    return dA
+
+
+def tanh_forward(Z):
+    """A = tanh(Z)."""
+    return np.tanh(Z)
+
+
+def tanh_backward(dA, Z, A):
+    """dL/dZ = dL/dA · (1 − tanh²Z) = dA · (1 − A²): the forward output is all we need."""
+    return dA * (1 - A * A)
+
+
+def sigmoid_forward(Z):
+    """A = σ(Z) = 1 / (1 + e^−Z), computed as ½(1 + tanh(Z/2)): the same function, but it never
+    evaluates e^−Z, which overflows for very negative Z."""
+    return 0.5 * (1 + np.tanh(0.5 * Z))
+
+
+def sigmoid_backward(dA, Z, A):
+    """dL/dZ = dL/dA · σ(Z)(1 − σ(Z)) = dA · A(1 − A)."""
+    return dA * A * (1 - A)
+
+
+def relu_forward(Z):
+    """A = max(Z, 0)."""
+    return np.maximum(Z, 0)
+
+
+def relu_backward(dA, Z, A):
+    """dL/dZ = dL/dA · [Z > 0]. At exactly Z = 0 we take the derivative as 0, as torch and JAX do."""
+    return dA * (Z > 0)
+
+
+# NumPy has no erf ufunc; math.erf is exact to double precision, so we vectorize it rather than
+# depend on scipy. (Slow for big arrays: the price of a numpy-only teaching backend.)
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _std_normal_cdf(Z):
+    """Φ(Z) = ½(1 + erf(Z/√2)), in Z's dtype."""
+    return (0.5 * (1 + _erf(Z / math.sqrt(2)))).astype(Z.dtype, copy=False)
+
+
+def gelu_forward(Z):
+    """A = Z·Φ(Z), the exact GELU (torch's default). Not the tanh approximation, which is
+    jax.nn.gelu's default and differs by up to ~5e-4."""
+    return Z * _std_normal_cdf(Z)
+
+
+def gelu_backward(dA, Z, A):
+    """dL/dZ = dL/dA · (Φ(Z) + Z·φ(Z)), with φ(Z) = e^(−Z²/2) / √(2π) the normal density."""
+    phi = np.exp(-0.5 * Z * Z) / math.sqrt(2 * math.pi)
+    return dA * (_std_normal_cdf(Z) + Z * phi)
+
+
+ACTIVATIONS = {
+    "identity": (identity_forward, identity_backward),
+    "tanh": (tanh_forward, tanh_backward),
+    "sigmoid": (sigmoid_forward, sigmoid_backward),
+    "relu": (relu_forward, relu_backward),
+    "gelu": (gelu_forward, gelu_backward),
+}
+
+# ============================================================================ 3. losses
+# forward(y_hat, y) -> L, the mean over the batch;  backward(y_hat, y) -> dL/dy_hat, shaped like y_hat.
+# y_hat is always the logits (n, k); the losses apply sigmoid / softmax themselves, stably.
+
+
+def mse_forward(y_hat, y):
+    """L = mean over all n·k elements of (y_hat − y)²."""
+    return np.mean((y_hat - y) ** 2)
+
+
+def mse_backward(y_hat, y):
+    """dL/dy_hat = 2(y_hat − y) / (n·k): the mean divides by every element, not only by n."""
+    return 2 * (y_hat - y) / y_hat.size
+
+
+def bce_forward(z, y):
+    """L = mean of −y·log σ(z) − (1 − y)·log(1 − σ(z)), written in the stable form
+    max(z, 0) − z·y + log(1 + e^−|z|), which never takes the log of 0 nor overflows exp."""
+    return np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
+
+
+def bce_backward(z, y):
+    """dL/dz = (σ(z) − y) / n: the sigmoid and the log cancel into this neat difference."""
+    return (sigmoid_forward(z) - y) / len(z)
+
+
+def _log_softmax(z):
+    """log softmax(z) by log-sum-exp: subtract the row max before exp, so nothing overflows."""
+    z_max = z.max(axis=1, keepdims=True)  # (n, 1)
+    shifted = z - z_max  # (n, k), every entry ≤ 0
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # (n, k)
+
+
+def softmax_ce_forward(z, y):
+    """L = mean over the batch of −log softmax(z)[y]: the log-probability of the true class."""
+    return -np.mean(_log_softmax(z)[np.arange(len(z)), y])
+
+
+def softmax_ce_backward(z, y):
+    """dL/dz = (softmax(z) − onehot(y)) / n."""
+    dz = np.exp(_log_softmax(z))  # (n, k), softmax probabilities
+    dz[np.arange(len(z)), y] -= 1
+    return dz / len(z)
+
+
+LOSSES = {
+    "mse": (mse_forward, mse_backward),
+    "bce": (bce_forward, bce_backward),
+    "softmax_ce": (softmax_ce_forward, softmax_ce_backward),
+}
+
+# ============================================================================ 4. the network
+
+
+def mlp_forward(spec: MLPSpec, params: Params, X: np.ndarray):
+    """Run the layers in order. Returns the logits and, for backward, each layer's (input, Z, A)."""
+    cache = []
+    A = X  # (n, sizes[0])
+    for l, layer in enumerate(params):
+        Z = linear_forward(A, layer["W"], layer["b"])  # (n, sizes[l+1])
+        A_in = A
+        if l < spec.n_layers - 1:  # hidden layer: activation; the output layer stays linear
+            activation_forward, _ = ACTIVATIONS[spec.activations[l]]
+            A = activation_forward(Z)  # (n, sizes[l+1])
+        else:
+            A = Z
+        cache.append((A_in, Z, A))
+    return A, cache  # A: (n, sizes[-1]) logits
+
+
+def mlp_backward(spec: MLPSpec, params: Params, cache, dY: np.ndarray) -> Params:
+    """The chain rule, from the loss back to the first layer: for each layer in reverse,
+    dL/dZ = activation_backward(dL/dA), then linear_backward gives dL/dW, dL/db and dL/d(input),
+    which is the next (earlier) layer's dL/dA."""
+    grads: Params = [{} for _ in params]
+    dA = dY  # (n, sizes[-1])
+    for l in reversed(range(spec.n_layers)):
+        A_in, Z, A = cache[l]
+        if l < spec.n_layers - 1:
+            _, activation_backward = ACTIVATIONS[spec.activations[l]]
+            dZ = activation_backward(dA, Z, A)  # (n, sizes[l+1])
+        else:
+            dZ = dA
+        dA, grads[l]["W"], grads[l]["b"] = linear_backward(dZ, A_in, params[l]["W"])
+    return grads
+
+
+class NumpyBackend(Backend):
+    """Backprop by hand: forward keeps a cache, backward walks it in reverse."""
+
+    name = "numpy"
+
+    def _forward(self, spec, params, X):
+        y_hat, _ = mlp_forward(spec, params, X)
+        return y_hat
+
+    def _loss_and_grads(self, spec, params, X, y):
+        loss_forward, loss_backward = LOSSES[spec.loss]
+        y_hat, cache = mlp_forward(spec, params, X)  # (n, k)
+        loss = loss_forward(y_hat, y)
+        dY = loss_backward(y_hat, y)  # (n, k): dL/dy_hat, where backprop starts
+        return loss, mlp_backward(spec, params, cache, dY)

@@ -1,0 +1,63 @@
+"""Problem builders and a finite-difference gradient, used across the tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backends import numpy_backend
+from shared.params import Params, init_params
+from shared.spec import MLPSpec
+
+
+def make_problem(spec: MLPSpec, n: int = 8, seed: int = 0, bias_scale: float = 0.5):
+    """Random params (Glorot weights, non-zero biases so bias gradients are exercised), X ~ N(0, 1),
+    and targets of the form spec.loss expects."""
+    rng = np.random.default_rng(seed + 1000)
+    params = init_params(spec, seed=seed)
+    for layer in params:
+        layer["b"] = rng.normal(0.0, bias_scale, size=layer["b"].shape)
+    X = rng.normal(size=(n, spec.n_features))
+    return params, X, make_targets(spec, n, rng)
+
+
+def make_targets(spec: MLPSpec, n: int, rng: np.random.Generator) -> np.ndarray:
+    if spec.loss == "mse":
+        return rng.normal(size=(n, spec.n_outputs))
+    if spec.loss == "bce":
+        return rng.uniform(0.0, 1.0, size=(n, 1))  # soft labels exercise the y-term fully
+    return rng.integers(0, spec.n_outputs, size=n)
+
+
+def pre_activations(spec: MLPSpec, params: Params, X: np.ndarray) -> list[np.ndarray]:
+    """Z of every hidden layer, by the numpy reference."""
+    _, cache = numpy_backend.mlp_forward(spec, params, X)
+    return [Z for (_, Z, _) in cache[:-1]]
+
+
+def min_distance_to_kink(spec: MLPSpec, params: Params, X: np.ndarray) -> float:
+    """How close any relu pre-activation comes to 0, where relu has no derivative (inf if no relu)."""
+    dists = [np.abs(Z).min() for Z, act in zip(pre_activations(spec, params, X), spec.activations) if act == "relu"]
+    return float(min(dists, default=np.inf))
+
+
+def numpy_loss(spec: MLPSpec, params: Params, X: np.ndarray, y: np.ndarray) -> float:
+    loss_forward, _ = numpy_backend.LOSSES[spec.loss]
+    y_hat, _ = numpy_backend.mlp_forward(spec, params, X)
+    return float(loss_forward(y_hat, y))
+
+
+def finite_difference_grads(spec: MLPSpec, params: Params, X, y, h: float) -> Params:
+    """Central differences (L(p + h) − L(p − h)) / 2h, one parameter at a time, in float64."""
+    grads: Params = []
+    for l, layer in enumerate(params):
+        grads.append({})
+        for k, value in layer.items():
+            g = np.zeros_like(value)
+            for i in np.ndindex(value.shape):
+                def loss_at(v, i=i, k=k, l=l):
+                    shifted = [{kk: vv.copy() for kk, vv in lay.items()} for lay in params]
+                    shifted[l][k][i] = v
+                    return numpy_loss(spec, shifted, X, y)
+                g[i] = (loss_at(value[i] + h) - loss_at(value[i] - h)) / (2 * h)
+            grads[l][k] = g
+    return grads
