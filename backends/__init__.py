@@ -1,0 +1,79 @@
+"""The backend registry: one MLP, three implementations, picked by name.
+
+    from backends import get_backend, available_backends
+    be = get_backend("jax", dtype="float32")
+
+Frameworks are imported lazily, as einops does it: `import backends` imports neither torch nor jax.
+A backend's module is imported the first time `get_backend` asks for it, so a numpy-only install
+works, and asking for a framework that is not installed says what to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+
+from shared.backend import Backend
+from shared.validation import check_dtype
+
+__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "available_backends", "get_backend"]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    module: str  # the backend's module, imported on first use
+    cls: str  # its Backend subclass
+    needs: tuple[str, ...]  # top-level modules that must be importable
+    install: str  # what to tell a user who lacks them
+
+
+_REGISTRY = {
+    "numpy": _Entry("backends.numpy_backend", "NumpyBackend", ("numpy",), "pip install numpy"),
+    "torch": _Entry(
+        "backends.torch_backend",
+        "TorchBackend",
+        ("torch",),
+        "pip install -c constraints.txt torch   (constraints.txt pins torch==2.13.0, the CPU build)",
+    ),
+    "jax": _Entry(
+        "backends.jax_backend",
+        "JaxBackend",
+        ("jax", "optax"),
+        "pip install -c constraints.txt jax optax",
+    ),
+}
+
+BACKENDS: tuple[str, ...] = tuple(_REGISTRY)
+"""Every backend trigrad knows, installed or not."""
+
+
+class BackendUnavailable(ImportError):
+    """The framework a backend needs is not installed."""
+
+
+def _missing(name: str) -> list[str]:
+    return [m for m in _REGISTRY[name].needs if importlib.util.find_spec(m) is None]
+
+
+def available_backends() -> list[str]:
+    """The backends whose frameworks are installed here (found, not imported)."""
+    return [name for name in BACKENDS if not _missing(name)]
+
+
+def get_backend(name: str, dtype: str = "float64") -> Backend:
+    """The backend called `name` ('numpy' | 'torch' | 'jax'), computing in `dtype`
+    ('float64' | 'float32')."""
+    if name not in _REGISTRY:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {name!r}")
+    dtype = check_dtype(dtype)
+    entry = _REGISTRY[name]
+    missing = _missing(name)
+    if missing:
+        raise BackendUnavailable(
+            f"the {name!r} backend needs {', '.join(missing)}, which is not installed here. "
+            f"Install it with: {entry.install}  — or run `make test`, which sets up .venv with every "
+            f"backend. Installed backends: {', '.join(available_backends())}."
+        )
+    module = importlib.import_module(entry.module)
+    return getattr(module, entry.cls)(dtype=dtype)

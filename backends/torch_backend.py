@@ -1,0 +1,106 @@
+"""PyTorch backend: the MLP as torch users write it.
+
+An `nn.Module` built from the spec, the loss from `torch.nn.functional`, and `loss.backward()`:
+autograd records the forward pass and runs the chain rule that numpy_backend.py writes by hand.
+
+The one thing to watch at the border: `nn.Linear` stores its weight as (out, in) and computes
+X @ weight.T, while trigrad's canonical layout is W: (in, out). So W is transposed on the way in
+and the gradient on the way out — here, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shared.backend import Backend
+from shared.params import Params
+from shared.spec import MLPSpec
+
+ACTIVATIONS = {
+    "identity": nn.Identity,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "relu": nn.ReLU,
+    "gelu": lambda: nn.GELU(approximate="none"),  # exact erf form; "tanh" would be the approximation
+}
+
+LOSSES = {
+    "mse": F.mse_loss,  # mean over all elements
+    "bce": F.binary_cross_entropy_with_logits,  # stable on logits; mean over the batch
+    "softmax_ce": F.cross_entropy,  # log-softmax + NLL on integer labels; mean over the batch
+}
+
+
+class MLP(nn.Module):
+    """Linear → activation → … → Linear (logits), from an MLPSpec."""
+
+    def __init__(self, spec: MLPSpec, dtype: torch.dtype) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for l, (fan_in, fan_out) in enumerate(spec.layer_shapes):
+            layers.append(nn.Linear(fan_in, fan_out, dtype=dtype))
+            if l < spec.n_layers - 1:
+                layers.append(ACTIVATIONS[spec.activations[l]]())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return self.net(X)  # (n, sizes[-1]) logits
+
+    def linears(self) -> list[nn.Linear]:
+        return [m for m in self.net if isinstance(m, nn.Linear)]
+
+
+def to_torch(a: np.ndarray) -> torch.Tensor:
+    """numpy -> torch without a copy (the tensor shares the array's memory and dtype)."""
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def build_model(spec: MLPSpec, params: Params, dtype: torch.dtype) -> MLP:
+    """An MLP whose weights are `params`, converted from (in, out) to torch's (out, in)."""
+    model = MLP(spec, dtype)
+    with torch.no_grad():
+        for linear, layer in zip(model.linears(), params):
+            linear.weight.copy_(to_torch(layer["W"].T))  # (in, out) -> (out, in)
+            linear.bias.copy_(to_torch(layer["b"]))
+    return model
+
+
+def read_params(model: MLP) -> Params:
+    """The model's weights in the canonical (in, out) layout, as numpy."""
+    return [
+        {"W": linear.weight.detach().T.numpy().copy(), "b": linear.bias.detach().numpy().copy()}
+        for linear in model.linears()
+    ]
+
+
+def read_grads(model: MLP) -> Params:
+    """The .grad of every weight in the canonical (in, out) layout, as numpy."""
+    return [
+        {"W": linear.weight.grad.T.numpy().copy(), "b": linear.bias.grad.numpy().copy()}
+        for linear in model.linears()
+    ]
+
+
+class TorchBackend(Backend):
+    """Autograd: build the module, compute the loss, call loss.backward(), read .grad."""
+
+    name = "torch"
+
+    def __init__(self, dtype: str = "float64") -> None:
+        super().__init__(dtype)
+        self.torch_dtype = getattr(torch, self.dtype)
+
+    def _forward(self, spec, params, X):
+        model = build_model(spec, params, self.torch_dtype)
+        with torch.no_grad():
+            return model(to_torch(X)).numpy()  # (n, sizes[-1])
+
+    def _loss_and_grads(self, spec, params, X, y):
+        model = build_model(spec, params, self.torch_dtype)
+        y_hat = model(to_torch(X))  # (n, k)
+        loss = LOSSES[spec.loss](y_hat, to_torch(y))
+        loss.backward()  # autograd fills linear.weight.grad and linear.bias.grad
+        return loss.item(), read_grads(model)
