@@ -7,6 +7,8 @@ and each backward's docstring states the gradient it computes — the chain rule
 2. the activations           A = f(Z)
 3. the losses                L = loss(y_hat, y)
 4. the whole network         forward: layer after layer; backward: the same layers in reverse
+5. the optimizers            SGD (with momentum) and Adam, the update rules written out
+6. training                  one step = loss_and_grads + an optimizer update, in a plain loop
 
 Shapes: n is the batch size; fan_in/fan_out are a layer's input/output widths. Imports numpy only.
 Compare with torch_backend.py (autograd does step 4's backward) and jax_backend.py (jax.grad does).
@@ -19,6 +21,7 @@ import math
 import numpy as np
 
 from shared.backend import Backend
+from shared.optim import SGD, Adam, AdamW, Optimizer
 from shared.params import Params
 from shared.spec import MLPSpec
 
@@ -205,6 +208,85 @@ def mlp_backward(spec: MLPSpec, params: Params, cache, dY: np.ndarray) -> Params
     return grads
 
 
+# ============================================================================ 5. optimizers
+# Each optimizer updates params in place; its state holds one buffer per parameter array.
+
+
+def _zeros_like(params: Params) -> Params:
+    return [{k: np.zeros_like(v) for k, v in layer.items()} for layer in params]
+
+
+class SGDUpdate:
+    """g ← g + wd·p;  v ← μ·v + g;  p ← p − lr·(g + μ·v if nesterov else v)   (torch's convention:
+    the first step's v is g itself, since v starts at 0)."""
+
+    def __init__(self, opt: SGD, params: Params):
+        self.opt = opt
+        self.velocity = _zeros_like(params) if opt.momentum else None
+
+    def step(self, params: Params, grads: Params) -> None:
+        lr, mu, wd = self.opt.lr, self.opt.momentum, self.opt.weight_decay
+        for l, layer in enumerate(params):
+            for k, p in layer.items():
+                g = grads[l][k] + wd * p if wd else grads[l][k]
+                if mu:
+                    v = self.velocity[l][k]
+                    v *= mu
+                    v += g  # v ← μ·v + g
+                    g = g + mu * v if self.opt.nesterov else v
+                p -= lr * g
+
+
+class AdamUpdate:
+    """m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;  p ← p − lr · m̂ / (√v̂ + ε),
+    with the bias corrections m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ) undoing the zero start of m and v.
+    Adam: weight decay is L2 (g ← g + wd·p). AdamW: decoupled, p ← p·(1 − lr·wd) first."""
+
+    def __init__(self, opt: Adam, params: Params):
+        self.opt = opt
+        self.m, self.v, self.t = _zeros_like(params), _zeros_like(params), 0
+
+    def step(self, params: Params, grads: Params) -> None:
+        o = self.opt
+        decoupled = isinstance(o, AdamW)
+        self.t += 1
+        correction1, correction2 = 1 - o.beta1**self.t, 1 - o.beta2**self.t
+        for l, layer in enumerate(params):
+            for k, p in layer.items():
+                g = grads[l][k]
+                if o.weight_decay and decoupled:
+                    p *= 1 - o.lr * o.weight_decay
+                elif o.weight_decay:
+                    g = g + o.weight_decay * p
+                m, v = self.m[l][k], self.v[l][k]
+                m *= o.beta1
+                m += (1 - o.beta1) * g
+                v *= o.beta2
+                v += (1 - o.beta2) * g * g
+                p -= o.lr * (m / correction1) / (np.sqrt(v / correction2) + o.eps)
+
+
+def make_optimizer(opt: Optimizer, params: Params):
+    return SGDUpdate(opt, params) if isinstance(opt, SGD) else AdamUpdate(opt, params)
+
+
+# ============================================================================ 6. training
+
+
+def loss_and_grads(spec: MLPSpec, params: Params, X: np.ndarray, y: np.ndarray):
+    """Forward, loss, then backprop from dL/dy_hat back to every weight."""
+    loss_forward, loss_backward = LOSSES[spec.loss]
+    y_hat, cache = mlp_forward(spec, params, X)  # (n, k)
+    loss = loss_forward(y_hat, y)
+    dY = loss_backward(y_hat, y)  # (n, k): dL/dy_hat, where backprop starts
+    return loss, mlp_backward(spec, params, cache, dY)
+
+
+def global_norm(grads: Params) -> np.floating:
+    """‖g‖ = sqrt(Σ g²) over every parameter."""
+    return np.sqrt(sum(np.sum(g * g) for layer in grads for g in layer.values()))
+
+
 class NumpyBackend(Backend):
     """Backprop by hand: forward keeps a cache, backward walks it in reverse."""
 
@@ -215,8 +297,25 @@ class NumpyBackend(Backend):
         return y_hat
 
     def _loss_and_grads(self, spec, params, X, y):
-        loss_forward, loss_backward = LOSSES[spec.loss]
-        y_hat, cache = mlp_forward(spec, params, X)  # (n, k)
-        loss = loss_forward(y_hat, y)
-        dY = loss_backward(y_hat, y)  # (n, k): dL/dy_hat, where backprop starts
-        return loss, mlp_backward(spec, params, cache, dY)
+        return loss_and_grads(spec, params, X, y)
+
+    def _train_begin(self, spec, params, X, y, optimizer, batches):
+        params = [{k: v.copy() for k, v in layer.items()} for layer in params]  # ours to update in place
+        return dict(spec=spec, params=params, X=X, y=y, batches=batches, opt=make_optimizer(optimizer, params))
+
+    def _train_steps(self, state, start, stop):
+        spec, params, X, y, batches = (state[k] for k in ("spec", "params", "X", "y", "batches"))
+        losses = np.zeros(stop - start, self.np_dtype)
+        norms = np.zeros(stop - start, self.np_dtype)
+        for i, t in enumerate(range(start, stop)):
+            Xb, yb = (X, y) if batches is None else (X[batches[t]], y[batches[t]])  # (b, d), (b, ...)
+            with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught just below
+                loss, grads = loss_and_grads(spec, params, Xb, yb)
+                losses[i], norms[i] = loss, global_norm(grads)
+                if not (np.isfinite(losses[i]) and np.isfinite(norms[i])):
+                    return losses[: i + 1], norms[: i + 1]  # diverged: leave params as they were
+                state["opt"].step(params, grads)
+        return losses, norms
+
+    def _train_params(self, state):
+        return [{k: v.copy() for k, v in layer.items()} for layer in state["params"]]

@@ -2,6 +2,8 @@
 
 An `nn.Module` built from the spec, the loss from `torch.nn.functional`, and `loss.backward()`:
 autograd records the forward pass and runs the chain rule that numpy_backend.py writes by hand.
+Training is the loop every torch user knows: zero_grad, forward, loss, backward, optimizer.step(),
+with `torch.optim.SGD` / `Adam` / `AdamW`.
 
 The one thing to watch at the border: `nn.Linear` stores its weight as (out, in) and computes
 X @ weight.T, while trigrad's canonical layout is W: (in, out). So W is transposed on the way in
@@ -16,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shared.backend import Backend
+from shared.optim import SGD, AdamW, Optimizer
 from shared.params import Params
 from shared.spec import MLPSpec
 
@@ -84,6 +87,16 @@ def read_grads(model: MLP) -> Params:
     ]
 
 
+def make_optimizer(opt: Optimizer, model: MLP) -> torch.optim.Optimizer:
+    """The torch.optim optimizer that a shared.optim description names (same conventions)."""
+    if isinstance(opt, SGD):
+        return torch.optim.SGD(
+            model.parameters(), lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov, weight_decay=opt.weight_decay
+        )
+    cls = torch.optim.AdamW if isinstance(opt, AdamW) else torch.optim.Adam
+    return cls(model.parameters(), lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps, weight_decay=opt.weight_decay)
+
+
 class TorchBackend(Backend):
     """Autograd: build the module, compute the loss, call loss.backward(), read .grad."""
 
@@ -104,3 +117,33 @@ class TorchBackend(Backend):
         loss = LOSSES[spec.loss](y_hat, to_torch(y))
         loss.backward()  # autograd fills linear.weight.grad and linear.bias.grad
         return loss.item(), read_grads(model)
+
+    def _train_begin(self, spec, params, X, y, optimizer, batches):
+        model = build_model(spec, params, self.torch_dtype)
+        return dict(
+            model=model,
+            opt=make_optimizer(optimizer, model),
+            loss_fn=LOSSES[spec.loss],
+            X=to_torch(X),
+            y=to_torch(y),
+            batches=None if batches is None else to_torch(batches),
+        )
+
+    def _train_steps(self, state, start, stop):
+        model, opt, loss_fn, X, y, batches = (state[k] for k in ("model", "opt", "loss_fn", "X", "y", "batches"))
+        losses = np.zeros(stop - start, self.np_dtype)
+        norms = np.zeros(stop - start, self.np_dtype)
+        for i, t in enumerate(range(start, stop)):
+            Xb, yb = (X, y) if batches is None else (X[batches[t]], y[batches[t]])  # (b, d), (b, ...)
+            opt.zero_grad()
+            loss = loss_fn(model(Xb), yb)
+            loss.backward()
+            norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])
+            losses[i], norms[i] = loss.item(), norm.item()  # on the CPU, .item() costs no device sync
+            if not (np.isfinite(losses[i]) and np.isfinite(norms[i])):
+                return losses[: i + 1], norms[: i + 1]  # diverged: skip opt.step()
+            opt.step()
+        return losses, norms
+
+    def _train_params(self, state):
+        return read_params(state["model"])

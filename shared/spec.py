@@ -122,3 +122,9 @@ class MLPSpec:
         acts = sorted(set(self.activations))
         act = "/".join(acts) if acts else "linear"
         return f"{'→'.join(map(str, self.sizes))} {act}, {self.loss}"
+
+
+def spec_to_dict(spec: MLPSpec) -> dict:
+    """A JSON-friendly dict; MLPSpec(**d) rebuilds the spec."""
+    activation = spec.activation if isinstance(spec.activation, str) else list(spec.activation)
+    return {"sizes": list(spec.sizes), "activation": activation, "loss": spec.loss}

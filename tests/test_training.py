@@ -1,0 +1,198 @@
+"""Training on all three backends: shared batch order, trajectory parity, divergence, persistence.
+
+Deliberate bugs these catch: a backend that shuffles its own minibatches, a step that records the
+loss after the update instead of before, a JAX chunk that keeps training past a NaN, a momentum
+buffer reset between chunks."""
+
+import numpy as np
+import pytest
+
+from backends import get_backend
+from shared.data import xor
+from shared.optim import SGD, Adam
+from shared.params import init_params
+from shared.spec import MLPSpec
+from shared.tolerances import tolerance
+from shared.training import minibatch_schedule
+from shared.trajectory import TrainingDiverged, Trajectory, compare
+
+from .conftest import backend_or_skip
+from .helpers import make_problem
+
+XOR_SPEC = MLPSpec((2, 4, 1), "tanh", "bce")
+SMALL = MLPSpec((3, 6, 5, 2), ("tanh", "gelu"), "mse")
+
+
+def xor_problem():
+    data = xor()
+    return init_params(XOR_SPEC, seed=0), data.X, data.targets(XOR_SPEC)
+
+
+# ---- the shared minibatch order ----
+
+
+def test_minibatch_schedule_is_a_fresh_permutation_every_epoch():
+    s = minibatch_schedule(n=10, batch_size=3, steps=7, seed=0)
+    assert s.shape == (7, 3)
+    for epoch in (s[0:3], s[3:6]):  # 10 // 3 = 3 batches per epoch; one sample left out each epoch
+        assert len(set(epoch.ravel())) == 9
+    assert not np.array_equal(s[0:3], s[3:6])
+    assert np.array_equal(s, minibatch_schedule(10, 3, 7, seed=0))
+    assert not np.array_equal(s, minibatch_schedule(10, 3, 7, seed=1))
+
+
+# ---- trajectory parity ----
+
+CASES = [
+    ("float64", SGD(lr=0.05), 400, None, "trajectory"),
+    ("float64", SGD(lr=0.05, momentum=0.9), 400, None, "trajectory"),
+    ("float64", Adam(lr=0.01), 400, None, "trajectory"),
+    ("float64", SGD(lr=0.05, momentum=0.9), 300, 8, "trajectory"),  # minibatches
+    ("float64", Adam(lr=0.01), 300, 8, "trajectory"),
+    ("float32", SGD(lr=0.2), 100, None, "trajectory_sgd"),
+    ("float32", SGD(lr=0.2), 100, 8, "trajectory_sgd"),
+    ("float32", Adam(lr=0.01), 50, None, "trajectory_adam"),
+    ("float32", Adam(lr=0.01), 50, 8, "trajectory_adam"),
+]
+
+
+@pytest.mark.parametrize(
+    "dtype_, opt, steps, batch_size, kind", CASES, ids=[f"{c[0]}-{c[1].describe()}-b{c[3]}" for c in CASES]
+)
+def test_trajectories_agree_pairwise(pair, dtype_, opt, steps, batch_size, kind):
+    params, X, y = make_problem(SMALL, n=32, seed=1)
+    a, b = (
+        backend_or_skip(name, dtype_).train(
+            SMALL, params, X, y, optimizer=opt, steps=steps, batch_size=batch_size, record_every=50
+        )
+        for name in pair
+    )
+    assert len(a.losses) == len(b.losses) == steps
+    result = compare(a, b, tolerance(dtype_, kind))
+    assert result.ok, result.message(f"{pair[0]} vs {pair[1]} {dtype_} {opt.describe()} batch={batch_size}")
+    assert a.losses[-1] < a.losses[0]  # it trained
+
+
+def test_the_same_seed_gives_bit_identical_numpy_trajectories():
+    params, X, y = make_problem(SMALL, n=32, seed=1)
+    be = get_backend("numpy")
+    runs = [be.train(SMALL, params, X, y, optimizer=Adam(lr=0.01), steps=60, batch_size=5, seed=3) for _ in range(2)]
+    assert np.array_equal(runs[0].losses, runs[1].losses)
+    assert all(np.array_equal(p[k], q[k]) for p, q in zip(runs[0].params, runs[1].params) for k in "Wb")
+    other = be.train(SMALL, params, X, y, optimizer=Adam(lr=0.01), steps=60, batch_size=5, seed=4)
+    assert not np.array_equal(runs[0].losses, other.losses)
+
+
+def test_losses_are_recorded_before_each_update(backend_name):
+    spec = MLPSpec((3, 4, 2), "tanh", "mse")
+    params, X, y = make_problem(spec)
+    be = get_backend(backend_name)
+    traj = be.train(spec, params, X, y, optimizer=SGD(lr=0.1), steps=3, record_every=1)
+    for s in range(3):
+        loss, grads = be.loss_and_grads(spec, traj.snapshot(s), X, y)
+        assert traj.losses[s] == pytest.approx(loss, rel=1e-12)
+        norm = np.sqrt(sum((g**2).sum() for layer in grads for g in layer.values()))
+        assert traj.grad_norms[s] == pytest.approx(norm, rel=1e-12)
+
+
+def test_xor_is_learned_on_every_backend_with_identical_loss_curves():
+    params, X, y = xor_problem()
+    runs = {}
+    for name in ("numpy", "torch", "jax"):
+        be = backend_or_skip(name)
+        runs[name] = traj = be.train(XOR_SPEC, params, X, y, optimizer=SGD(lr=0.5, momentum=0.9), steps=500)
+        predicted = (be.forward(XOR_SPEC, traj.params, X) > 0).astype(float)
+        assert np.array_equal(predicted, y), f"{name} did not learn XOR: predicted {predicted.ravel()}"
+        assert traj.losses[-1] < 0.05
+    for name, traj in runs.items():
+        result = compare(runs["numpy"], traj, tolerance("float64", "trajectory"))
+        assert result.ok, result.message(f"numpy vs {name} XOR")
+
+
+# ---- divergence is reported, never silent ----
+
+
+def test_a_far_too_high_learning_rate_raises_with_the_step(backend_name):
+    params, X, y = make_problem(SMALL, n=16)
+    be = get_backend(backend_name)
+    with pytest.raises(TrainingDiverged, match=r"diverged at step \d+: the (loss|gradient norm) is (nan|inf)") as info:
+        be.train(SMALL, params, X * 100, y * 100, optimizer=SGD(lr=50.0), steps=200)
+    err = info.value
+    assert 0 < err.step < 200 and err.trajectory.diverged_at == err.step
+    assert "(lr=50) is probably too high" in str(err) or err.quantity == "gradient norm"
+
+
+def test_on_nonfinite_stop_returns_the_run_up_to_the_bad_step(pair):
+    """Every backend stops at the same step, with finite last params. (Only the first steps are
+    compared closely: a blow-up multiplies any difference, so by the end they agree on little else.)"""
+    params, X, y = make_problem(SMALL, n=16)
+    runs = [
+        get_backend(name).train(
+            SMALL, params, X * 100, y * 100, optimizer=SGD(lr=50.0), steps=200, record_every=3, on_nonfinite="stop"
+        )
+        for name in pair
+    ]
+    a, b = runs
+    assert a.diverged_at is not None and a.diverged_at == b.diverged_at
+    assert len(a.losses) == a.diverged_at and np.isfinite(a.losses).all()
+    assert all(np.isfinite(layer[k]).all() for run in runs for layer in run.params for k in "Wb")
+    assert a.losses[:2] == pytest.approx(b.losses[:2], rel=1e-9)
+
+
+# ---- the Trajectory object ----
+
+
+def test_trajectory_records_what_produced_it_and_round_trips(tmp_path):
+    params, X, y = make_problem(SMALL, n=16)
+    traj = get_backend("numpy", "float32").train(
+        SMALL, params, X, y, optimizer=Adam(lr=0.01), steps=20, batch_size=4, seed=2, record_every=5
+    )
+    assert traj.snapshot_steps.tolist() == [0, 5, 10, 15] and len(traj.snapshots) == 4
+    assert traj.meta["backend"] == "numpy" and traj.meta["dtype"] == "float32"
+    assert traj.meta["optimizer"] == {"name": "Adam", "lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+                                      "weight_decay": 0.0}
+    assert traj.meta["spec"]["sizes"] == [3, 6, 5, 2] and traj.meta["wall_time_s"] > 0
+    assert traj.losses.dtype == np.float32 and traj.params[0]["W"].dtype == np.float32
+    back = Trajectory.load(traj.save(tmp_path / "run"))
+    assert back.meta == traj.meta and back.diverged_at is None
+    assert np.array_equal(back.losses, traj.losses) and np.array_equal(back.grad_norms, traj.grad_norms)
+    assert np.array_equal(back.snapshot_steps, traj.snapshot_steps)
+    for s in [*traj.snapshot_steps, len(traj)]:
+        assert all(np.array_equal(p[k], q[k]) for p, q in zip(back.snapshot(s), traj.snapshot(s)) for k in "Wb")
+
+
+def test_without_record_every_only_the_final_params_are_kept():
+    params, X, y = make_problem(SMALL, n=8)
+    traj = get_backend("numpy").train(SMALL, params, X, y, optimizer=SGD(lr=0.1), steps=10)
+    assert traj.snapshots == [] and len(traj.snapshot_steps) == 0
+
+
+def test_compare_finds_the_first_step_that_differs():
+    params, X, y = make_problem(SMALL, n=8)
+    be = get_backend("numpy")
+    a = be.train(SMALL, params, X, y, optimizer=SGD(lr=0.1), steps=30, record_every=10)
+    b = be.train(SMALL, params, X, y, optimizer=SGD(lr=0.1 * (1 + 1e-6)), steps=30, record_every=10)
+    tight = compare(a, b, tolerance("float64", "trajectory"))
+    assert not tight.ok and tight.first_exceeded == 1  # step 0's loss is identical; step 1's is not
+    assert tight.steps.tolist() == [0, 10, 20, 30] and tight.max_rel[0] == 0 and tight.max_rel[-1] > 1e-8
+    assert compare(a, a, tolerance("float64", "trajectory")).ok
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(optimizer="sgd"), TypeError, "optimizer must be a shared.optim optimizer"),
+        (dict(steps=0), ValueError, "steps must be an integer ≥ 1; got 0"),
+        (dict(steps=2.5), ValueError, "steps must be an integer ≥ 1; got 2.5"),
+        (dict(batch_size=0), ValueError, "batch_size must be an integer ≥ 1 or None; got 0"),
+        (dict(batch_size=9), ValueError, r"batch_size must be at most the number of samples \(8\); got 9"),
+        (dict(seed=-1), ValueError, "seed must be an integer ≥ 0; got -1"),
+        (dict(record_every=0), ValueError, "record_every must be an integer ≥ 1 or None; got 0"),
+        (dict(on_nonfinite="ignore"), ValueError, "on_nonfinite must be one of 'raise', 'stop'; got 'ignore'"),
+    ],
+)
+def test_bad_training_arguments_are_named(kwargs, error, match):
+    params, X, y = make_problem(SMALL, n=8)
+    args = dict(optimizer=SGD(lr=0.1), steps=5) | kwargs
+    with pytest.raises(error, match=match):
+        get_backend("numpy").train(SMALL, params, X, y, **args)
