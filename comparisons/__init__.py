@@ -1,0 +1,13 @@
+"""Comparison commands: `python -m comparisons <name> [options]`. Each writes figures and the numbers
+behind them to --out (default out/) and prints a one-paragraph finding. Run without a name to list
+them."""
+
+COMMANDS = {
+    # name: (module, one line for the listing)
+    "tour": ("comparisons.tour", "the `make demo` tour: XOR on every backend, parity, divergence and boundaries"),
+    "parity": ("comparisons.parity", "text table: every backend pair × forward, loss, grads, trained params"),
+    "divergence": ("comparisons.divergence", "where float32/float64 training drifts apart: framework or precision?"),
+    "gradients": ("comparisons.gradients", "per-layer heatmaps of the gradient gap for every backend pair"),
+    "boundaries": ("comparisons.boundaries", "decision boundaries of each backend after training, side by side"),
+    "weights": ("comparisons.weights", "every weight over training, backends overlaid; which converge, which oscillate"),
+}

@@ -1,0 +1,275 @@
+"""What every comparison command shares: its options, the problem they describe, output files.
+
+A command builds an argparse parser with `make_parser`, turns the parsed options into a `Problem`
+(dataset, spec, initial params, optimizer) with `build_problem`, and writes its figures and numbers
+with `save_figure` / `save_json`. Errors in options go through `parser.error`: a usage line and a
+message that names the option, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from backends import BACKENDS, available_backends
+from shared.data import DATASETS, Dataset, make_dataset
+from shared.optim import SGD, Adam, AdamW, Optimizer
+from shared.params import Params, init_params
+from shared.spec import ACTIVATIONS, LOSSES, MLPSpec
+
+BACKEND_COLORS = {"numpy": "#1f77b4", "torch": "#d62728", "jax": "#2ca02c"}
+"""One colour per backend in every figure (blue numpy, red torch, green jax)."""
+
+PAIR_COLORS = {("numpy", "torch"): "#9467bd", ("numpy", "jax"): "#17becf", ("torch", "jax"): "#ff7f0e"}
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """A command's default problem: small enough that a plain call finishes well under a minute."""
+
+    dataset: str = "xor"
+    n: int | None = None  # None: the generator's default (xor: the exact 4 points)
+    noise: float | None = None
+    sizes: tuple[int, ...] = (2, 4, 1)
+    activation: str = "tanh"
+    loss: str = "bce"
+    optimizer: str = "sgd"
+    lr: float = 0.5
+    steps: int = 500
+    batch_size: int | None = None
+
+
+XOR = Defaults()
+SPIRALS = Defaults(
+    dataset="spirals", n=300, noise=0.1, sizes=(2, 16, 16, 3), loss="softmax_ce", optimizer="adam", lr=0.01,
+    steps=1000,
+)
+
+
+@dataclass
+class Problem:
+    data: Dataset
+    spec: MLPSpec
+    params: Params
+    X: np.ndarray
+    y: np.ndarray
+    optimizer: Optimizer
+    steps: int
+    seed: int
+    batch_size: int | None
+
+    def describe(self) -> str:
+        batch = "full batch" if self.batch_size is None else f"batch {self.batch_size}"
+        return (
+            f"{self.data.name} (n={len(self.X)}), {self.spec.describe()}, {self.optimizer.describe()}, "
+            f"{self.steps} steps, {batch}, seed {self.seed}"
+        )
+
+
+# ---- option types: each rejects bad values with a message argparse shows next to the usage ----
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number ≥ 0, got {text!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number ≥ 0, got {text}")
+    return value
+
+
+def layer_sizes(text: str) -> tuple[int, ...]:
+    """'2,16,16,1' (or 2-16-16-1) -> (2, 16, 16, 1)."""
+    parts = text.replace("-", ",").replace("x", ",").split(",")
+    try:
+        sizes = tuple(int(p) for p in parts if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths like 2,16,16,1; got {text!r}") from None
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 2 positive widths like 2,16,1; got {text!r}")
+    return sizes
+
+
+def spec_shorthand(text: str) -> tuple:
+    """'2,4,1:tanh:bce' -> ((2, 4, 1), 'tanh', 'bce'); activation and loss may be left off."""
+    parts = text.split(":")
+    if len(parts) > 3:
+        raise argparse.ArgumentTypeError(f"expected SIZES[:ACTIVATION[:LOSS]] like 2,4,1:tanh:bce; got {text!r}")
+    sizes = layer_sizes(parts[0])
+    for value, valid, what in zip(parts[1:], (ACTIVATIONS, LOSSES), ("activation", "loss")):
+        if value not in valid:
+            raise argparse.ArgumentTypeError(f"unknown {what} {value!r} in --spec; expected one of {', '.join(valid)}")
+    return (sizes, *parts[1:])
+
+
+def backend_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BACKENDS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"expected names from {', '.join(BACKENDS)}; got {text!r}")
+    return names
+
+
+def make_parser(prog: str, description: str, defaults: Defaults | None, epilog: str = "") -> argparse.ArgumentParser:
+    """A parser with --out and --backends, plus the problem options when `defaults` is given."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m comparisons {prog}",
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", type=Path, default=Path("out"), help="folder for figures and numbers (default: out/)")
+    parser.add_argument(
+        "--backends", type=backend_list, default=list(BACKENDS),
+        help="comma-separated backends to run (default: all installed of numpy,torch,jax)",
+    )
+    if defaults is None:
+        return parser
+    d = defaults
+    g = parser.add_argument_group("the problem")
+    g.add_argument("--dataset", choices=list(DATASETS), default=d.dataset, help=f"default: {d.dataset}")
+    g.add_argument("--n", type=positive_int, default=d.n, help="samples (default: the dataset's; xor: its 4 points)")
+    g.add_argument("--noise", type=non_negative_float, default=d.noise, help="Gaussian noise of the samples")
+    g.add_argument("--sizes", type=layer_sizes, default=d.sizes,
+                   help=f"layer widths, input to output (default: {','.join(map(str, d.sizes))})")
+    g.add_argument("--spec", type=spec_shorthand, default=None, metavar="SIZES[:ACT[:LOSS]]",
+                   help="shorthand for --sizes/--activation/--loss, e.g. 2,8,1:relu:bce")
+    g.add_argument("--activation", choices=ACTIVATIONS, default=d.activation, help=f"default: {d.activation}")
+    g.add_argument("--loss", choices=LOSSES, default=d.loss, help=f"default: {d.loss}")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
+                   help=f"sgd, momentum (SGD with 0.9), adam, adamw (default: {d.optimizer})")
+    g.add_argument("--lr", type=positive_float, default=d.lr, help=f"learning rate (default: {d.lr:g})")
+    g.add_argument("--steps", type=positive_int, default=d.steps, help=f"training steps (default: {d.steps})")
+    g.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="minibatch size (default: full batch)")
+    g.add_argument("--seed", type=non_negative_int, default=0, help="seed of the data, init and batches (default: 0)")
+    return parser
+
+
+def make_optimizer(name: str, lr: float) -> Optimizer:
+    return {"sgd": lambda: SGD(lr), "momentum": lambda: SGD(lr, momentum=0.9), "adam": lambda: Adam(lr),
+            "adamw": lambda: AdamW(lr)}[name]()
+
+
+def build_problem(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Problem:
+    """The Problem the options describe; an option that does not fit is a parser error."""
+    if args.spec is not None:  # --spec overrides --sizes/--activation/--loss
+        for field, value in zip(("sizes", "activation", "loss"), args.spec):
+            setattr(args, field, value)
+    kwargs = {}
+    if args.dataset == "spirals":
+        kwargs["arms"] = args.sizes[-1] if args.loss == "softmax_ce" and args.sizes[-1] > 2 else 2
+    data = make_dataset(args.dataset, n=args.n, noise=args.noise, seed=args.seed, **kwargs)
+    if args.sizes[0] != data.X.shape[1]:
+        parser.error(
+            f"--sizes {','.join(map(str, args.sizes))} starts with {args.sizes[0]} inputs, but dataset "
+            f"{args.dataset!r} has {data.X.shape[1]} features: start --sizes with {data.X.shape[1]}"
+        )
+    try:
+        spec = MLPSpec(args.sizes, args.activation, args.loss)
+        y = data.targets(spec)
+    except ValueError as e:
+        parser.error(f"--sizes/--loss do not fit dataset {args.dataset!r}: {e}")
+    if args.batch_size is not None and args.batch_size > len(data):
+        parser.error(f"--batch-size {args.batch_size} is larger than the dataset ({len(data)} samples)")
+    return Problem(
+        data, spec, init_params(spec, seed=args.seed), data.X, y, make_optimizer(args.optimizer, args.lr),
+        args.steps, args.seed, args.batch_size,
+    )
+
+
+def installed(requested: list[str]) -> list[str]:
+    """The requested backends that are installed; the others are left out with a note on stderr."""
+    here = available_backends()
+    missing = [name for name in requested if name not in here]
+    if missing:
+        note(f"left out (not installed): {', '.join(missing)}. `make test` sets up .venv with every backend.")
+    return [name for name in requested if name in here]
+
+
+def note(message: str) -> None:
+    print(f"[trigrad] {message}", file=sys.stderr, flush=True)
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no screen needed), imported only when plotting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
+                         "axes.spines.right": False, "legend.fontsize": 8, "legend.framealpha": 0.85})
+    return plt
+
+
+def save_figure(fig, out: Path, name: str) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.png"
+    fig.savefig(path, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def save_json(obj: dict, out: Path, name: str) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    path.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n")
+    return path
+
+
+def _jsonable(x):
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"cannot write {type(x).__name__} as JSON")
+
+
+def report(paths: list[Path], finding: str) -> None:
+    """Print where the files went and the one-paragraph finding."""
+    for path in paths:
+        print(f"wrote {path}")
+    print()
+    print(finding)
