@@ -1,0 +1,183 @@
+"""boundaries: what each backend learned, drawn as decision boundaries side by side.
+
+Trains every backend from the same init on each dataset (XOR, moons, spirals by default) and draws
+the predicted class over the plane, with the training points on top. Reports each backend's training
+accuracy and the share of the plane where two backends predict different classes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from backends import get_backend
+from comparisons.common import (
+    BACKEND_COLORS,
+    installed,
+    make_optimizer,
+    make_parser,
+    non_negative_int,
+    note,
+    positive_int,
+    pyplot,
+    report,
+    save_figure,
+    save_json,
+)
+from shared.data import make_dataset
+from shared.params import init_params
+from shared.spec import MLPSpec
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A dataset with a network and optimizer that learn it in a few seconds on 2 cores."""
+
+    dataset: str
+    kwargs: dict
+    spec: MLPSpec
+    optimizer: str
+    lr: float
+    steps: int
+
+
+PRESETS = {
+    "xor": Preset("xor", {}, MLPSpec((2, 4, 1), "tanh", "bce"), "sgd", 0.5, 500),
+    "moons": Preset("moons", {"n": 200, "noise": 0.15}, MLPSpec((2, 16, 16, 1), "tanh", "bce"), "adam", 0.01, 1000),
+    "circles": Preset("circles", {"n": 200, "noise": 0.08}, MLPSpec((2, 16, 1), "tanh", "bce"), "adam", 0.02, 800),
+    "spirals": Preset("spirals", {"n": 300, "noise": 0.08, "arms": 3}, MLPSpec((2, 32, 32, 3), "tanh", "softmax_ce"),
+                      "adam", 0.01, 2000),
+    "blobs": Preset("blobs", {"n": 200, "centers": 3}, MLPSpec((2, 8, 3), "tanh", "softmax_ce"), "adam", 0.02, 500),
+}
+
+
+def predict_classes(be, spec: MLPSpec, params, X: np.ndarray) -> np.ndarray:
+    logits = be.forward(spec, params, X)  # (n, k)
+    return (logits[:, 0] > 0).astype(int) if spec.n_outputs == 1 else logits.argmax(axis=1)
+
+
+def grid_for(X: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    pad = 0.25 * (hi - lo) + 0.1
+    xs = np.linspace(lo[0] - pad[0], hi[0] + pad[0], resolution)
+    ys = np.linspace(lo[1] - pad[1], hi[1] + pad[1], resolution)
+    gx, gy = np.meshgrid(xs, ys)
+    return gx, gy, np.column_stack([gx.ravel(), gy.ravel()])
+
+
+def next_to_boundary(classes: np.ndarray) -> np.ndarray:
+    """True where a grid cell or one of its 8 neighbours has a different class."""
+    padded = np.pad(classes, 1, mode="edge")
+    h, w = classes.shape
+    near = np.zeros(classes.shape, bool)
+    for di in (-1, 0, 1):
+        for dj in (-1, 0, 1):
+            near |= padded[1 + di : 1 + di + h, 1 + dj : 1 + dj + w] != classes
+    return near
+
+
+def boundaries(preset: Preset, backends: list[str], dtype: str, seed: int, steps: int | None, resolution: int) -> dict:
+    """Train each backend, then its accuracy on the training points and predicted class on a grid."""
+    data = make_dataset(preset.dataset, seed=seed, **preset.kwargs)
+    spec, y = preset.spec, data.targets(preset.spec)
+    params = init_params(spec, seed=seed)
+    gx, gy, grid = grid_for(data.X, resolution)
+    out = {"data": data, "spec": spec, "gx": gx, "gy": gy, "accuracy": {}, "classes": {}, "disagreement": {}}
+    optimizer = make_optimizer(preset.optimizer, preset.lr)
+    for name in backends:
+        note(f"{preset.dataset}: training {name} {dtype}")
+        be = get_backend(name, dtype)
+        trained = be.train(spec, params, data.X, y, optimizer, steps or preset.steps, seed=seed).params
+        out["accuracy"][name] = float((predict_classes(be, spec, trained, data.X) == data.y).mean())
+        out["classes"][name] = predict_classes(be, spec, trained, grid).reshape(gx.shape)
+    out["off_boundary"] = 0  # disagreeing grid points that are not next to either backend's boundary
+    for a, b in itertools.combinations(backends, 2):
+        differ = out["classes"][a] != out["classes"][b]
+        out["disagreement"][f"{a} vs {b}"] = float(differ.mean())
+        near = next_to_boundary(out["classes"][a]) | next_to_boundary(out["classes"][b])
+        out["off_boundary"] += int((differ & ~near).sum())
+    out["optimizer"] = optimizer.describe()
+    out["steps"] = steps or preset.steps
+    return out
+
+
+def finding(results: dict[str, dict]) -> str:
+    parts = []
+    for dataset, r in results.items():
+        acc = ", ".join(f"{name} {a:.0%}" for name, a in r["accuracy"].items())
+        worst = max(r["disagreement"].values(), default=0.0)
+        if worst == 0:
+            agree = "identical boundaries (no grid point classified differently)"
+        else:
+            where = ("every one of them right next to a boundary" if r["off_boundary"] == 0 else
+                     f"{r['off_boundary']} of them away from any boundary")
+            agree = f"boundaries that differ on at most {worst:.2%} of the grid, {where}"
+        parts.append(f"{dataset}: training accuracy {acc}; {agree}.")
+    return " ".join(parts) + (
+        " Trained from the same init on the same batches, the backends learn the same function; rounding moves a"
+        " boundary by a grid cell at most."
+        if all(r["off_boundary"] == 0 for r in results.values()) else ""
+    )
+
+
+def plot(results: dict[str, dict], backends: list[str], dtype: str):
+    from matplotlib.colors import ListedColormap
+
+    plt = pyplot()
+    fig, axes = plt.subplots(len(results), len(backends), figsize=(3.6 * len(backends), 3.4 * len(results)),
+                             squeeze=False, layout="constrained")
+    palette = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860"]
+    for row, (dataset, r) in enumerate(results.items()):
+        k = r["data"].n_classes
+        cmap = ListedColormap(palette[:k])
+        for col, name in enumerate(backends):
+            ax = axes[row, col]
+            ax.contourf(r["gx"], r["gy"], r["classes"][name], levels=np.arange(k + 1) - 0.5, cmap=cmap, alpha=0.3)
+            ax.contour(r["gx"], r["gy"], r["classes"][name], levels=np.arange(k) + 0.5, colors="k", linewidths=0.8)
+            ax.scatter(*r["data"].X.T, c=r["data"].y, cmap=cmap, vmin=-0.5, vmax=k - 0.5, s=14, edgecolors="k",
+                       linewidths=0.4)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            title = f"{name}: {r['accuracy'][name]:.0%} train accuracy"
+            ax.set_title(title, color=BACKEND_COLORS[name], fontsize=10)
+            if col == 0:
+                ax.set_ylabel(f"{dataset}\n{r['spec'].describe()}\n{r['optimizer']}, {r['steps']} steps", fontsize=8)
+    fig.suptitle(f"Decision boundaries after training, same init on every backend ({dtype})", fontsize=11)
+    return fig
+
+
+def dataset_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in PRESETS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"expected names from {', '.join(PRESETS)}; got {text!r}")
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    presets = "\n".join(f"  {p.dataset:<8} {p.spec.describe()}, {p.optimizer} lr {p.lr:g}, {p.steps} steps"
+                        for p in PRESETS.values())
+    parser = make_parser("boundaries", __doc__.split("\n\n")[1], None,
+                         epilog=f"datasets and the network each one gets:\n{presets}")
+    parser.add_argument("--datasets", type=dataset_list, default=["xor", "moons", "spirals"],
+                        help="comma-separated (default: xor,moons,spirals)")
+    parser.add_argument("--dtype", choices=["float64", "float32"], default="float32", help="default: float32")
+    parser.add_argument("--steps", type=positive_int, default=None, help="override every preset's step count")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of data and init (default: 0)")
+    parser.add_argument("--resolution", type=positive_int, default=200, help="grid points per axis (default: 200)")
+    args = parser.parse_args(argv)
+    backends = installed(args.backends)
+    results = {name: boundaries(PRESETS[name], backends, args.dtype, args.seed, args.steps, args.resolution)
+               for name in args.datasets}
+    text = finding(results)
+    fig = plot(results, backends, args.dtype)
+    numbers = {name: {"accuracy": r["accuracy"], "disagreement": r["disagreement"], "off_boundary": r["off_boundary"],
+                      "spec": r["spec"].describe(),
+                      "optimizer": r["optimizer"], "steps": r["steps"]} for name, r in results.items()}
+    report([save_figure(fig, args.out, "boundaries"), save_json({"finding": text, **numbers}, args.out, "boundaries")],
+           text)
+    return 0

@@ -1,0 +1,141 @@
+"""The comparison commands: the numbers behind each figure, checked against independent computation,
+and every command run end to end with small settings, writing its files."""
+
+import json
+
+import numpy as np
+import pytest
+
+from backends import available_backends, get_backend
+from comparisons import COMMANDS
+from comparisons.__main__ import main as comparisons_main
+from comparisons.boundaries import next_to_boundary
+from comparisons.divergence import divergence_numbers, scaled_gaps, train_all
+from comparisons.gradients import layer_gaps
+from comparisons.weights import direction_flips, settle_steps
+from shared.data import xor
+from shared.optim import SGD
+from shared.params import init_params
+from shared.spec import MLPSpec
+
+needs_two = pytest.mark.skipif(len(available_backends()) < 2, reason="needs torch or jax beside numpy")
+XOR_SPEC = MLPSpec((2, 4, 1), "tanh", "bce")
+
+
+# ---- the numbers ----
+
+
+def test_scaled_gap_is_max_abs_difference_over_max_abs_parameter():
+    data = xor()
+    be = get_backend("numpy")
+    a = be.train(XOR_SPEC, init_params(XOR_SPEC), data.X, data.targets(XOR_SPEC), SGD(0.5), 20, record_every=10)
+    b = be.train(XOR_SPEC, init_params(XOR_SPEC), data.X, data.targets(XOR_SPEC), SGD(0.51), 20, record_every=10)
+    gaps = scaled_gaps(a, b, np.array([0, 10, 20]))
+    for gap, pa, pb in zip(gaps, [a.snapshots[0], a.snapshots[1], a.params], [b.snapshots[0], b.snapshots[1], b.params]):
+        va = np.concatenate([pa[0]["W"].ravel(), pa[0]["b"], pa[1]["W"].ravel(), pa[1]["b"]])
+        vb = np.concatenate([pb[0]["W"].ravel(), pb[0]["b"], pb[1]["W"].ravel(), pb[1]["b"]])
+        assert gap == pytest.approx(np.max(np.abs(va - vb)) / max(np.max(np.abs(va)), np.max(np.abs(vb))))
+    assert gaps[0] == 0 and gaps[2] > 0
+
+
+@needs_two
+def test_divergence_separates_float64_agreement_from_float32_drift():
+    from comparisons.common import Problem
+
+    data = xor()
+    problem = Problem(data, XOR_SPEC, init_params(XOR_SPEC), data.X, data.targets(XOR_SPEC), SGD(0.5), 60, 0, None)
+    backends = available_backends()
+    numbers = divergence_numbers(train_all(problem, backends, record_every=10), problem)
+    for p in numbers["pairs"].values():
+        assert p["steps"].tolist() == [0, 10, 20, 30, 40, 50, 60]
+        assert p["first_exceeded"] is None
+        if p["dtype"] == "float64":
+            assert p["gap"].max() < 1e-13  # the same math, a few ε apart
+    for p in numbers["precision"].values():
+        assert 1e-9 < p["gap"][-1] < 1e-4  # float32 rounding, visible but small
+
+
+def test_layer_gaps_are_relative_to_the_layers_largest_gradient():
+    ga = [{"W": np.array([[1.0, -2.0]]), "b": np.array([0.5, 0.0])}]
+    gb = [{"W": np.array([[1.0, -2.5]]), "b": np.array([0.25, 0.0])}]
+    (gap,) = layer_gaps(ga, gb)
+    assert gap.shape == (2, 2)  # W row, then the bias row
+    np.testing.assert_allclose(gap, [[0.0, 0.5 / 2.5], [0.25 / 2.5, 0.0]])
+
+
+def test_next_to_boundary_marks_both_sides_of_a_class_change():
+    classes = np.array([[0, 0, 0, 1, 1]] * 3)
+    near = next_to_boundary(classes)
+    assert near[:, 2:4].all() and not near[:, [0, 1, 4]].any()
+
+
+def test_settle_steps_and_direction_flips_on_known_series():
+    t = np.arange(101, dtype=float)
+    monotone = 1 - np.exp(-t / 10)  # settles: within 1% of its range after ~46 steps
+    wobbly = np.cos(t * np.pi / 5) * np.exp(-t / 30)  # reverses direction every 5 steps
+    series = np.stack([monotone, wobbly], axis=1)
+    settle = settle_steps(series)
+    expected = int(np.max(np.flatnonzero(np.abs(monotone - monotone[-1]) > 0.01 * np.ptp(monotone)))) + 1
+    assert settle[0] == expected
+    flips = direction_flips(series)
+    assert flips[0] == 0 and flips[1] == 19
+
+
+# ---- the commands, end to end ----
+
+
+def test_listing_names_every_command(capsys):
+    assert comparisons_main([]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in COMMANDS)
+
+
+def test_unknown_command_is_an_error(capsys):
+    assert comparisons_main(["plot-everything"]) == 2
+    assert "unknown command 'plot-everything'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["parity", "--steps", "-3"], "argument --steps: expected a positive integer, got -3"),
+        (["parity", "--dataset", "mnist"], "argument --dataset: invalid choice: 'mnist'"),
+        (["parity", "--sizes", "3,4,1"], "dataset 'xor' has 2 features: start --sizes with 2"),
+        (["divergence", "--dataset", "blobs", "--sizes", "2,4,1"], "do not fit dataset 'blobs'"),
+        (["weights", "--spec", "2,4,1:swish"], "unknown activation 'swish' in --spec"),
+        (["boundaries", "--datasets", "xor,mnist"], "expected names from xor, moons"),
+        (["gradients", "--batch-size", "5000"], "--batch-size 5000 is larger than the dataset"),
+    ],
+)
+def test_bad_options_get_a_clear_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        comparisons_main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+COMMAND_RUNS = {
+    "parity": (["--steps", "20"], ["parity.json"]),
+    "divergence": (["--steps", "40", "--points", "10"], ["divergence.png", "divergence.json"]),
+    "gradients": (["--n", "60", "--sizes", "2,6,3"], ["gradients.png", "gradients.json"]),
+    "boundaries": (["--datasets", "xor", "--steps", "50", "--resolution", "40"], ["boundaries.png", "boundaries.json"]),
+    "weights": (["--steps", "40"], ["weights.png", "weights.json"]),
+    "tour": (["--steps", "60"], ["divergence.png", "boundaries.png"]),
+}
+
+
+@pytest.mark.parametrize("command", list(COMMAND_RUNS))
+def test_each_command_writes_its_files_and_a_finding(command, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    if command in ("parity", "gradients") and len(available_backends()) < 2:
+        pytest.skip("needs two backends")
+    args, files = COMMAND_RUNS[command]
+    assert comparisons_main([command, *args, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for name in files:
+        assert (tmp_path / name).stat().st_size > 0, f"{command} did not write {name}"
+        assert str(tmp_path / name) in out or command == "tour" and name.endswith(".json")
+    for name in files:
+        if name.endswith(".json"):
+            data = json.loads((tmp_path / name).read_text())
+            assert data.get("finding") or data.get("rows")
