@@ -33,6 +33,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	@echo "--- numpy-only install (tox -e numpy): torch and jax tests must skip, not fail"
 	$(PY) -m tox -q -e numpy 2>&1 | grep -v "WARNING: Location"; exit $${PIPESTATUS[0]}
 	@echo "--- the whole suite, every backend"
@@ -43,6 +44,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 bench: $(STAMP)
 	$(PY) -m pytest benchmarks --benchmark-only

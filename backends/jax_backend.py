@@ -119,8 +119,13 @@ class JaxBackend(Backend):
     def _train_steps(self, state, start, stop):
         batches = state["batches"]
         params, opt_state, losses, norms = train_chunk(
-            state["params"], state["opt_state"], state["X"], state["y"],
-            None if batches is None else batches[start:stop], length=stop - start, **state["static"],
+            state["params"],
+            state["opt_state"],
+            state["X"],
+            state["y"],
+            None if batches is None else batches[start:stop],
+            length=stop - start,
+            **state["static"],
         )
         losses, norms = np.asarray(losses), np.asarray(norms)  # the chunk's one trip to the host
         finite = np.isfinite(losses) & np.isfinite(norms)
@@ -131,8 +136,13 @@ class JaxBackend(Backend):
             params, opt_state = state["params"], state["opt_state"]
             for t in range(start, start + bad):
                 params, opt_state, _, _ = train_chunk(
-                    params, opt_state, state["X"], state["y"],
-                    None if batches is None else batches[t : t + 1], length=1, **state["static"],
+                    params,
+                    opt_state,
+                    state["X"],
+                    state["y"],
+                    None if batches is None else batches[t : t + 1],
+                    length=1,
+                    **state["static"],
                 )
             losses, norms = losses[: bad + 1], norms[: bad + 1]
         state.update(params=params, opt_state=opt_state)

@@ -36,9 +36,9 @@ def linear_forward(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
 def linear_backward(dZ: np.ndarray, X: np.ndarray, W: np.ndarray):
     """Given dL/dZ, return (dL/dX, dL/dW, dL/db):
 
-        dL/dX = dL/dZ · Wᵀ        each input feeds every output through W
-        dL/dW = Xᵀ · dL/dZ        summed over the batch by the matrix product
-        dL/db = Σₙ dL/dZ          the bias is added to every row
+    dL/dX = dL/dZ · Wᵀ        each input feeds every output through W
+    dL/dW = Xᵀ · dL/dZ        summed over the batch by the matrix product
+    dL/db = Σₙ dL/dZ          the bias is added to every row
     """
     dX = dZ @ W.T  # (n, fan_out) @ (fan_out, fan_in) -> (n, fan_in)
     dW = X.T @ dZ  # (fan_in, n) @ (n, fan_out)      -> (fan_in, fan_out)

@@ -82,8 +82,7 @@ def read_params(model: MLP) -> Params:
 def read_grads(model: MLP) -> Params:
     """The .grad of every weight in the canonical (in, out) layout, as numpy."""
     return [
-        {"W": linear.weight.grad.T.numpy().copy(), "b": linear.bias.grad.numpy().copy()}
-        for linear in model.linears()
+        {"W": linear.weight.grad.T.numpy().copy(), "b": linear.bias.grad.numpy().copy()} for linear in model.linears()
     ]
 
 

@@ -9,5 +9,8 @@ COMMANDS = {
     "divergence": ("comparisons.divergence", "where float32/float64 training drifts apart: framework or precision?"),
     "gradients": ("comparisons.gradients", "per-layer heatmaps of the gradient gap for every backend pair"),
     "boundaries": ("comparisons.boundaries", "decision boundaries of each backend after training, side by side"),
-    "weights": ("comparisons.weights", "every weight over training, backends overlaid; which converge, which oscillate"),
+    "weights": (
+        "comparisons.weights",
+        "every weight over training, backends overlaid; which converge, which oscillate",
+    ),
 }

@@ -10,8 +10,11 @@ from comparisons import COMMANDS
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: python -m comparisons <command> [options]     (python -m comparisons <command> --help)", "",
-             "commands:"]
+    lines = [
+        "usage: python -m comparisons <command> [options]     (python -m comparisons <command> --help)",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
     return "\n".join(lines)
 

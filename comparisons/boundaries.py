@@ -48,8 +48,14 @@ PRESETS = {
     "xor": Preset("xor", {}, MLPSpec((2, 4, 1), "tanh", "bce"), "sgd", 0.5, 500),
     "moons": Preset("moons", {"n": 200, "noise": 0.15}, MLPSpec((2, 16, 16, 1), "tanh", "bce"), "adam", 0.01, 1000),
     "circles": Preset("circles", {"n": 200, "noise": 0.08}, MLPSpec((2, 16, 1), "tanh", "bce"), "adam", 0.02, 800),
-    "spirals": Preset("spirals", {"n": 300, "noise": 0.08, "arms": 3}, MLPSpec((2, 32, 32, 3), "tanh", "softmax_ce"),
-                      "adam", 0.01, 2000),
+    "spirals": Preset(
+        "spirals",
+        {"n": 300, "noise": 0.08, "arms": 3},
+        MLPSpec((2, 32, 32, 3), "tanh", "softmax_ce"),
+        "adam",
+        0.01,
+        2000,
+    ),
     "blobs": Preset("blobs", {"n": 200, "centers": 3}, MLPSpec((2, 8, 3), "tanh", "softmax_ce"), "adam", 0.02, 500),
 }
 
@@ -112,14 +118,18 @@ def finding(results: dict[str, dict]) -> str:
         if worst == 0:
             agree = "identical boundaries (no grid point classified differently)"
         else:
-            where = ("every one of them right next to a boundary" if r["off_boundary"] == 0 else
-                     f"{r['off_boundary']} of them away from any boundary")
+            where = (
+                "every one of them right next to a boundary"
+                if r["off_boundary"] == 0
+                else f"{r['off_boundary']} of them away from any boundary"
+            )
             agree = f"boundaries that differ on at most {worst:.2%} of the grid, {where}"
         parts.append(f"{dataset}: training accuracy {acc}; {agree}.")
     return " ".join(parts) + (
         " Trained from the same init on the same batches, the backends learn the same function; rounding moves a"
         " boundary by a grid cell at most."
-        if all(r["off_boundary"] == 0 for r in results.values()) else ""
+        if all(r["off_boundary"] == 0 for r in results.values())
+        else ""
     )
 
 
@@ -127,8 +137,13 @@ def plot(results: dict[str, dict], backends: list[str], dtype: str):
     from matplotlib.colors import ListedColormap
 
     plt = pyplot()
-    fig, axes = plt.subplots(len(results), len(backends), figsize=(3.6 * len(backends), 3.4 * len(results)),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        len(results),
+        len(backends),
+        figsize=(3.6 * len(backends), 3.4 * len(results)),
+        squeeze=False,
+        layout="constrained",
+    )
     palette = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860"]
     for row, (dataset, r) in enumerate(results.items()):
         k = r["data"].n_classes
@@ -137,8 +152,9 @@ def plot(results: dict[str, dict], backends: list[str], dtype: str):
             ax = axes[row, col]
             ax.contourf(r["gx"], r["gy"], r["classes"][name], levels=np.arange(k + 1) - 0.5, cmap=cmap, alpha=0.3)
             ax.contour(r["gx"], r["gy"], r["classes"][name], levels=np.arange(k) + 0.5, colors="k", linewidths=0.8)
-            ax.scatter(*r["data"].X.T, c=r["data"].y, cmap=cmap, vmin=-0.5, vmax=k - 0.5, s=14, edgecolors="k",
-                       linewidths=0.4)
+            ax.scatter(
+                *r["data"].X.T, c=r["data"].y, cmap=cmap, vmin=-0.5, vmax=k - 0.5, s=14, edgecolors="k", linewidths=0.4
+            )
             ax.set_xticks([])
             ax.set_yticks([])
             ax.grid(False)
@@ -159,25 +175,43 @@ def dataset_list(text: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    presets = "\n".join(f"  {p.dataset:<8} {p.spec.describe()}, {p.optimizer} lr {p.lr:g}, {p.steps} steps"
-                        for p in PRESETS.values())
-    parser = make_parser("boundaries", __doc__.split("\n\n")[1], None,
-                         epilog=f"datasets and the network each one gets:\n{presets}")
-    parser.add_argument("--datasets", type=dataset_list, default=["xor", "moons", "spirals"],
-                        help="comma-separated (default: xor,moons,spirals)")
+    presets = "\n".join(
+        f"  {p.dataset:<8} {p.spec.describe()}, {p.optimizer} lr {p.lr:g}, {p.steps} steps" for p in PRESETS.values()
+    )
+    parser = make_parser(
+        "boundaries", __doc__.split("\n\n")[1], None, epilog=f"datasets and the network each one gets:\n{presets}"
+    )
+    parser.add_argument(
+        "--datasets",
+        type=dataset_list,
+        default=["xor", "moons", "spirals"],
+        help="comma-separated (default: xor,moons,spirals)",
+    )
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float32", help="default: float32")
     parser.add_argument("--steps", type=positive_int, default=None, help="override every preset's step count")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of data and init (default: 0)")
     parser.add_argument("--resolution", type=positive_int, default=200, help="grid points per axis (default: 200)")
     args = parser.parse_args(argv)
     backends = installed(args.backends)
-    results = {name: boundaries(PRESETS[name], backends, args.dtype, args.seed, args.steps, args.resolution)
-               for name in args.datasets}
+    results = {
+        name: boundaries(PRESETS[name], backends, args.dtype, args.seed, args.steps, args.resolution)
+        for name in args.datasets
+    }
     text = finding(results)
     fig = plot(results, backends, args.dtype)
-    numbers = {name: {"accuracy": r["accuracy"], "disagreement": r["disagreement"], "off_boundary": r["off_boundary"],
-                      "spec": r["spec"].describe(),
-                      "optimizer": r["optimizer"], "steps": r["steps"]} for name, r in results.items()}
-    report([save_figure(fig, args.out, "boundaries"), save_json({"finding": text, **numbers}, args.out, "boundaries")],
-           text)
+    numbers = {
+        name: {
+            "accuracy": r["accuracy"],
+            "disagreement": r["disagreement"],
+            "off_boundary": r["off_boundary"],
+            "spec": r["spec"].describe(),
+            "optimizer": r["optimizer"],
+            "steps": r["steps"],
+        }
+        for name, r in results.items()
+    }
+    report(
+        [save_figure(fig, args.out, "boundaries"), save_json({"finding": text, **numbers}, args.out, "boundaries")],
+        text,
+    )
     return 0

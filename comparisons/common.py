@@ -48,7 +48,13 @@ class Defaults:
 
 XOR = Defaults()
 SPIRALS = Defaults(
-    dataset="spirals", n=300, noise=0.1, sizes=(2, 16, 16, 3), loss="softmax_ce", optimizer="adam", lr=0.01,
+    dataset="spirals",
+    n=300,
+    noise=0.1,
+    sizes=(2, 16, 16, 3),
+    loss="softmax_ce",
+    optimizer="adam",
+    lr=0.01,
     steps=1000,
 )
 
@@ -158,7 +164,9 @@ def make_parser(prog: str, description: str, defaults: Defaults | None, epilog: 
     )
     parser.add_argument("--out", type=Path, default=Path("out"), help="folder for figures and numbers (default: out/)")
     parser.add_argument(
-        "--backends", type=backend_list, default=list(BACKENDS),
+        "--backends",
+        type=backend_list,
+        default=list(BACKENDS),
         help="comma-separated backends to run (default: all installed of numpy,torch,jax)",
     )
     if defaults is None:
@@ -168,14 +176,27 @@ def make_parser(prog: str, description: str, defaults: Defaults | None, epilog: 
     g.add_argument("--dataset", choices=list(DATASETS), default=d.dataset, help=f"default: {d.dataset}")
     g.add_argument("--n", type=positive_int, default=d.n, help="samples (default: the dataset's; xor: its 4 points)")
     g.add_argument("--noise", type=non_negative_float, default=d.noise, help="Gaussian noise of the samples")
-    g.add_argument("--sizes", type=layer_sizes, default=d.sizes,
-                   help=f"layer widths, input to output (default: {','.join(map(str, d.sizes))})")
-    g.add_argument("--spec", type=spec_shorthand, default=None, metavar="SIZES[:ACT[:LOSS]]",
-                   help="shorthand for --sizes/--activation/--loss, e.g. 2,8,1:relu:bce")
+    g.add_argument(
+        "--sizes",
+        type=layer_sizes,
+        default=d.sizes,
+        help=f"layer widths, input to output (default: {','.join(map(str, d.sizes))})",
+    )
+    g.add_argument(
+        "--spec",
+        type=spec_shorthand,
+        default=None,
+        metavar="SIZES[:ACT[:LOSS]]",
+        help="shorthand for --sizes/--activation/--loss, e.g. 2,8,1:relu:bce",
+    )
     g.add_argument("--activation", choices=ACTIVATIONS, default=d.activation, help=f"default: {d.activation}")
     g.add_argument("--loss", choices=LOSSES, default=d.loss, help=f"default: {d.loss}")
-    g.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
-                   help=f"sgd, momentum (SGD with 0.9), adam, adamw (default: {d.optimizer})")
+    g.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default=d.optimizer,
+        help=f"sgd, momentum (SGD with 0.9), adam, adamw (default: {d.optimizer})",
+    )
     g.add_argument("--lr", type=positive_float, default=d.lr, help=f"learning rate (default: {d.lr:g})")
     g.add_argument("--steps", type=positive_int, default=d.steps, help=f"training steps (default: {d.steps})")
     g.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="minibatch size (default: full batch)")
@@ -184,8 +205,12 @@ def make_parser(prog: str, description: str, defaults: Defaults | None, epilog: 
 
 
 def make_optimizer(name: str, lr: float) -> Optimizer:
-    return {"sgd": lambda: SGD(lr), "momentum": lambda: SGD(lr, momentum=0.9), "adam": lambda: Adam(lr),
-            "adamw": lambda: AdamW(lr)}[name]()
+    return {
+        "sgd": lambda: SGD(lr),
+        "momentum": lambda: SGD(lr, momentum=0.9),
+        "adam": lambda: Adam(lr),
+        "adamw": lambda: AdamW(lr),
+    }[name]()
 
 
 def build_problem(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Problem:
@@ -210,8 +235,15 @@ def build_problem(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     if args.batch_size is not None and args.batch_size > len(data):
         parser.error(f"--batch-size {args.batch_size} is larger than the dataset ({len(data)} samples)")
     return Problem(
-        data, spec, init_params(spec, seed=args.seed), data.X, y, make_optimizer(args.optimizer, args.lr),
-        args.steps, args.seed, args.batch_size,
+        data,
+        spec,
+        init_params(spec, seed=args.seed),
+        data.X,
+        y,
+        make_optimizer(args.optimizer, args.lr),
+        args.steps,
+        args.seed,
+        args.batch_size,
     )
 
 
@@ -235,8 +267,17 @@ def pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
-                         "axes.spines.right": False, "legend.fontsize": 8, "legend.framealpha": 0.85})
+    plt.rcParams.update(
+        {
+            "figure.dpi": 110,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "legend.fontsize": 8,
+            "legend.framealpha": 0.85,
+        }
+    )
     return plt
 
 

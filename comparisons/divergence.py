@@ -47,8 +47,16 @@ def train_all(problem: Problem, backends: list[str], record_every: int) -> dict[
         for name in backends:
             note(f"training {name} {dtype} ({problem.steps} steps)")
             runs[name, dtype] = get_backend(name, dtype).train(
-                problem.spec, problem.params, problem.X, problem.y, problem.optimizer, problem.steps,
-                batch_size=problem.batch_size, seed=problem.seed, record_every=record_every, on_nonfinite="stop",
+                problem.spec,
+                problem.params,
+                problem.X,
+                problem.y,
+                problem.optimizer,
+                problem.steps,
+                batch_size=problem.batch_size,
+                seed=problem.seed,
+                record_every=record_every,
+                on_nonfinite="stop",
             )
     return runs
 
@@ -72,15 +80,25 @@ def divergence_numbers(runs: dict[tuple[str, str], Trajectory], problem: Problem
         for a, b in itertools.combinations(backends, 2):
             c = compare(runs[a, dtype], runs[b, dtype], tol)
             out["pairs"][f"{a} vs {b} {dtype}"] = {
-                "pair": [a, b], "dtype": dtype, "steps": c.steps, "gap": scaled_gaps(runs[a, dtype], runs[b, dtype], c.steps),
-                "max_rel": c.max_rel, "max_abs": c.max_abs,
-                "loss_abs": c.loss_abs, "first_exceeded": c.first_exceeded, "rtol": tol.rtol, "atol": tol.atol,
+                "pair": [a, b],
+                "dtype": dtype,
+                "steps": c.steps,
+                "gap": scaled_gaps(runs[a, dtype], runs[b, dtype], c.steps),
+                "max_rel": c.max_rel,
+                "max_abs": c.max_abs,
+                "loss_abs": c.loss_abs,
+                "first_exceeded": c.first_exceeded,
+                "rtol": tol.rtol,
+                "atol": tol.atol,
             }
     for name in backends:
         c = compare(runs[name, "float32"], runs[name, "float64"], trajectory_tolerance("float32", problem))
         out["precision"][name] = {
-            "steps": c.steps, "gap": scaled_gaps(runs[name, "float32"], runs[name, "float64"], c.steps),
-            "max_rel": c.max_rel, "max_abs": c.max_abs, "first_exceeded": c.first_exceeded,
+            "steps": c.steps,
+            "gap": scaled_gaps(runs[name, "float32"], runs[name, "float64"], c.steps),
+            "max_rel": c.max_rel,
+            "max_abs": c.max_abs,
+            "first_exceeded": c.first_exceeded,
         }
     out["losses"] = {f"{name} {dtype}": t.losses for (name, dtype), t in runs.items()}
     out["diverged_at"] = {f"{name} {dtype}": t.diverged_at for (name, dtype), t in runs.items()}
@@ -108,9 +126,7 @@ def finding(numbers: dict) -> str:
             f"backend's float32 run is {min(precision):.1e}–{max(precision):.1e} from its own float64 run: {verdict}."
         )
     if cross64:
-        parts.append(
-            f"In float64 the backends end within {max(cross64):.1e} of each other — a few ε: the same math."
-        )
+        parts.append(f"In float64 the backends end within {max(cross64):.1e} of each other — a few ε: the same math.")
     if exceeded:
         parts.append("Tolerance first exceeded: " + ", ".join(f"{k} at step {s}" for k, s in exceeded.items()) + ".")
     else:
@@ -124,33 +140,68 @@ def plot(numbers: dict, problem: Problem, dtype_tols: dict):
     for p in numbers["pairs"].values():
         a, b = p["pair"]
         style = "-" if p["dtype"] == "float32" else "--"
-        ax.plot(p["steps"], np.maximum(p["gap"], FLOOR), style, color=PAIR_COLORS[a, b], lw=1.6,
-                label=f"{a} vs {b}, {p['dtype']}")
+        ax.plot(
+            p["steps"],
+            np.maximum(p["gap"], FLOOR),
+            style,
+            color=PAIR_COLORS[a, b],
+            lw=1.6,
+            label=f"{a} vs {b}, {p['dtype']}",
+        )
         if p["first_exceeded"] is not None:
             i = min(np.searchsorted(p["steps"], p["first_exceeded"]), len(p["steps"]) - 1)
-            ax.plot(p["steps"][i], max(p["gap"][i], FLOOR), "X", color=PAIR_COLORS[a, b], ms=10, mec="k",
-                    label=f"{a} vs {b} {p['dtype']} leaves tolerance (step {p['first_exceeded']})")
+            ax.plot(
+                p["steps"][i],
+                max(p["gap"][i], FLOOR),
+                "X",
+                color=PAIR_COLORS[a, b],
+                ms=10,
+                mec="k",
+                label=f"{a} vs {b} {p['dtype']} leaves tolerance (step {p['first_exceeded']})",
+            )
     for name, p in numbers["precision"].items():
-        ax.plot(p["steps"], np.maximum(p["gap"], FLOOR), ":", color=BACKEND_COLORS[name], lw=2.4,
-                label=f"{name}: float32 vs its own float64")
+        ax.plot(
+            p["steps"],
+            np.maximum(p["gap"], FLOOR),
+            ":",
+            color=BACKEND_COLORS[name],
+            lw=2.4,
+            label=f"{name}: float32 vs its own float64",
+        )
     right = ax.get_yaxis_transform()
     for dtype, eps in EPS.items():
         ax.axhline(eps, color="0.55", lw=0.8)
         ax.text(0.995, eps, f"{dtype} ε", transform=right, ha="right", va="bottom", fontsize=8, color="0.35")
     for dtype, tol in dtype_tols.items():
         ax.axhline(tol.rtol, color="k", lw=0.9, ls=(0, (6, 3)))
-        ax.text(0.995, tol.rtol, f"{dtype} trajectory tolerance (rtol {tol.rtol:g})", transform=right, ha="right",
-                va="bottom", fontsize=8)
+        ax.text(
+            0.995,
+            tol.rtol,
+            f"{dtype} trajectory tolerance (rtol {tol.rtol:g})",
+            transform=right,
+            ha="right",
+            va="bottom",
+            fontsize=8,
+        )
     ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel("parameter gap  max|θa − θb| / max|θ|")
-    ax.set_title("Where the backends drift apart — solid: float32 pairs, dashed: float64 pairs,\n"
-                 "dotted: each backend's float32 run against its own float64 run")
+    ax.set_title(
+        "Where the backends drift apart — solid: float32 pairs, dashed: float64 pairs,\n"
+        "dotted: each backend's float32 run against its own float64 run"
+    )
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3)
     for key, losses in numbers["losses"].items():
         name, dtype = key.split()
-        ax_loss.plot(np.arange(len(losses)), losses, "-" if dtype == "float32" else "--",
-                     color=BACKEND_COLORS[name], lw=1.2, alpha=0.8, label=key)
+        ax_loss.plot(
+            np.arange(len(losses)),
+            losses,
+            "-" if dtype == "float32" else "--",
+            color=BACKEND_COLORS[name],
+            lw=1.2,
+            alpha=0.8,
+            label=key,
+        )
     ax_loss.set_yscale("log")
     ax_loss.set_xlabel("training step")
     ax_loss.set_ylabel("training loss")
@@ -162,10 +213,16 @@ def plot(numbers: dict, problem: Problem, dtype_tols: dict):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser("divergence", __doc__.split("\n\n")[1], XOR, epilog=(
-        "examples:\n  python -m comparisons divergence\n"
-        "  python -m comparisons divergence --dataset spirals --n 200 --sizes 2,16,16,3 --loss softmax_ce "
-        "--optimizer adam --lr 0.01 --steps 1000"))
+    parser = make_parser(
+        "divergence",
+        __doc__.split("\n\n")[1],
+        XOR,
+        epilog=(
+            "examples:\n  python -m comparisons divergence\n"
+            "  python -m comparisons divergence --dataset spirals --n 200 --sizes 2,16,16,3 --loss softmax_ce "
+            "--optimizer adam --lr 0.01 --steps 1000"
+        ),
+    )
     parser.add_argument("--points", type=int, default=200, help="recorded steps along the run (default: 200)")
     args = parser.parse_args(argv)
     problem = build_problem(parser, args)
@@ -175,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     tols = {dtype: trajectory_tolerance(dtype, problem) for dtype in DTYPES}
     fig = plot(numbers, problem, tols)
     text = finding(numbers)
-    paths = [save_figure(fig, args.out, "divergence"),
-             save_json({"problem": problem.describe(), "finding": text, **numbers}, args.out, "divergence")]
+    paths = [
+        save_figure(fig, args.out, "divergence"),
+        save_json({"problem": problem.describe(), "finding": text, **numbers}, args.out, "divergence"),
+    ]
     report(paths, text)
     return 0

@@ -14,7 +14,17 @@ import itertools
 import numpy as np
 
 from backends import get_backend
-from comparisons.common import SPIRALS, Problem, build_problem, installed, make_parser, pyplot, report, save_figure, save_json
+from comparisons.common import (
+    SPIRALS,
+    Problem,
+    build_problem,
+    installed,
+    make_parser,
+    pyplot,
+    report,
+    save_figure,
+    save_json,
+)
 from shared.training import minibatch_schedule
 
 DTYPES = ("float64", "float32")
@@ -44,8 +54,9 @@ def gradient_gaps(problem: Problem, backends: list[str]) -> dict:
     X, y = one_batch(problem)
     out: dict = {"gaps": {}, "worst": {}, "n_layers": problem.spec.n_layers}
     for dtype in DTYPES:
-        grads = {name: get_backend(name, dtype).loss_and_grads(problem.spec, problem.params, X, y)[1]
-                 for name in backends}
+        grads = {
+            name: get_backend(name, dtype).loss_and_grads(problem.spec, problem.params, X, y)[1] for name in backends
+        }
         worst = (-1.0, "")
         for a, b in itertools.combinations(backends, 2):
             gaps = layer_gaps(grads[a], grads[b])
@@ -65,16 +76,22 @@ def finding(numbers: dict) -> str:
         pairs = [gaps for (d, _, _), gaps in numbers["gaps"].items() if d == dtype]
         per_layer = np.array([max(gaps[l].max() for gaps in pairs) for l in range(numbers["n_layers"])])
         spread = per_layer.max() / max(per_layer.min(), 1e-300)
-        layers = ("spread over every layer alike (the largest per-layer gaps are within "
-                  f"{spread:.0f}× of each other)" if spread < 10 else
-                  f"concentrated in layer {int(per_layer.argmax())} ({spread:.0f}× the least affected layer)")
-        parts.append(f"In {dtype} the largest gradient gap is {gap:.1e} of its layer's largest gradient, at {where}, "
-                     f"{layers}.")
+        layers = (
+            f"spread over every layer alike (the largest per-layer gaps are within {spread:.0f}× of each other)"
+            if spread < 10
+            else f"concentrated in layer {int(per_layer.argmax())} ({spread:.0f}× the least affected layer)"
+        )
+        parts.append(
+            f"In {dtype} the largest gradient gap is {gap:.1e} of its layer's largest gradient, at {where}, {layers}."
+        )
     g32, g64 = numbers["worst"].get("float32", (0, ""))[0], numbers["worst"].get("float64", (0, ""))[0]
     if g32 and g64:
         ratio, eps_ratio = g32 / max(g64, 1e-300), float(np.finfo(np.float32).eps / np.finfo(np.float64).eps)
-        how = ("about the ratio of the two machine epsilons" if 0.1 < ratio / eps_ratio < 10 else
-               "not the ratio of the two machine epsilons")
+        how = (
+            "about the ratio of the two machine epsilons"
+            if 0.1 < ratio / eps_ratio < 10
+            else "not the ratio of the two machine epsilons"
+        )
         parts.append(f"The float32 gaps are {ratio:.0e}× the float64 ones, {how} ({eps_ratio:.0e}).")
     return " ".join(parts)
 
@@ -85,8 +102,9 @@ def plot(numbers: dict, problem: Problem):
     plt = pyplot()
     keys = list(numbers["gaps"])
     n_layers = problem.spec.n_layers
-    fig, axes = plt.subplots(len(keys), n_layers, figsize=(3.2 * n_layers + 1.5, 2.1 * len(keys) + 0.8),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        len(keys), n_layers, figsize=(3.2 * n_layers + 1.5, 2.1 * len(keys) + 0.8), squeeze=False, layout="constrained"
+    )
     # In units of each dtype's machine epsilon, so float32 and float64 share one colour scale.
     norm = LogNorm(vmin=1e-2, vmax=30)
     for row, key in enumerate(keys):
@@ -94,8 +112,9 @@ def plot(numbers: dict, problem: Problem):
         eps = float(np.finfo(dtype).eps)
         for l, gap in enumerate(numbers["gaps"][key]):
             ax = axes[row, l]
-            im = ax.imshow(np.clip(gap / eps, 1e-2, None), norm=norm, cmap="magma", aspect="auto",
-                           interpolation="nearest")
+            im = ax.imshow(
+                np.clip(gap / eps, 1e-2, None), norm=norm, cmap="magma", aspect="auto", interpolation="nearest"
+            )
             ax.axhline(gap.shape[0] - 1.5, color="w", lw=0.8)  # W rows above, the bias row below
             ax.set_xticks([])
             ax.set_yticks([gap.shape[0] - 1], ["b"])
@@ -110,8 +129,12 @@ def plot(numbers: dict, problem: Problem):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser("gradients", __doc__.split("\n\n")[1], SPIRALS,
-                         epilog="example: python -m comparisons gradients --sizes 2,32,32,3 --activation gelu")
+    parser = make_parser(
+        "gradients",
+        __doc__.split("\n\n")[1],
+        SPIRALS,
+        epilog="example: python -m comparisons gradients --sizes 2,32,32,3 --activation gelu",
+    )
     args = parser.parse_args(argv)
     problem = build_problem(parser, args)
     backends = installed(args.backends)
@@ -120,7 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     numbers = gradient_gaps(problem, backends)
     text = finding(numbers)
     fig = plot(numbers, problem)
-    data = {"problem": problem.describe(), "finding": text, "worst": numbers["worst"],
-            "gaps": {" ".join(k): v for k, v in numbers["gaps"].items()}}
+    data = {
+        "problem": problem.describe(),
+        "finding": text,
+        "worst": numbers["worst"],
+        "gaps": {" ".join(k): v for k, v in numbers["gaps"].items()},
+    }
     report([save_figure(fig, args.out, "gradients"), save_json(data, args.out, "gradients")], text)
     return 0

@@ -43,8 +43,16 @@ def parity_rows(problem: Problem, backends: list[str], dtypes: list[str]) -> lis
             be = get_backend(name, dtype)
             loss, grads = be.loss_and_grads(problem.spec, problem.params, problem.X, problem.y)
             try:
-                trained = be.train(problem.spec, problem.params, problem.X, problem.y, problem.optimizer,
-                                   problem.steps, problem.batch_size, problem.seed).params
+                trained = be.train(
+                    problem.spec,
+                    problem.params,
+                    problem.X,
+                    problem.y,
+                    problem.optimizer,
+                    problem.steps,
+                    problem.batch_size,
+                    problem.seed,
+                ).params
             except TrainingDiverged as e:
                 note(f"{name} {dtype}: {e}")
                 trained = None
@@ -57,7 +65,9 @@ def parity_rows(problem: Problem, backends: list[str], dtypes: list[str]) -> lis
                 ("grads", ra[2], rb[2], tolerance(dtype, "grads")),
             ]
             if ra[3] is not None and rb[3] is not None:
-                checks.append((f"params after {problem.steps} steps", ra[3], rb[3], trajectory_tolerance(dtype, problem)))
+                checks.append(
+                    (f"params after {problem.steps} steps", ra[3], rb[3], trajectory_tolerance(dtype, problem))
+                )
             for quantity, x, y, tol in checks:
                 c = closeness(x, y, tol)
                 rows.append(Row(dtype, (a, b), quantity, c.max_abs, c.max_rel, tol, c.ok))
@@ -67,8 +77,15 @@ def parity_rows(problem: Problem, backends: list[str], dtypes: list[str]) -> lis
 def format_table(rows: list[Row]) -> str:
     header = ("dtype", "pair", "quantity", "max |a−b|", "max rel", "tolerance", "result")
     body = [
-        (r.dtype, f"{r.pair[0]} vs {r.pair[1]}", r.quantity, f"{r.max_abs:.2e}", f"{r.max_rel:.2e}",
-         f"rtol {r.tol.rtol:.0e} atol {r.tol.atol:.0e}", "ok" if r.ok else "FAIL")
+        (
+            r.dtype,
+            f"{r.pair[0]} vs {r.pair[1]}",
+            r.quantity,
+            f"{r.max_abs:.2e}",
+            f"{r.max_rel:.2e}",
+            f"rtol {r.tol.rtol:.0e} atol {r.tol.atol:.0e}",
+            "ok" if r.ok else "FAIL",
+        )
         for r in rows
     ]
     widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header))]
@@ -101,10 +118,29 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Parity on {problem.describe()}\n")
     print(format_table(rows))
     failed = [r for r in rows if not r.ok]
-    path = save_json({"problem": problem.describe(), "rows": [
-        {"dtype": r.dtype, "pair": list(r.pair), "quantity": r.quantity, "max_abs": r.max_abs, "max_rel": r.max_rel,
-         "rtol": r.tol.rtol, "atol": r.tol.atol, "ok": r.ok} for r in rows]}, args.out, "parity")
+    path = save_json(
+        {
+            "problem": problem.describe(),
+            "rows": [
+                {
+                    "dtype": r.dtype,
+                    "pair": list(r.pair),
+                    "quantity": r.quantity,
+                    "max_abs": r.max_abs,
+                    "max_rel": r.max_rel,
+                    "rtol": r.tol.rtol,
+                    "atol": r.tol.atol,
+                    "ok": r.ok,
+                }
+                for r in rows
+            ],
+        },
+        args.out,
+        "parity",
+    )
     print(f"\nwrote {path}")
-    print(f"\n{len(rows) - len(failed)} of {len(rows)} comparisons within tolerance"
-          + (f"; {len(failed)} beyond it." if failed else "."))
+    print(
+        f"\n{len(rows) - len(failed)} of {len(rows)} comparisons within tolerance"
+        + (f"; {len(failed)} beyond it." if failed else ".")
+    )
     return 1 if failed else 0

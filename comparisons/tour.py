@@ -39,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
             learned.append(name)
         shown = problem.X[:4] if len(problem.X) <= 4 else problem.X[:0]
         points = "  ".join(f"{x[0]:g}{x[1]:g}→{c}" for x, c in zip(shown, predicted))
-        print(f"  {name:<6} loss {traj.losses[0]:.4f} → {traj.losses[-1]:.6f}   {points}   "
-              f"({traj.meta['wall_time_s']:.2f} s)")
+        print(
+            f"  {name:<6} loss {traj.losses[0]:.4f} → {traj.losses[-1]:.6f}   {points}   "
+            f"({traj.meta['wall_time_s']:.2f} s)"
+        )
     missed = [name for name in backends if name not in learned]
     if missed:
         print(f"  Every training point right: {', '.join(learned) or 'none'}; not: {', '.join(missed)}.")
@@ -54,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         rows = parity.parity_rows(problem, backends, ["float64", "float32"])
         print(parity.format_table(rows))
         failed = sum(not r.ok for r in rows)
-        print(f"  {len(rows) - failed} of {len(rows)} comparisons within tolerance. float64 gaps are a few ε (1e-16);"
-              " float32 gaps a few float32 ε (1e-7).")
+        print(
+            f"  {len(rows) - failed} of {len(rows)} comparisons within tolerance. float64 gaps are a few ε (1e-16);"
+            " float32 gaps a few float32 ε (1e-7)."
+        )
 
         heading("3. Divergence: framework or precision?")
         runs = divergence.train_all(problem, backends, record_every=max(1, problem.steps // 200))
@@ -67,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {text}")
 
     heading("4. Decision boundaries: do they learn the same function?")
-    results = {name: boundaries.boundaries(boundaries.PRESETS[name], backends, "float32", args.seed, None, 150)
-               for name in ("xor", "moons")}
+    results = {
+        name: boundaries.boundaries(boundaries.PRESETS[name], backends, "float32", args.seed, None, 150)
+        for name in ("xor", "moons")
+    }
     text = boundaries.finding(results)
     paths.append(save_figure(boundaries.plot(results, backends, "float32"), args.out, "boundaries"))
     print(f"  {text}")
@@ -76,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     heading("Figures")
     for path in paths:
         print(f"  {path}")
-    print(f"\nDone in {time.perf_counter() - start:.0f} s. Next: `python -m comparisons` lists every comparison and lesson;"
-          " `make test` runs the parity suite; read backends/numpy_backend.py top to bottom.")
+    print(
+        f"\nDone in {time.perf_counter() - start:.0f} s. Next: `python -m comparisons` lists every comparison and"
+        " lesson; `make test` runs the parity suite; read backends/numpy_backend.py top to bottom."
+    )
     return 0

@@ -88,8 +88,11 @@ def finding(numbers: dict, steps: int) -> str:
         f"Settled first (within 1% of its range of its final value): {fast}. Still moving latest: {slow} "
         f"(of {steps} steps). "
     )
-    text += (f"Oscillating — the update direction reversed most often: {osc}. " if osc else
-             "No weight ever reversed direction: every one moved monotonically. ")
+    text += (
+        f"Oscillating — the update direction reversed most often: {osc}. "
+        if osc
+        else "No weight ever reversed direction: every one moved monotonically. "
+    )
     text += f"The backends' curves are never more than {gap:.1e} of the largest weight apart."
     return text
 
@@ -118,8 +121,12 @@ def plot(numbers: dict, spec, problem_text: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser("weights", __doc__.split("\n\n")[1], XOR,
-                         epilog="example: python -m comparisons weights --optimizer momentum --lr 0.3")
+    parser = make_parser(
+        "weights",
+        __doc__.split("\n\n")[1],
+        XOR,
+        epilog="example: python -m comparisons weights --optimizer momentum --lr 0.3",
+    )
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="default: float64")
     args = parser.parse_args(argv)
     problem = build_problem(parser, args)
@@ -130,13 +137,27 @@ def main(argv: list[str] | None = None) -> int:
     for name in backends:
         note(f"training {name} {args.dtype}")
         runs[name] = get_backend(name, args.dtype).train(
-            problem.spec, problem.params, problem.X, problem.y, problem.optimizer, problem.steps,
-            batch_size=problem.batch_size, seed=problem.seed, record_every=1, on_nonfinite="stop",
+            problem.spec,
+            problem.params,
+            problem.X,
+            problem.y,
+            problem.optimizer,
+            problem.steps,
+            batch_size=problem.batch_size,
+            seed=problem.seed,
+            record_every=1,
+            on_nonfinite="stop",
         )
     numbers = weight_numbers(runs, problem.spec)
     text = finding(numbers, problem.steps)
     fig = plot(numbers, problem.spec, problem.describe())
-    data = {"problem": problem.describe(), "finding": text, "names": numbers["names"], "settle_step": numbers["settle"],
-            "direction_reversals": numbers["flips"], "max_gap": numbers["gap"]}
+    data = {
+        "problem": problem.describe(),
+        "finding": text,
+        "names": numbers["names"],
+        "settle_step": numbers["settle"],
+        "direction_reversals": numbers["flips"],
+        "max_gap": numbers["gap"],
+    }
     report([save_figure(fig, args.out, "weights"), save_json(data, args.out, "weights")], text)
     return 0

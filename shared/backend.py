@@ -61,9 +61,7 @@ class Backend(ABC):
         _check_finite_result(y_hat, "forward output", self)
         return y_hat
 
-    def loss_and_grads(
-        self, spec: MLPSpec, params: Params, X: np.ndarray, y: np.ndarray
-    ) -> tuple[float, Params]:
+    def loss_and_grads(self, spec: MLPSpec, params: Params, X: np.ndarray, y: np.ndarray) -> tuple[float, Params]:
         """The mean loss over the batch (a Python float) and its gradient w.r.t. every parameter,
         in the structure of `params` (canonical (in, out) layout), numpy, this backend's dtype."""
         spec, params, X, y = self._prepare(spec, params, X, y)
@@ -166,9 +164,7 @@ class Backend(ABC):
         """Logits (n, sizes[-1]) as an array numpy can read."""
 
     @abstractmethod
-    def _loss_and_grads(
-        self, spec: MLPSpec, params: Params, X: np.ndarray, y: np.ndarray
-    ) -> tuple[float, Params]:
+    def _loss_and_grads(self, spec: MLPSpec, params: Params, X: np.ndarray, y: np.ndarray) -> tuple[float, Params]:
         """(loss, grads) with grads in the canonical layout; arrays numpy can read."""
 
     @abstractmethod

@@ -47,13 +47,10 @@ def check_params(spec: MLPSpec, params: object, arg: str = "params") -> Params:
     """
     if not isinstance(params, Sequence) or isinstance(params, (str, bytes)):
         raise TypeError(
-            f"{arg} must be a list of {{'W': array, 'b': array}} dicts, one per layer; "
-            f"got {type(params).__name__}"
+            f"{arg} must be a list of {{'W': array, 'b': array}} dicts, one per layer; got {type(params).__name__}"
         )
     if len(params) != spec.n_layers:
-        raise ValueError(
-            f"{arg} has {len(params)} layers but spec sizes={spec.sizes} has {spec.n_layers}"
-        )
+        raise ValueError(f"{arg} has {len(params)} layers but spec sizes={spec.sizes} has {spec.n_layers}")
     out: Params = []
     for l, (layer, (fan_in, fan_out)) in enumerate(zip(params, spec.layer_shapes)):
         if not isinstance(layer, dict) or set(layer) != {"W", "b"}:
@@ -66,8 +63,7 @@ def check_params(spec: MLPSpec, params: object, arg: str = "params") -> Params:
             if W.shape == (fan_out, fan_in):
                 hint = " This looks like torch's (out, in) layout; the canonical layout is (in, out): pass W.T."
             raise ValueError(
-                f"{arg}[{l}]['W'] must have shape (fan_in, fan_out) = {(fan_in, fan_out)}; "
-                f"got {W.shape}.{hint}"
+                f"{arg}[{l}]['W'] must have shape (fan_in, fan_out) = {(fan_in, fan_out)}; got {W.shape}.{hint}"
             )
         if b.shape != (fan_out,):
             raise ValueError(f"{arg}[{l}]['b'] must have shape {(fan_out,)}; got {b.shape}")
@@ -87,9 +83,7 @@ def as_float_array(value: object, arg: str) -> np.ndarray:
         a = a.astype(np.float64)
     if not np.all(np.isfinite(a)):
         bad = np.argwhere(~np.isfinite(a))[0]
-        raise ValueError(
-            f"{arg} must be finite; found {a[tuple(bad)]} at index {tuple(int(i) for i in bad)}"
-        )
+        raise ValueError(f"{arg} must be finite; found {a[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
     return a
 
 

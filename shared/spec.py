@@ -49,9 +49,7 @@ class MLPSpec:
             raise TypeError(f"sizes must be a sequence of layer widths like (2, 4, 1); got {sizes!r}")
         sizes = tuple(sizes)
         if len(sizes) < 2:
-            raise ValueError(
-                f"sizes needs at least 2 entries (input width, output width); got {sizes!r}"
-            )
+            raise ValueError(f"sizes needs at least 2 entries (input width, output width); got {sizes!r}")
         for i, w in enumerate(sizes):
             if isinstance(w, bool) or not isinstance(w, numbers.Integral):
                 raise TypeError(f"sizes[{i}] must be a positive integer; got {w!r} in sizes={sizes!r}")

@@ -52,9 +52,7 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("float32", "forward"): Tolerance(
         1e-4, 1e-5, "float32 ε = 1.2e-7; reordered sums of up to a few hundred terms stay below ~1e-5"
     ),
-    ("float32", "grads"): Tolerance(
-        1e-4, 1e-5, "as forward, plus the cancellation in (σ(z) − y) and softmax − onehot"
-    ),
+    ("float32", "grads"): Tolerance(1e-4, 1e-5, "as forward, plus the cancellation in (σ(z) − y) and softmax − onehot"),
     ("float64", "fd"): Tolerance(
         1e-5, 1e-7, "central differences, h = 1e-6: truncation ~h² ≈ 1e-12, rounding ~ε/h ≈ 1e-10"
     ),

@@ -1,12 +1,12 @@
 """Training trajectories: what a run did, step by step, in one object you can save and compare.
 
-    traj = be.train(spec, params, X, y, optimizer=Adam(lr=0.01), steps=500, record_every=50)
-    traj.losses          # (steps,) the loss of the batch each step trained on, before its update
-    traj.grad_norms      # (steps,) the global L2 norm of that step's gradient
-    traj.snapshot_steps  # (m,) e.g. [0, 50, ..., 500]: params *before* that step's update
-    traj.snapshots       # m params lists (none unless record_every is set)
-    traj.params          # final params (canonical numpy layout, the backend's dtype)
-    compare(traj_numpy, traj_torch, tolerance("float64", "trajectory")).first_exceeded
+traj = be.train(spec, params, X, y, optimizer=Adam(lr=0.01), steps=500, record_every=50)
+traj.losses          # (steps,) the loss of the batch each step trained on, before its update
+traj.grad_norms      # (steps,) the global L2 norm of that step's gradient
+traj.snapshot_steps  # (m,) e.g. [0, 50, ..., 500]: params *before* that step's update
+traj.snapshots       # m params lists (none unless record_every is set)
+traj.params          # final params (canonical numpy layout, the backend's dtype)
+compare(traj_numpy, traj_torch, tolerance("float64", "trajectory")).first_exceeded
 """
 
 from __future__ import annotations
@@ -145,4 +145,3 @@ def compare(a: Trajectory, b: Trajectory, tol: Tolerance) -> TrajectoryCompariso
     if len(a) != len(b) and first is None:
         first = n  # one stopped (diverged) where the other went on
     return TrajectoryComparison(np.array(steps, np.int64), np.array(max_abs), np.array(max_rel), loss_abs, first, tol)
-

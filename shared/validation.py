@@ -30,9 +30,7 @@ def check_dtype(dtype: object) -> str:
 
 def check_spec(spec: object) -> MLPSpec:
     if not isinstance(spec, MLPSpec):
-        raise TypeError(
-            f"spec must be an MLPSpec (from shared.spec import MLPSpec); got {type(spec).__name__}"
-        )
+        raise TypeError(f"spec must be an MLPSpec (from shared.spec import MLPSpec); got {type(spec).__name__}")
     return spec
 
 
@@ -47,10 +45,7 @@ def check_X(spec: MLPSpec, X: object) -> np.ndarray:
     if X.shape[0] == 0:
         raise ValueError(f"X is an empty batch (shape {X.shape}); need at least one sample")
     if X.shape[1] != spec.n_features:
-        raise ValueError(
-            f"X must have {spec.n_features} features (sizes[0] of spec {spec.sizes}); "
-            f"got shape {X.shape}"
-        )
+        raise ValueError(f"X must have {spec.n_features} features (sizes[0] of spec {spec.sizes}); got shape {X.shape}")
     return X
 
 
@@ -86,10 +81,7 @@ def check_y(spec: MLPSpec, y: object, n: int) -> np.ndarray:
     if y_arr.shape != want:
         hint = ""
         if y_arr.shape == (n,) and spec.n_outputs == 1:
-            hint = (
-                f" A (n,) target against the (n, 1) output would broadcast to ({n}, {n}); "
-                "use y.reshape(-1, 1)."
-            )
+            hint = f" A (n,) target against the (n, 1) output would broadcast to ({n}, {n}); use y.reshape(-1, 1)."
         raise ValueError(f"y for loss={spec.loss!r} must have the output's shape {want}; got {y_arr.shape}.{hint}")
     if spec.loss == "bce" and ((y_arr < 0) | (y_arr > 1)).any():
         i = np.argwhere((y_arr < 0) | (y_arr > 1))[0]

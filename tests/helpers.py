@@ -54,10 +54,12 @@ def finite_difference_grads(spec: MLPSpec, params: Params, X, y, h: float) -> Pa
         for k, value in layer.items():
             g = np.zeros_like(value)
             for i in np.ndindex(value.shape):
+
                 def loss_at(v, i=i, k=k, l=l):
                     shifted = [{kk: vv.copy() for kk, vv in lay.items()} for lay in params]
                     shifted[l][k][i] = v
                     return numpy_loss(spec, shifted, X, y)
+
                 g[i] = (loss_at(value[i] + h) - loss_at(value[i] - h)) / (2 * h)
             grads[l][k] = g
     return grads

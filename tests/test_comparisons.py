@@ -31,7 +31,9 @@ def test_scaled_gap_is_max_abs_difference_over_max_abs_parameter():
     a = be.train(XOR_SPEC, init_params(XOR_SPEC), data.X, data.targets(XOR_SPEC), SGD(0.5), 20, record_every=10)
     b = be.train(XOR_SPEC, init_params(XOR_SPEC), data.X, data.targets(XOR_SPEC), SGD(0.51), 20, record_every=10)
     gaps = scaled_gaps(a, b, np.array([0, 10, 20]))
-    for gap, pa, pb in zip(gaps, [a.snapshots[0], a.snapshots[1], a.params], [b.snapshots[0], b.snapshots[1], b.params]):
+    for gap, pa, pb in zip(
+        gaps, [a.snapshots[0], a.snapshots[1], a.params], [b.snapshots[0], b.snapshots[1], b.params]
+    ):
         va = np.concatenate([pa[0]["W"].ravel(), pa[0]["b"], pa[1]["W"].ravel(), pa[1]["b"]])
         vb = np.concatenate([pb[0]["W"].ravel(), pb[0]["b"], pb[1]["W"].ravel(), pb[1]["b"]])
         assert gap == pytest.approx(np.max(np.abs(va - vb)) / max(np.max(np.abs(va)), np.max(np.abs(vb))))

@@ -33,7 +33,9 @@ def test_missing_framework_says_what_to_install(monkeypatch):
     real = backends.importlib.util.find_spec
     monkeypatch.setattr(backends.importlib.util, "find_spec", lambda m: None if m == "torch" else real(m))
     assert "torch" not in available_backends()
-    with pytest.raises(BackendUnavailable, match=r"needs torch, which is not installed.*pip install -c constraints.txt torch"):
+    with pytest.raises(
+        BackendUnavailable, match=r"needs torch, which is not installed.*pip install -c constraints.txt torch"
+    ):
         get_backend("torch")
 
 

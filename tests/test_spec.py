@@ -33,7 +33,11 @@ def test_one_activation_name_applies_to_every_hidden_layer():
         (dict(sizes="241"), TypeError, "sizes must be a sequence"),
         (dict(sizes=(2, 4, 1), activation="swish"), ValueError, r"activation must be one of 'identity'.*got 'swish'"),
         (dict(sizes=(2, 4, 4, 1), activation=("tanh",)), ValueError, r"activation must be one name or 2 names"),
-        (dict(sizes=(2, 4, 1), loss="hinge"), ValueError, r"loss must be one of 'mse', 'bce', 'softmax_ce'; got 'hinge'"),
+        (
+            dict(sizes=(2, 4, 1), loss="hinge"),
+            ValueError,
+            r"loss must be one of 'mse', 'bce', 'softmax_ce'; got 'hinge'",
+        ),
         (dict(sizes=(2, 4, 2), loss="bce"), ValueError, r"loss='bce' needs one output"),
         (dict(sizes=(2, 4, 1), loss="softmax_ce"), ValueError, r"loss='softmax_ce' needs at least 2 outputs"),
     ],
@@ -73,7 +77,9 @@ def test_check_params_catches_torch_layout_with_a_hint():
     spec = MLPSpec((3, 5, 2), "tanh", "mse")
     p = init_params(spec)
     p[0]["W"] = p[0]["W"].T  # (5, 3): torch's (out, in)
-    with pytest.raises(ValueError, match=r"params\[0\]\['W'\] must have shape .* \(3, 5\); got \(5, 3\).*torch's \(out, in\)"):
+    with pytest.raises(
+        ValueError, match=r"params\[0\]\['W'\] must have shape .* \(3, 5\); got \(5, 3\).*torch's \(out, in\)"
+    ):
         check_params(spec, p)
 
 
@@ -82,10 +88,26 @@ def test_check_params_catches_torch_layout_with_a_hint():
     [
         (lambda p: p[:1], ValueError, "params has 1 layers but spec"),
         (lambda p: [p[0], {"W": p[1]["W"]}], ValueError, r"params\[1\] must be a dict with exactly the keys"),
-        (lambda p: [p[0], {**p[1], "b": np.zeros(3)}], ValueError, r"params\[1\]\['b'\] must have shape \(2,\); got \(3,\)"),
-        (lambda p: [p[0], {**p[1], "b": np.array([0.0, np.nan])}], ValueError, r"params\[1\]\['b'\] must be finite; found nan"),
-        (lambda p: [p[0], {**p[1], "W": np.full((5, 2), np.inf)}], ValueError, r"params\[1\]\['W'\] must be finite; found inf"),
-        (lambda p: [p[0], {**p[1], "W": np.full((5, 2), "a")}], TypeError, r"params\[1\]\['W'\] must hold real numbers"),
+        (
+            lambda p: [p[0], {**p[1], "b": np.zeros(3)}],
+            ValueError,
+            r"params\[1\]\['b'\] must have shape \(2,\); got \(3,\)",
+        ),
+        (
+            lambda p: [p[0], {**p[1], "b": np.array([0.0, np.nan])}],
+            ValueError,
+            r"params\[1\]\['b'\] must be finite; found nan",
+        ),
+        (
+            lambda p: [p[0], {**p[1], "W": np.full((5, 2), np.inf)}],
+            ValueError,
+            r"params\[1\]\['W'\] must be finite; found inf",
+        ),
+        (
+            lambda p: [p[0], {**p[1], "W": np.full((5, 2), "a")}],
+            TypeError,
+            r"params\[1\]\['W'\] must hold real numbers",
+        ),
         (lambda p: {"W": 1}, TypeError, "params must be a list"),
     ],
 )

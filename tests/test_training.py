@@ -149,8 +149,14 @@ def test_trajectory_records_what_produced_it_and_round_trips(tmp_path):
     )
     assert traj.snapshot_steps.tolist() == [0, 5, 10, 15] and len(traj.snapshots) == 4
     assert traj.meta["backend"] == "numpy" and traj.meta["dtype"] == "float32"
-    assert traj.meta["optimizer"] == {"name": "Adam", "lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
-                                      "weight_decay": 0.0}
+    assert traj.meta["optimizer"] == {
+        "name": "Adam",
+        "lr": 0.01,
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "eps": 1e-8,
+        "weight_decay": 0.0,
+    }
     assert traj.meta["spec"]["sizes"] == [3, 6, 5, 2] and traj.meta["wall_time_s"] > 0
     assert traj.losses.dtype == np.float32 and traj.params[0]["W"].dtype == np.float32
     back = Trajectory.load(traj.save(tmp_path / "run"))
