@@ -141,3 +141,26 @@ def test_each_command_writes_its_files_and_a_finding(command, tmp_path, capsys):
         if name.endswith(".json"):
             data = json.loads((tmp_path / name).read_text())
             assert data.get("finding") or data.get("rows")
+
+
+def _numbers(cross32, cross64, precision):
+    pairs = {f"p{i} float32": {"dtype": "float32", "gap": [g], "first_exceeded": None} for i, g in enumerate(cross32)}
+    pairs |= {f"p{i} float64": {"dtype": "float64", "gap": [g], "first_exceeded": None} for i, g in enumerate(cross64)}
+    return {"pairs": pairs, "precision": {f"b{i}": {"gap": [g]} for i, g in enumerate(precision)}}
+
+
+@pytest.mark.parametrize(
+    "cross32, cross64, precision, says",
+    [
+        ([1e-8], [1e-16], [1e-6], "the precision, not the framework"),
+        ([1e-5], [1e-16], [1e-7], "here the framework matters"),
+        ([3e-7], [1e-16], [4e-7], "the drift is float32's, not any framework's"),
+        ([0.2], [0.5], [0.3], "these training dynamics are chaotic"),
+    ],
+)
+def test_divergence_finding_follows_the_numbers(cross32, cross64, precision, says):
+    from comparisons.divergence import finding
+
+    text = finding(_numbers(cross32, cross64, precision))
+    assert says in text
+    assert ("a few ε: the same math" in text) == (max(cross64) < 1e-10)
