@@ -33,14 +33,17 @@ def linear_forward(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
     return X @ W + b  # (n, fan_in) @ (fan_in, fan_out) + (fan_out,) -> (n, fan_out)
 
 
-def linear_backward(dZ: np.ndarray, X: np.ndarray, W: np.ndarray):
+def linear_backward(dZ: np.ndarray, X: np.ndarray, W: np.ndarray, need_dX: bool = True):
     """Given dL/dZ, return (dL/dX, dL/dW, dL/db):
 
     dL/dX = dL/dZ · Wᵀ        each input feeds every output through W
     dL/dW = Xᵀ · dL/dZ        summed over the batch by the matrix product
     dL/db = Σₙ dL/dZ          the bias is added to every row
+
+    The first layer's input is the data, which needs no gradient: need_dX=False skips that matmul
+    (torch and JAX skip it too, since nothing asks for it).
     """
-    dX = dZ @ W.T  # (n, fan_out) @ (fan_out, fan_in) -> (n, fan_in)
+    dX = dZ @ W.T if need_dX else None  # (n, fan_out) @ (fan_out, fan_in) -> (n, fan_in)
     dW = X.T @ dZ  # (fan_in, n) @ (n, fan_out)      -> (fan_in, fan_out)
     db = dZ.sum(axis=0)  # (n, fan_out)              -> (fan_out,)
     return dX, dW, db
@@ -204,7 +207,7 @@ def mlp_backward(spec: MLPSpec, params: Params, cache, dY: np.ndarray) -> Params
             dZ = activation_backward(dA, Z, A)  # (n, sizes[l+1])
         else:
             dZ = dA
-        dA, grads[l]["W"], grads[l]["b"] = linear_backward(dZ, A_in, params[l]["W"])
+        dA, grads[l]["W"], grads[l]["b"] = linear_backward(dZ, A_in, params[l]["W"], need_dX=l > 0)
     return grads
 
 
@@ -282,9 +285,9 @@ def loss_and_grads(spec: MLPSpec, params: Params, X: np.ndarray, y: np.ndarray):
     return loss, mlp_backward(spec, params, cache, dY)
 
 
-def global_norm(grads: Params) -> np.floating:
-    """‖g‖ = sqrt(Σ g²) over every parameter."""
-    return np.sqrt(sum(np.sum(g * g) for layer in grads for g in layer.values()))
+def global_norm(grads: Params) -> float:
+    """‖g‖ = sqrt(Σ g²) over every parameter (np.vdot(g, g) is Σ g², without a temporary array)."""
+    return np.sqrt(sum(np.vdot(g, g) for layer in grads for g in layer.values()))
 
 
 class NumpyBackend(Backend):
@@ -307,9 +310,9 @@ class NumpyBackend(Backend):
         spec, params, X, y, batches = (state[k] for k in ("spec", "params", "X", "y", "batches"))
         losses = np.zeros(stop - start, self.np_dtype)
         norms = np.zeros(stop - start, self.np_dtype)
-        for i, t in enumerate(range(start, stop)):
-            Xb, yb = (X, y) if batches is None else (X[batches[t]], y[batches[t]])  # (b, d), (b, ...)
-            with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught just below
+        with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught below, step by step
+            for i, t in enumerate(range(start, stop)):
+                Xb, yb = (X, y) if batches is None else (X[batches[t]], y[batches[t]])  # (b, d), (b, ...)
                 loss, grads = loss_and_grads(spec, params, Xb, yb)
                 losses[i], norms[i] = loss, global_norm(grads)
                 if not (np.isfinite(losses[i]) and np.isfinite(norms[i])):

@@ -121,6 +121,7 @@ class TorchBackend(Backend):
         model = build_model(spec, params, self.torch_dtype)
         return dict(
             model=model,
+            weights=list(model.parameters()),  # listed once: model.parameters() walks the module tree
             opt=make_optimizer(optimizer, model),
             loss_fn=LOSSES[spec.loss],
             X=to_torch(X),
@@ -129,7 +130,8 @@ class TorchBackend(Backend):
         )
 
     def _train_steps(self, state, start, stop):
-        model, opt, loss_fn, X, y, batches = (state[k] for k in ("model", "opt", "loss_fn", "X", "y", "batches"))
+        model, weights, opt, loss_fn = (state[k] for k in ("model", "weights", "opt", "loss_fn"))
+        X, y, batches = (state[k] for k in ("X", "y", "batches"))
         losses = np.zeros(stop - start, self.np_dtype)
         norms = np.zeros(stop - start, self.np_dtype)
         for i, t in enumerate(range(start, stop)):
@@ -137,7 +139,7 @@ class TorchBackend(Backend):
             opt.zero_grad()
             loss = loss_fn(model(Xb), yb)
             loss.backward()
-            norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters()])
+            norm = torch.nn.utils.get_total_norm([w.grad for w in weights])
             losses[i], norms[i] = loss.item(), norm.item()  # on the CPU, .item() costs no device sync
             if not (np.isfinite(losses[i]) and np.isfinite(norms[i])):
                 return losses[: i + 1], norms[: i + 1]  # diverged: skip opt.step()
