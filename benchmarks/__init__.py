@@ -1,0 +1,1 @@
+"""Training-speed benchmarks: python -m benchmarks (the report) and pytest benchmarks (pytest-benchmark)."""

@@ -1,0 +1,166 @@
+"""python -m benchmarks [--quick] [--out DIR] — training speed per backend, against the machine's limits.
+
+Measures, in one run so every ratio is side by side: each framework's float32 matmul peak and
+dispatch cost; trigrad's `train` per backend and size (steps/s, GFLOP/s, % of peak, compile time);
+the bare loop for the same math and the ratio between the two; fused variants (JAX lax.scan,
+torch.compile). Writes benchmarks.md, benchmarks.json and two figures to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from backends import BACKENDS
+from benchmarks.report import markdown, run_report
+from benchmarks.workloads import WORKLOADS
+
+COLORS = {"numpy": "#1f77b4", "torch": "#d62728", "jax": "#2ca02c"}  # as in every trigrad figure
+MARKERS = {"trigrad train": "o", "bare loop": "s", "bare lax.scan": "^", "torch.compile": "D"}
+STYLES = {"trigrad train": "-", "bare loop": "--", "bare lax.scan": ":", "torch.compile": "-."}
+
+
+def plot(report: dict, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["rows"]
+    flops = {name: w.flops_per_step for name, w in WORKLOADS.items()}
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(9, 6), layout="constrained")
+    for backend in COLORS:
+        for variant in MARKERS:
+            pts = sorted(
+                (flops[r["workload"]], r["steps_per_s"])
+                for r in rows
+                if r["backend"] == backend and r["variant"] == variant
+            )
+            if pts:
+                x, y = zip(*pts)
+                ax.plot(
+                    x, y, STYLES[variant], marker=MARKERS[variant], color=COLORS[backend], label=f"{backend} {variant}"
+                )
+    x = np.logspace(np.log10(min(flops.values())) - 0.3, np.log10(max(flops.values())) + 0.3, 50)
+    for backend, peak in report["peaks_gflops"].items():
+        ax.plot(x, peak * 1e9 / x, color=COLORS[backend], lw=0.8, alpha=0.5)
+    ax.plot([], [], color="0.5", lw=0.8, label="compute bound: peak GFLOP/s ÷ FLOPs per step")
+    for name, f in flops.items():
+        ax.annotate(
+            name,
+            (f, ax.get_ylim()[0] if False else 1),
+            textcoords="offset points",
+            xytext=(0, 4),
+            ha="center",
+            fontsize=8,
+            color="0.4",
+        )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("FLOPs per training step (6 · batch · Σ fan_in·fan_out)")
+    ax.set_ylabel("training steps per second")
+    ax.set_title("Overhead-bound (flat, left) to compute-bound (on the peak lines, right)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    paths.append(out / "steps_vs_flops.png")
+    fig.savefig(paths[-1])
+    plt.close(fig)
+
+    sizes = [s for s in ("small", "medium", "large") if any(r["workload"] == s for r in rows)]
+    bars = [(b, v) for b in COLORS for v in MARKERS if any(r["backend"] == b and r["variant"] == v for r in rows)]
+    fig, ax = plt.subplots(figsize=(10, 5.5), layout="constrained")
+    width = 0.8 / max(len(bars), 1)
+    for i, (backend, variant) in enumerate(bars):
+        vals = [
+            next(
+                (r["gflops"] for r in rows if (r["workload"], r["backend"], r["variant"]) == (s, backend, variant)), 0.0
+            )
+            for s in sizes
+        ]
+        ax.bar(
+            np.arange(len(sizes)) + (i - len(bars) / 2 + 0.5) * width,
+            vals,
+            width,
+            color=COLORS[backend],
+            alpha={"trigrad train": 1.0, "bare loop": 0.55, "bare lax.scan": 0.35, "torch.compile": 0.75}[variant],
+            hatch={"torch.compile": "//"}.get(variant, ""),
+            edgecolor="k",
+            lw=0.4,
+            label=f"{backend} {variant}",
+        )
+    for backend, peak in report["peaks_gflops"].items():
+        ax.axhline(peak, color=COLORS[backend], ls="--", lw=1)
+        ax.text(
+            len(sizes) - 0.5,
+            peak,
+            f"{backend} matmul peak {peak:.0f}",
+            color=COLORS[backend],
+            ha="right",
+            va="bottom",
+            fontsize=8,
+        )
+    ax.set_xticks(
+        range(len(sizes)), [f"{s}\n{WORKLOADS[s].spec.describe()}, batch {WORKLOADS[s].batch}" for s in sizes]
+    )
+    ax.set_ylabel("achieved GFLOP/s (float32)")
+    ax.set_title("Achieved training throughput against each framework's own matmul peak")
+    ax.legend(fontsize=8, ncol=3, loc="upper left")
+    paths.append(out / "gflops_vs_peak.png")
+    fig.savefig(paths[-1])
+    plt.close(fig)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="sizes: " + "; ".join(f"{n} {w.spec.describe()} batch {w.batch}" for n, w in WORKLOADS.items()),
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="short timings, sizes xor/small/medium only (under a minute); noisier numbers",
+    )
+    parser.add_argument("--out", type=Path, default=Path("out/benchmarks"), help="default: out/benchmarks/")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated (default: all installed)")
+    parser.add_argument(
+        "--sizes",
+        default=None,
+        help=f"comma-separated from {', '.join(WORKLOADS)} (default: all; --quick: all but large)",
+    )
+    args = parser.parse_args(argv)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()] if args.sizes else None
+    if bad := [b for b in backends if b not in BACKENDS]:
+        parser.error(f"--backends: unknown {', '.join(bad)}; expected names from {', '.join(BACKENDS)}")
+    if bad := [s for s in sizes or [] if s not in WORKLOADS]:
+        parser.error(f"--sizes: unknown {', '.join(bad)}; expected names from {', '.join(WORKLOADS)}")
+    start = time.perf_counter()
+    report = run_report(args.quick, backends, sizes, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = markdown(report)
+    (args.out / "benchmarks.md").write_text(text)
+    (args.out / "benchmarks.json").write_text(json.dumps(report, indent=2) + "\n")
+    paths = [args.out / "benchmarks.md", args.out / "benchmarks.json"]
+    try:
+        paths += plot(report, args.out)
+    except ImportError:
+        print("matplotlib is not installed: no figures (pip install matplotlib)", file=sys.stderr)
+    print(text)
+    for p in paths:
+        print(f"wrote {p}")
+    print(f"({time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

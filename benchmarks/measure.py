@@ -1,0 +1,196 @@
+"""How the benchmarks time things, and the machine facts every report states.
+
+`time_runner` times a `run(steps)` callable the same way for every backend and variant:
+  1. the very first call, run(1), against later 1-step calls: the difference is compile time (JAX
+     traces and compiles; torch.compile compiles on its first call);
+  2. calibration: n from the 1-step time, refined by one call of run(n), so run(n) takes ~target_s;
+  3. the fastest of a few calls of run(n) and of run(2n), each after an untimed warm-up call.
+     Per step: (t(2n) − t(n)) / n — fixed per-call costs (validation, conversion at the borders)
+     cancel out, and are reported on their own as t(n) − n · per step.
+Fastest-of-repeats is the measurement least disturbed by the rest of the machine.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Timing:
+    steps: int  # n: the shorter of the two timed runs (the other is 2n)
+    per_step_s: float  # (t(2n) − t(n)) / n: the cost of one more step, fixed costs cancelled out
+    per_call_s: float  # t(n) − n · per_step: what a call costs besides its steps (validation, conversion)
+    first_call_s: float  # the very first call, 1 step: imports, tracing, compiling, first-touch allocation
+    one_step_s: float  # a later 1-step call
+
+    @property
+    def steps_per_s(self) -> float:
+        return 1.0 / self.per_step_s
+
+    @property
+    def compile_s(self) -> float:
+        """First call minus a steady call of the same length: tracing, compiling, first-touch allocation."""
+        return max(0.0, self.first_call_s - self.one_step_s)
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _steady(run: Callable[[int], None], steps: int, repeats: int) -> float:
+    """The fastest of `repeats` calls of run(steps), after one untimed call (which compiles that length)."""
+    run(steps)
+    return min(_timed(lambda: run(steps)) for _ in range(repeats))
+
+
+def time_runner(run: Callable[[int], None], target_s: float, repeats: int = 3, min_steps: int = 4) -> Timing:
+    """Time `run(steps)`: per-step cost from two run lengths, n and 2n, with n chosen so that run(n)
+    takes about `target_s`; per-call cost is what is left of t(n)."""
+    first = _timed(lambda: run(1))
+    one = min(_timed(lambda: run(1)) for _ in range(repeats))
+    steps = max(min_steps, int(target_s / max(one, 1e-7)))
+    took = _steady(run, steps, 1)  # refine: a 1-step call overstates the per-step cost by the per-call cost
+    steps = max(min_steps, int(steps * target_s / max(took, 1e-9)))
+    if steps >= 1000:  # whole chunks of 1000: trigrad's JAX train then reuses its compiled 1000-step scan
+        steps = steps // 1000 * 1000
+    t1, t2 = _steady(run, steps, repeats), _steady(run, 2 * steps, repeats)
+    # Timing noise can make the difference implausible; a step costs at most t(2n)/2n (that is, with
+    # no per-call cost at all), and we do not believe less than half of that.
+    per_step = min(max((t2 - t1) / steps, t2 / (4 * steps)), t2 / (2 * steps))
+    return Timing(steps, per_step, max(0.0, t1 - steps * per_step), first, one)
+
+
+def peak_matmul_gflops(framework: str, n: int = 1024, target_s: float = 0.3) -> float:
+    """float32 n×n @ n×n in `framework`, in GFLOP/s (2n³ flops per product), fastest of 3."""
+    import numpy as np
+
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    if framework == "numpy":
+        matmul = lambda k: [a @ a for _ in range(k)]  # noqa: E731
+    elif framework == "torch":
+        import torch
+
+        t = torch.from_numpy(a)
+        matmul = lambda k: [t @ t for _ in range(k)]  # noqa: E731
+    else:
+        import jax
+        import jax.numpy as jnp
+
+        j = jnp.asarray(a)
+        f = jax.jit(lambda x: x @ x)
+
+        def matmul(k):
+            for _ in range(k):
+                out = f(j)
+            out.block_until_ready()
+
+    timing = time_runner(matmul, target_s)
+    return 2 * n**3 * timing.steps_per_s / 1e9
+
+
+def dispatch_us(framework: str, target_s: float = 0.2) -> float:
+    """The cost of the smallest operation, a 1-element add, in µs per call: the floor under any step."""
+    import numpy as np
+
+    if framework == "numpy":
+        x = np.ones(1, np.float32)
+        op = lambda k: [x + x for _ in range(k)]  # noqa: E731
+    elif framework == "torch":
+        import torch
+
+        x = torch.ones(1)
+        op = lambda k: [x + x for _ in range(k)]  # noqa: E731
+    else:
+        import jax
+        import jax.numpy as jnp
+
+        x = jnp.ones(1, jnp.float32)
+        f = jax.jit(lambda v: v + v)
+
+        def op(k):
+            for _ in range(k):
+                out = f(x)
+            out.block_until_ready()
+
+    return 1e6 / time_runner(op, target_s).steps_per_s
+
+
+def machine_facts() -> dict:
+    """What ran: CPU, BLAS kernel and threads of each framework, the environment that changes them."""
+    facts: dict = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "env": {
+            k: os.environ.get(k)
+            for k in (
+                "OPENBLAS_CORETYPE",
+                "OPENBLAS_L2_SIZE",
+                "OMP_NUM_THREADS",
+                "OPENBLAS_NUM_THREADS",
+                "MKL_NUM_THREADS",
+                "XLA_FLAGS",
+            )
+        },
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+        facts["cpu"] = model
+    except OSError:
+        facts["cpu"] = platform.processor() or None
+    import numpy as np
+
+    facts["numpy"] = np.__version__
+    if importlib.util.find_spec("torch"):
+        import torch
+
+        config = torch.__config__.show()
+        facts["torch"] = {
+            "version": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "interop_threads": torch.get_num_interop_threads(),
+            "blas": "MKL" if "BLAS_INFO=mkl" in config else ("OpenBLAS" if "openblas" in config.lower() else "?"),
+            "cpu_capability": next(
+                (line.split(":")[1].strip() for line in config.splitlines() if "CPU capability" in line), None
+            ),
+        }
+    if importlib.util.find_spec("jax"):
+        import jax
+
+        facts["jax"] = {
+            "version": jax.__version__,
+            "devices": [str(d) for d in jax.devices()],
+            "x64": bool(jax.config.jax_enable_x64),
+        }
+    if importlib.util.find_spec("threadpoolctl"):
+        from threadpoolctl import threadpool_info
+
+        facts["threadpools"] = [
+            {k: info.get(k) for k in ("internal_api", "num_threads", "architecture", "version", "prefix")}
+            for info in threadpool_info()
+        ]
+    return facts
+
+
+def scan_iteration_us(target_s: float = 0.2) -> float:
+    """JAX only: the cost of one iteration of a one-op lax.scan on this machine, in µs — the floor under
+    any fused training step."""
+    import jax
+    import jax.numpy as jnp
+
+    # sin(c): a body XLA cannot fold away (an empty or affine body would be computed in closed form)
+    loop = jax.jit(lambda c, n: jax.lax.scan(lambda c, _: (jnp.sin(c), None), c, None, length=n)[0], static_argnums=1)
+    c = jnp.zeros((), jnp.float32)
+    n = 100_000
+    loop(c, n).block_until_ready()
+    start = time.perf_counter()
+    loop(c, n).block_until_ready()
+    return 1e6 * (time.perf_counter() - start) / n
