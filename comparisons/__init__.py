@@ -13,4 +13,10 @@ COMMANDS = {
         "comparisons.weights",
         "every weight over training, backends overlaid; which converge, which oscillate",
     ),
+    "hidden-layer": ("comparisons.hidden_layer", "lesson: XOR cannot be learned without a hidden layer"),
+    "learning-rates": ("comparisons.learning_rates", "lesson: too small is slow, too large diverges"),
+    "seeds": ("comparisons.seeds", "lesson: different seeds, different solutions (up to symmetry), some stuck"),
+    "noise": ("comparisons.noise", "lesson: train vs test loss as the network grows; memorizing the noise"),
+    "paths": ("comparisons.paths", "lesson: path strengths input→hidden→output in XOR, during training"),
+    "code": ("comparisons.code", "one concept in NumPy, torch and JAX, side by side (or --html FILE)"),
 }

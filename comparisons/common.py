@@ -154,8 +154,11 @@ def backend_list(text: str) -> list[str]:
     return names
 
 
-def make_parser(prog: str, description: str, defaults: Defaults | None, epilog: str = "") -> argparse.ArgumentParser:
-    """A parser with --out and --backends, plus the problem options when `defaults` is given."""
+def make_parser(
+    prog: str, description: str, defaults: Defaults | None, epilog: str = "", one_backend: bool = False
+) -> argparse.ArgumentParser:
+    """A parser with --out and --backends (or --backend, for the lessons, which run one), plus the
+    problem options when `defaults` is given."""
     parser = argparse.ArgumentParser(
         prog=f"python -m comparisons {prog}",
         description=description,
@@ -163,12 +166,17 @@ def make_parser(prog: str, description: str, defaults: Defaults | None, epilog: 
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", type=Path, default=Path("out"), help="folder for figures and numbers (default: out/)")
-    parser.add_argument(
-        "--backends",
-        type=backend_list,
-        default=list(BACKENDS),
-        help="comma-separated backends to run (default: all installed of numpy,torch,jax)",
-    )
+    if one_backend:
+        parser.add_argument(
+            "--backend", choices=BACKENDS, default="numpy", help="the backend to train with (default: numpy)"
+        )
+    else:
+        parser.add_argument(
+            "--backends",
+            type=backend_list,
+            default=list(BACKENDS),
+            help="comma-separated backends to run (default: all installed of numpy,torch,jax)",
+        )
     if defaults is None:
         return parser
     d = defaults
@@ -245,6 +253,16 @@ def build_problem(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         args.seed,
         args.batch_size,
     )
+
+
+def one_installed(parser: argparse.ArgumentParser, name: str) -> str:
+    """--backend NAME, or a parser error that says how to install it."""
+    if name not in available_backends():
+        parser.error(
+            f"--backend {name}: not installed here (installed: {', '.join(available_backends())}); "
+            "`make test` sets up .venv with every backend"
+        )
+    return name
 
 
 def installed(requested: list[str]) -> list[str]:

@@ -107,6 +107,10 @@ def test_unknown_command_is_an_error(capsys):
         (["weights", "--spec", "2,4,1:swish"], "unknown activation 'swish' in --spec"),
         (["boundaries", "--datasets", "xor,mnist"], "expected names from xor, moons"),
         (["gradients", "--batch-size", "5000"], "--batch-size 5000 is larger than the dataset"),
+        (["learning-rates", "--min-lr", "1", "--max-lr", "0.1"], "need 0 < --min-lr < --max-lr"),
+        (["noise", "--widths", "2,x"], "--widths: expected positive integers"),
+        (["seeds", "--sizes", "3,2,1"], "--sizes must start with 2"),
+        (["code", "attention"], "unknown concept 'attention'"),
     ],
 )
 def test_bad_options_get_a_clear_message(argv, message, capsys):
@@ -123,6 +127,11 @@ COMMAND_RUNS = {
     "boundaries": (["--datasets", "xor", "--steps", "50", "--resolution", "40"], ["boundaries.png", "boundaries.json"]),
     "weights": (["--steps", "40"], ["weights.png", "weights.json"]),
     "tour": (["--steps", "60"], ["divergence.png", "boundaries.png"]),
+    "hidden-layer": (["--steps", "200", "--seeds", "1"], ["hidden-layer.png", "hidden-layer.json"]),
+    "learning-rates": (["--steps", "100", "--points", "3"], ["learning-rates.png", "learning-rates.json"]),
+    "seeds": (["--seeds", "3", "--steps", "200"], ["seeds.png", "seeds.json"]),
+    "noise": (["--steps", "100", "--widths", "2,8", "--n", "40"], ["noise.png", "noise.json"]),
+    "paths": (["--steps", "50"], ["paths.png", "paths.json"]),
 }
 
 
