@@ -1,0 +1,235 @@
+"""code: one concept, three implementations, side by side.
+
+Prints how NumPy (by hand), torch and JAX each implement a concept — the linear layer, an activation,
+a loss, an optimizer, a training step — in three aligned columns that fit the terminal (one after
+another when it is narrow). The code is read from the backend files themselves, so it is never
+stale; no framework is imported to do it. --html FILE writes the same as a page with highlighting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import html
+import shutil
+import textwrap
+from pathlib import Path
+
+from backends import BACKENDS
+from comparisons.common import backend_list
+from shared.spec import ACTIVATIONS, LOSSES
+
+BACKEND_FILES = {
+    "numpy": Path(__file__).resolve().parent.parent / "backends" / "numpy_backend.py",
+    "torch": Path(__file__).resolve().parent.parent / "backends" / "torch_backend.py",
+    "jax": Path(__file__).resolve().parent.parent / "backends" / "jax_backend.py",
+}
+
+# concept -> (one line for the listing, {backend: [symbols]}). A symbol is a top-level function, class
+# or assignment ("mlp"), a method ("TorchBackend._train_steps"), or one entry of a dict ("LOSSES:bce").
+CONCEPTS: dict[str, tuple[str, dict[str, list[str]]]] = {
+    "linear": (
+        "the affine layer Z = X·W + b and its gradients",
+        {"numpy": ["linear_forward", "linear_backward"], "torch": ["MLP"], "jax": ["mlp"]},
+    ),
+    **{
+        act: (
+            f"the {act} activation and its derivative",
+            {
+                "numpy": [f"{act}_forward", f"{act}_backward"]
+                if act != "gelu"
+                else ["_erf", "_std_normal_cdf", "gelu_forward", "gelu_backward"],
+                "torch": [f"ACTIVATIONS:{act}"],
+                "jax": [f"ACTIVATIONS:{act}"],
+            },
+        )
+        for act in ACTIVATIONS
+    },
+    **{
+        loss: (
+            f"the {loss} loss and its gradient with respect to the logits",
+            {
+                "numpy": (
+                    [f"{loss}_forward", f"{loss}_backward"]
+                    if loss != "softmax_ce"
+                    else ["_log_softmax", "softmax_ce_forward", "softmax_ce_backward"]
+                ),
+                "torch": [f"LOSSES:{loss}"],
+                "jax": [f"LOSSES:{loss}"],
+            },
+        )
+        for loss in LOSSES
+    },
+    "backprop": (
+        "the whole network's forward pass and its gradient: by hand, autograd, jax.grad",
+        {
+            "numpy": ["mlp_forward", "mlp_backward", "loss_and_grads"],
+            "torch": ["build_model", "TorchBackend._loss_and_grads"],
+            "jax": ["loss_fn", "loss_and_grads"],
+        },
+    ),
+    "sgd": (
+        "SGD with momentum and weight decay",
+        {"numpy": ["SGDUpdate"], "torch": ["make_optimizer"], "jax": ["make_optimizer"]},
+    ),
+    "adam": ("Adam and AdamW", {"numpy": ["AdamUpdate"], "torch": ["make_optimizer"], "jax": ["make_optimizer"]}),
+    "train_step": (
+        "the training loop: loss, gradients, norm, update",
+        {
+            "numpy": ["NumpyBackend._train_steps"],
+            "torch": ["TorchBackend._train_steps"],
+            "jax": ["train_chunk", "JaxBackend._train_steps"],
+        },
+    ),
+}
+
+
+def _span(node: ast.AST) -> tuple[int, int]:
+    first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+    return first, node.end_lineno
+
+
+def extract(source: str, symbol: str) -> str:
+    """The source lines of one symbol (see CONCEPTS) in a module's source."""
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    name, _, key = symbol.partition(":")
+    outer, _, method = name.partition(".")
+    for node in tree.body:
+        names = [node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else []
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = [t.id for t in targets if isinstance(t, ast.Name)]
+        if outer not in names:
+            continue
+        if method:
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name == method:
+                    start, end = _span(item)
+                    return textwrap.dedent("\n".join(lines[start - 1 : end]))
+            break
+        if key:
+            for k, v in zip(node.value.keys, node.value.values):
+                if isinstance(k, ast.Constant) and k.value == key:
+                    return "\n".join(line.strip() for line in lines[k.lineno - 1 : v.end_lineno])
+            break
+        start, end = _span(node)
+        return "\n".join(lines[start - 1 : end])
+    raise KeyError(f"{symbol!r} not found")
+
+
+def concept_code(concept: str) -> dict[str, str]:
+    """{backend: source text} for one concept."""
+    _, symbols = CONCEPTS[concept]
+    out = {}
+    for backend, names in symbols.items():
+        source = BACKEND_FILES[backend].read_text()
+        out[backend] = "\n\n".join(extract(source, name) for name in names)
+    return out
+
+
+def _wrap(line: str, width: int) -> list[str]:
+    if len(line) <= width:
+        return [line]
+    indent = len(line) - len(line.lstrip())
+    head, rest = line[:width], line[width:]
+    pieces = [head]
+    while rest:
+        room = max(8, width - indent - 2)
+        pieces.append(" " * indent + "↪ " + rest[:room])
+        rest = rest[room:]
+    return pieces
+
+
+def columns(code: dict[str, str], width: int) -> str:
+    """Side by side when each column gets ≥ 40 characters, one after another otherwise."""
+    names = list(code)
+    gap = " │ "
+    col = (width - len(gap) * (len(names) - 1)) // len(names)
+    if col < 40:
+        parts = []
+        for name in names:
+            rule = "─" * min(width, 80)
+            parts.append(f"{rule}\n{name}: {BACKEND_FILES[name].name}\n{rule}\n{code[name]}")
+        return "\n\n".join(parts)
+    blocks = [
+        [f"{name}: {BACKEND_FILES[name].name}", "─" * col]
+        + [piece for line in code[name].splitlines() for piece in _wrap(line, col)]
+        for name in names
+    ]
+    height = max(map(len, blocks))
+    rows = []
+    for i in range(height):
+        cells = [(b[i] if i < len(b) else "").ljust(col) for b in blocks]
+        rows.append(gap.join(cells).rstrip())
+    return "\n".join(rows)
+
+
+def html_page(concept: str, code: dict[str, str]) -> str:
+    try:
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import PythonLexer
+
+        formatter = HtmlFormatter(nowrap=False)
+        render = lambda text: highlight(text, PythonLexer(), formatter)  # noqa: E731
+        style = formatter.get_style_defs(".highlight")
+    except ImportError:  # no pygments: plain, escaped code
+        render = lambda text: f"<pre>{html.escape(text)}</pre>"  # noqa: E731
+        style = ""
+    cells = "".join(
+        f"<section><h2>{name} <small>{BACKEND_FILES[name].name}</small></h2>{render(text)}</section>"
+        for name, text in code.items()
+    )
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>trigrad: {html.escape(concept)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1.5rem; }}
+main {{ display: grid; grid-template-columns: repeat({len(code)}, minmax(0, 1fr)); gap: 1rem; }}
+section {{ border: 1px solid #ddd; border-radius: 6px; padding: 0 0.8rem; overflow-x: auto; }}
+pre {{ font-size: 12px; line-height: 1.35; }}
+h2 small {{ color: #888; font-weight: normal; font-size: 0.7em; }}
+{style}
+</style></head>
+<body><h1>{html.escape(concept)}: {html.escape(CONCEPTS[concept][0])}</h1><main>{cells}</main></body></html>
+"""
+
+
+def listing() -> str:
+    width = max(map(len, CONCEPTS))
+    lines = ["concepts (python -m comparisons code <concept>):"]
+    lines += [f"  {name:<{width}}  {summary}" for name, (summary, _) in CONCEPTS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m comparisons code",
+        description=__doc__.split("\n\n")[1],
+        epilog=listing(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--backends",
+        type=backend_list,
+        default=list(BACKENDS),
+        help="comma-separated columns to show (default: numpy,torch,jax)",
+    )
+    parser.add_argument("concept", nargs="?", help="what to show; leave out to list the concepts")
+    parser.add_argument("--html", type=Path, metavar="FILE", help="also write the comparison as an HTML page")
+    parser.add_argument("--width", type=int, default=None, help="characters per line (default: the terminal's)")
+    args = parser.parse_args(argv)
+    if args.concept is None:
+        print(listing())
+        return 0
+    if args.concept not in CONCEPTS:
+        parser.error(f"unknown concept {args.concept!r}; choose from {', '.join(CONCEPTS)}")
+    code = {name: text for name, text in concept_code(args.concept).items() if name in args.backends}
+    width = args.width or shutil.get_terminal_size((160, 40)).columns
+    print(f"{args.concept}: {CONCEPTS[args.concept][0]}\n")
+    print(columns(code, width))
+    if args.html:
+        args.html.parent.mkdir(parents=True, exist_ok=True)
+        args.html.write_text(html_page(args.concept, code))
+        print(f"\nwrote {args.html}")
+    return 0
