@@ -1,0 +1,115 @@
+"""The learning lab: the numbers behind each lesson's finding, checked independently."""
+
+import numpy as np
+import pytest
+
+from backends import get_backend
+from comparisons import code, hidden_layer, learning_rates, noise, paths, seeds
+from shared.data import xor
+from shared.params import init_params
+from shared.spec import MLPSpec
+
+
+def test_no_linear_model_beats_the_least_squares_line_on_xor():
+    r = hidden_layer.run("numpy", steps=300, seeds=2, hidden_lr=0.5)
+    data = xor()
+    A = np.column_stack([data.X, np.ones(4)])  # the best possible linear fit, solved directly
+    coef, *_ = np.linalg.lstsq(A, data.y.astype(float), rcond=None)
+    best_possible = np.mean((A @ coef - data.y) ** 2)
+    assert best_possible == pytest.approx(0.25)
+    for run in r["linear"]:
+        assert run["min_mse"] >= best_possible - 1e-12
+        assert run["accuracy"] <= 0.75
+    assert r["hidden"]["accuracy"] == 1.0 and r["hidden"]["final_mse"] < 0.01
+    assert "0.2500" in hidden_layer.finding(r)
+
+
+def test_the_diverging_learning_rate_really_diverges():
+    results = learning_rates.sweep("numpy", np.array([0.2, 30.0]), steps=300)
+    for name, (slow_enough, too_fast) in results.items():
+        assert not slow_enough["diverged"] and slow_enough["converged_at"] is not None, name
+        assert too_fast["diverged"] and too_fast["diverged_at"] is not None, name
+        assert np.isfinite(too_fast["losses"]).all()  # kept up to the bad step, never NaN
+    summary = learning_rates.summary(results["xor"])
+    assert summary["best_lr"] == 0.2 and summary["first_diverging_lr"] == 30.0
+    assert "from lr 30 — 150× the best — training diverges" in learning_rates.finding(results, 300)
+
+
+def _symmetric_copy(params, perm, flip):
+    """Permute hidden units and flip the signs of some: the same function, different weights."""
+    W1, b1, W2 = params[0]["W"][:, perm], params[0]["b"][perm], params[1]["W"][perm]
+    s = np.where(flip, -1.0, 1.0)
+    return [{"W": W1 * s, "b": b1 * s}, {"W": W2 * s[:, None], "b": params[1]["b"].copy()}]
+
+
+def test_symmetric_networks_compute_the_same_and_share_a_canonical_form():
+    spec = MLPSpec((2, 3, 1), "tanh", "bce")
+    params = init_params(spec, seed=3)
+    params[0]["b"] = np.array([0.3, -0.2, 0.1])
+    copy = _symmetric_copy(params, [2, 0, 1], [True, False, True])
+    be = get_backend("numpy")
+    X = np.random.default_rng(0).normal(size=(10, 2))
+    np.testing.assert_allclose(be.forward(spec, params, X), be.forward(spec, copy, X), rtol=1e-12)
+    np.testing.assert_allclose(seeds.canonical(params), seeds.canonical(copy), atol=1e-12)
+    other = init_params(spec, seed=4)
+    assert seeds.cluster([seeds.canonical(params), seeds.canonical(copy), seeds.canonical(other)]) == [0, 0, 1]
+
+
+def test_seeds_counts_solved_and_stuck_runs_by_their_predictions():
+    r = seeds.run("numpy", MLPSpec((2, 2, 1), "tanh", "bce"), seeds=6, steps=600, lr=0.3)
+    be, data = get_backend("numpy"), xor()
+    for run in r["runs"]:
+        predicted = (be.forward(MLPSpec((2, 2, 1), "tanh", "bce"), run["params"], data.X)[:, 0] > 0).astype(int)
+        assert run["solved"] == bool((predicted == data.y).all())
+    solved = sum(run["solved"] for run in r["runs"])
+    assert f"{solved} of 6 seeds solve XOR" in seeds.finding(r)
+
+
+def test_noise_tracks_train_and_test_loss_and_names_the_turning_point():
+    r = noise.run("numpy", "moons", n=60, noise=0.3, widths=[2, 64], steps=600, seed=0)
+    wide = r["runs"][64]
+    assert wide["steps"][0] == 0 and wide["steps"][-1] == 600
+    assert wide["train_loss"][-1] < r["runs"][2]["train_loss"][-1]  # wider fits the training half better
+    i = int(np.argmin(wide["test_loss"]))
+    text = noise.finding(r)
+    if wide["test_loss"][-1] > 1.05 * wide["test_loss"][i]:
+        assert f"lowest at step {wide['steps'][i]}" in text
+    else:
+        assert "never turned back up" in text
+
+
+def test_path_strengths_are_products_of_weights_along_the_path():
+    params = init_params(paths.SPEC, seed=1)
+    s = paths.path_strengths(params)
+    assert s.shape == (2, 4)
+    assert s[1, 2] == pytest.approx(params[0]["W"][1, 2] * params[1]["W"][2, 0])
+    ranked = paths.ranking(s)
+    assert sum(share for _, _, share in ranked) == pytest.approx(1.0)
+    assert abs(ranked[0][1]) == pytest.approx(np.abs(s).max())
+
+
+@pytest.mark.parametrize("concept", list(code.CONCEPTS))
+def test_code_view_finds_every_concept_in_every_backend_file(concept):
+    texts = code.concept_code(concept)
+    assert set(texts) == {"numpy", "torch", "jax"}
+    for backend, text in texts.items():
+        assert text.strip(), f"{concept} is empty in {backend}"
+        for symbol in code.CONCEPTS[concept][1][backend]:
+            name = symbol.split(":")[-1].split(".")[-1]
+            assert name.strip("_").split("_")[0] in text, f"{symbol} not in the {backend} text"
+
+
+def test_code_columns_fit_the_width_or_stack():
+    texts = code.concept_code("adam")
+    wide = code.columns(texts, 150)
+    assert max(map(len, wide.splitlines())) <= 150 and "numpy: numpy_backend.py" in wide.splitlines()[0]
+    narrow = code.columns(texts, 80)
+    assert narrow.index("numpy:") < narrow.index("torch:") < narrow.index("jax:")
+
+
+def test_code_writes_a_highlighted_page(tmp_path, capsys):
+    page = tmp_path / "bce.html"
+    assert code.main(["bce", "--html", str(page), "--width", "150"]) == 0
+    text = page.read_text()
+    assert text.startswith("<!doctype html>") and "binary_cross_entropy_with_logits" in text
+    assert "bce_backward" in capsys.readouterr().out
