@@ -45,7 +45,7 @@ def test_targets_say_met_missed_and_why():
     ]
     targets = {t["target"]: t for t in evaluate_targets(rows, {"numpy": 0.5, "torch": 2.0})}
     numpy_xor = targets["train/bare ≤ 1.25 (numpy, xor)"]
-    assert not numpy_xor["met"] and numpy_xor["value"] == "3.00×" and "66.7 µs per step" in numpy_xor["why"]
+    assert not numpy_xor["met"] and numpy_xor["value"] == "3.00×" and "adds 66.7 µs" in numpy_xor["why"]
     assert targets["train/bare ≤ 1.25 (torch, xor)"]["met"]
     peak = targets["≥ 50% of peak (numpy trigrad train, medium)"]
     assert not peak["met"] and "bare loop reaches only 42% too" in peak["why"]
