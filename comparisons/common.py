@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from backends import BACKENDS, available_backends
+from backends import BACKENDS, available_backends, get_backend
 from shared.data import DATASETS, Dataset, make_dataset
 from shared.optim import SGD, Adam, AdamW, Optimizer
 from shared.params import Params, init_params
 from shared.spec import ACTIVATIONS, LOSSES, MLPSpec
+from shared.trajectory import Trajectory
 
 BACKEND_COLORS = {"numpy": "#1f77b4", "torch": "#d62728", "jax": "#2ca02c"}
 """One colour per backend in every figure (blue numpy, red torch, green jax)."""
@@ -71,6 +72,20 @@ class Problem:
     seed: int
     batch_size: int | None
 
+    def train(self, backend: str, dtype: str = "float64", **kwargs) -> Trajectory:
+        """This problem trained on one backend; kwargs go to Backend.train (record_every, ...)."""
+        return get_backend(backend, dtype).train(
+            self.spec,
+            self.params,
+            self.X,
+            self.y,
+            self.optimizer,
+            self.steps,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            **kwargs,
+        )
+
     def describe(self) -> str:
         batch = "full batch" if self.batch_size is None else f"batch {self.batch_size}"
         return (
@@ -82,44 +97,25 @@ class Problem:
 # ---- option types: each rejects bad values with a message argparse shows next to the usage ----
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _number(convert, ok, expected: str):
+    """An argparse type: `convert` the text, then check `ok`; either failure names what was expected."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not np.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number ≥ 0, got {text!r}") from None
-    if not np.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number ≥ 0, got {text}")
-    return value
+positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+non_negative_int = _number(int, lambda v: v >= 0, "an integer ≥ 0")
+positive_float = _number(float, lambda v: np.isfinite(v) and v > 0, "a finite number > 0")
+non_negative_float = _number(float, lambda v: np.isfinite(v) and v >= 0, "a finite number ≥ 0")
 
 
 def layer_sizes(text: str) -> tuple[int, ...]:

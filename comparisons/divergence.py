@@ -16,7 +16,6 @@ import itertools
 
 import numpy as np
 
-from backends import get_backend
 from comparisons.common import (
     BACKEND_COLORS,
     PAIR_COLORS,
@@ -46,18 +45,7 @@ def train_all(problem: Problem, backends: list[str], record_every: int) -> dict[
     for dtype in DTYPES:
         for name in backends:
             note(f"training {name} {dtype} ({problem.steps} steps)")
-            runs[name, dtype] = get_backend(name, dtype).train(
-                problem.spec,
-                problem.params,
-                problem.X,
-                problem.y,
-                problem.optimizer,
-                problem.steps,
-                batch_size=problem.batch_size,
-                seed=problem.seed,
-                record_every=record_every,
-                on_nonfinite="stop",
-            )
+            runs[name, dtype] = problem.train(name, dtype, record_every=record_every, on_nonfinite="stop")
     return runs
 
 

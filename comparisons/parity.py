@@ -43,16 +43,7 @@ def parity_rows(problem: Problem, backends: list[str], dtypes: list[str]) -> lis
             be = get_backend(name, dtype)
             loss, grads = be.loss_and_grads(problem.spec, problem.params, problem.X, problem.y)
             try:
-                trained = be.train(
-                    problem.spec,
-                    problem.params,
-                    problem.X,
-                    problem.y,
-                    problem.optimizer,
-                    problem.steps,
-                    problem.batch_size,
-                    problem.seed,
-                ).params
+                trained = problem.train(name, dtype).params
             except TrainingDiverged as e:
                 note(f"{name} {dtype}: {e}")
                 trained = None

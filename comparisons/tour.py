@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     learned = []
     for name in backends:
         be = get_backend(name, "float64")
-        traj = be.train(problem.spec, problem.params, problem.X, problem.y, problem.optimizer, problem.steps)
+        traj = problem.train(name, "float64")
         predicted = boundaries.predict_classes(be, problem.spec, traj.params, problem.X)
         if np.array_equal(predicted, problem.data.y):
             learned.append(name)

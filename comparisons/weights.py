@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends import get_backend
 from comparisons.common import (
     BACKEND_COLORS,
     XOR,
@@ -136,18 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = {}
     for name in backends:
         note(f"training {name} {args.dtype}")
-        runs[name] = get_backend(name, args.dtype).train(
-            problem.spec,
-            problem.params,
-            problem.X,
-            problem.y,
-            problem.optimizer,
-            problem.steps,
-            batch_size=problem.batch_size,
-            seed=problem.seed,
-            record_every=1,
-            on_nonfinite="stop",
-        )
+        runs[name] = problem.train(name, args.dtype, record_every=1, on_nonfinite="stop")
     numbers = weight_numbers(runs, problem.spec)
     text = finding(numbers, problem.steps)
     fig = plot(numbers, problem.spec, problem.describe())
