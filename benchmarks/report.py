@@ -63,9 +63,11 @@ TORCH_COMPILE_SIZES = ("xor", "medium")  # torch.compile takes ~20 s per size on
 
 def measure_backend(name: str, sizes: list[str], quick: bool, progress=print) -> dict:
     """Everything measured for one framework: its peak, its dispatch cost, and every variant × size."""
-    target_s = 0.1 if quick else 0.4
-    # the better of two sizes: a single size can hit a shape the library handles less well
-    peak = max(peak_matmul_gflops(name, n, target_s=max(target_s, 0.3)) for n in (1024, 2048))
+    target_s, repeats = (0.05, 2) if quick else (0.4, 3)
+    # the better of two sizes (full run): a single size can hit a shape the library handles less well
+    peak = max(
+        peak_matmul_gflops(name, n, target_s=0.2 if quick else 0.3) for n in ((1024,) if quick else (1024, 2048))
+    )
     dispatch = dispatch_us(name, target_s=target_s / 2)
     progress(f"{name}: matmul peak {peak:.0f} GFLOP/s, dispatch {dispatch:.2f} µs")
     jobs = [(size, variant, make) for size in sizes for variant, make in VARIANTS[name]]
@@ -75,7 +77,7 @@ def measure_backend(name: str, sizes: list[str], quick: bool, progress=print) ->
     for i, (size, variant, make) in enumerate(jobs, 1):
         w = WORKLOADS[size]
         try:
-            timing: Timing = time_runner(make(w), target_s)
+            timing: Timing = time_runner(make(w), target_s, repeats=repeats)
         except Exception as e:  # torch.compile needs a working C++ toolchain; say so and go on
             notes.append(f"{name} {variant} on {size} skipped: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
             progress(f"  [{i}/{len(jobs)}] {size:<6} {name:<5} {variant:<14} skipped ({type(e).__name__})")
