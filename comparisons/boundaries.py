@@ -22,10 +22,8 @@ from comparisons.common import (
     non_negative_int,
     note,
     positive_int,
+    publish,
     pyplot,
-    report,
-    save_figure,
-    save_json,
 )
 from shared.data import make_dataset
 from shared.params import init_params
@@ -210,8 +208,5 @@ def main(argv: list[str] | None = None) -> int:
         }
         for name, r in results.items()
     }
-    report(
-        [save_figure(fig, args.out, "boundaries"), save_json({"finding": text, **numbers}, args.out, "boundaries")],
-        text,
-    )
+    publish(args.out, "boundaries", fig, numbers, text)
     return 0

@@ -322,6 +322,12 @@ def _jsonable(x):
     raise TypeError(f"cannot write {type(x).__name__} as JSON")
 
 
+def publish(out: Path, name: str, fig, numbers: dict, finding: str) -> None:
+    """Write out/NAME.png and out/NAME.json (the numbers behind the figure, and the finding), then print
+    where they went and the finding: how every comparison and lesson ends."""
+    report([save_figure(fig, out, name), save_json({"finding": finding, **numbers}, out, name)], finding)
+
+
 def report(paths: list[Path], finding: str) -> None:
     """Print where the files went and the one-paragraph finding."""
     for path in paths:

@@ -25,10 +25,8 @@ from comparisons.common import (
     installed,
     make_parser,
     note,
+    publish,
     pyplot,
-    report,
-    save_figure,
-    save_json,
 )
 from comparisons.parity import trajectory_tolerance
 from shared.params import flatten
@@ -235,9 +233,5 @@ def main(argv: list[str] | None = None) -> int:
     tols = {dtype: trajectory_tolerance(dtype, problem) for dtype in DTYPES}
     fig = plot(numbers, problem, tols)
     text = finding(numbers)
-    paths = [
-        save_figure(fig, args.out, "divergence"),
-        save_json({"problem": problem.describe(), "finding": text, **numbers}, args.out, "divergence"),
-    ]
-    report(paths, text)
+    publish(args.out, "divergence", fig, {"problem": problem.describe(), **numbers}, text)
     return 0

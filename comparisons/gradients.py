@@ -20,10 +20,8 @@ from comparisons.common import (
     build_problem,
     installed,
     make_parser,
+    publish,
     pyplot,
-    report,
-    save_figure,
-    save_json,
 )
 from shared.training import minibatch_schedule
 
@@ -145,9 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     fig = plot(numbers, problem)
     data = {
         "problem": problem.describe(),
-        "finding": text,
         "worst": numbers["worst"],
         "gaps": {" ".join(k): v for k, v in numbers["gaps"].items()},
     }
-    report([save_figure(fig, args.out, "gradients"), save_json(data, args.out, "gradients")], text)
+    publish(args.out, "gradients", fig, data, text)
     return 0

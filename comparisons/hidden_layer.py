@@ -16,10 +16,8 @@ from comparisons.common import (
     note,
     one_installed,
     positive_int,
+    publish,
     pyplot,
-    report,
-    save_figure,
-    save_json,
 )
 from shared.data import xor
 from shared.optim import SGD
@@ -133,14 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     r = run(backend, args.steps, args.seeds, args.lr)
     text = finding(r)
     numbers = {
-        "finding": text,
         "hidden": {k: r["hidden"][k] for k in ("final_mse", "accuracy")},
         "linear": [
             {k: v for k, v in run.items() if k in ("seed", "lr", "final_mse", "min_mse", "accuracy")}
             for run in r["linear"]
         ],
     }
-    report(
-        [save_figure(plot(r, backend), args.out, "hidden-layer"), save_json(numbers, args.out, "hidden-layer")], text
-    )
+    publish(args.out, "hidden-layer", plot(r, backend), numbers, text)
     return 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from backends import get_backend
-from comparisons.common import make_parser, note, one_installed, positive_int, pyplot, report, save_figure, save_json
+from comparisons.common import make_parser, note, one_installed, positive_int, publish, pyplot
 from shared.data import make_dataset
 from shared.optim import SGD
 from shared.params import init_params
@@ -165,17 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     results = sweep(backend, lrs, args.steps)
     text = finding(results, args.steps)
     numbers = {
-        "finding": text,
-        **{
-            name: {"summary": summary(runs), "runs": [{k: v for k, v in r.items() if k != "losses"} for r in runs]}
-            for name, runs in results.items()
-        },
+        name: {"summary": summary(runs), "runs": [{k: v for k, v in r.items() if k != "losses"} for r in runs]}
+        for name, runs in results.items()
     }
-    report(
-        [
-            save_figure(plot(results, args.steps), args.out, "learning-rates"),
-            save_json(numbers, args.out, "learning-rates"),
-        ],
-        text,
-    )
+    publish(args.out, "learning-rates", plot(results, args.steps), numbers, text)
     return 0

@@ -16,10 +16,8 @@ from comparisons.common import (
     note,
     one_installed,
     positive_int,
+    publish,
     pyplot,
-    report,
-    save_figure,
-    save_json,
 )
 from shared.data import make_dataset
 from shared.optim import Adam
@@ -133,6 +131,5 @@ def main(argv: list[str] | None = None) -> int:
     r = run(backend, args.dataset, args.n, args.noise, widths, args.steps, args.seed)
     text = finding(r)
     title = f"Noisy {args.dataset} (n={args.n}, noise {args.noise:g}), {r['n_train']} train / {r['n_test']} test points"
-    numbers = {"finding": text, "runs": {str(w): x for w, x in r["runs"].items()}}
-    report([save_figure(plot(r, title), args.out, "noise"), save_json(numbers, args.out, "noise")], text)
+    publish(args.out, "noise", plot(r, title), {"runs": {str(w): x for w, x in r["runs"].items()}}, text)
     return 0

@@ -18,10 +18,8 @@ from comparisons.common import (
     one_installed,
     positive_float,
     positive_int,
+    publish,
     pyplot,
-    report,
-    save_figure,
-    save_json,
 )
 from shared.data import xor
 from shared.optim import SGD
@@ -120,6 +118,5 @@ def main(argv: list[str] | None = None) -> int:
     note(f"training XOR {SPEC.describe()} on {backend}, recording every step")
     r = run(backend, args.steps, args.lr, args.seed)
     text = finding(r)
-    numbers = {"finding": text, "ranking": ranking(r["series"][-1]), "series": r["series"]}
-    report([save_figure(plot(r), args.out, "paths"), save_json(numbers, args.out, "paths")], text)
+    publish(args.out, "paths", plot(r), {"ranking": ranking(r["series"][-1]), "series": r["series"]}, text)
     return 0

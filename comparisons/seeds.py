@@ -19,10 +19,8 @@ from comparisons.common import (
     one_installed,
     positive_float,
     positive_int,
+    publish,
     pyplot,
-    report,
-    save_figure,
-    save_json,
 )
 from shared.data import xor
 from shared.optim import SGD
@@ -149,9 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     r = run(backend, spec, args.seeds, args.steps, args.lr)
     text = finding(r)
     numbers = {
-        "finding": text,
         "n_solutions": r["n_solutions"],
         "runs": [{k: v for k, v in x.items() if k != "params"} for x in r["runs"]],
     }
-    report([save_figure(plot(r, backend, spec), args.out, "seeds"), save_json(numbers, args.out, "seeds")], text)
+    publish(args.out, "seeds", plot(r, backend, spec), numbers, text)
     return 0

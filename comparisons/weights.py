@@ -17,10 +17,8 @@ from comparisons.common import (
     installed,
     make_parser,
     note,
+    publish,
     pyplot,
-    report,
-    save_figure,
-    save_json,
 )
 from shared.params import flatten, param_names
 from shared.trajectory import Trajectory
@@ -141,11 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     fig = plot(numbers, problem.spec, problem.describe())
     data = {
         "problem": problem.describe(),
-        "finding": text,
         "names": numbers["names"],
         "settle_step": numbers["settle"],
         "direction_reversals": numbers["flips"],
         "max_gap": numbers["gap"],
     }
-    report([save_figure(fig, args.out, "weights"), save_json(data, args.out, "weights")], text)
+    publish(args.out, "weights", fig, data, text)
     return 0
