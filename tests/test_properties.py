@@ -5,13 +5,16 @@ runs every installed backend once and compares every pair."""
 import itertools
 
 import pytest
-from hypothesis import assume, given, settings
 
-from backends import available_backends, get_backend
-from shared.tolerances import closeness, tolerance
+pytest.importorskip("hypothesis", reason="property tests need hypothesis (pip install hypothesis)")
 
-from .helpers import make_problem, min_distance_to_kink
-from .strategies import batch_sizes, seeds, specs
+from hypothesis import assume, given, settings  # noqa: E402
+
+from backends import available_backends, get_backend  # noqa: E402
+from shared.tolerances import closeness, tolerance  # noqa: E402
+
+from .helpers import make_problem, min_distance_to_kink  # noqa: E402
+from .strategies import batch_sizes, seeds, specs  # noqa: E402
 
 
 @pytest.mark.skipif(len(available_backends()) < 2, reason="needs torch or jax beside numpy")
