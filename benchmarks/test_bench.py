@@ -26,10 +26,8 @@ def _begin(backend: str, size: str):
         pytest.skip(f"{backend} is not installed")
     be = get_backend(backend, "float32")
     w = WORKLOADS[size]
-    params, X, y = w.problem()
-    cast = [{k: v.astype(np.float32) for k, v in layer.items()} for layer in params]
-    y = y if w.spec.loss == "softmax_ce" else y.astype(np.float32)
-    return be, lambda: be._train_begin(w.spec, cast, X.astype(np.float32), y, SGD(LR), None)
+    spec, params, X, y = be._prepare(w.spec, *w.problem())  # validated and cast, as train() does
+    return be, lambda: be._train_begin(spec, params, X, y, SGD(LR), None)
 
 
 @pytest.mark.parametrize("backend, size", CASES, ids=[f"{b}-{s}" for b, s in CASES])

@@ -7,7 +7,6 @@ accuracy and the share of the plane where two backends predict different classes
 
 from __future__ import annotations
 
-import argparse
 import itertools
 from dataclasses import dataclass
 
@@ -19,6 +18,7 @@ from comparisons.common import (
     installed,
     make_optimizer,
     make_parser,
+    name_list,
     non_negative_int,
     note,
     positive_int,
@@ -164,14 +164,6 @@ def plot(results: dict[str, dict], backends: list[str], dtype: str):
     return fig
 
 
-def dataset_list(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in PRESETS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"expected names from {', '.join(PRESETS)}; got {text!r}")
-    return names
-
-
 def main(argv: list[str] | None = None) -> int:
     presets = "\n".join(
         f"  {p.dataset:<8} {p.spec.describe()}, {p.optimizer} lr {p.lr:g}, {p.steps} steps" for p in PRESETS.values()
@@ -181,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--datasets",
-        type=dataset_list,
+        type=name_list(list(PRESETS)),
         default=["xor", "moons", "spirals"],
         help="comma-separated (default: xor,moons,spirals)",
     )

@@ -142,12 +142,19 @@ def spec_shorthand(text: str) -> tuple:
     return (sizes, *parts[1:])
 
 
-def backend_list(text: str) -> list[str]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in BACKENDS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(f"expected names from {', '.join(BACKENDS)}; got {text!r}")
-    return names
+def name_list(valid):
+    """An argparse type for comma-separated names, each one of `valid`."""
+
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        if not names or any(name not in valid for name in names):
+            raise argparse.ArgumentTypeError(f"expected names from {', '.join(valid)}; got {text!r}")
+        return names
+
+    return parse
+
+
+backend_list = name_list(BACKENDS)
 
 
 def make_parser(

@@ -26,8 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.params import Params, flatten
-
 
 @dataclass(frozen=True)
 class Tolerance:
@@ -124,12 +122,3 @@ def closeness(a, b, tol: Tolerance, names: list[str] | None = None) -> Closeness
             best = (f"{name}{index}" or "scalar", float(pa[i]), float(pb[i]))
     where, wa, wb = best if best else ("(empty)", 0.0, 0.0)
     return Closeness(max_abs, max_rel, where, wa, wb, bool(worst_excess <= 0), tol)
-
-
-def params_distance(a: Params, b: Params) -> tuple[float, float]:
-    """(max abs, max rel) difference over all parameters, with rel as in `closeness`."""
-    fa, fb = flatten(a).astype(np.float64), flatten(b).astype(np.float64)
-    diff = np.abs(fa - fb)
-    scale = np.maximum(np.abs(fa), np.abs(fb))
-    rel = np.divide(diff, scale, out=np.zeros_like(diff), where=scale > 0)
-    return float(diff.max(initial=0.0)), float(rel.max(initial=0.0))

@@ -48,10 +48,6 @@ class Trajectory:
     def __len__(self) -> int:
         return len(self.losses)
 
-    @property
-    def label(self) -> str:
-        return f"{self.meta.get('backend', '?')} {self.meta.get('dtype', '')}".strip()
-
     def snapshot(self, step: int) -> Params:
         """The recorded params before `step`'s update (the final params for step == len(self))."""
         if step == len(self):
