@@ -77,17 +77,27 @@ def tolerance(dtype: str, kind: str) -> Tolerance:
 
 @dataclass(frozen=True)
 class Closeness:
-    """How far apart two arrays (or params) are, and whether that is within a tolerance."""
+    """How far apart two arrays (or params) are, and whether that is within a tolerance.
 
-    max_abs: float
+    A non-finite entry never agrees with anything, itself included: NaN, inf and −inf on either side
+    make `ok` False (inf − inf is NaN, and NaN compares False with every bound, so a check written
+    as `gap > tol` would silently pass them). `worst` then names the first such entry."""
+
+    max_abs: float  # NaN when a non-finite entry makes the gap undefined
     max_rel: float  # max over elements of |a − b| / max(|a|, |b|), 0 where both are 0
     worst: str  # where the tolerance is most exceeded (or most nearly), e.g. "layer1.W[2, 0]"
     worst_a: float
     worst_b: float
     ok: bool
     tol: Tolerance
+    n_nonfinite: int = 0  # entries where either side is NaN or ±inf
 
     def message(self, what: str) -> str:
+        if self.n_nonfinite:
+            return (
+                f"{what}: {self.n_nonfinite} entries are not finite; first at {self.worst} "
+                f"(a = {self.worst_a!r}, b = {self.worst_b!r}), EXCEEDS {self.tol}"
+            )
         verdict = "within" if self.ok else "EXCEEDS"
         return (
             f"{what}: max |a−b| = {self.max_abs:.3g}, max rel = {self.max_rel:.3g}; "
@@ -95,20 +105,52 @@ class Closeness:
         )
 
 
+def _parts(a, b) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    """Names and float64 arrays of two params lists (or two arrays), after checking that their
+    structure matches: same number of layers, same keys, same shapes. Never cut to the shorter."""
+    if isinstance(a, list) != isinstance(b, list):
+        raise TypeError(
+            "cannot compare a params list with an array: pass two params lists or two arrays; "
+            f"got {type(a).__name__} and {type(b).__name__}"
+        )
+    if not isinstance(a, list):
+        pa, pb = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        if pa.shape != pb.shape:
+            raise ValueError(f"cannot compare arrays: shapes {pa.shape} and {pb.shape} differ")
+        return [""], [pa], [pb]
+    if len(a) != len(b):
+        raise ValueError(f"cannot compare params: {len(a)} layers and {len(b)} layers")
+    names, parts_a, parts_b = [], [], []
+    for l, (la, lb) in enumerate(zip(a, b)):
+        if set(la) != set(lb):
+            raise ValueError(f"cannot compare params: layer{l} has keys {sorted(la)} and {sorted(lb)}")
+        for k in sorted(la, key=lambda k: (k != "W", k)):  # W before b, as everywhere
+            pa, pb = np.asarray(la[k], np.float64), np.asarray(lb[k], np.float64)
+            if pa.shape != pb.shape:
+                raise ValueError(f"cannot compare params: layer{l}.{k} has shapes {pa.shape} and {pb.shape}")
+            names.append(f"layer{l}.{k}")
+            parts_a.append(pa)
+            parts_b.append(pb)
+    return names, parts_a, parts_b
+
+
 def closeness(a, b, tol: Tolerance, names: list[str] | None = None) -> Closeness:
-    """Compare two arrays, or two params lists (then `names` labels the arrays, e.g. 'layer0.W')."""
-    if isinstance(a, list):
-        parts_a = [np.asarray(layer[k], np.float64) for layer in a for k in ("W", "b")]
-        parts_b = [np.asarray(layer[k], np.float64) for layer in b for k in ("W", "b")]
-        names = names or [f"layer{l}.{k}" for l in range(len(a)) for k in ("W", "b")]
-    else:
-        parts_a, parts_b, names = [np.asarray(a, np.float64)], [np.asarray(b, np.float64)], names or [""]
+    """Compare two arrays, or two params lists (then `names` may relabel the arrays, e.g. 'layer0.W').
+    Structures must match (ValueError / TypeError naming the mismatch); non-finite entries fail."""
+    default_names, parts_a, parts_b = _parts(a, b)
+    names = names or default_names
     worst_excess, best = -np.inf, None
     max_abs = max_rel = 0.0
+    n_nonfinite, first_nonfinite = 0, None
     for name, pa, pb in zip(names, parts_a, parts_b):
-        if pa.shape != pb.shape:
-            raise ValueError(f"cannot compare {name or 'arrays'}: shapes {pa.shape} and {pb.shape} differ")
         if pa.size == 0:
+            continue
+        bad = ~(np.isfinite(pa) & np.isfinite(pb))
+        if bad.any():
+            n_nonfinite += int(bad.sum())
+            if first_nonfinite is None:
+                i = tuple(int(j) for j in np.argwhere(bad)[0]) if pa.ndim else ()
+                first_nonfinite = (_label(name, i, pa.ndim), float(pa[i]), float(pb[i]))
             continue
         diff = np.abs(pa - pb)
         scale = np.maximum(np.abs(pa), np.abs(pb))
@@ -118,7 +160,14 @@ def closeness(a, b, tol: Tolerance, names: list[str] | None = None) -> Closeness
         max_abs, max_rel = max(max_abs, float(diff.max())), max(max_rel, float(rel.max()))
         if excess[i] > worst_excess:
             worst_excess = float(excess[i])
-            index = f"[{', '.join(map(str, i))}]" if pa.ndim else ""
-            best = (f"{name}{index}" or "scalar", float(pa[i]), float(pb[i]))
+            best = (_label(name, i, pa.ndim), float(pa[i]), float(pb[i]))
+    if first_nonfinite is not None:
+        return Closeness(np.nan, np.nan, *first_nonfinite, ok=False, tol=tol, n_nonfinite=n_nonfinite)
     where, wa, wb = best if best else ("(empty)", 0.0, 0.0)
     return Closeness(max_abs, max_rel, where, wa, wb, bool(worst_excess <= 0), tol)
+
+
+def _label(name: str, index: tuple, ndim: int) -> str:
+    """'layer1.W[2, 0]', '[3]' for an unnamed array, 'scalar' for an unnamed 0-d one."""
+    index_text = "[" + ", ".join(map(str, index)) + "]" if ndim else ""
+    return f"{name}{index_text}" or "scalar"

@@ -121,7 +121,8 @@ class TrajectoryComparison:
 
 def compare(a: Trajectory, b: Trajectory, tol: Tolerance) -> TrajectoryComparison:
     """Per recorded step, the max abs/rel parameter difference, and the per-step loss difference;
-    `first_exceeded` is the first step where either goes beyond `tol`."""
+    `first_exceeded` is the first step where either goes beyond `tol`, or where either side is not
+    finite (a NaN never agrees). Params of a different structure are a ValueError, not a pass."""
     n = min(len(a), len(b))
     steps = sorted(set(a.snapshot_steps.tolist()) & set(b.snapshot_steps.tolist()))
     if len(a) == len(b):
@@ -134,8 +135,10 @@ def compare(a: Trajectory, b: Trajectory, tol: Tolerance) -> TrajectoryCompariso
         if not result.ok and first is None:
             first = s
     la, lb = a.losses[:n].astype(np.float64), b.losses[:n].astype(np.float64)
-    loss_abs = np.abs(la - lb)
-    bad = np.flatnonzero(loss_abs > tol.atol + tol.rtol * np.maximum(np.abs(la), np.abs(lb)))
+    with np.errstate(invalid="ignore"):  # inf − inf is NaN: a gap that is not finite, never within tol
+        loss_abs = np.abs(la - lb)
+        within = loss_abs <= tol.atol + tol.rtol * np.maximum(np.abs(la), np.abs(lb))
+    bad = np.flatnonzero(~(within & np.isfinite(la) & np.isfinite(lb)))  # NaN fails every comparison
     if len(bad) and (first is None or bad[0] < first):
         first = int(bad[0])
     if len(a) != len(b) and first is None:
