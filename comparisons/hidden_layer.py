@@ -1,12 +1,15 @@
 """hidden-layer: why XOR needs a hidden layer.
 
-Trains a linear model (2→1, no hidden layer) on XOR with MSE, from several seeds and learning
-rates, and a 2→4→1 tanh network from one. No linear model beats 0.25 MSE or 75 % accuracy, however
-it is trained: no straight line puts (0,1) and (1,0) on one side and (0,0) and (1,1) on the other.
-The hidden layer bends the plane until one does.
+Trains a linear model (2→1, no hidden layer) and a 2→4→1 tanh network on XOR with the same loss, the
+same optimizer, the same learning rates and the same seeds. No linear model gets below the loss floor
+(MSE 0.25, or BCE ln 2): no straight line puts (0,1) and (1,0) on one side and (0,0) and (1,1) on the
+other, so the best line predicts 0.5 everywhere and decides nothing. The hidden layer bends the plane
+until a line does separate them. Runs whose loss blows up are shown as diverged.
 """
 
 from __future__ import annotations
+
+import argparse
 
 import numpy as np
 
@@ -15,6 +18,7 @@ from comparisons.common import (
     make_parser,
     note,
     one_installed,
+    positive_float,
     positive_int,
     publish,
     pyplot,
@@ -24,118 +28,253 @@ from shared.optim import SGD
 from shared.params import init_params
 from shared.spec import MLPSpec
 
-LINEAR = MLPSpec((2, 1), "identity", "mse")
-HIDDEN = MLPSpec((2, 4, 1), "tanh", "mse")
-LINEAR_LRS = (0.05, 0.2, 0.5)
-LINEAR_BOUND = 0.25  # the least-squares line through XOR predicts 0.5 everywhere: MSE exactly 1/4
+FLOORS = {"mse": 0.25, "bce": float(np.log(2))}
+"""The least loss any linear model reaches on XOR: it predicts 0.5 (logit 0) on all four points."""
+FLOOR_NAMES = {"mse": "0.25", "bce": "ln 2"}
+THRESHOLDS = {"mse": 0.5, "bce": 0.0}  # the output at which a prediction switches class
+TINY = 1e-32  # losses below this are drawn at it: float64 MSE ends around 1e-31 at best
+SOLVED_BELOW = {"mse": 0.01, "bce": 0.05}  # "solved": every point classified and the loss below this
 
 
-def accuracy(be, spec, params, X, y) -> float:
-    return float(((be.forward(spec, params, X)[:, 0] > 0.5) == (y[:, 0] > 0.5)).mean())
+def lr_list(text: str) -> list[float]:
+    """An argparse type: comma-separated learning rates, each a finite number > 0."""
+    try:
+        return [positive_float(part) for part in text.split(",") if part.strip()] or positive_float("")
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected learning rates > 0 like 0.05,0.2,0.5; got {text!r}") from None
 
 
-def run(backend: str, steps: int, seeds: int, hidden_lr: float) -> dict:
-    data = xor()
-    X, y = data.X, data.targets(LINEAR)  # (4, 2), (4, 1) in {0, 1}
-    be = get_backend(backend)
-    linear = []
-    for seed in range(seeds):
-        for lr in LINEAR_LRS:
-            traj = be.train(LINEAR, init_params(LINEAR, seed), X, y, SGD(lr), steps)
-            linear.append(
-                {
-                    "seed": seed,
-                    "lr": lr,
-                    "final_mse": float(traj.losses[-1]),
-                    "min_mse": float(traj.losses.min()),
-                    "accuracy": accuracy(be, LINEAR, traj.params, X, y),
-                    "losses": traj.losses,
-                    "params": traj.params,
-                }
-            )
-    traj = be.train(HIDDEN, init_params(HIDDEN, 0), X, y, SGD(hidden_lr, momentum=0.9), steps)
-    hidden = {
-        "final_mse": float(traj.losses[-1]),
-        "accuracy": accuracy(be, HIDDEN, traj.params, X, y),
-        "losses": traj.losses,
-        "params": traj.params,
+def optimizer_name(momentum: float) -> str:
+    return "plain SGD" if not momentum else f"SGD with momentum {momentum:g}"
+
+
+def models(loss: str) -> dict[str, MLPSpec]:
+    return {
+        "linear": MLPSpec((2, 1), "identity", loss),
+        "hidden": MLPSpec((2, 4, 1), "tanh", loss),
     }
-    return {"linear": linear, "hidden": hidden, "X": X, "y": y}
+
+
+def run(backend: str, loss: str, lrs: list[float], seeds: int, steps: int, momentum: float = 0.0) -> dict:
+    """Every (model, lr, seed) trained the same way. Each run records its final loss, the lowest loss it
+    ever reached, how far its outputs end from the decision threshold, and whether it diverged."""
+    data = xor()
+    be = get_backend(backend)
+    runs = []
+    for name, spec in models(loss).items():
+        X, y = data.X, data.targets(spec)  # (4, 2), (4, 1) in {0, 1}
+        for lr in lrs:
+            for seed in range(seeds):
+                traj = be.train(
+                    spec, init_params(spec, seed), X, y, SGD(lr, momentum=momentum), steps, on_nonfinite="stop"
+                )
+                diverged = traj.diverged_at is not None or bool(traj.losses[-1] > traj.losses[0])
+                out = None if traj.diverged_at is not None else be.forward(spec, traj.params, X)[:, 0]  # (4,)
+                runs.append(
+                    {
+                        "model": name,
+                        "lr": lr,
+                        "seed": seed,
+                        "diverged": diverged,
+                        "diverged_at": traj.diverged_at,
+                        "final_loss": None if diverged else float(traj.losses[-1]),
+                        "min_loss": float(traj.losses.min()) if len(traj.losses) else None,
+                        # how far the outputs end from the threshold: near 0, the model decides nothing
+                        "margin": None if out is None else float(np.abs(out - THRESHOLDS[loss]).max()),
+                        "correct": None if out is None else int(((out > THRESHOLDS[loss]) == data.y).sum()),
+                        "losses": traj.losses,
+                        "params": traj.params,
+                    }
+                )
+    return {"loss": loss, "lrs": lrs, "seeds": seeds, "steps": steps, "momentum": momentum, "runs": runs, "X": X}
+
+
+def summary(r: dict, model: str) -> dict:
+    """The spread over all of a model's runs that did not diverge."""
+    runs = [x for x in r["runs"] if x["model"] == model]
+    ok = [x for x in runs if not x["diverged"]]
+    final = np.array([x["final_loss"] for x in ok])
+    return {
+        "runs": len(runs),
+        "diverged": [(x["lr"], x["seed"]) for x in runs if x["diverged"]],
+        "final_min": float(final.min()) if len(ok) else None,
+        "final_median": float(np.median(final)) if len(ok) else None,
+        "final_max": float(final.max()) if len(ok) else None,
+        "lowest_ever": float(min(x["min_loss"] for x in ok)) if ok else None,
+        "max_margin": float(max(x["margin"] for x in ok)) if ok else None,
+        "solved": sum(x["correct"] == 4 and x["final_loss"] < SOLVED_BELOW[r["loss"]] for x in ok),
+        "all_correct": sum(x["correct"] == 4 for x in ok),
+    }
 
 
 def finding(r: dict) -> str:
-    best = min(run["min_mse"] for run in r["linear"])
-    best_acc = max(run["accuracy"] for run in r["linear"])
-    h = r["hidden"]
-    return (
-        f"Across {len(r['linear'])} linear runs (seeds × learning rates {', '.join(map(str, LINEAR_LRS))}) the lowest "
-        f"MSE ever reached is {best:.4f} and the best accuracy {best_acc:.0%}: a linear model stops at the "
-        f"least-squares line, which predicts 0.5 for every point (MSE {LINEAR_BOUND}). XOR is not linearly separable. "
-        f"With one hidden layer of 4 tanh units the MSE falls to {h['final_mse']:.1e}"
-        f"{' (zero to float64 precision)' if h['final_mse'] < 1e-20 else ''} and the accuracy is "
-        f"{h['accuracy']:.0%}: the hidden units map the four points to a space where a line does separate them."
+    loss, floor = r["loss"], FLOORS[r["loss"]]
+    lin, hid = summary(r, "linear"), summary(r, "hidden")
+    how = optimizer_name(r["momentum"])
+    setup = (
+        f"Both models trained alike ({how}, learning rates {', '.join(f'{lr:g}' for lr in r['lrs'])}, "
+        f"seeds 0–{r['seeds'] - 1}, {r['steps']} steps, {loss.upper()})."
     )
+
+    def diverged(s: dict) -> str:
+        if not s["diverged"]:
+            return ""
+        which = ", ".join(f"lr {lr:g} seed {seed}" for lr, seed in s["diverged"][:4])
+        more = ", …" if len(s["diverged"]) > 4 else ""
+        return f" {len(s['diverged'])} run{'s' if len(s['diverged']) > 1 else ''} diverged ({which}{more})."
+
+    gap = lin["lowest_ever"] - floor if lin["lowest_ever"] is not None else 0.0
+    below = (
+        f"none ever got below it by more than rounding (lowest − floor = {gap:+.0e})"
+        if gap > -1e-12
+        else f"the lowest was {gap:+.1e} below it"
+    )
+    if lin["final_min"] is None:
+        linear = f" Every one of the {lin['runs']} linear runs diverged."
+    else:
+        linear = (
+            f" Linear (2→1), {lin['runs'] - len(lin['diverged'])} runs: every final {loss.upper()} is within "
+            f"{lin['final_max'] - floor:.1e} of the floor {FLOOR_NAMES[loss]} = {floor:.4f}, and "
+            f"{below}; every output ends within {lin['max_margin']:.1e} of "
+            f"{THRESHOLDS[loss]:g}, so which side of {THRESHOLDS[loss]:g} a point lands on is what is left of the "
+            f"random start (training shrinks it towards 0), not a decision, and the linear models' accuracy "
+            f"means nothing.{diverged(lin)}"
+        )
+    if hid["final_min"] is None:
+        hidden = f" Every one of the {hid['runs']} hidden-layer runs diverged."
+    else:
+        hidden = (
+            f" Hidden layer (2→4→1 tanh): {hid['solved']} of {hid['runs']} runs classify all four points with "
+            f"{loss.upper()} below {SOLVED_BELOW[loss]:g} (final {loss.upper()} median {hid['final_median']:.1e}, "
+            f"range {hid['final_min']:.1e}–{hid['final_max']:.1e}).{diverged(hid)}"
+        )
+    return setup + linear + hidden
 
 
 def plot(r: dict, backend: str):
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), layout="constrained")
+    fig = plt.figure(figsize=(15, 9), layout="constrained")
+    grid = fig.add_gridspec(2, 2)
     be = get_backend(backend)
+    specs, loss, floor = models(r["loss"]), r["loss"], FLOORS[r["loss"]]
     gx, gy = np.meshgrid(np.linspace(-0.5, 1.5, 200), np.linspace(-0.5, 1.5, 200))
-    grid = np.column_stack([gx.ravel(), gy.ravel()])
-    best_linear = min(r["linear"], key=lambda run: run["final_mse"])
-    panels = [
-        (
-            axes[0],
-            LINEAR,
-            best_linear["params"],
-            f"no hidden layer (2→1): MSE {best_linear['final_mse']:.4f},\noutput ≈ 0.5 everywhere",
-        ),
-        (axes[1], HIDDEN, r["hidden"]["params"], f"hidden layer (2→4→1 tanh): MSE {r['hidden']['final_mse']:.1e}"),
-    ]
-    for ax, spec, params, title in panels:
-        out = be.forward(spec, params, grid)[:, 0].reshape(gx.shape)
-        im = ax.contourf(gx, gy, out, levels=np.linspace(-0.25, 1.25, 13), cmap="RdBu_r", extend="both")
-        ax.contour(gx, gy, out, levels=[0.5], colors="k", linewidths=1.5)
-        ax.scatter(*r["X"].T, c=r["y"][:, 0], cmap="RdBu_r", vmin=-0.25, vmax=1.25, s=160, edgecolors="k")
-        ax.set_title(title)
+    points = np.column_stack([gx.ravel(), gy.ravel()])
+    threshold = THRESHOLDS[loss]
+    # colour bins centred on the threshold, so that no bin edge sits on it: a model whose outputs are all
+    # within rounding of the threshold is drawn in one colour, not split by noise
+    half = 0.125 if loss == "mse" else 1.0
+    levels = threshold + half * np.arange(-6.5, 7)  # (14,)
+    ok = {m: [x for x in r["runs"] if x["model"] == m and not x["diverged"]] for m in specs}
+    top = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])]
+    im = None
+    for ax, model in zip(top, specs):
+        if not ok[model]:
+            ax.set_title(f"{model}: every run diverged")
+            continue
+        shown = sorted(ok[model], key=lambda x: x["final_loss"])[len(ok[model]) // 2]  # the median run
+        out = be.forward(specs[model], shown["params"], points)[:, 0].reshape(gx.shape)
+        im = ax.contourf(gx, gy, out, levels=levels, cmap="RdBu_r", extend="both")
+        if out.min() < threshold - 1e-3 and out.max() > threshold + 1e-3:  # a real boundary, not rounding
+            ax.contour(gx, gy, out, levels=[threshold], colors="k", linewidths=1.5)
+        ax.scatter(*r["X"].T, c=np.where(xor().y == 1, "#b2182b", "#2166ac"), s=160, edgecolors="k")
+        kind = "no hidden layer (2→1)" if model == "linear" else "hidden layer (2→4→1 tanh)"
+        detail = (
+            f"output {threshold:g} ± {shown['margin']:.0e} everywhere on the data: no decision"
+            if model == "linear"
+            else f"{shown['correct']}/4 points right"
+        )
+        ax.set_title(
+            f"{kind}, median run (lr {shown['lr']:g}, seed {shown['seed']}):\n"
+            f"{loss.upper()} {shown['final_loss']:.2g}, {detail}",
+            fontsize=10,
+        )
         ax.set_xlabel("x₁")
         ax.set_ylabel("x₂")
         ax.grid(False)
-    fig.colorbar(im, ax=axes[:2].tolist(), shrink=0.8, label="network output (black line: 0.5)")
-    ax = axes[2]
-    for run in r["linear"]:
-        ax.plot(run["losses"], color="#1f77b4", alpha=0.35, lw=1)
-    ax.plot([], [], color="#1f77b4", label=f"linear, {len(r['linear'])} runs")
-    ax.plot(r["hidden"]["losses"], color="#d62728", lw=2, label="one hidden layer")
-    ax.axhline(LINEAR_BOUND, color="k", ls="--", lw=1)
-    ax.text(len(r["hidden"]["losses"]) * 0.98, LINEAR_BOUND * 1.3, "0.25: the best any line can do", ha="right")
+    if im is not None:
+        what = "output" if loss == "mse" else "output logit"
+        fig.colorbar(
+            im,
+            ax=top,
+            shrink=0.8,
+            ticks=threshold + 2 * half * np.arange(-3, 4),
+            label=f"network {what} (black line: {threshold:g})",
+        )
+
+    colors = {"linear": "#1f77b4", "hidden": "#d62728"}
+    ax = fig.add_subplot(grid[1, 0])
+    steps = np.arange(1, r["steps"] + 1)
+    for model in specs:
+        curves = [x["losses"] for x in ok[model]]
+        if not curves:
+            continue
+        curves = np.maximum(np.stack(curves), TINY)  # (runs, steps)
+        ax.fill_between(steps, curves.min(0), curves.max(0), color=colors[model], alpha=0.2, lw=0)
+        ax.plot(steps, np.median(curves, 0), color=colors[model], lw=2, label=f"{model}: median, band min–max")
+    ax.axhline(floor, color="k", ls="--", lw=1)
+    ax.text(r["steps"], floor / 100, f"{FLOOR_NAMES[loss]}: the best any line can do", ha="right", fontsize=9)
+    ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_ylim(1e-6, 3)
     ax.set_xlabel("training step")
-    ax.set_ylabel("MSE (below 1e-6 not shown)")
-    ax.set_title("Training loss")
-    ax.legend(loc="lower left")
-    fig.suptitle(f"XOR needs a hidden layer ({backend} backend)", fontsize=12)
+    ax.set_ylabel(f"training {loss.upper()} (< {TINY:g} drawn at {TINY:g})")
+    ax.set_title(f"Training loss over every run that did not diverge ({len(r['lrs'])} lrs × {r['seeds']} seeds)")
+    if any(ok.values()):
+        ax.legend(loc="lower left")
+
+    ax = fig.add_subplot(grid[1, 1])
+    x = np.arange(len(r["lrs"]))
+    ticks = [f"lr {lr:g}" for lr in r["lrs"]]
+    for k, model in enumerate(specs):
+        for i, lr in enumerate(r["lrs"]):
+            runs = [v for v in r["runs"] if v["model"] == model and v["lr"] == lr]
+            final = np.maximum([v["final_loss"] for v in runs if not v["diverged"]], TINY)
+            n_div = sum(v["diverged"] for v in runs)
+            if len(final):
+                med = np.median(final)
+                ax.errorbar(
+                    i + (k - 0.5) * 0.3,
+                    med,
+                    yerr=[[med - final.min()], [final.max() - med]],
+                    fmt="o",
+                    color=colors[model],
+                    capsize=4,
+                    label=model if i == 0 else None,
+                )
+            if n_div:
+                ticks[i] += f"\n{model}: {n_div} of {len(runs)} diverged"
+    ax.axhline(floor, color="k", ls="--", lw=1, label=f"floor {FLOOR_NAMES[loss]}")
+    ax.set_yscale("log")
+    ax.set_xticks(x, ticks)
+    ax.set_ylabel(f"final {loss.upper()} (< {TINY:g} drawn at {TINY:g})")
+    ax.set_title(f"Final loss per learning rate: median, bar min–max over {r['seeds']} seeds")
+    ax.legend(loc="center right")
+    fig.suptitle(
+        f"XOR needs a hidden layer ({backend}, {optimizer_name(r['momentum'])}, both models trained alike)", fontsize=12
+    )
     return fig
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser("hidden-layer", __doc__.split("\n\n")[1], None, one_backend=True)
+    parser.add_argument(
+        "--loss", choices=list(FLOORS), default="mse", help="mse (floor 0.25) or bce (ln 2); default mse"
+    )
+    parser.add_argument(
+        "--lrs", type=lr_list, default=[0.05, 0.2, 0.5], help="learning rates, both models (default: 0.05,0.2,0.5)"
+    )
+    parser.add_argument("--momentum", action="store_true", help="SGD with momentum 0.9 for both (default: plain SGD)")
+    parser.add_argument("--seeds", type=positive_int, default=10, help="seeds per learning rate (default: 10)")
     parser.add_argument("--steps", type=positive_int, default=1000, help="training steps per run (default: 1000)")
-    parser.add_argument("--seeds", type=positive_int, default=5, help="seeds for the linear model (default: 5)")
-    parser.add_argument("--lr", type=float, default=0.5, help="hidden network's learning rate (default: 0.5)")
     args = parser.parse_args(argv)
     backend = one_installed(parser, args.backend)
-    note(f"training {args.seeds * len(LINEAR_LRS)} linear models and one 2→4→1 network on {backend}")
-    r = run(backend, args.steps, args.seeds, args.lr)
+    n = args.seeds * len(args.lrs)
+    note(f"training {n} linear models and {n} 2→4→1 networks on {backend}")
+    r = run(backend, args.loss, args.lrs, args.seeds, args.steps, 0.9 if args.momentum else 0.0)
     text = finding(r)
     numbers = {
-        "hidden": {k: r["hidden"][k] for k in ("final_mse", "accuracy")},
-        "linear": [
-            {k: v for k, v in run.items() if k in ("seed", "lr", "final_mse", "min_mse", "accuracy")}
-            for run in r["linear"]
-        ],
+        "linear": summary(r, "linear"),
+        "hidden": summary(r, "hidden"),
+        "runs": [{k: v for k, v in x.items() if k not in ("losses", "params")} for x in r["runs"]],
     }
     publish(args.out, "hidden-layer", plot(r, backend), numbers, text)
     return 0

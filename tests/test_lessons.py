@@ -10,18 +10,43 @@ from shared.params import init_params
 from shared.spec import MLPSpec
 
 
-def test_no_linear_model_beats_the_least_squares_line_on_xor():
-    r = hidden_layer.run("numpy", steps=300, seeds=2, hidden_lr=0.5)
-    data = xor()
+def test_no_linear_model_beats_the_floor_and_decides_nothing_while_the_hidden_net_solves_xor():
+    r = hidden_layer.run("numpy", "mse", lrs=[0.2, 5.0], seeds=3, steps=300)
+    data, be = xor(), get_backend("numpy")
     A = np.column_stack([data.X, np.ones(4)])  # the best possible linear fit, solved directly
     coef, *_ = np.linalg.lstsq(A, data.y.astype(float), rcond=None)
     best_possible = np.mean((A @ coef - data.y) ** 2)
-    assert best_possible == pytest.approx(0.25)
-    for run in r["linear"]:
-        assert run["min_mse"] >= best_possible - 1e-12
-        assert run["accuracy"] <= 0.75
-    assert r["hidden"]["accuracy"] == 1.0 and r["hidden"]["final_mse"] < 0.01
-    assert "0.2500" in hidden_layer.finding(r)
+    assert best_possible == pytest.approx(0.25) and np.allclose(A @ coef, 0.5)
+    specs = hidden_layer.models("mse")
+    for run in r["runs"]:
+        if run["lr"] == 5.0:  # far past the stable rate: both models must be reported as diverged, not crash
+            assert run["diverged"] and run["final_loss"] is None, run
+            continue
+        assert not run["diverged"]
+        out = be.forward(specs[run["model"]], run["params"], data.X)[:, 0]
+        assert run["margin"] == pytest.approx(np.abs(out - 0.5).max())
+        mse = np.mean((out - data.y) ** 2)
+        if run["model"] == "linear":
+            assert run["min_loss"] >= best_possible - 1e-12 and mse == pytest.approx(0.25, abs=1e-6)
+            assert run["margin"] < 1e-3  # the outputs sit on the threshold: no decision to count as accuracy
+        else:
+            assert ((out > 0.5) == data.y).all() and mse < 0.01
+    lin, hid = hidden_layer.summary(r, "linear"), hidden_layer.summary(r, "hidden")
+    assert lin["diverged"] == hid["diverged"] == [(5.0, 0), (5.0, 1), (5.0, 2)]
+    assert hid["solved"] == 3
+    text = hidden_layer.finding(r)
+    assert f"within {lin['max_margin']:.1e} of 0.5" in text and "3 of 6 runs classify all four points" in text
+    assert "3 runs diverged (lr 5 seed 0" in text
+
+
+@pytest.mark.parametrize(
+    "option", [["--lr", "-1"], ["--lr", "nan"], ["--lrs", "0.1,inf"], ["--seeds", "0"], ["--loss", "hinge"]]
+)
+def test_hidden_layer_rejects_bad_options_with_a_usage_error(option, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        hidden_layer.main([*option, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert f"argument {option[0]}" in capsys.readouterr().err and not list(tmp_path.iterdir())
 
 
 def test_the_diverging_learning_rate_really_diverges():
