@@ -67,7 +67,7 @@ def _symmetric_copy(params, perm, flip):
     return [{"W": W1 * s, "b": b1 * s}, {"W": W2 * s[:, None], "b": params[1]["b"].copy()}]
 
 
-def test_symmetric_networks_compute_the_same_and_share_a_canonical_form():
+def test_symmetric_networks_compute_the_same_and_are_at_distance_zero():
     spec = MLPSpec((2, 3, 1), "tanh", "bce")
     params = init_params(spec, seed=3)
     params[0]["b"] = np.array([0.3, -0.2, 0.1])
@@ -75,19 +75,53 @@ def test_symmetric_networks_compute_the_same_and_share_a_canonical_form():
     be = get_backend("numpy")
     X = np.random.default_rng(0).normal(size=(10, 2))
     np.testing.assert_allclose(be.forward(spec, params, X), be.forward(spec, copy, X), rtol=1e-12)
-    np.testing.assert_allclose(seeds.canonical(params), seeds.canonical(copy), atol=1e-12)
+    assert seeds.distance(params, copy) < 1e-12
+    assert seeds.unit_patterns(params, X) == seeds.unit_patterns(copy, X)
     other = init_params(spec, seed=4)
-    assert seeds.cluster([seeds.canonical(params), seeds.canonical(copy), seeds.canonical(other)]) == [0, 0, 1]
+    assert seeds.distance(params, other) > 0.05
+    big = [{k: 3 * v for k, v in layer.items()} for layer in copy]  # BCE weights grow: scale does not count
+    assert seeds.distance(params, big) < 1e-12
+
+
+def test_group_counts_from_spanning_tree_links_match_direct_grouping():
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.normal(0, 0.01, (6, 2)), rng.normal(1, 0.01, (5, 2)), rng.uniform(-2, 2, (5, 2))])
+    D = np.abs(points[:, None] - points[None]).max(-1)  # (16, 16)
+    links = seeds.nearest_links(D)
+    assert len(links) == len(D) - 1
+    for t in [1e-4, 0.005, 0.02, 0.1, 0.5, 1.0, 5.0]:
+        assert seeds.count_groups(links, t) == len(set(seeds.groups(D, t))), t
+    two = D[:11, :11]  # two tight clusters far apart: a clear gap, two groups, whatever the drift below it
+    gap = seeds.clear_gap(seeds.nearest_links(two), drift=0.03)
+    assert gap["clear"] and gap["groups"] == 2 and gap["gap"][0] == 0.03 and gap["gap"][1] > 0.9
+    line = np.cumsum(0.05 * 1.2 ** np.arange(10))  # neighbours 1.2× further apart each time: no gap anywhere
+    spread = seeds.clear_gap(seeds.nearest_links(np.abs(line[:, None] - line[None])), drift=0.045)
+    assert not spread["clear"] and spread["gap"] == pytest.approx((0.045, 0.06))  # drift → the shortest link
 
 
 def test_seeds_counts_solved_and_stuck_runs_by_their_predictions():
-    r = seeds.run("numpy", MLPSpec((2, 2, 1), "tanh", "bce"), seeds=6, steps=600, lr=0.3)
+    spec = MLPSpec((2, 2, 1), "tanh", "bce")
+    r = seeds.run("numpy", spec, seeds=6, steps=600, lr=0.3)
     be, data = get_backend("numpy"), xor()
     for run in r["runs"]:
-        predicted = (be.forward(MLPSpec((2, 2, 1), "tanh", "bce"), run["params"], data.X)[:, 0] > 0).astype(int)
+        predicted = (be.forward(spec, run["params"], data.X)[:, 0] > 0).astype(int)
         assert run["solved"] == bool((predicted == data.y).all())
-    solved = sum(run["solved"] for run in r["runs"])
-    assert f"{solved} of 6 seeds solve XOR" in seeds.finding(r)
+    solved = [run for run in r["runs"] if run["solved"]]
+    assert r["D"].shape == (len(solved), len(solved)) and np.allclose(r["D"], r["D"].T)
+    assert r["drift"] == max(run["drift"] for run in solved)
+    assert len({run["group"] for run in solved}) == seeds.count_groups(r["links"], r["group_threshold"])
+    lo, hi = seeds.wilson(len(solved), 6)
+    assert lo <= len(solved) / 6 <= hi
+    assert f"{len(solved)} of 6 seeds solve XOR ({len(solved) / 6:.0%}, 95% interval {lo:.0%}–{hi:.0%})" in (
+        seeds.finding([r])
+    )
+
+
+@pytest.mark.parametrize("sizes", ["2,9,1", "2,4,4,1", "3,2,1", "2,x,1"])
+def test_seeds_rejects_networks_it_cannot_compare(sizes, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        seeds.main(["--sizes", sizes, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and "argument --sizes" in capsys.readouterr().err
 
 
 def test_noise_tracks_train_and_test_loss_and_names_the_turning_point():
