@@ -1,9 +1,18 @@
-"""weights: every weight's value over training, one panel per layer, the backends overlaid.
+"""weights: every parameter's value over training, one panel per tensor, the backends overlaid.
 
-Trains each backend from the same init, records every parameter at every step, and draws them: the
-lines of the three backends lie on top of each other. The finding says which weights settle fast,
-which oscillate on the way (their step direction keeps flipping), and how far apart the backends'
-curves ever get.
+Trains each backend from the same init, records every parameter at every step, and draws them: one
+coloured, labelled line per parameter, the backends on top of each other (solid, dashed, dotted).
+The finding says which parameters have settled and which are still moving at the end, which
+oscillate, and how far apart the backends' curves ever get.
+
+What the words mean (the finding uses exactly these, and tests/test_comparisons.py checks them):
+  range     a parameter's max − min over the run
+  settled   in the last 10 % of the steps it moved (Σ|Δθ|) less than 0.1 % of its range; its settle
+            step is the first step after which it stays within 0.1 % of its range of its final value
+  reversal  it turns back after moving at least 2 % of its range one way (smaller wiggles are not
+            turns, so rounding noise and tiny jitters never count)
+  oscillating   at least 3 reversals: it went back and forth at least twice (one overshoot, or a
+            single bump, is not an oscillation)
 """
 
 from __future__ import annotations
@@ -11,7 +20,6 @@ from __future__ import annotations
 import numpy as np
 
 from comparisons.common import (
-    BACKEND_COLORS,
     XOR,
     build_problem,
     installed,
@@ -23,7 +31,12 @@ from comparisons.common import (
 from shared.params import flatten, param_names
 from shared.trajectory import Trajectory
 
-LINESTYLES = {"numpy": "-", "torch": "--", "jax": ":"}
+LINESTYLES = {"numpy": "-", "torch": (0, (5, 3)), "jax": (0, (1, 2))}
+TAIL = 0.10  # "the end of the run": its last 10 % of steps
+SETTLED = 0.001  # settled: moved less than 0.1 % of its range in the tail
+SWING = 0.02  # a reversal: turning back after a move of at least 2 % of the range
+OSCILLATING = 3  # oscillating: at least this many reversals
+LABELLED = 12  # a tensor with at most this many elements gets one legend entry per element
 
 
 def weight_series(traj: Trajectory) -> np.ndarray:
@@ -42,77 +55,212 @@ def element_names(spec) -> list[str]:
     return names
 
 
-def settle_steps(series: np.ndarray, within: float = 0.01) -> np.ndarray:
-    """Per weight, the first step after which it stays within `within` × (its range over the run)
-    of its final value."""
+def value_range(series: np.ndarray) -> np.ndarray:
+    """(n,) max − min of each parameter over the run; 1e-300 where it never moved."""
+    return np.maximum(series.max(axis=0) - series.min(axis=0), 1e-300)
+
+
+def tail_movement(series: np.ndarray, tail: float = TAIL) -> np.ndarray:
+    """(n,) Σ|Δθ| over the last `tail` share of the steps (at least one step), as a share of the range."""
+    k = max(1, int(round(tail * (len(series) - 1))))
+    return np.abs(np.diff(series[-k - 1 :], axis=0)).sum(axis=0) / value_range(series)
+
+
+def settle_steps(series: np.ndarray, within: float = SETTLED) -> np.ndarray:
+    """Per parameter, the first step after which it stays within `within` × (its range) of its final
+    value. Meaningful only for settled parameters (`settled`): a parameter that still drifts reaches
+    its final value at the end by definition."""
     final = series[-1]
-    band = within * (series.max(axis=0) - series.min(axis=0)) + 1e-12
-    outside = np.abs(series - final) > band  # (steps + 1, n)
+    outside = np.abs(series - final) > within * value_range(series)  # (steps + 1, n)
     last_outside = np.where(outside.any(axis=0), len(series) - 1 - np.argmax(outside[::-1], axis=0), -1)
     return last_outside + 1
 
 
-def direction_flips(series: np.ndarray, min_step: float = 1e-9) -> np.ndarray:
-    """Per weight, how often its update changes sign (moves that are smaller than min_step are ignored)."""
-    steps = np.diff(series, axis=0)  # (steps, n)
-    flips = np.zeros(series.shape[1], int)
-    for k in range(series.shape[1]):
-        s = steps[:, k]
-        signs = np.sign(s[np.abs(s) > min_step])
-        flips[k] = int((signs[1:] != signs[:-1]).sum())
-    return flips
+def settled(series: np.ndarray, tail: float = TAIL, within: float = SETTLED) -> np.ndarray:
+    """(n,) bool: moved less than `within` of its range in the last `tail` of the steps."""
+    return tail_movement(series, tail) < within
+
+
+def reversals(series: np.ndarray, swing: float = SWING) -> np.ndarray:
+    """Per parameter, how often it turns back after a move of at least `swing` × its range (a zigzag
+    count with hysteresis: a wiggle smaller than that is neither a move nor a turn)."""
+    threshold = swing * value_range(series)  # (n,)
+    extreme = series[0].copy()  # the furthest point of the current move (its start, before any)
+    direction = np.zeros(series.shape[1])  # +1 up, −1 down, 0 no move yet
+    count = np.zeros(series.shape[1], int)
+    for x in series[1:]:
+        start = (direction == 0) & (np.abs(x - extreme) >= threshold)
+        direction[start] = np.sign(x - extreme)[start]
+        extreme[start] = x[start]
+        further = (direction != 0) & ~start & (direction * (x - extreme) > 0)
+        extreme[further] = x[further]
+        turn = (direction != 0) & ~start & (direction * (extreme - x) >= threshold)
+        count[turn] += 1
+        direction[turn] *= -1
+        extreme[turn] = x[turn]
+    return count
 
 
 def weight_numbers(runs: dict[str, Trajectory], spec) -> dict:
     series = {name: weight_series(t) for name, t in runs.items()}
     ref = next(iter(series.values()))
-    names = element_names(spec)
-    settle, flips = settle_steps(ref), direction_flips(ref)
     scale = np.abs(ref).max()
-    gaps = {name: float(np.abs(s - ref).max() / scale) for name, s in series.items()}
-    return {"names": names, "series": series, "settle": settle, "flips": flips, "gap": gaps}
+    n = min(len(s) for s in series.values())  # a run stopped early (diverged) is compared up to its end
+    gaps = {name: float(np.abs(s[:n] - ref[:n]).max() / scale) for name, s in series.items()}
+    return {
+        "names": element_names(spec),
+        "series": series,
+        "reference": next(iter(series)),
+        "range": value_range(ref),
+        "tail_movement": tail_movement(ref),
+        "settled": settled(ref),
+        "settle": settle_steps(ref),
+        "reversals": reversals(ref),
+        "gap": gaps,
+        "steps": len(ref) - 1,
+    }
 
 
 def finding(numbers: dict, steps: int) -> str:
-    names, settle, flips = numbers["names"], numbers["settle"], numbers["flips"]
-    order = np.argsort(settle)
-    fast = ", ".join(f"{names[i]} (step {settle[i]})" for i in order[:3])
-    slow = ", ".join(f"{names[i]} (step {settle[i]})" for i in order[::-1][:3])
-    wobbly = np.argsort(flips)[::-1][:3]
-    osc = ", ".join(f"{names[i]} ({flips[i]} reversals)" for i in wobbly if flips[i] > 0)
+    names, steps_run = numbers["names"], numbers["steps"]
+    done, settle, moving = numbers["settled"], numbers["settle"], numbers["tail_movement"]
+    turns = numbers["reversals"]
+    tail_steps = max(1, int(round(TAIL * steps_run)))
+    tail_text = f"the last {tail_steps} of {steps_run} steps"
+    text = f"All {len(names)} parameters, as {numbers['reference']} trained them. "
+    if steps_run < steps:
+        text += f"Training stopped at step {steps_run} of {steps} (a non-finite loss). "
+    if done.any():
+        first = [i for i in np.argsort(settle, kind="stable") if done[i]][:3]
+        text += (
+            f"{int(done.sum())} settled (moved < {SETTLED:.1%} of their range in {tail_text}); first: "
+            + ", ".join(f"{names[i]} (step {settle[i]})" for i in first)
+            + ". "
+        )
+    else:
+        i = int(np.argmin(moving))
+        text += (
+            f"None has settled (moved < {SETTLED:.1%} of its range in {tail_text}): even the stillest, "
+            f"{names[i]}, moved {moving[i]:.2%} of its range. "
+        )
+    if (~done).any():
+        busiest = [i for i in np.argsort(-moving, kind="stable") if not done[i]][:3]
+        still = f"All {len(names)}" if not done.any() else f"The other {int((~done).sum())}"
+        text += (
+            f"{still} still move at the end; most (movement in {tail_text}): "
+            + ", ".join(f"{names[i]} ({moving[i]:.1%} of its range)" for i in busiest)
+            + ". "
+        )
+    osc = [i for i in np.argsort(-turns, kind="stable") if turns[i] >= OSCILLATING]
+    rule = f"≥ {OSCILLATING} reversals of ≥ {SWING:.0%} of the range"
+    if osc:
+        text += (
+            f"{_count(len(osc), 'oscillates', 'oscillate')} ({rule}): "
+            + ", ".join(f"{names[i]} ({turns[i]} reversals)" for i in osc[:3])
+            + ". "
+        )
+    elif turns.max() > 0:
+        turned = [i for i in np.argsort(-turns, kind="stable") if turns[i] > 0]
+        text += (
+            f"None oscillates ({rule}); {len(turned)} turned back once or twice: "
+            + ", ".join(f"{names[i]} ({turns[i]})" for i in turned[:3])
+            + (f" and {len(turned) - 3} more" if len(turned) > 3 else "")
+            + ". "
+        )
+    else:
+        text += f"None turned back (no reversal of ≥ {SWING:.0%} of its range): each moved one way. "
     gap = max(numbers["gap"].values())
-    text = (
-        f"Settled first (within 1% of its range of its final value): {fast}. Still moving latest: {slow} "
-        f"(of {steps} steps). "
-    )
-    text += (
-        f"Oscillating — the update direction reversed most often: {osc}. "
-        if osc
-        else "No weight ever reversed direction: every one moved monotonically. "
-    )
-    text += f"The backends' curves are never more than {gap:.1e} of the largest weight apart."
+    others = [name for name in numbers["gap"] if name != numbers["reference"]]
+    if others:
+        verb = "differs" if len(others) == 1 else "differ"
+        text += (
+            f"{', '.join(others)} never {verb} from {numbers['reference']} by more than {gap:.1e} of the largest "
+            "parameter: the curves lie on top of each other."
+        )
     return text
 
 
+def _tensor_blocks(spec) -> list[tuple[str, int, int, tuple[int, int] | tuple[int]]]:
+    """(title, start, stop, shape) of every tensor in flatten order: layer l's W, then its b."""
+    blocks, start = [], 0
+    for l, (fan_in, fan_out) in enumerate(spec.layer_shapes):
+        blocks.append((f"layer{l}.W", start, start + fan_in * fan_out, (fan_in, fan_out)))
+        start += fan_in * fan_out
+        blocks.append((f"layer{l}.b", start, start + fan_out, (fan_out,)))
+        start += fan_out
+    return blocks
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def plot(numbers: dict, spec, problem_text: str):
+    from matplotlib.lines import Line2D
+
     plt = pyplot()
     n_layers = spec.n_layers
-    fig, axes = plt.subplots(1, n_layers, figsize=(5.2 * n_layers, 4.2), squeeze=False, layout="constrained")
-    bounds = np.cumsum([0] + [i * o + o for i, o in spec.layer_shapes])
-    for name, series in numbers["series"].items():
-        steps = np.arange(len(series))
-        for l in range(n_layers):
-            ax = axes[0, l]
-            block = series[:, bounds[l] : bounds[l + 1]]
-            lines = ax.plot(steps, block, LINESTYLES.get(name, "-"), color=BACKEND_COLORS[name], lw=1.1, alpha=0.85)
-            lines[0].set_label(name)
-    for l, (fan_in, fan_out) in enumerate(spec.layer_shapes):
-        ax = axes[0, l]
-        ax.set_title(f"layer {l}: {fan_in * fan_out} weights + {fan_out} biases")
-        ax.set_xlabel("training step")
+    fig, axes = plt.subplots(
+        n_layers,
+        2,
+        figsize=(13, 3.4 * n_layers + 1.0),
+        squeeze=False,
+        layout="constrained",
+        gridspec_kw={"width_ratios": [1.4, 1]},
+    )
+    names, done, settle, turns = numbers["names"], numbers["settled"], numbers["settle"], numbers["reversals"]
+    osc = turns >= OSCILLATING
+    busiest = set(np.argsort(-np.where(done, -np.inf, numbers["tail_movement"]))[:3]) - set(np.flatnonzero(done))
+    named = set(np.flatnonzero(osc)) | busiest | {i for i in np.argsort(settle) if done[i]}
+    colors = plt.get_cmap("tab20").colors
+    for panel, (title, start, stop, shape) in enumerate(_tensor_blocks(spec)):
+        ax = axes[panel // 2, panel % 2]
+        few = stop - start <= LABELLED
+        for k, i in enumerate(range(start, stop)):
+            shown = few or i in named
+            color = colors[(2 * k) % 20 if stop - start <= 10 else k % 20] if shown else "0.75"
+            for name, series in numbers["series"].items():
+                ax.plot(
+                    np.arange(len(series)),
+                    series[:, i],
+                    ls=LINESTYLES.get(name, "-"),
+                    color=color,
+                    lw=1.5 if name == numbers["reference"] else 1.1,
+                    zorder=3 if shown else 1,
+                )
+            if shown:
+                short = names[i].split(".", 1)[1]
+                notes = []
+                if done[i]:
+                    notes.append(f"settled @{settle[i]}")
+                    ref = numbers["series"][numbers["reference"]]
+                    ax.plot(settle[i], ref[settle[i], i], "o", color=color, mec="k", ms=6, zorder=4)
+                if turns[i]:
+                    notes.append(_count(int(turns[i]), "reversal", "reversals") + (" (oscillates)" if osc[i] else ""))
+                ax.plot([], [], color=color, lw=2, label=short + (f"  {', '.join(notes)}" if notes else ""))
+        hidden = (stop - start) - sum(1 for i in range(start, stop) if few or i in named)
+        if hidden:
+            ax.plot([], [], color="0.75", lw=2, label=f"{hidden} others (grey)")
+        kind = "weights" if shape == () or len(shape) == 2 else "biases"
+        size = _count(stop - start, kind[:-1] if kind == "weights" else "bias", kind)
+        layout = f" (W[i,j]: input i → unit j, {shape[0]}×{shape[1]})" if len(shape) == 2 else ""
+        ax.set_title(f"{title}: {size}{layout}", fontsize=10)
         ax.axhline(0, color="0.6", lw=0.6)
-    axes[0, 0].set_ylabel("parameter value")
-    fig.legend(loc="outside lower center", ncol=3, title="backend (the three sets of lines lie on top of each other)")
+        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
+        if panel // 2 == n_layers - 1:
+            ax.set_xlabel("training step")
+        if panel % 2 == 0:
+            ax.set_ylabel("parameter value")
+    backends = [
+        Line2D([], [], color="k", ls=LINESTYLES.get(name, "-"), lw=1.4, label=name) for name in numbers["series"]
+    ]
+    marker = Line2D([], [], ls="", marker="o", color="0.6", mec="k", label="settle step (settled parameters)")
+    fig.legend(
+        handles=backends + [marker],
+        loc="outside lower center",
+        ncol=len(backends) + 1,
+        title="line style: backend (they lie on top of each other); colour: parameter",
+    )
     fig.suptitle(f"Every parameter during training — {problem_text}", fontsize=10)
     return fig
 
@@ -139,9 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     fig = plot(numbers, problem.spec, problem.describe())
     data = {
         "problem": problem.describe(),
+        "definitions": __doc__.split("\n\n")[2],
         "names": numbers["names"],
+        "range": numbers["range"],
+        "tail_movement": numbers["tail_movement"],
+        "settled": numbers["settled"],
         "settle_step": numbers["settle"],
-        "direction_reversals": numbers["flips"],
+        "reversals": numbers["reversals"],
         "max_gap": numbers["gap"],
     }
     publish(args.out, "weights", fig, data, text)

@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 
 from backends import available_backends, get_backend
-from comparisons import COMMANDS
+from comparisons import COMMANDS, weights
 from comparisons.__main__ import main as comparisons_main
 from comparisons.boundaries import next_to_boundary
 from comparisons.divergence import divergence_numbers, scaled_gaps, train_all
 from comparisons.gradients import layer_gaps
-from comparisons.weights import direction_flips, settle_steps
 from shared.data import xor
 from shared.optim import SGD
 from shared.params import init_params
@@ -71,16 +70,61 @@ def test_next_to_boundary_marks_both_sides_of_a_class_change():
     assert near[:, 2:4].all() and not near[:, [0, 1, 4]].any()
 
 
-def test_settle_steps_and_direction_flips_on_known_series():
-    t = np.arange(101, dtype=float)
-    monotone = 1 - np.exp(-t / 10)  # settles: within 1% of its range after ~46 steps
-    wobbly = np.cos(t * np.pi / 5) * np.exp(-t / 30)  # reverses direction every 5 steps
-    series = np.stack([monotone, wobbly], axis=1)
-    settle = settle_steps(series)
-    expected = int(np.max(np.flatnonzero(np.abs(monotone - monotone[-1]) > 0.01 * np.ptp(monotone)))) + 1
-    assert settle[0] == expected
-    flips = direction_flips(series)
-    assert flips[0] == 0 and flips[1] == 19
+def test_settled_means_still_in_the_tail_and_settle_step_is_where_it_stays_put():
+    t = np.arange(201, dtype=float)
+    converging = 1 - np.exp(-t / 10)  # moves ~2e-8 of its range in the last 20 steps: settled
+    drifting = np.log1p(t / 10)  # the cross-entropy drift: ~3 % of its range in the last 20 steps
+    series = np.stack([converging, drifting], axis=1)
+    tail = weights.tail_movement(series)
+    for k, x in enumerate((converging, drifting)):
+        assert tail[k] == pytest.approx(np.sum(np.abs(np.diff(x[-21:]))) / np.ptp(x))
+    assert weights.settled(series).tolist() == [True, False]
+    assert 0.02 < tail[1] < 0.04 and tail[0] < 1e-6  # far from the 0.1 % line on either side
+    inside = np.abs(converging - converging[-1]) <= 0.001 * np.ptp(converging)
+    expected = int(np.flatnonzero(~inside).max()) + 1  # analytically: ln(1000) · 10 ≈ 69
+    assert weights.settle_steps(series)[0] == expected and 68 <= expected <= 70
+
+
+def test_reversals_count_real_turns_and_ignore_jitter():
+    rng = np.random.default_rng(0)
+    t = np.arange(400)
+    triangle = np.abs((t % 40) - 20.0)  # turns at 20, 40, ..., 380: 19 turns
+    monotone = t / 400 + 1e-4 * rng.standard_normal(400)  # jitter of 1e-4 on a range of 1: no turn
+    overshoot = np.concatenate([np.linspace(0, 1.2, 100), np.linspace(1.2, 1.0, 300)])  # one turn back
+    bump = np.concatenate([np.linspace(0, 1, 100), np.linspace(1, 0.5, 100), np.full(200, 0.5)])
+    series = np.stack([triangle, monotone, overshoot, bump], axis=1)
+    assert weights.reversals(series).tolist() == [19, 0, 1, 1]
+    small = np.stack([np.sin(t / 5) * 0.01 + t / 400], axis=1)  # wiggles of 2 % of the range ≥ SWING
+    assert weights.reversals(small, swing=0.5).tolist() == [0]
+
+
+def test_weights_finding_names_what_the_numbers_show():
+    t = np.arange(301, dtype=float)
+    series = np.stack(
+        [1 - np.exp(-t / 10), np.log1p(t), np.cos(t * np.pi / 25) * np.exp(-t / 200)], axis=1
+    )  # settles; drifts; rings with 11 reversals
+    names = ["a", "b", "c"]
+    numbers = {
+        "names": names,
+        "series": {"numpy": series, "torch": series + 1e-15},
+        "reference": "numpy",
+        "range": weights.value_range(series),
+        "tail_movement": weights.tail_movement(series),
+        "settled": weights.settled(series),
+        "settle": weights.settle_steps(series),
+        "reversals": weights.reversals(series),
+        "gap": {"numpy": 0.0, "torch": 2.5e-16},
+        "steps": 300,
+    }
+    assert numbers["reversals"].tolist() == [0, 0, 11]
+    text = weights.finding(numbers, 300)
+    assert (
+        f"1 settled (moved < 0.1% of their range in the last 30 of 300 steps); first: a (step {numbers['settle'][0]})"
+        in text
+    )
+    assert "The other 2 still move at the end" in text and "b (" in text
+    assert "1 oscillates" in text and "c (11 reversals)" in text
+    assert "torch never differs from numpy by more than 2.5e-16 of the largest parameter" in text
 
 
 # ---- the commands, end to end ----
