@@ -9,10 +9,12 @@ figure, never crashed.
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 
 from backends import get_backend
-from comparisons.common import make_parser, note, one_installed, positive_int, publish, pyplot
+from comparisons.common import make_parser, note, one_installed, positive_float, positive_int, publish, pyplot
 from shared.data import make_dataset
 from shared.optim import SGD
 from shared.params import init_params
@@ -23,6 +25,18 @@ PROBLEMS = {
     "moons": (dict(name="moons", n=200, noise=0.15), MLPSpec((2, 16, 1), "tanh", "mse")),
 }
 TARGETS = {"xor": 0.01, "moons": 0.06}  # "converged": the training MSE is below this
+MAX_POINTS = 40  # one loss curve and one legend entry per rate: more cannot be told apart
+
+
+def sweep_points(text: str) -> int:
+    """An argparse type: the number of learning rates, 2..MAX_POINTS (a sweep needs two ends)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer from 2 to {MAX_POINTS}, got {text!r}") from None
+    if not 2 <= value <= MAX_POINTS:
+        raise argparse.ArgumentTypeError(f"expected an integer from 2 to {MAX_POINTS}, got {text}")
+    return value
 
 
 def sweep(backend: str, lrs: np.ndarray, steps: int, seed: int = 0) -> dict:
@@ -86,11 +100,22 @@ def finding(results: dict, steps: int) -> str:
     )
 
 
+def marker_rows(steps: int) -> dict[tuple[str, str], float]:
+    """Where the runs that never reached the target are drawn, above the `steps` line: one row per
+    problem and outcome, so no problem's marker hides another's at the same learning rate."""
+    rows = {}
+    for k, outcome in enumerate(("not yet", "diverged")):
+        for j, name in enumerate(PROBLEMS):
+            rows[name, outcome] = steps * 1.25 ** (1 + j + k * (len(PROBLEMS) + 0.5))
+    return rows
+
+
 def plot(results: dict, steps: int):
     plt = pyplot()
     fig, axes = plt.subplots(1, 1 + len(results), figsize=(6 + 5 * len(results), 4.8), layout="constrained")
     ax = axes[0]
     colors = {"xor": "#1f77b4", "moons": "#ff7f0e"}
+    rows = marker_rows(steps)
     for name, runs in results.items():
         lrs = [r["lr"] for r in runs if r["converged_at"] is not None]
         ax.plot(
@@ -103,22 +128,25 @@ def plot(results: dict, steps: int):
         div = [r["lr"] for r in runs if r["diverged"]]
         ax.plot(
             div,
-            [steps * 1.6] * len(div),
+            [rows[name, "diverged"]] * len(div),
             "X",
             color=colors[name],
-            ms=11,
+            ms=10,
             mec="k",
             label=f"{name}: diverged" if div else None,
         )
         slow = [r["lr"] for r in runs if r["converged_at"] is None and not r["diverged"]]
         ax.plot(
             slow,
-            [steps * 1.2] * len(slow),
+            [rows[name, "not yet"]] * len(slow),
             "o",
             mfc="none",
             color=colors[name],
             label=f"{name}: not yet in {steps} steps" if slow else None,
         )
+    for outcome in ("not yet", "diverged"):
+        y = np.sqrt(np.prod([rows[name, outcome] for name in PROBLEMS]))  # between the problems' rows
+        ax.text(1.0, y, f" {outcome}", transform=ax.get_yaxis_transform(), va="center", fontsize=8, color="0.3")
     ax.axhline(steps, color="0.6", ls=":", lw=1)
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -153,9 +181,11 @@ def plot(results: dict, steps: int):
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser("learning-rates", __doc__.split("\n\n")[1], None, one_backend=True)
     parser.add_argument("--steps", type=positive_int, default=1000, help="steps per run (default: 1000)")
-    parser.add_argument("--points", type=positive_int, default=13, help="learning rates in the sweep (default: 13)")
-    parser.add_argument("--min-lr", type=float, default=0.01, help="default: 0.01")
-    parser.add_argument("--max-lr", type=float, default=100.0, help="default: 100")
+    parser.add_argument(
+        "--points", type=sweep_points, default=13, help=f"learning rates in the sweep, 2 to {MAX_POINTS} (default: 13)"
+    )
+    parser.add_argument("--min-lr", type=positive_float, default=0.01, help="a finite number > 0 (default: 0.01)")
+    parser.add_argument("--max-lr", type=positive_float, default=100.0, help="a finite number > 0 (default: 100)")
     args = parser.parse_args(argv)
     if not 0 < args.min_lr < args.max_lr:
         parser.error(f"need 0 < --min-lr < --max-lr; got {args.min_lr} and {args.max_lr}")

@@ -127,6 +127,29 @@ def test_weights_finding_names_what_the_numbers_show():
     assert "torch never differs from numpy by more than 2.5e-16 of the largest parameter" in text
 
 
+def test_learning_rate_markers_of_the_two_problems_never_hide_each_other():
+    pytest.importorskip("matplotlib")
+    from comparisons import learning_rates
+
+    results = learning_rates.sweep("numpy", np.array([0.002, 0.2, 30.0]), steps=60)
+    ax = learning_rates.plot(results, 60).axes[0]
+    drawn = {}  # (problem, outcome) -> the learning rates drawn with that marker
+    for line in ax.get_lines():
+        label = line.get_label()
+        if line.get_linestyle() == "None" and not label.startswith("_"):
+            name, outcome = label.split(": ")
+            drawn[name, outcome.split(" in ")[0]] = list(zip(line.get_xdata(), line.get_ydata()))
+    for name, runs in results.items():  # each outcome judged here from the losses, independently
+        diverged = [r["lr"] for r in runs if not np.isfinite(r["losses"]).all() or r["losses"][-1] > r["losses"][0]]
+        diverged += [r["lr"] for r in runs if len(r["losses"]) < 60 and r["lr"] not in diverged]
+        assert [x for x, _ in drawn[name, "diverged"]] == diverged == [30.0], name
+        target = learning_rates.TARGETS[name]
+        short = [r["lr"] for r in runs if r["lr"] not in diverged and r["losses"].min() >= target]
+        assert [x for x, _ in drawn[name, "not yet"]] == short and 0.002 in short, name
+    points = [p for pts in drawn.values() for p in pts]
+    assert len(points) == len(set(points)) >= 4  # xor's markers sit in their own rows, not under moons'
+
+
 # ---- the commands, end to end ----
 
 
@@ -153,7 +176,10 @@ def test_unknown_command_is_an_error(capsys):
         (["gradients", "--batch-size", "5000"], "--batch-size 5000 is larger than the dataset"),
         (["learning-rates", "--min-lr", "1", "--max-lr", "0.1"], "need 0 < --min-lr < --max-lr"),
         (["noise", "--widths", "2,x"], "--widths: expected positive integers"),
-        (["seeds", "--sizes", "3,2,1"], "--sizes must start with 2"),
+        (["learning-rates", "--max-lr", "inf"], "argument --max-lr: expected a finite number > 0, got inf"),
+        (["learning-rates", "--min-lr", "nan"], "argument --min-lr: expected a finite number > 0, got nan"),
+        (["learning-rates", "--points", "1"], "argument --points: expected an integer from 2 to 40, got 1"),
+        (["seeds", "--sizes", "3,2,1"], "argument --sizes: expected 2,H,1"),
         (["code", "attention"], "unknown concept 'attention'"),
     ],
 )
