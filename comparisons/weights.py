@@ -254,11 +254,12 @@ def plot(numbers: dict, spec, problem_text: str):
     backends = [
         Line2D([], [], color="k", ls=LINESTYLES.get(name, "-"), lw=1.4, label=name) for name in numbers["series"]
     ]
-    marker = Line2D([], [], ls="", marker="o", color="0.6", mec="k", label="settle step (settled parameters)")
+    if done.any():
+        backends.append(Line2D([], [], ls="", marker="o", color="0.6", mec="k", label="settle step"))
     fig.legend(
-        handles=backends + [marker],
+        handles=backends,
         loc="outside lower center",
-        ncol=len(backends) + 1,
+        ncol=len(backends),
         title="line style: backend (they lie on top of each other); colour: parameter",
     )
     fig.suptitle(f"Every parameter during training — {problem_text}", fontsize=10)
