@@ -1,11 +1,15 @@
 """noise: memorizing the training set is not learning the problem.
 
-Noisy moons (or spirals), split into train and test halves. Trains networks of growing hidden width
-and tracks the loss on both halves during training. A small network cannot even fit the training
-set; a wide one fits it ever better while its test loss turns back up — it is learning the noise.
+Noisy moons, split into train and test halves, with a fraction of the *training* labels flipped (the
+test labels stay clean, so test accuracy measures the real problem). Networks of growing hidden width
+train on it from several seeds. A network that gets a flipped training point "right" has memorized
+noise: the lesson tracks how many flipped labels each width learns and what that does to test
+accuracy and test loss, with the spread over seeds.
 """
 
 from __future__ import annotations
+
+import argparse
 
 import numpy as np
 
@@ -13,98 +17,259 @@ from backends import get_backend
 from comparisons.common import (
     make_parser,
     non_negative_float,
+    non_negative_int,
     note,
     one_installed,
     positive_int,
     publish,
     pyplot,
 )
-from shared.data import make_dataset
+from shared.data import Dataset, make_dataset
 from shared.optim import Adam
 from shared.params import init_params
 from shared.spec import MLPSpec
 
+LR = 0.01  # Adam
+RECORDS = 20  # evaluate train and test this many times per run (and at the end)
 
-def run(backend: str, dataset: str, n: int, noise: float, widths: list[int], steps: int, seed: int) -> dict:
+
+def flip_fraction(text: str) -> float:
+    """An argparse type: the share of training labels to flip, 0 ≤ f < 0.5 (at 0.5 labels are coin tosses)."""
+    value = non_negative_float(text)
+    if value >= 0.5:
+        raise argparse.ArgumentTypeError(f"expected a fraction from 0 to below 0.5, got {text}")
+    return value
+
+
+def width_list(text: str) -> list[int]:
+    """An argparse type: comma-separated positive hidden widths, e.g. 2,8,32."""
+    try:
+        widths = sorted({positive_int(part) for part in text.split(",") if part.strip()})
+    except argparse.ArgumentTypeError:
+        widths = []
+    if not widths:
+        raise argparse.ArgumentTypeError(f"expected positive integers like 2,8,32; got {text!r}")
+    return widths
+
+
+def noisy_split(dataset: str, n: int, noise: float, flip: float, seed: int) -> tuple[Dataset, Dataset, np.ndarray]:
+    """(train with flipped labels, clean test, indices of the flipped training points)."""
     data = make_dataset(dataset, n=n, noise=noise, seed=seed, **({"arms": 2} if dataset == "spirals" else {}))
     train, test = data.split(0.5, seed=seed)
+    flipped = np.sort(np.random.default_rng(seed).choice(len(train), int(round(flip * len(train))), replace=False))
+    y = train.y.copy()
+    y[flipped] = 1 - y[flipped]
+    return Dataset(train.name, train.X, y, 2), test, flipped
+
+
+def one_run(backend: str, width: int, train: Dataset, test: Dataset, flipped: np.ndarray, steps: int, seed: int):
     be = get_backend(backend)
-    record = max(1, steps // 100)
-    out = {"widths": widths, "record_every": record, "runs": {}}
-    for width in widths:
-        spec = MLPSpec((2, width, width, 1), "tanh", "bce")
-        traj = be.train(
-            spec, init_params(spec, seed), train.X, train.targets(spec), Adam(0.01), steps, record_every=record
-        )
-        snapshot_steps = [*traj.snapshot_steps.tolist(), steps]
-        test_loss = [be.loss_and_grads(spec, traj.snapshot(s), test.X, test.targets(spec))[0] for s in snapshot_steps]
-        train_loss = [
-            be.loss_and_grads(spec, traj.snapshot(s), train.X, train.targets(spec))[0] for s in snapshot_steps
-        ]
-        final = traj.params
-        accuracy = {
-            name: float(((be.forward(spec, final, part.X)[:, 0] > 0) == part.y).mean())
-            for name, part in (("train", train), ("test", test))
+    spec = MLPSpec((2, width, width, 1), "tanh", "bce")
+    every = max(1, steps // RECORDS)
+    traj = be.train(
+        spec, init_params(spec, seed), train.X, train.targets(spec), Adam(LR), steps, record_every=every,
+        on_nonfinite="stop",
+    )  # fmt: skip
+    at = [*traj.snapshot_steps.tolist(), len(traj)]
+    curves = {k: [] for k in ("train_loss", "test_loss", "train_accuracy", "memorized", "test_accuracy")}
+    for step in at:
+        params = traj.snapshot(step)
+        right_train = (be.forward(spec, params, train.X)[:, 0] > 0) == train.y  # (n_train,) vs the noisy labels
+        curves["train_loss"].append(be.loss_and_grads(spec, params, train.X, train.targets(spec))[0])
+        curves["test_loss"].append(be.loss_and_grads(spec, params, test.X, test.targets(spec))[0])
+        curves["train_accuracy"].append(float(right_train.mean()))
+        curves["memorized"].append(float(right_train[flipped].mean()) if len(flipped) else 0.0)
+        curves["test_accuracy"].append(float(((be.forward(spec, params, test.X)[:, 0] > 0) == test.y).mean()))
+    return {"steps": at, "diverged_at": traj.diverged_at, "params": traj.params, **curves}
+
+
+def run(
+    backend: str,
+    dataset: str,
+    n: int,
+    noise: float,
+    flip: float,
+    widths: list[int],
+    steps: int,
+    seeds: int,
+    first_seed: int = 0,
+) -> dict:
+    """Every width × seed; a seed sets the data, the split, which labels flip, and the init."""
+    runs = {w: [] for w in widths}
+    for seed in range(first_seed, first_seed + seeds):
+        train, test, flipped = noisy_split(dataset, n, noise, flip, seed)
+        for width in widths:
+            runs[width].append(
+                {"seed": seed, "flipped": flipped, **one_run(backend, width, train, test, flipped, steps, seed)}
+            )
+    return {
+        "widths": widths,
+        "runs": runs,
+        "n_train": len(train),
+        "n_test": len(test),
+        "n_flipped": len(flipped),
+        "steps": steps,
+    }
+
+
+QUANTITIES = ("train_accuracy", "memorized", "test_accuracy", "test_loss", "train_loss")
+
+
+def summary(r: dict) -> dict:
+    """Per width, the final value of each quantity and the best test accuracy seen while training:
+    (mean, sd) over the seeds that did not diverge; plus the per-seed values."""
+    out = {}
+    for w in r["widths"]:
+        ok = [x for x in r["runs"][w] if x["diverged_at"] is None]
+        values = {q: np.array([x[q][-1] for x in ok]) for q in QUANTITIES}
+        values["peak_test_accuracy"] = np.array([max(x["test_accuracy"]) for x in ok])
+        out[w] = {
+            "seeds": len(ok),
+            "diverged": [x["seed"] for x in r["runs"][w] if x["diverged_at"] is not None],
+            "values": values,
+            **{q: (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0) for q, v in values.items() if len(v)},
         }
-        out["runs"][width] = {
-            "steps": snapshot_steps,
-            "train_loss": train_loss,
-            "test_loss": test_loss,
-            "accuracy": accuracy,
-        }
-    out["n_train"], out["n_test"] = len(train), len(test)
     return out
 
 
+def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float, bool]:
+    """Mean and sd of the per-seed difference a − b, and whether it is clear: the mean at least two
+    standard errors from 0 (and at least 3 seeds)."""
+    d = a - b
+    if len(d) < 2:
+        return float(d.mean()) if len(d) else 0.0, 0.0, False
+    sd = float(d.std(ddof=1))
+    return float(d.mean()), sd, len(d) >= 3 and abs(d.mean()) > 2 * sd / np.sqrt(len(d))
+
+
+def verdict(stat: tuple[float, float, bool], lower: str, higher: str) -> str:
+    return (higher if stat[0] > 0 else lower) if stat[2] else "no clear difference"
+
+
+def pm(stat: tuple[float, float], fmt: str = ".0%") -> str:
+    mean, sd = stat
+    if fmt.endswith("%"):
+        return f"{mean * 100:.0f} ± {sd * 100:.0f} %"
+    return f"{mean:{fmt}} ± {sd:{fmt}}"
+
+
 def finding(r: dict) -> str:
-    runs = r["runs"]
-    final = {w: (x["train_loss"][-1], x["test_loss"][-1]) for w, x in runs.items()}
-    table = "; ".join(
-        f"width {w}: train {final[w][0]:.3f} / test {final[w][1]:.3f} (test accuracy {runs[w]['accuracy']['test']:.0%})"
-        for w in sorted(runs)
+    s = summary(r)
+    widths = [w for w in r["widths"] if s[w]["seeds"]]
+    n_seeds = max(s[w]["seeds"] for w in r["widths"])
+    head = (
+        f"{r['n_train']} training points with {r['n_flipped']} labels flipped, {r['n_test']} clean test points, "
+        f"{n_seeds} seeds (mean ± sd). "
     )
-    best_w = min(final, key=lambda w: final[w][1])
-    text = f"Final BCE loss — {table}. The lowest test loss is at width {best_w}."
-    widest = max(runs)
-    wide = runs[widest]
-    i = int(np.argmin(wide["test_loss"]))
-    if i < len(wide["steps"]) - 1 and wide["test_loss"][-1] > 1.05 * wide["test_loss"][i]:
+    if not widths:
+        return head + "Every run diverged."
+    table = "; ".join(
+        f"width {w}: learns {pm(s[w]['memorized'])} of the flipped labels, test accuracy {pm(s[w]['test_accuracy'])} "
+        f"(best while training {pm(s[w]['peak_test_accuracy'])}), test loss {pm(s[w]['test_loss'], '.2f')}"
+        for w in widths
+    )
+    text = head + table + "."
+    narrow, wide = widths[0], widths[-1]
+    if wide != narrow:
+        values = {w: s[w]["values"] for w in (narrow, wide)}
+        if len(values[wide]["memorized"]) == len(values[narrow]["memorized"]):
+            mem = paired(values[wide]["memorized"], values[narrow]["memorized"])
+            acc = paired(values[wide]["test_accuracy"], values[narrow]["test_accuracy"])
+            loss = paired(values[wide]["test_loss"], values[narrow]["test_loss"])
+            text += (
+                f" Width {wide} against width {narrow}, seed by seed: it learns {mem[0] * 100:+.0f} ± "
+                f"{mem[1] * 100:.0f} points more of the flipped labels "
+                f"({verdict(mem, 'clearly fewer', 'clearly more')}), its test accuracy is "
+                f"{acc[0] * 100:+.0f} ± {acc[1] * 100:.0f} points"
+                f" — {verdict(acc, 'a clear drop', 'a clear gain')}, its test loss {loss[0]:+.2f} ± {loss[1]:.2f}"
+                f" ({verdict(loss, 'clearly lower', 'clearly higher')})."
+            )
+        drop = paired(values[wide]["peak_test_accuracy"], values[wide]["test_accuracy"])
+        if drop[2]:
+            text += (
+                f" Width {wide}'s test accuracy peaked while training and then fell by {drop[0] * 100:.0f} ± "
+                f"{drop[1] * 100:.0f} points while it learned the flipped labels (the peak is picked on the test set "
+                "itself, so it flatters; a validation split would pick the stopping step honestly)."
+            )
+        else:
+            text += f" Width {wide}'s test accuracy did not clearly fall from its peak ({pm(drop[:2])})."
+    diverged = {w: s[w]["diverged"] for w in r["widths"] if s[w]["diverged"]}
+    if diverged:
         text += (
-            f" The widest network's test loss was lowest at step {wide['steps'][i]} ({wide['test_loss'][i]:.3f}) and "
-            f"rose to {wide['test_loss'][-1]:.3f} while its train loss kept falling to {wide['train_loss'][-1]:.3f}: "
-            "from there on it memorizes the noise in its training half, growing confident on points it would "
-            "otherwise get wrong — the test loss punishes that even where the accuracy barely moves."
+            " Diverged: " + "; ".join(f"width {w} seeds {', '.join(map(str, d))}" for w, d in diverged.items()) + "."
         )
-    else:
-        text += " The widest network's test loss never turned back up in this run."
     return text
 
 
 def plot(r: dict, title: str):
     plt = pyplot()
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(14, 5), layout="constrained")
+    fig, axes = plt.subplots(2, 2, figsize=(14, 9), layout="constrained")
     cmap = plt.get_cmap("viridis")
     widths = r["widths"]
-    for i, w in enumerate(widths):
-        x = r["runs"][w]
-        c = cmap(i / max(len(widths) - 1, 1))
-        ax.plot(x["steps"], x["train_loss"], "-", color=c, lw=1.3, label=f"width {w}")
-        ax.plot(x["steps"], x["test_loss"], "--", color=c, lw=1.3)
-    ax.plot([], [], "k-", label="train")
-    ax.plot([], [], "k--", label="test")
-    ax.set_yscale("log")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("BCE loss")
-    ax.set_title("Train (solid) and test (dashed) loss during training")
-    ax.legend(fontsize=8, ncol=2)
-    ax2.plot(widths, [r["runs"][w]["train_loss"][-1] for w in widths], "o-", label="train")
-    ax2.plot(widths, [r["runs"][w]["test_loss"][-1] for w in widths], "s--", label="test")
-    ax2.set_xscale("log", base=2)
-    ax2.set_yscale("log")
-    ax2.set_xlabel("hidden width (two hidden layers)")
-    ax2.set_ylabel("final loss")
-    ax2.set_title("After training: wider fits the training set better — and the test set?")
-    ax2.legend()
+    s = summary(r)
+    color = {w: cmap(i / max(len(widths) - 1, 1)) for i, w in enumerate(widths)}
+    panels = [
+        (axes[0, 0], "test_accuracy", "test accuracy (clean labels)"),
+        (axes[0, 1], "memorized", "share of the flipped training labels learned"),
+    ]
+    for ax, key, label in panels:
+        for w in widths:
+            ok = [x for x in r["runs"][w] if x["diverged_at"] is None]
+            if not ok:
+                continue
+            curves = np.array([x[key] for x in ok])  # (seeds, records)
+            mean, sd = curves.mean(0), curves.std(0, ddof=1) if len(ok) > 1 else np.zeros(curves.shape[1])
+            ax.fill_between(ok[0]["steps"], mean - sd, mean + sd, color=color[w], alpha=0.2, lw=0)
+            ax.plot(ok[0]["steps"], mean, color=color[w], lw=1.8, label=f"width {w}")
+        ax.set_xlabel("training step")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label[0].upper() + label[1:]}: mean ± sd over seeds")
+        ax.legend(loc="lower right")
+    ax = axes[1, 0]
+    x = np.arange(len(widths))
+    for k, (key, label, marker) in enumerate(
+        [
+            ("train_accuracy", "train accuracy (on the noisy labels)", "o"),
+            ("memorized", "flipped labels learned", "s"),
+            ("test_accuracy", "test accuracy at the end", "D"),
+            ("peak_test_accuracy", "best test accuracy while training", "^"),
+        ]
+    ):
+        ok = [w for w in widths if s[w]["seeds"]]
+        ax.errorbar(
+            [x[widths.index(w)] + (k - 1.5) * 0.08 for w in ok],
+            [s[w][key][0] for w in ok],
+            yerr=[s[w][key][1] for w in ok],
+            fmt=marker + "-",
+            capsize=4,
+            label=label,
+        )
+    clean = 1 - r["n_flipped"] / r["n_train"]
+    ax.axhline(clean, color="0.5", ls=":", lw=1, label=f"{clean:.2f}: train accuracy of a perfect boundary")
+    ax.set_xticks(x, [str(w) for w in widths])
+    ax.set_xlabel("hidden width (two hidden layers)")
+    ax.set_ylabel("at the end of training (mean ± sd)")
+    ax.set_title("Wider nets learn the flipped labels; what happens to test accuracy?")
+    ax.legend(loc="center right")
+    ax = axes[1, 1]
+    for key, label, marker in [
+        ("train_loss", "train loss (noisy labels)", "o"),
+        ("test_loss", "test loss (clean)", "s"),
+    ]:
+        ok = [w for w in widths if s[w]["seeds"]]
+        ax.errorbar(
+            [x[widths.index(w)] for w in ok],
+            [s[w][key][0] for w in ok],
+            yerr=[s[w][key][1] for w in ok],
+            fmt=marker + "-",
+            capsize=4,
+            label=label,
+        )
+    ax.set_xticks(x, [str(w) for w in widths])
+    ax.set_xlabel("hidden width (two hidden layers)")
+    ax.set_ylabel("BCE loss at the end (mean ± sd)")
+    ax.set_title("Loss: confident answers on memorized noise cost on the test set")
+    ax.legend(loc="upper left")
     fig.suptitle(title, fontsize=11)
     return fig
 
@@ -112,24 +277,33 @@ def plot(r: dict, title: str):
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser("noise", __doc__.split("\n\n")[1], None, one_backend=True)
     parser.add_argument("--dataset", choices=["moons", "spirals", "circles"], default="moons", help="default: moons")
-    parser.add_argument("--n", type=positive_int, default=100, help="samples, split half/half (default: 100)")
-    parser.add_argument("--noise", type=non_negative_float, default=0.3, help="default: 0.3")
-    parser.add_argument("--widths", default="2,8,32,128", help="hidden widths to compare (default: 2,8,32,128)")
-    parser.add_argument("--steps", type=positive_int, default=2000, help="Adam steps (default: 2000)")
-    parser.add_argument("--seed", type=int, default=0, help="default: 0")
+    parser.add_argument("--n", type=positive_int, default=200, help="samples, split half/half (default: 200)")
+    parser.add_argument(
+        "--noise", type=non_negative_float, default=0.2, help="Gaussian noise of the points (default: 0.2)"
+    )
+    parser.add_argument(
+        "--flip", type=flip_fraction, default=0.2, help="share of training labels flipped, 0 to <0.5 (default: 0.2)"
+    )
+    parser.add_argument("--widths", type=width_list, default=[2, 8, 32, 64], help="hidden widths (default: 2,8,32,64)")
+    parser.add_argument("--steps", type=positive_int, default=2000, help="Adam steps, lr 0.01 (default: 2000)")
+    parser.add_argument("--seeds", type=positive_int, default=10, help="seeds per width (default: 10)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="the first seed (default: 0)")
     args = parser.parse_args(argv)
-    try:
-        widths = sorted({int(w) for w in args.widths.split(",") if w.strip()})
-    except ValueError:
-        parser.error(f"--widths: expected positive integers like 2,8,32; got {args.widths!r}")
-    if not widths or min(widths) < 1:
-        parser.error(f"--widths: expected positive integers like 2,8,32; got {args.widths!r}")
-    if args.n < 4:
-        parser.error(f"--n {args.n} is too few to split into train and test")
+    if args.n < 8:
+        parser.error(f"--n {args.n} is too few to split into train and test halves (at least 8)")
     backend = one_installed(parser, args.backend)
-    note(f"training widths {widths} on noisy {args.dataset} ({backend})")
-    r = run(backend, args.dataset, args.n, args.noise, widths, args.steps, args.seed)
+    note(f"training widths {args.widths} × {args.seeds} seeds on noisy {args.dataset} ({backend})")
+    r = run(backend, args.dataset, args.n, args.noise, args.flip, args.widths, args.steps, args.seeds, args.seed)
     text = finding(r)
-    title = f"Noisy {args.dataset} (n={args.n}, noise {args.noise:g}), {r['n_train']} train / {r['n_test']} test points"
-    publish(args.out, "noise", plot(r, title), {"runs": {str(w): x for w, x in r["runs"].items()}}, text)
+    title = (
+        f"Noisy {args.dataset} (n={args.n}, noise {args.noise:g}): {r['n_train']} train points, {r['n_flipped']} of "
+        f"their labels flipped; {r['n_test']} clean test points; Adam lr {LR:g}, {args.steps} steps, {args.seeds} seeds"
+    )
+    s = summary(r)
+    numbers = {
+        "widths": {
+            str(w): {k: v for k, v in s[w].items() if k != "values"} | {"per_seed": s[w]["values"]} for w in r["widths"]
+        }
+    }
+    publish(args.out, "noise", plot(r, title), numbers, text)
     return 0

@@ -5,7 +5,7 @@ import pytest
 
 from backends import get_backend
 from comparisons import code, hidden_layer, learning_rates, noise, paths, seeds
-from shared.data import xor
+from shared.data import make_dataset, xor
 from shared.params import init_params
 from shared.spec import MLPSpec
 
@@ -124,17 +124,44 @@ def test_seeds_rejects_networks_it_cannot_compare(sizes, capsys, tmp_path):
     assert exit_info.value.code == 2 and "argument --sizes" in capsys.readouterr().err
 
 
-def test_noise_tracks_train_and_test_loss_and_names_the_turning_point():
-    r = noise.run("numpy", "moons", n=60, noise=0.3, widths=[2, 64], steps=600, seed=0)
-    wide = r["runs"][64]
-    assert wide["steps"][0] == 0 and wide["steps"][-1] == 600
-    assert wide["train_loss"][-1] < r["runs"][2]["train_loss"][-1]  # wider fits the training half better
-    i = int(np.argmin(wide["test_loss"]))
+def test_noise_flips_only_training_labels_and_measures_memorization_from_the_weights():
+    r = noise.run("numpy", "moons", n=40, noise=0.2, flip=0.2, widths=[2, 16], steps=300, seeds=3)
+    be = get_backend("numpy")
+    assert r["n_train"] == r["n_test"] == 20 and r["n_flipped"] == 4
+    for width in (2, 16):
+        spec = MLPSpec((2, width, width, 1), "tanh", "bce")
+        for run in r["runs"][width]:
+            train, test, flipped = noise.noisy_split("moons", 40, 0.2, 0.2, run["seed"])
+            clean_train, clean_test = make_dataset("moons", n=40, noise=0.2, seed=run["seed"]).split(
+                0.5, seed=run["seed"]
+            )
+            assert (train.y != clean_train.y).sum() == 4 and (train.y[flipped] != clean_train.y[flipped]).all()
+            assert (test.y == clean_test.y).all()  # the test labels stay clean
+            predicted = (be.forward(spec, run["params"], train.X)[:, 0] > 0).astype(int)
+            assert run["memorized"][-1] == pytest.approx((predicted[flipped] == train.y[flipped]).mean())
+            assert run["test_accuracy"][-1] == pytest.approx(
+                ((be.forward(spec, run["params"], test.X)[:, 0] > 0) == test.y).mean()
+            )
+            assert run["steps"][0] == 0 and run["steps"][-1] == 300
+    s = noise.summary(r)
+    mem = np.array([run["memorized"][-1] for run in r["runs"][16]])
+    assert s[16]["memorized"] == pytest.approx((mem.mean(), mem.std(ddof=1)))
     text = noise.finding(r)
-    if wide["test_loss"][-1] > 1.05 * wide["test_loss"][i]:
-        assert f"lowest at step {wide['steps'][i]}" in text
-    else:
-        assert "never turned back up" in text
+    assert f"width 16: learns {noise.pm(s[16]['memorized'])} of the flipped labels" in text
+    assert "3 seeds (mean ± sd)" in text
+
+
+def test_noise_calls_a_difference_clear_only_beyond_two_standard_errors():
+    assert noise.paired(np.array([0.5, 0.6, 0.55, 0.52]), np.array([0.1, 0.12, 0.08, 0.1]))[2]
+    assert not noise.paired(np.array([0.5, 0.1, 0.3]), np.array([0.2, 0.3, 0.3]))[2]  # mean −0.03, sd 0.3
+    assert not noise.paired(np.array([0.9, 0.8]), np.array([0.1, 0.2]))[2]  # too few seeds to say
+
+
+@pytest.mark.parametrize("option", [["--seed", "-1"], ["--flip", "0.5"], ["--widths", "0,4"], ["--n", "4"]])
+def test_noise_rejects_bad_options_with_a_usage_error(option, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        noise.main([*option, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and option[0] in capsys.readouterr().err
 
 
 def test_path_strengths_are_products_of_weights_along_the_path():
