@@ -5,9 +5,12 @@ step the parameter gap between every pair of backends (same dtype), next to each
 float32-vs-float64 drift. If the cross-backend float32 gap sits below the precision drift, the
 frameworks are not the problem: float32 is.
 
-The gap plotted is max|θa − θb| / max|θ|: the largest parameter difference relative to the largest
-parameter. (An elementwise relative gap spikes whenever one weight crosses zero, which says nothing
-about the run; the JSON keeps it too, as max_rel, with the tolerance checks that use it.)
+Two quantities, two panels. The gap, max|θa − θb| / max|θ| (the largest parameter difference
+relative to the largest parameter), answers "framework or precision?". The tolerance check the
+parity suite applies (shared.trajectory.compare) is elementwise: |a − b| ≤ atol + rtol·max(|a|, |b|)
+on every parameter and on the loss; its panel plots the worst ratio |a − b| / (atol + rtol·max(|a|, |b|))
+since the previous plotted step, so the tolerance is the line at 1 and a pair's "first step beyond
+tolerance" marker sits on the first point of its curve above that line.
 """
 
 from __future__ import annotations
@@ -25,16 +28,19 @@ from comparisons.common import (
     installed,
     make_parser,
     note,
+    positive_int,
     publish,
     pyplot,
 )
 from comparisons.parity import trajectory_tolerance
 from shared.params import flatten
+from shared.tolerances import Tolerance
 from shared.trajectory import Trajectory, compare
 
 DTYPES = ("float32", "float64")
 EPS = {"float32": float(np.finfo(np.float32).eps), "float64": float(np.finfo(np.float64).eps)}
 FLOOR = 1e-18  # log axes cannot show an exact 0: gaps of 0 are drawn here
+RATIO_FLOOR = 1e-9  # tolerance ratios below this (a gap of 0 at step 0) are drawn at the axis bottom
 
 
 def train_all(problem: Problem, backends: list[str], record_every: int) -> dict[tuple[str, str], Trajectory]:
@@ -56,6 +62,40 @@ def scaled_gaps(a: Trajectory, b: Trajectory, steps: np.ndarray) -> np.ndarray:
     return np.array(gaps)
 
 
+def _worst_ratio(a: np.ndarray, b: np.ndarray, tol: Tolerance) -> np.ndarray:
+    """Elementwise |a − b| / (atol + rtol·max(|a|, |b|)): above 1 exactly where shared.tolerances fails."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.abs(a - b) / (tol.atol + tol.rtol * np.maximum(np.abs(a), np.abs(b)))
+
+
+def check_ratios(a: Trajectory, b: Trajectory, tol: Tolerance, steps: np.ndarray) -> np.ndarray:
+    """At each of `steps` (recorded by both), the worst tolerance ratio of what compare() checks since the
+    previous one: every parameter at that step, and the loss at every step after the previous one up to
+    this one. A value above 1 means compare() finds the tolerance exceeded there (or in between)."""
+    ratios, previous = [], -1
+    n = min(len(a), len(b))
+    loss = _worst_ratio(a.losses[:n], b.losses[:n], tol)  # (n,)
+    for s in steps:
+        params = _worst_ratio(flatten(a.snapshot(int(s))), flatten(b.snapshot(int(s))), tol).max()
+        since = loss[previous + 1 : min(int(s), n - 1) + 1]  # losses of steps previous+1 .. s
+        ratios.append(max(float(params), float(since.max(initial=0.0))))
+        previous = int(s)
+    return np.array(ratios)
+
+
+def diverged_at(traj: Trajectory) -> int | None:
+    """The step where a run diverged, or None: its first non-finite loss or gradient (training stopped
+    there), or, if its last loss is above its first, the step from which the loss stayed above where it
+    started (the learning-rates lesson calls that diverging too: the steps overshoot)."""
+    if traj.diverged_at is not None:
+        return int(traj.diverged_at)
+    losses = np.asarray(traj.losses, np.float64)
+    if len(losses) < 2 or not losses[-1] > losses[0]:
+        return None
+    below = np.flatnonzero(losses <= losses[0])  # includes step 0
+    return int(below[-1]) + 1
+
+
 def divergence_numbers(runs: dict[tuple[str, str], Trajectory], problem: Problem) -> dict:
     """Per recorded step: the max relative parameter gap for every backend pair in each dtype, and for
     every backend between its float32 and float64 runs; plus where each pair first exceeds its tolerance."""
@@ -70,6 +110,7 @@ def divergence_numbers(runs: dict[tuple[str, str], Trajectory], problem: Problem
                 "dtype": dtype,
                 "steps": c.steps,
                 "gap": scaled_gaps(runs[a, dtype], runs[b, dtype], c.steps),
+                "ratio": check_ratios(runs[a, dtype], runs[b, dtype], tol, c.steps),
                 "max_rel": c.max_rel,
                 "max_abs": c.max_abs,
                 "loss_abs": c.loss_abs,
@@ -87,8 +128,33 @@ def divergence_numbers(runs: dict[tuple[str, str], Trajectory], problem: Problem
             "first_exceeded": c.first_exceeded,
         }
     out["losses"] = {f"{name} {dtype}": t.losses for (name, dtype), t in runs.items()}
-    out["diverged_at"] = {f"{name} {dtype}": t.diverged_at for (name, dtype), t in runs.items()}
+    out["diverged_at"] = {f"{name} {dtype}": diverged_at(t) for (name, dtype), t in runs.items()}
+    out["nonfinite_at"] = {f"{name} {dtype}": t.diverged_at for (name, dtype), t in runs.items()}
     return out
+
+
+def _diverged_text(numbers: dict) -> str:
+    stopped = {key: step for key, step in numbers["diverged_at"].items() if step is not None}
+    if not stopped:
+        return ""
+    nonfinite = numbers.get("nonfinite_at", {})
+    every = "Every run" if len(stopped) == len(numbers["diverged_at"]) else f"{len(stopped)} runs"
+    by_step: dict[tuple[int, bool], list[str]] = {}
+    for key, step in stopped.items():
+        by_step.setdefault((step, nonfinite.get(key) is not None), []).append(key)
+    total = len(numbers["diverged_at"])
+    where = "; ".join(
+        (f"all {total} runs" if len(keys) == total else ", ".join(keys))
+        + (f" at step {step} (non-finite: training stopped there)" if bad else f" from step {step}")
+        for (step, bad), keys in sorted(by_step.items())
+    )
+    starts = [float(numbers["losses"][key][0]) for key in stopped]
+    ends = [float(numbers["losses"][key][-1]) for key in stopped]
+    return (
+        f"{every} diverged (the loss rose above its start, {min(starts):.3g}, for good, or stopped being finite): "
+        f"{where}; last losses {min(ends):.3g}–{max(ends):.3g}. The comparisons below are of diverged runs: they "
+        "say how alike the backends diverge, not how well they train."
+    )
 
 
 def finding(numbers: dict) -> str:
@@ -96,7 +162,8 @@ def finding(numbers: dict) -> str:
     cross64 = [p["gap"][-1] for p in numbers["pairs"].values() if p["dtype"] == "float64"]
     precision = [p["gap"][-1] for p in numbers["precision"].values()]
     exceeded = {k: p["first_exceeded"] for k, p in numbers["pairs"].items() if p["first_exceeded"] is not None}
-    parts = []
+    diverged = _diverged_text(numbers) if "diverged_at" in numbers else ""
+    parts = [diverged] if diverged else []
     chaotic = bool(cross64) and max(cross64) >= 1e-10
     if cross32 and precision and not chaotic:
         if max(cross32) < 0.5 * min(precision):
@@ -121,39 +188,44 @@ def finding(numbers: dict) -> str:
             "in float32 and float64 alike — no framework is wrong; the question 'framework or precision?' has no "
             "answer here, because any difference at all grows."
         )
+    worst = {k: float(np.max(p["ratio"], initial=0.0)) for k, p in numbers["pairs"].items() if "ratio" in p}
+    stopped = any(v is not None for v in numbers.get("nonfinite_at", {}).values())
+    until = " before the runs stopped" if stopped else ""
     if exceeded:
-        parts.append("Tolerance first exceeded: " + ", ".join(f"{k} at step {s}" for k, s in exceeded.items()) + ".")
-    else:
-        parts.append("No pair ever left its trajectory tolerance.")
+        parts.append(
+            "Trajectory tolerance (|Δ| ≤ atol + rtol·max|θ| on every parameter and the loss) first exceeded: "
+            + ", ".join(f"{k} at step {s}" for k, s in exceeded.items())
+            + f"{until}."
+        )
+    elif numbers["pairs"]:
+        parts.append(
+            f"No pair left its trajectory tolerance{until}"
+            + (f": the worst check ratio is {max(worst.values()):.2g} of the allowed 1." if worst else ".")
+        )
     return " ".join(parts)
 
 
 def plot(numbers: dict, problem: Problem, dtype_tols: dict):
+    from matplotlib.lines import Line2D
+
     plt = pyplot()
-    fig, (ax, ax_loss) = plt.subplots(1, 2, figsize=(14, 5.6), gridspec_kw={"width_ratios": [1.6, 1]})
+    fig, (ax, ax_tol, ax_loss) = plt.subplots(
+        1, 3, figsize=(20, 6.2), gridspec_kw={"width_ratios": [1.25, 1.25, 1]}, layout="constrained"
+    )
     exceeded = False
     for p in numbers["pairs"].values():
         a, b = p["pair"]
         style = "-" if p["dtype"] == "float32" else "--"
-        ax.plot(
-            p["steps"],
-            np.maximum(p["gap"], FLOOR),
-            style,
-            color=PAIR_COLORS[a, b],
-            lw=1.6,
-            label=f"{a} vs {b}, {p['dtype']}",
-        )
+        label = f"{a} vs {b}, {p['dtype']}"
+        ax.plot(p["steps"], np.maximum(p["gap"], FLOOR), style, color=PAIR_COLORS[a, b], lw=1.6, label=label)
+        ratio = np.maximum(p["ratio"], RATIO_FLOOR)
+        ax_tol.plot(p["steps"], ratio, style, color=PAIR_COLORS[a, b], lw=1.6)
         if p["first_exceeded"] is not None:
-            i = min(np.searchsorted(p["steps"], p["first_exceeded"]), len(p["steps"]) - 1)
-            ax.plot(
-                p["steps"][i],
-                max(p["gap"][i], FLOOR),
-                "X",
-                color=PAIR_COLORS[a, b],
-                ms=10,
-                mec="k",
-            )
-            exceeded = True
+            later = np.flatnonzero(p["steps"] >= p["first_exceeded"])
+            if len(later):  # the first plotted point at or after that step: the first above the line
+                i = later[0]
+                ax_tol.plot(p["steps"][i], ratio[i], "X", color=PAIR_COLORS[a, b], ms=10, mec="k", zorder=5)
+                exceeded = True
     for name, p in numbers["precision"].items():
         ax.plot(
             p["steps"],
@@ -167,27 +239,28 @@ def plot(numbers: dict, problem: Problem, dtype_tols: dict):
     for dtype, eps in EPS.items():
         ax.axhline(eps, color="0.55", lw=0.8)
         ax.text(0.995, eps, f"{dtype} ε", transform=right, ha="right", va="bottom", fontsize=8, color="0.35")
-    for dtype, tol in dtype_tols.items():
-        ax.axhline(tol.rtol, color="k", lw=0.9, ls=(0, (6, 3)))
-        ax.text(
-            0.995,
-            tol.rtol,
-            f"{dtype} trajectory tolerance (rtol {tol.rtol:g})",
-            transform=right,
-            ha="right",
-            va="bottom",
-            fontsize=8,
-        )
     ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel("parameter gap  max|θa − θb| / max|θ|")
     ax.set_title(
-        "Where the backends drift apart — solid: float32 pairs, dashed: float64 pairs,\n"
-        "dotted: each backend's float32 run against its own float64 run"
+        "Framework or precision? The parameter gap\n"
+        "solid: float32 pairs, dashed: float64 pairs, dotted: float32 vs float64 of one backend",
+        fontsize=10,
     )
-    if exceeded:
-        ax.plot([], [], "X", color="0.7", mec="k", ms=9, label="first step beyond its tolerance")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3)
+    ax_tol.axhline(1.0, color="k", lw=1.0)
+    tols = ", ".join(f"{d}: rtol {t.rtol:g}, atol {t.atol:g}" for d, t in dtype_tols.items())
+    ax_tol.text(
+        0.995, 1.0, "the tolerance", transform=ax_tol.get_yaxis_transform(), ha="right", va="bottom", fontsize=8
+    )
+    ax_tol.set_yscale("log")
+    ax_tol.set_ylim(bottom=RATIO_FLOOR / 2)
+    ax_tol.set_xlabel("training step")
+    ax_tol.set_ylabel("worst |a − b| / (atol + rtol·max(|a|, |b|))")
+    ax_tol.set_title(
+        "The parity check: worst ratio over parameters and loss since the previous point\n"
+        f"(above 1 = beyond the trajectory tolerance; {tols})",
+        fontsize=10,
+    )
     for key, losses in numbers["losses"].items():
         name, dtype = key.split()
         ax_loss.plot(
@@ -199,17 +272,27 @@ def plot(numbers: dict, problem: Problem, dtype_tols: dict):
             alpha=0.8,
             label=key,
         )
+        step = numbers.get("diverged_at", {}).get(key)
+        if step is not None and step < len(losses):
+            ax_loss.plot(step, losses[step], "o", color=BACKEND_COLORS[name], mfc="none", ms=8)
     ax_loss.set_yscale("log")
     ax_loss.set_xlabel("training step")
     ax_loss.set_ylabel("training loss")
     curves = [np.asarray(v, np.float64) for v in numbers["losses"].values()]
     n = min(map(len, curves))
-    spread = max(np.max(np.abs(c[:n] - curves[0][:n]) / np.abs(curves[0][:n])) for c in curves)
+    spread = max(np.max(np.abs(c[:n] - curves[0][:n]) / np.abs(curves[0][:n]), initial=0.0) for c in curves)
     overlap = "they overlap: the gaps are far below a line's width" if spread < 1e-3 else "where they part, see left"
-    ax_loss.set_title(f"Loss curves, all {len(curves)} runs\n({overlap})")
+    if any(v is not None for v in numbers.get("diverged_at", {}).values()):
+        overlap += "; ○ where a run diverged"
+    ax_loss.set_title(f"Loss curves, all {len(curves)} runs\n({overlap})", fontsize=10)
     ax_loss.legend(loc="upper right")
+    handles, _ = ax.get_legend_handles_labels()
+    if exceeded:
+        handles.append(
+            Line2D([], [], ls="", marker="X", color="0.7", mec="k", ms=9, label="first step beyond its tolerance")
+        )
+    fig.legend(handles=handles, loc="outside lower center", ncol=4)
     fig.suptitle(problem.describe(), fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -224,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             "--optimizer adam --lr 0.01 --steps 1000"
         ),
     )
-    parser.add_argument("--points", type=int, default=200, help="recorded steps along the run (default: 200)")
+    parser.add_argument("--points", type=positive_int, default=200, help="recorded steps along the run (default: 200)")
     args = parser.parse_args(argv)
     problem = build_problem(parser, args)
     backends = installed(args.backends)

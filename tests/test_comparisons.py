@@ -56,6 +56,48 @@ def test_divergence_separates_float64_agreement_from_float32_drift():
         assert 1e-9 < p["gap"][-1] < 1e-4  # float32 rounding, visible but small
 
 
+def test_the_tolerance_marker_sits_where_the_plotted_ratio_first_crosses_one():
+    from comparisons.divergence import check_ratios
+    from shared.tolerances import tolerance
+    from shared.trajectory import compare
+
+    data, be, tol = xor(), get_backend("numpy"), tolerance("float64", "trajectory")
+    X, y = data.X, data.targets(XOR_SPEC)
+    a = be.train(XOR_SPEC, init_params(XOR_SPEC), X, y, SGD(0.5), 60, record_every=7)
+    b = be.train(XOR_SPEC, init_params(XOR_SPEC), X, y, SGD(0.5 * (1 + 1e-7)), 60, record_every=7)
+    c = compare(a, b, tol)
+    ratio = check_ratios(a, b, tol, c.steps)
+    assert c.first_exceeded is not None and 0 < c.first_exceeded < 60
+    crossing = int(np.flatnonzero(ratio > 1)[0])
+    assert c.steps[crossing] == c.steps[c.steps >= c.first_exceeded][0]  # the marker's point is above 1 ...
+    assert (ratio[:crossing] <= 1).all()  # ... and is the first one that is
+    s, previous = int(c.steps[crossing]), int(c.steps[crossing - 1])
+    pa, pb = a.snapshot(s), b.snapshot(s)
+    va = np.concatenate([pa[0]["W"].ravel(), pa[0]["b"], pa[1]["W"].ravel(), pa[1]["b"]])
+    vb = np.concatenate([pb[0]["W"].ravel(), pb[0]["b"], pb[1]["W"].ravel(), pb[1]["b"]])
+    la, lb = a.losses[previous + 1 : s + 1], b.losses[previous + 1 : s + 1]
+    expected = max(
+        np.max(np.abs(va - vb) / (tol.atol + tol.rtol * np.maximum(np.abs(va), np.abs(vb)))),
+        np.max(np.abs(la - lb) / (tol.atol + tol.rtol * np.maximum(np.abs(la), np.abs(lb)))),
+    )
+    assert ratio[crossing] == pytest.approx(expected, rel=1e-12)
+
+
+def test_divergence_says_when_every_run_diverged():
+    from comparisons.common import Problem
+    from comparisons.divergence import finding
+
+    data = xor()
+    problem = Problem(data, XOR_SPEC, init_params(XOR_SPEC), data.X, data.targets(XOR_SPEC), SGD(1e6), 20, 0, None)
+    numbers = divergence_numbers(train_all(problem, ["numpy"], record_every=5), problem)
+    for key, losses in numbers["losses"].items():  # the loss never comes back below where it started
+        assert losses[-1] > losses[0] and (losses[1:] > losses[0]).all(), key
+        assert numbers["diverged_at"][key] == 1
+    text = finding(numbers)
+    assert "Every run diverged" in text and "all 2 runs from step 1" in text
+    assert "tolerance" not in text  # one backend: no pair was compared, so no claim about one
+
+
 def test_layer_gaps_are_relative_to_the_layers_largest_gradient():
     ga = [{"W": np.array([[1.0, -2.0]]), "b": np.array([0.5, 0.0])}]
     gb = [{"W": np.array([[1.0, -2.5]]), "b": np.array([0.25, 0.0])}]
@@ -176,6 +218,7 @@ def test_unknown_command_is_an_error(capsys):
         (["gradients", "--batch-size", "5000"], "--batch-size 5000 is larger than the dataset"),
         (["learning-rates", "--min-lr", "1", "--max-lr", "0.1"], "need 0 < --min-lr < --max-lr"),
         (["noise", "--widths", "2,x"], "--widths: expected positive integers"),
+        (["divergence", "--points", "-3"], "argument --points: expected a positive integer, got -3"),
         (["learning-rates", "--max-lr", "inf"], "argument --max-lr: expected a finite number > 0, got inf"),
         (["learning-rates", "--min-lr", "nan"], "argument --min-lr: expected a finite number > 0, got nan"),
         (["learning-rates", "--points", "1"], "argument --points: expected an integer from 2 to 40, got 1"),
