@@ -1,9 +1,11 @@
-"""paths: which input→hidden→output paths carry the XOR solution?
+"""paths: what does each hidden unit of an XOR network add to the output?
 
-In a 2→4→1 network every input reaches the output along 4 paths, one through each hidden unit.
-A path's strength is the product of the two weights along it, W₀[i, j] · W₁[j, 0]: how strongly
-input i drives the output through hidden unit j (to first order, where tanh is near linear). This
-follows all 8 path strengths through training and ranks them at the end.
+In a 2→4→1 tanh network the output logit on an input x is exactly
+    logit(x) = b₁ + Σⱼ W₁[j] · tanh(W₀[:, j] · x + b₀[j]),
+so hidden unit j adds cⱼ(x) = W₁[j] · tanh(zⱼ(x)) — its paths from both inputs, its bias and its
+saturation all included. This follows cⱼ on each of the four XOR inputs through training, names what
+each unit ends up doing (on which inputs it pushes the output up), and counts over many seeds how
+often each role appears and how saturated the units are.
 """
 
 from __future__ import annotations
@@ -27,84 +29,198 @@ from shared.params import Params, init_params
 from shared.spec import MLPSpec
 
 SPEC = MLPSpec((2, 4, 1), "tanh", "bce")
+INPUTS = ("(0,0)", "(0,1)", "(1,0)", "(1,1)")  # xor().X in this order; targets 0, 1, 1, 0
+SATURATED = 2.0  # |z| > 2: tanh(z) is within 4 % of ±1 and its slope below 0.08, so first-order reasoning fails
 
 
-def path_strengths(params: Params) -> np.ndarray:
-    """(inputs, hidden): W₀[i, j] · W₁[j, 0], the strength of path input i → hidden j → output."""
-    return params[0]["W"] * params[1]["W"][:, 0][None, :]  # (2, 4) * (1, 4) -> (2, 4)
+def contributions(params: Params, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, hidden) cⱼ(x) = W₁[j]·tanh(zⱼ(x)), each hidden unit's exact share of the output logit,
+    and (inputs, hidden) the pre-activations zⱼ(x) = W₀[:, j]·x + b₀[j]."""
+    z = X @ params[0]["W"] + params[0]["b"]  # (n, 2) @ (2, 4) + (4,) -> (n, 4)
+    return np.tanh(z) * params[1]["W"][:, 0], z  # (n, 4) * (4,) -> (n, 4)
 
 
-def run(backend: str, steps: int, lr: float, seed: int) -> dict:
+def role(c: np.ndarray) -> str:
+    """What a unit does, from the signs of its contribution on the four inputs (in INPUTS order)."""
+    up = [name for name, v in zip(INPUTS, c) if v > 0]
+    down = [name for name, v in zip(INPUTS, c) if v <= 0]
+    if not down:
+        return "up on all four (a bias)"
+    if not up:
+        return "down on all four (a bias)"
+    if len(up) == 1:
+        return f"up only on {up[0]}"
+    if len(down) == 1:
+        return f"down only on {down[0]}"
+    return f"up on {' and '.join(up)}"
+
+
+def run(backend: str, steps: int, lr: float, seeds: int, first_seed: int = 0) -> dict:
+    """Every seed trained alike; the first is followed step by step for the figure."""
     data = xor()
-    traj = get_backend(backend).train(
-        SPEC, init_params(SPEC, seed), data.X, data.targets(SPEC), SGD(lr, momentum=0.9), steps, record_every=1
-    )
-    series = np.stack([path_strengths(traj.snapshot(s)) for s in range(steps + 1)])  # (steps + 1, 2, 4)
-    return {"series": series, "losses": traj.losses}
+    X, y = data.X, data.targets(SPEC)
+    be = get_backend(backend)
+    runs = []
+    for seed in range(first_seed, first_seed + seeds):
+        every = 1 if seed == first_seed else max(1, steps // 50)
+        traj = be.train(
+            SPEC, init_params(SPEC, seed), X, y, SGD(lr, momentum=0.9), steps, record_every=every, on_nonfinite="stop"
+        )
+        at = [*traj.snapshot_steps.tolist(), len(traj)]
+        if traj.diverged_at is not None:
+            runs.append({"seed": seed, "diverged_at": traj.diverged_at, "solved": False})
+            continue
+        series = [contributions(traj.snapshot(s), X) for s in at]
+        c, z = series[-1]
+        logit = c.sum(1) + traj.params[1]["b"][0]  # (4,)
+        runs.append(
+            {
+                "seed": seed,
+                "diverged_at": None,
+                "solved": bool(((logit > 0) == data.y).all()),
+                "steps": at,
+                "contributions": np.stack([s[0] for s in series]),  # (records, inputs, hidden)
+                "saturation": np.array([(np.abs(s[1]) > SATURATED).mean() for s in series]),  # (records,)
+                "final": c,
+                "z": z,
+                "output_bias": float(traj.params[1]["b"][0]),
+                "logit": logit,
+                "roles": [role(c[:, j]) for j in range(c.shape[1])],
+                "losses": traj.losses,
+            }
+        )
+    return {"runs": runs, "steps": steps, "lr": lr}
 
 
-def ranking(final: np.ndarray) -> list[tuple[str, float, float]]:
-    """Paths by |strength| at the end: (name, strength, share of Σ|strength|)."""
-    total = np.abs(final).sum()
-    order = np.argsort(-np.abs(final), axis=None)
-    return [
-        (f"x{i + 1}→h{j + 1}→y", float(final[i, j]), float(abs(final[i, j]) / total))
-        for i, j in (np.unravel_index(k, final.shape) for k in order)
-    ]
+def role_counts(r: dict) -> dict[str, int]:
+    """In how many solved seeds each role appears at least once, most common first."""
+    solved = [x for x in r["runs"] if x["solved"]]
+    counts: dict[str, int] = {}
+    for x in solved:
+        for name in set(x["roles"]):
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def finding(r: dict) -> str:
-    ranked = ranking(r["series"][-1])
-    top = ranked[:4]
-    share = sum(s for _, _, s in top)
-    units = sorted({name.split("→")[1] for name, _, _ in top})
-    text = (
-        f"The four strongest paths — {', '.join(f'{n} ({v:+.1f})' for n, v, _ in top)} — carry {share:.0%} of the "
-        f"total path strength, through hidden unit{'s' if len(units) > 1 else ''} {', '.join(units)}."
-    )
-    for unit in units:
-        paths = [(n, v) for n, v, _ in ranked if n.split("→")[1] == unit]
-        if len(paths) == 2:
-            same = np.sign(paths[0][1]) == np.sign(paths[1][1])
+    runs = r["runs"]
+    shown = runs[0]
+    if shown["diverged_at"] is not None:
+        text = f"Seed {shown['seed']} diverged at step {shown['diverged_at']}."
+    else:
+        units = "; ".join(
+            f"h{j + 1} adds {', '.join(f'{v:+.2g}' for v in shown['final'][:, j])} — {shown['roles'][j]}, "
+            f"saturated (|z| > {SATURATED:g}) on {int((np.abs(shown['z'][:, j]) > SATURATED).sum())} of 4"
+            for j in range(shown["final"].shape[1])
+        )
+        text = (
+            f"Seed {shown['seed']} after {r['steps']} steps, each hidden unit's exact share of the output logit on "
+            f"{', '.join(INPUTS)}: {units}; the output bias adds {shown['output_bias']:+.2g}, and the logits are "
+            f"{', '.join(f'{v:+.2g}' for v in shown['logit'])}"
+            f" ({'every input on the right side' if shown['solved'] else 'not every input on the right side'})."
+        )
+    ok = [x for x in runs if x["diverged_at"] is None]
+    solved = [x for x in ok if x["solved"]]
+    if ok:
+        sat = np.array([x["saturation"][-1] for x in ok])
+        sd = sat.std(ddof=1) if len(ok) > 1 else 0.0
+        text += (
+            f" Over {len(ok)} seeds, {len(solved)} solve XOR; at the end {sat.mean():.0%} ± {sd:.0%} "
+            f"(mean ± sd) of the 16 unit-input pre-activations are saturated, so a unit's weights alone (a first-order "
+            f"'path strength') do not say what it adds."
+        )
+    if solved:
+        counts = role_counts(r)
+        common = ", ".join(f"'{name}' in {n}" for name, n in list(counts.items())[:4])
+        both = sum("up only on (0,1)" in x["roles"] and "up only on (1,0)" in x["roles"] for x in solved)
+        text += (
+            f" Roles, by the number of solved seeds that have one: {common}. {both} of {len(solved)} solved seeds have "
+            f"both a unit that pushes up only on (0,1) and one that pushes up only on (1,0) — the two cases XOR says "
+            f"yes to."
+        )
+        others = [x for x in solved if not ("up only on (0,1)" in x["roles"] and "up only on (1,0)" in x["roles"])]
+        gates = sum("down only on (0,0)" in x["roles"] and "down only on (1,1)" in x["roles"] for x in others)
+        if others:
             text += (
-                f" Through {unit} the two inputs push the output {'the same way' if same else 'in opposite ways'}"
-                f" ({paths[0][1]:+.1f}, {paths[1][1]:+.1f})."
+                f" Of the other {len(others)}, {gates} combine a unit that pushes down only on (0,0) (x₁ or x₂) with "
+                f"one that pushes down only on (1,1) (not both): XOR as OR and NAND."
             )
-    start, end = np.abs(r["series"][0]).max(), np.abs(r["series"][-1]).max()
-    text += f" At the start no path was stronger than {start:.2f}; by the end the strongest is {end:.1f}."
+    diverged = [x["seed"] for x in runs if x["diverged_at"] is not None]
+    if diverged:
+        text += f" Diverged: seed{'s' if len(diverged) > 1 else ''} {', '.join(map(str, diverged))}."
     return text
 
 
 def plot(r: dict):
     plt = pyplot()
-    fig, (ax, ax2, ax3) = plt.subplots(
-        1, 3, figsize=(17, 4.8), layout="constrained", gridspec_kw={"width_ratios": [2, 1.2, 1.2]}
-    )
-    series = r["series"]
+    fig, axes = plt.subplots(2, 2, figsize=(15, 9.5), layout="constrained")
     colors = plt.get_cmap("tab10")
-    for j in range(series.shape[2]):
-        for i, style in zip(range(series.shape[1]), ("-", "--")):
-            ax.plot(series[:, i, j], style, color=colors(j), lw=1.6, label=f"x{i + 1}→h{j + 1}→y")
-    ax.axhline(0, color="0.6", lw=0.7)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("path strength W₀[i, j] · W₁[j]")
-    ax.set_title("Path strengths during training (colour: hidden unit; solid x₁, dashed x₂)")
-    ax.legend(fontsize=7, ncol=2)
-    ranked = ranking(series[-1])
-    ax2.barh(
-        [n for n, _, _ in ranked][::-1],
-        [v for _, v, _ in ranked][::-1],
-        color=[colors(int(n.split("→")[1][1:]) - 1) for n, _, _ in ranked][::-1],
+    shown = r["runs"][0]
+    if shown["diverged_at"] is None:
+        hidden = shown["final"].shape[1]
+        # (a) at the end: each unit's share on each input, the output bias, and the total
+        ax = axes[0, 0]
+        width = 0.8 / (hidden + 1)
+        x = np.arange(len(INPUTS))
+        for j in range(hidden):
+            ax.bar(
+                x + (j - hidden / 2) * width,
+                shown["final"][:, j],
+                width,
+                color=colors(j),
+                label=f"h{j + 1}: {shown['roles'][j]}",
+            )
+        ax.bar(x + (hidden / 2) * width, shown["output_bias"], width, color="0.6", label="output bias b₁")
+        ax.scatter(x, shown["logit"], marker="_", s=900, color="k", zorder=3, label="logit = sum of the bars")
+        ax.axhline(0, color="k", lw=0.7)
+        ax.set_xticks(x, [f"{name}\ntarget {t}" for name, t in zip(INPUTS, xor().y)])
+        ax.set_ylabel("added to the output logit")
+        ax.set_title(f"Seed {shown['seed']} after {r['steps']} steps: what each unit adds, per input")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), markerscale=0.4)
+        # (b) the same over training, one small line per unit and input
+        ax = axes[0, 1]
+        series = shown["contributions"]  # (records, inputs, hidden)
+        styles = ("-", "--", "-.", ":")
+        for j in range(hidden):
+            for i, style in enumerate(styles):
+                ax.plot(shown["steps"], series[:, i, j], style, color=colors(j), lw=1.3)
+        for i, style in enumerate(styles):
+            ax.plot([], [], style, color="k", label=f"on {INPUTS[i]}")
+        for j in range(hidden):
+            ax.plot([], [], color=colors(j), lw=4, label=f"h{j + 1}")
+        ax.axhline(0, color="0.6", lw=0.7)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("W₁[j]·tanh(zⱼ(x))")
+        ax.set_title(f"Seed {shown['seed']}: what each unit adds during training")
+        ax.legend(fontsize=7, ncol=2, loc="lower left")
+    ok = [x for x in r["runs"] if x["diverged_at"] is None]
+    ax = axes[1, 0]
+    if ok:
+        grid = ok[-1]["steps"]  # every seed records these steps (the first seed records every step)
+        sat = np.array([x["saturation"][[x["steps"].index(t) for t in grid]] for x in ok])  # (seeds, records)
+        mean, sd = sat.mean(0), sat.std(0, ddof=1) if len(ok) > 1 else np.zeros(sat.shape[1])
+        steps = grid
+        ax.fill_between(steps, mean - sd, mean + sd, color="#1f77b4", alpha=0.25, lw=0, label="± sd")
+        ax.plot(steps, mean, color="#1f77b4", lw=2, label=f"mean over {len(ok)} seeds")
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(f"share of unit-input pairs with |z| > {SATURATED:g}")
+        ax.set_title("How saturated the hidden units are")
+        ax.legend(loc="lower right")
+    ax = axes[1, 1]
+    counts = role_counts(r)
+    solved = sum(x["solved"] for x in r["runs"])
+    if counts:
+        names = list(counts)[::-1]
+        ax.barh(names, [counts[n] for n in names], color="#4393c3")
+        ax.axvline(solved, color="k", ls="--", lw=1, label=f"all {solved} solved seeds")
+        ax.set_xlabel("solved seeds with at least one unit in this role")
+        ax.set_title("What the units do, over every solved seed")
+        ax.legend(loc="lower right")
+    fig.suptitle(
+        f"XOR {SPEC.describe()}, SGD lr {r['lr']:g} momentum 0.9, {r['steps']} steps: what each hidden unit adds",
+        fontsize=12,
     )
-    ax2.axvline(0, color="k", lw=0.7)
-    ax2.set_title("At the end, strongest first")
-    ax2.set_xlabel("path strength")
-    ax3.plot(r["losses"], color="k")
-    ax3.set_yscale("log")
-    ax3.set_xlabel("training step")
-    ax3.set_ylabel("BCE loss")
-    ax3.set_title("Loss")
-    fig.suptitle(f"XOR {SPEC.describe()}: which paths carry the solution?", fontsize=12)
     return fig
 
 
@@ -112,11 +228,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser("paths", __doc__.split("\n\n")[1], None, one_backend=True)
     parser.add_argument("--steps", type=positive_int, default=500, help="default: 500")
     parser.add_argument("--lr", type=positive_float, default=0.3, help="SGD learning rate, momentum 0.9 (default: 0.3)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="default: 0")
+    parser.add_argument(
+        "--seeds", type=positive_int, default=20, help="how many seeds to count roles over (default: 20)"
+    )
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="the first seed, shown in detail (default: 0)")
     args = parser.parse_args(argv)
     backend = one_installed(parser, args.backend)
-    note(f"training XOR {SPEC.describe()} on {backend}, recording every step")
-    r = run(backend, args.steps, args.lr, args.seed)
+    note(f"training XOR {SPEC.describe()} from {args.seeds} seeds on {backend}")
+    r = run(backend, args.steps, args.lr, args.seeds, args.seed)
     text = finding(r)
-    publish(args.out, "paths", plot(r), {"ranking": ranking(r["series"][-1]), "series": r["series"]}, text)
+    numbers = {
+        "role_counts": role_counts(r),
+        "runs": [
+            {
+                k: v
+                for k, v in x.items()
+                if k in ("seed", "diverged_at", "solved", "final", "z", "output_bias", "logit", "roles")
+            }
+            | ({"final_saturation": x["saturation"][-1]} if "saturation" in x else {})
+            for x in r["runs"]
+        ],
+    }
+    publish(args.out, "paths", plot(r), numbers, text)
     return 0

@@ -6,6 +6,7 @@ import pytest
 from backends import get_backend
 from comparisons import code, hidden_layer, learning_rates, noise, paths, seeds
 from shared.data import make_dataset, xor
+from shared.optim import SGD
 from shared.params import init_params
 from shared.spec import MLPSpec
 
@@ -164,14 +165,47 @@ def test_noise_rejects_bad_options_with_a_usage_error(option, capsys, tmp_path):
     assert exit_info.value.code == 2 and option[0] in capsys.readouterr().err
 
 
-def test_path_strengths_are_products_of_weights_along_the_path():
+def test_unit_contributions_add_up_to_the_networks_output_exactly():
     params = init_params(paths.SPEC, seed=1)
-    s = paths.path_strengths(params)
-    assert s.shape == (2, 4)
-    assert s[1, 2] == pytest.approx(params[0]["W"][1, 2] * params[1]["W"][2, 0])
-    ranked = paths.ranking(s)
-    assert sum(share for _, _, share in ranked) == pytest.approx(1.0)
-    assert abs(ranked[0][1]) == pytest.approx(np.abs(s).max())
+    params[0]["b"] = np.array([0.5, -1.0, 2.0, 0.0])  # biases matter: the old path strengths ignored them
+    X = xor().X
+    c, z = paths.contributions(params, X)
+    assert c.shape == z.shape == (4, 4)
+    logits = get_backend("numpy").forward(paths.SPEC, params, X)[:, 0]
+    np.testing.assert_allclose(c.sum(1) + params[1]["b"][0], logits, rtol=1e-12)
+    assert c[2, 3] == pytest.approx(params[1]["W"][3, 0] * np.tanh(params[0]["W"][0, 3] + params[0]["b"][3]))
+
+
+def test_unit_roles_name_where_a_unit_pushes_the_output_up():
+    assert paths.role(np.array([-1.0, 2.0, -3.0, -0.5])) == "up only on (0,1)"
+    assert paths.role(np.array([-1.0, 2.0, 3.0, 0.5])) == "down only on (0,0)"
+    assert paths.role(np.array([1.0, 2.0, 3.0, 0.5])) == "up on all four (a bias)"
+    assert paths.role(np.array([1.0, -2.0, 3.0, -0.5])) == "up on (0,0) and (1,0)"
+
+
+def test_paths_counts_roles_and_saturation_from_the_trained_weights():
+    r = paths.run("numpy", steps=300, lr=0.3, seeds=3)
+    be, data = get_backend("numpy"), xor()
+    for run in r["runs"]:
+        params = init_params(paths.SPEC, run["seed"])  # retrain independently, no recording
+        final = be.train(paths.SPEC, params, data.X, data.targets(paths.SPEC), SGD(0.3, momentum=0.9), 300).params
+        logits = be.forward(paths.SPEC, final, data.X)[:, 0]
+        np.testing.assert_allclose(run["logit"], logits, rtol=1e-9, atol=1e-12)
+        assert run["solved"] == bool(((logits > 0) == data.y).all())
+        z = data.X @ final[0]["W"] + final[0]["b"]
+        assert run["saturation"][-1] == pytest.approx((np.abs(z) > paths.SATURATED).mean())
+    text = paths.finding(r)
+    for j in range(4):
+        assert f"h{j + 1} adds" in text and r["runs"][0]["roles"][j] in text  # every unit is described
+    sat = np.array([run["saturation"][-1] for run in r["runs"]])
+    assert f"{sat.mean():.0%} ± {sat.std(ddof=1):.0%}" in text
+
+
+@pytest.mark.parametrize("option", [["--lr", "nan"], ["--seed", "-1"], ["--seeds", "0"], ["--steps", "1.5"]])
+def test_paths_rejects_bad_options_with_a_usage_error(option, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        paths.main([*option, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2 and option[0] in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("concept", list(code.CONCEPTS))
