@@ -64,7 +64,7 @@ def available_backends() -> list[str]:
 def get_backend(name: str, dtype: str = "float64") -> Backend:
     """The backend called `name` ('numpy' | 'torch' | 'jax'), computing in `dtype`
     ('float64' | 'float32')."""
-    if name not in _REGISTRY:
+    if not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {name!r}")
     dtype = check_dtype(dtype)
     entry = _REGISTRY[name]

@@ -15,10 +15,22 @@ import math
 import numbers
 from dataclasses import dataclass, fields
 
+import numpy as np
+
 
 def _check(name: str, value: object, ok: bool, expected: str) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not ok:
         raise ValueError(f"{name} must be {expected}; got {value!r}")
+
+
+def _as_floats(opt: Optimizer) -> None:
+    """Store every real-valued field as a Python float: numpy scalars (np.float32(0.9)) and
+    fractions are accepted, then normalized, so the description serializes to JSON and every
+    framework's optimizer takes it (torch refuses a numpy float32 beta)."""
+    for f in fields(opt):
+        value = getattr(opt, f.name)
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            object.__setattr__(opt, f.name, float(value))
 
 
 @dataclass(frozen=True)
@@ -29,6 +41,7 @@ class Optimizer:
 
     def __post_init__(self) -> None:
         _check(f"{self.name}.lr", self.lr, _real(self.lr) and self.lr > 0, "a finite number > 0")
+        _as_floats(self)
 
     @property
     def name(self) -> str:
@@ -68,8 +81,9 @@ class SGD(Optimizer):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check("SGD.momentum", self.momentum, _real(self.momentum) and 0 <= self.momentum < 1, "in [0, 1)")
-        if not isinstance(self.nesterov, bool):
+        if not isinstance(self.nesterov, (bool, np.bool_)):
             raise TypeError(f"SGD.nesterov must be True or False; got {self.nesterov!r}")
+        object.__setattr__(self, "nesterov", bool(self.nesterov))
         if self.nesterov and self.momentum == 0:
             raise ValueError("SGD.nesterov=True needs a momentum > 0; got momentum=0")
         _check("SGD.weight_decay", self.weight_decay, _real(self.weight_decay) and self.weight_decay >= 0, "≥ 0")
@@ -102,3 +116,22 @@ class AdamW(Adam):
 
 
 OPTIMIZERS = {"SGD": SGD, "Adam": Adam, "AdamW": AdamW}
+
+
+def check_optimizer_fits(opt: Optimizer, dtype: np.dtype) -> Optimizer:
+    """Refuse hyperparameters that the training dtype cannot hold: lr=3.5e38 is a valid float but
+    overflows float32 (torch.optim then raises a raw RuntimeError), and lr=1e-50 rounds to 0."""
+    finfo = np.finfo(dtype)
+    largest, smallest = float(finfo.max), float(finfo.smallest_subnormal)  # Python floats: compared exactly
+    for f in fields(opt):
+        value = getattr(opt, f.name)
+        if isinstance(value, bool) or not isinstance(value, float) or value == 0:
+            continue
+        if abs(value) > largest:
+            raise ValueError(
+                f"{opt.name}.{f.name}={value:g} overflows {finfo.dtype} (largest finite {largest:.3g}); "
+                "use a smaller value or dtype='float64'"
+            )
+        if abs(value) < smallest:
+            raise ValueError(f"{opt.name}.{f.name}={value:g} rounds to 0 in {finfo.dtype}; use a larger value")
+    return opt

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass
 
+import numpy as np
+
 ACTIVATIONS = ("identity", "tanh", "sigmoid", "relu", "gelu")
 """Hidden activations, the same in every backend. `gelu` is the exact form x·Φ(x) (with erf)."""
 
@@ -45,8 +47,10 @@ class MLPSpec:
     def __post_init__(self) -> None:
         # Normalise lists to tuples first, so the spec stays hashable (a static arg to jax.jit).
         sizes = self.sizes
-        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
-            raise TypeError(f"sizes must be a sequence of layer widths like (2, 4, 1); got {sizes!r}")
+        if isinstance(sizes, np.ndarray) and sizes.ndim == 1:
+            sizes = sizes.tolist()
+        if not isinstance(sizes, (list, tuple)):  # a set or dict would reorder the layers silently
+            raise TypeError(f"sizes must be a list or tuple of layer widths like (2, 4, 1); got {sizes!r}")
         sizes = tuple(sizes)
         if len(sizes) < 2:
             raise ValueError(f"sizes needs at least 2 entries (input width, output width); got {sizes!r}")
@@ -62,6 +66,11 @@ class MLPSpec:
         if isinstance(activation, str):
             names: tuple[str, ...] = (activation,) * n_hidden
         else:
+            if not isinstance(activation, (list, tuple)):
+                raise TypeError(
+                    f"activation must be a name (one of {', '.join(map(repr, ACTIVATIONS))}) or a list of names, "
+                    f"one per hidden layer; got {activation!r} ({type(activation).__name__})"
+                )
             activation = tuple(activation)
             if len(activation) != n_hidden:
                 raise ValueError(
@@ -70,12 +79,12 @@ class MLPSpec:
                 )
             names = activation
         for name in (activation,) if isinstance(activation, str) else names:
-            if name not in ACTIVATIONS:
+            if not isinstance(name, str) or name not in ACTIVATIONS:
                 raise _name_error("activation", name, ACTIVATIONS)
         object.__setattr__(self, "activation", activation)
         object.__setattr__(self, "_activations", names)
 
-        if self.loss not in LOSSES:
+        if not isinstance(self.loss, str) or self.loss not in LOSSES:  # np.array('mse') == 'mse', but is no str
             raise _name_error("loss", self.loss, LOSSES)
         if self.loss == "bce" and sizes[-1] != 1:
             raise ValueError(

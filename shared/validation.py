@@ -19,7 +19,7 @@ def check_dtype(dtype: object) -> str:
     """The dtype name, one of DTYPES ('float64' | 'float32'); numpy dtypes are accepted too."""
     if isinstance(dtype, str):
         name = dtype
-    elif isinstance(dtype, np.dtype) or dtype in (np.float32, np.float64):
+    elif isinstance(dtype, np.dtype) or (isinstance(dtype, type) and dtype in (np.float32, np.float64)):
         name = np.dtype(dtype).name
     else:  # np.dtype(None) would quietly mean float64: refuse it
         name = None
@@ -51,6 +51,10 @@ def check_X(spec: MLPSpec, X: object) -> np.ndarray:
 
 def check_y(spec: MLPSpec, y: object, n: int) -> np.ndarray:
     """y in the form `spec.loss` needs, for a batch of n samples."""
+    if y is None:
+        raise TypeError(
+            f"y is required: the targets for loss={spec.loss!r}, one per sample of X (len(X) = {n}); got None"
+        )
     try:
         y_arr = np.asarray(y)
     except Exception as e:
