@@ -6,15 +6,22 @@ gradient; `jax.jit` compiles it with XLA, once per spec (the spec is a static, h
 Training uses optax, and runs many steps inside one compiled call with `jax.lax.scan`, so Python and
 the host see the losses once per chunk of steps rather than once per step.
 
-Two numerical settings, made explicit:
-- float64 must really be float64. JAX computes in float32 unless x64 is enabled, so this module
-  enables it when it is imported (for the whole process: the flag is global in JAX).
+Three numerical settings, made explicit:
+- float64 must really be float64. JAX computes in float32 unless x64 is enabled, and the flag is
+  global, so rather than flip it for the whole process (and change the dtype of the user's own JAX
+  code), every call into this backend runs inside `jax.enable_x64(True)` (`_scope`, entered by
+  Backend). A user who turns x64 off does not turn float64 off here, and importing this module
+  changes nothing outside it. float32 stays float32 inside the scope: the arrays arrive as float32.
 - float32 matmuls run at full float32 precision (`precision="highest"`); on some accelerators the
   default would be a faster, lower-precision pass.
+- The exact GELU gets its derivative written out (`gelu` below): autodiff through x·Φ(x) multiplies
+  a huge upstream gradient by x before the Gaussian factor that is exactly 0, and inf·0 = NaN where
+  NumPy and torch give 0.
 """
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import jax
@@ -27,14 +34,32 @@ from shared.optim import SGD, AdamW, Optimizer
 from shared.params import Params
 from shared.spec import MLPSpec
 
-jax.config.update("jax_enable_x64", True)
+
+@jax.custom_jvp
+def gelu(z: jax.Array) -> jax.Array:
+    """The exact GELU z·Φ(z), with Φ the standard normal CDF (jax.nn.gelu's default is the tanh
+    approximation, which differs by up to ~5e-4)."""
+    return jax.nn.gelu(z, approximate=False)
+
+
+@gelu.defjvp
+def _gelu_jvp(primals, tangents):
+    """d gelu/dz = Φ(z) + z·φ(z), computed as one factor before it meets the upstream gradient: for
+    |z| ≳ 40 the factor is exactly 1 or 0, so a finite z never turns into inf·0 = NaN (z·z may
+    overflow to inf, but exp(−inf) is a clean 0)."""
+    (z,), (dz,) = primals, tangents
+    phi = jnp.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)  # φ(z), the normal density (Python floats:
+    # a numpy float64 constant would promote a float32 z)
+    slope = 0.5 * (1 + jax.lax.erf(z / math.sqrt(2))) + z * phi
+    return gelu(z), slope * dz
+
 
 ACTIVATIONS = {
     "identity": lambda z: z,
     "tanh": jnp.tanh,
     "sigmoid": jax.nn.sigmoid,
     "relu": jax.nn.relu,
-    "gelu": partial(jax.nn.gelu, approximate=False),  # exact erf form; JAX's default is the tanh approximation
+    "gelu": gelu,  # exact erf form with its derivative written out (above); JAX's default is the tanh form
 }
 
 LOSSES = {
@@ -105,48 +130,39 @@ class JaxBackend(Backend):
         loss, grads = loss_and_grads(params, spec, jnp.asarray(X), jnp.asarray(y))
         return loss, grads
 
-    def _train_begin(self, spec, params, X, y, optimizer, batches):
+    def _train_begin(self, spec, params, X, y, optimizer):
         params = jax.tree.map(jnp.asarray, params)
         return dict(
             params=params,
             opt_state=make_optimizer(optimizer).init(params),
             X=jnp.asarray(X),
             y=jnp.asarray(y),
-            batches=None if batches is None else jnp.asarray(batches),
             static=dict(spec=spec, optimizer=optimizer),
         )
 
-    def _train_steps(self, state, start, stop):
-        batches = state["batches"]
+    def _train_steps(self, state, n, batches):
+        # The compiled chunk never branches per step (that keeps it fast): it runs all n steps even
+        # past a NaN, and Backend.train replays the chunk to stop before the bad step.
         params, opt_state, losses, norms = train_chunk(
             state["params"],
             state["opt_state"],
             state["X"],
             state["y"],
-            None if batches is None else batches[start:stop],
-            length=stop - start,
+            None if batches is None else jnp.asarray(batches),  # once per chunk of steps
+            length=n,
             **state["static"],
         )
-        losses, norms = np.asarray(losses), np.asarray(norms)  # the chunk's one trip to the host
-        finite = np.isfinite(losses) & np.isfinite(norms)
-        if not finite.all():
-            # Diverged inside the chunk. The compiled chunk never branches per step (that keeps it
-            # fast), so replay the steps before the bad one, one at a time, from the chunk's start.
-            bad = int(np.argmin(finite))
-            params, opt_state = state["params"], state["opt_state"]
-            for t in range(start, start + bad):
-                params, opt_state, _, _ = train_chunk(
-                    params,
-                    opt_state,
-                    state["X"],
-                    state["y"],
-                    None if batches is None else batches[t : t + 1],
-                    length=1,
-                    **state["static"],
-                )
-            losses, norms = losses[: bad + 1], norms[: bad + 1]
         state.update(params=params, opt_state=opt_state)
-        return losses, norms
+        return np.asarray(losses), np.asarray(norms)  # the chunk's one trip to the host
 
     def _train_params(self, state):
         return [{k: np.array(v) for k, v in layer.items()} for layer in state["params"]]
+
+    def _train_save(self, state):
+        return state["params"], state["opt_state"]  # JAX arrays are immutable: keeping them is enough
+
+    def _train_restore(self, state, saved):
+        state["params"], state["opt_state"] = saved
+
+    def _scope(self):
+        return jax.enable_x64(True)

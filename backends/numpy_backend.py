@@ -16,6 +16,7 @@ Compare with torch_backend.py (autograd does step 4's backward) and jax_backend.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -90,8 +91,10 @@ def relu_forward(Z):
 
 
 def relu_backward(dA, Z, A):
-    """dL/dZ = dL/dA · [Z > 0]. At exactly Z = 0 we take the derivative as 0, as torch and JAX do."""
-    return dA * (Z > 0)
+    """dL/dZ = dL/dA · [Z > 0]. At exactly Z = 0 we take the derivative as 0, as torch and JAX do.
+    Selected with a mask rather than multiplied by it: where dA overflowed to inf and Z ≤ 0, the
+    product would be inf·0 = NaN, and torch and JAX (which select too) give 0."""
+    return np.where(Z > 0, dA, 0)
 
 
 # NumPy has no erf ufunc; math.erf is exact to double precision, so we vectorize it rather than
@@ -111,8 +114,11 @@ def gelu_forward(Z):
 
 
 def gelu_backward(dA, Z, A):
-    """dL/dZ = dL/dA · (Φ(Z) + Z·φ(Z)), with φ(Z) = e^(−Z²/2) / √(2π) the normal density."""
-    phi = np.exp(-0.5 * Z * Z) / math.sqrt(2 * math.pi)
+    """dL/dZ = dL/dA · (Φ(Z) + Z·φ(Z)), with φ(Z) = e^(−Z²/2) / √(2π) the normal density.
+    φ is evaluated at Z clipped to ±40, where it is already exactly 0 in both dtypes: Z² cannot
+    overflow, and Z·φ(Z) is a clean 0 for any finite Z."""
+    Zc = np.clip(Z, -40, 40)
+    phi = np.exp(-0.5 * Zc * Zc) / math.sqrt(2 * math.pi)
     return dA * (_std_normal_cdf(Z) + Z * phi)
 
 
@@ -302,23 +308,29 @@ class NumpyBackend(Backend):
     def _loss_and_grads(self, spec, params, X, y):
         return loss_and_grads(spec, params, X, y)
 
-    def _train_begin(self, spec, params, X, y, optimizer, batches):
+    def _train_begin(self, spec, params, X, y, optimizer):
         params = [{k: v.copy() for k, v in layer.items()} for layer in params]  # ours to update in place
-        return dict(spec=spec, params=params, X=X, y=y, batches=batches, opt=make_optimizer(optimizer, params))
+        return dict(spec=spec, params=params, X=X, y=y, opt=make_optimizer(optimizer, params))
 
-    def _train_steps(self, state, start, stop):
-        spec, params, X, y, batches = (state[k] for k in ("spec", "params", "X", "y", "batches"))
-        losses = np.zeros(stop - start, self.np_dtype)
-        norms = np.zeros(stop - start, self.np_dtype)
+    def _train_steps(self, state, n, batches):
+        spec, params, X, y, opt = (state[k] for k in ("spec", "params", "X", "y", "opt"))
+        losses = np.zeros(n, self.np_dtype)
+        norms = np.zeros(n, self.np_dtype)
         with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught below, step by step
-            for i, t in enumerate(range(start, stop)):
-                Xb, yb = (X, y) if batches is None else (X[batches[t]], y[batches[t]])  # (b, d), (b, ...)
+            for i in range(n):
+                Xb, yb = (X, y) if batches is None else (X[batches[i]], y[batches[i]])  # (b, d), (b, ...)
                 loss, grads = loss_and_grads(spec, params, Xb, yb)
                 losses[i], norms[i] = loss, global_norm(grads)
                 if not (np.isfinite(losses[i]) and np.isfinite(norms[i])):
-                    return losses[: i + 1], norms[: i + 1]  # diverged: leave params as they were
-                state["opt"].step(params, grads)
+                    return losses[: i + 1], norms[: i + 1]  # diverged: Backend.train finds out why
+                opt.step(params, grads)
         return losses, norms
 
     def _train_params(self, state):
         return [{k: v.copy() for k, v in layer.items()} for layer in state["params"]]
+
+    def _train_save(self, state):
+        return copy.deepcopy((state["params"], state["opt"]))  # the params and the optimizer's buffers
+
+    def _train_restore(self, state, saved):
+        state["params"], state["opt"] = saved

@@ -12,6 +12,8 @@ and the gradient on the way out — here, and nowhere else.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -117,7 +119,7 @@ class TorchBackend(Backend):
         loss.backward()  # autograd fills linear.weight.grad and linear.bias.grad
         return loss.item(), read_grads(model)
 
-    def _train_begin(self, spec, params, X, y, optimizer, batches):
+    def _train_begin(self, spec, params, X, y, optimizer):
         model = build_model(spec, params, self.torch_dtype)
         return dict(
             model=model,
@@ -126,25 +128,33 @@ class TorchBackend(Backend):
             loss_fn=LOSSES[spec.loss],
             X=to_torch(X),
             y=to_torch(y),
-            batches=None if batches is None else to_torch(batches),
         )
 
-    def _train_steps(self, state, start, stop):
+    def _train_steps(self, state, n, batches):
         model, weights, opt, loss_fn = (state[k] for k in ("model", "weights", "opt", "loss_fn"))
-        X, y, batches = (state[k] for k in ("X", "y", "batches"))
-        losses = np.zeros(stop - start, self.np_dtype)
-        norms = np.zeros(stop - start, self.np_dtype)
-        for i, t in enumerate(range(start, stop)):
-            Xb, yb = (X, y) if batches is None else (X[batches[t]], y[batches[t]])  # (b, d), (b, ...)
+        X, y = state["X"], state["y"]
+        batches = None if batches is None else to_torch(batches)  # once per chunk of steps
+        losses = np.zeros(n, self.np_dtype)
+        norms = np.zeros(n, self.np_dtype)
+        for i in range(n):
+            Xb, yb = (X, y) if batches is None else (X[batches[i]], y[batches[i]])  # (b, d), (b, ...)
             opt.zero_grad()
             loss = loss_fn(model(Xb), yb)
             loss.backward()
             norm = torch.nn.utils.get_total_norm([w.grad for w in weights])
             losses[i], norms[i] = loss.item(), norm.item()  # on the CPU, .item() costs no device sync
             if not (np.isfinite(losses[i]) and np.isfinite(norms[i])):
-                return losses[: i + 1], norms[: i + 1]  # diverged: skip opt.step()
+                return losses[: i + 1], norms[: i + 1]  # diverged: Backend.train finds out why
             opt.step()
         return losses, norms
 
     def _train_params(self, state):
         return read_params(state["model"])
+
+    def _train_save(self, state):
+        return copy.deepcopy((state["model"].state_dict(), state["opt"].state_dict()))
+
+    def _train_restore(self, state, saved):
+        model_state, opt_state = saved
+        state["model"].load_state_dict(model_state)  # copies into the same tensors the optimizer holds
+        state["opt"].load_state_dict(opt_state)

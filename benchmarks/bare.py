@@ -116,8 +116,6 @@ def _jax_parts(w: Workload):
     import jax.numpy as jnp
     import optax
 
-    import backends.jax_backend  # noqa: F401  (enables x64 exactly as trigrad does, for equal footing)
-
     params, X, y = w.problem()
     params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
     X_j = jnp.asarray(X, jnp.float32)

@@ -168,7 +168,8 @@ def machine_facts() -> dict:
         facts["jax"] = {
             "version": jax.__version__,
             "devices": [str(d) for d in jax.devices()],
-            "x64": bool(jax.config.jax_enable_x64),
+            "x64": "on inside trigrad's calls (jax.enable_x64); the process default is "
+            + ("on" if jax.config.jax_enable_x64 else "off"),
         }
     if importlib.util.find_spec("threadpoolctl"):
         from threadpoolctl import threadpool_info

@@ -27,10 +27,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from shared.optim import Optimizer
+from shared.optim import Optimizer, check_optimizer_fits
 from shared.params import Params, check_params, map_params
 from shared.spec import MLPSpec, spec_to_dict
-from shared.training import check_train_args, minibatch_schedule
+from shared.training import MinibatchSchedule, check_train_args
 from shared.trajectory import TrainingDiverged, Trajectory
 from shared.validation import check_dtype, check_spec, check_X, check_y
 
@@ -57,17 +57,18 @@ class Backend(ABC):
     def forward(self, spec: MLPSpec, params: Params, X: np.ndarray) -> np.ndarray:
         """The network's output (logits) for X: numpy (n, sizes[-1]) in this backend's dtype."""
         spec, params, X, _ = self._prepare(spec, params, X)
-        y_hat = np.asarray(self._forward(spec, params, X))
+        with self._scope():
+            y_hat = _writable(self._forward(spec, params, X))
         _check_finite_result(y_hat, "forward output", self)
         return y_hat
 
     def loss_and_grads(self, spec: MLPSpec, params: Params, X: np.ndarray, y: np.ndarray) -> tuple[float, Params]:
         """The mean loss over the batch (a Python float) and its gradient w.r.t. every parameter,
         in the structure of `params` (canonical (in, out) layout), numpy, this backend's dtype."""
-        spec, params, X, y = self._prepare(spec, params, X, y)
-        loss, grads = self._loss_and_grads(spec, params, X, y)
-        loss = float(loss)
-        grads = map_params(np.asarray, grads)
+        spec, params, X, y = self._prepare(spec, params, X, y, need_y=True)
+        with self._scope():
+            loss, grads = self._loss_and_grads(spec, params, X, y)
+            loss, grads = float(loss), map_params(_writable, grads)
         _check_finite_result(np.asarray(loss), "loss", self)
         for l, layer in enumerate(grads):
             for k, g in layer.items():
@@ -93,13 +94,26 @@ class Backend(ABC):
         batch_size: None trains on the full batch every step; an integer draws minibatches in an
             order fixed by `seed` (the same in every backend; see shared.training).
         record_every: keep a params snapshot every this many steps (None: only the final params).
-        on_nonfinite: "raise" a TrainingDiverged at the first non-finite loss or gradient norm, or
-            "stop" and return the trajectory up to that step with `diverged_at` set.
+        on_nonfinite: "raise" a TrainingDiverged at the first step whose loss, gradient norm or
+            updated parameters are not finite, or "stop" and return the trajectory up to that step
+            with `diverged_at` set. Either way the params returned are the last finite ones: the bad
+            step's update is never applied.
         progress: a progress bar on stderr; None shows one on a terminal for runs over ~2 s.
         """
-        spec, params, X, y = self._prepare(spec, params, X, y)
-        check_train_args(len(X), optimizer, steps, batch_size, seed, record_every, on_nonfinite)
-        batches = None if batch_size is None else minibatch_schedule(len(X), batch_size, steps, seed)
+        spec, params, X, y = self._prepare(spec, params, X, y, need_y=True)
+        steps, batch_size, seed, record_every = check_train_args(
+            len(X),
+            spec.n_params,
+            self.np_dtype.itemsize,
+            optimizer,
+            steps,
+            batch_size,
+            seed,
+            record_every,
+            on_nonfinite,
+        )
+        optimizer = check_optimizer_fits(optimizer, self.np_dtype)
+        schedule = None if batch_size is None else MinibatchSchedule(len(X), batch_size, seed)
         losses = np.zeros(steps, self.np_dtype)
         grad_norms = np.zeros(steps, self.np_dtype)
         snapshot_steps: list[int] = []
@@ -107,36 +121,36 @@ class Backend(ABC):
         diverged = None  # (step, quantity, value)
 
         start_time = time.perf_counter()
-        state = self._train_begin(spec, params, X, y, optimizer, batches)
-        done, chunk = 0, record_every or CHUNK
-        with _progress_bar(steps, progress, f"{self.name} {self.dtype}") as bar:
-            while done < steps:
-                if record_every:
-                    snapshot_steps.append(done)
-                    snapshots.append(self._train_params(state))
-                stop = min(done + chunk, steps)
-                chunk_losses, chunk_norms = self._train_steps(state, done, stop)
-                ran = len(chunk_losses)
-                losses[done : done + ran] = chunk_losses
-                grad_norms[done : done + ran] = chunk_norms
-                finite = np.isfinite(chunk_losses) & np.isfinite(chunk_norms)
-                if not finite.all():
-                    j = int(np.argmin(finite))
-                    if not np.isfinite(chunk_losses[j]):
-                        quantity, value = "loss", chunk_losses[j]
-                    else:
-                        quantity, value = "gradient norm", chunk_norms[j]
-                    done += j
-                    diverged = (done, quantity, float(value))
-                    break
-                done = stop
-                bar.update(ran)
+        with self._scope():
+            state = self._train_begin(spec, params, X, y, optimizer)
+            done, chunk = 0, record_every or CHUNK
+            with _progress_bar(steps, progress, f"{self.name} {self.dtype}") as bar:
+                while done < steps:
+                    if record_every:
+                        snapshot_steps.append(done)
+                        snapshots.append(self._train_params(state))
+                    stop = min(done + chunk, steps)
+                    batches = None if schedule is None else schedule.rows(done, stop)  # (stop - done, b)
+                    saved = self._train_save(state)
+                    chunk_losses, chunk_norms = self._train_steps(state, stop - done, batches)
+                    ran = len(chunk_losses)
+                    if ran < stop - done or not _all_finite(chunk_losses, chunk_norms, *self._train_flat(state)):
+                        self._train_restore(state, saved)
+                        chunk_losses, chunk_norms, diverged = self._find_first_bad_step(state, done, stop, batches)
+                        ran = len(chunk_losses)
+                    losses[done : done + ran] = chunk_losses
+                    grad_norms[done : done + ran] = chunk_norms
+                    done += ran
+                    bar.update(ran)
+                    if diverged:
+                        break
+            final_params = self._train_params(state)
         wall = time.perf_counter() - start_time
 
         traj = Trajectory(
             losses=losses[:done],
             grad_norms=grad_norms[:done],
-            params=self._train_params(state),
+            params=final_params,
             snapshot_steps=np.array(snapshot_steps, np.int64),
             snapshots=snapshots,
             diverged_at=diverged[0] if diverged else None,
@@ -153,9 +167,40 @@ class Backend(ABC):
             },
         )
         if diverged and on_nonfinite == "raise":
-            hint = f"The learning rate (lr={optimizer.lr:g}) is probably too high. " if diverged[1] == "loss" else ""
+            hint = (
+                f"The learning rate (lr={optimizer.lr:g}) is probably too high. "
+                if diverged[1] != "gradient norm"
+                else ""
+            )
             raise TrainingDiverged(*diverged, trajectory=traj, hint=hint)
         return traj
+
+    def _find_first_bad_step(self, state, start: int, stop: int, batches):
+        """Replay steps start..stop−1 one at a time from a state restored to `start`, checking the
+        loss, the gradient norm and the updated params after each. Stop before the first bad step,
+        with its update undone. Returns the losses and norms of the steps that were fine, and
+        (step, quantity, value) of the bad one, or None.
+
+        Only a chunk that went wrong is replayed, so the fast path checks the params once per chunk,
+        not once per step; and every backend finds the same step by the same rule."""
+        losses, norms = np.zeros(stop - start, self.np_dtype), np.zeros(stop - start, self.np_dtype)
+        bad = None
+        for i in range(stop - start):
+            saved = self._train_save(state)
+            loss, norm = self._train_steps(state, 1, None if batches is None else batches[i : i + 1])
+            flat = self._train_flat(state)
+            if not np.isfinite(loss[0]):
+                bad = (start + i, "loss", float(loss[0]))
+            elif not np.isfinite(norm[0]):
+                bad = (start + i, "gradient norm", float(norm[0]))
+            elif not _all_finite(*flat):
+                first = next(a[~np.isfinite(a)][0] for a in flat if not np.all(np.isfinite(a)))
+                bad = (start + i, "parameters", float(first))
+            if bad:
+                self._train_restore(state, saved)
+                return losses[:i], norms[:i], bad
+            losses[i], norms[i] = loss[0], norm[0]
+        return losses, norms, None  # nothing wrong after all
 
     # ---- what each backend implements: arrays arrive validated, as numpy in self.dtype ----
 
@@ -168,34 +213,77 @@ class Backend(ABC):
         """(loss, grads) with grads in the canonical layout; arrays numpy can read."""
 
     @abstractmethod
-    def _train_begin(self, spec, params, X, y, optimizer: Optimizer, batches: np.ndarray | None) -> Any:
+    def _train_begin(self, spec, params, X, y, optimizer: Optimizer) -> Any:
         """Convert everything to the backend's own arrays, once, and build its optimizer. Returns the
-        training state that `_train_steps` advances. `batches` is (steps, batch_size) sample indices,
-        or None for full-batch training."""
+        training state that `_train_steps` advances."""
 
     @abstractmethod
-    def _train_steps(self, state: Any, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """Run steps start..stop−1; return each step's (loss, gradient global L2 norm) as numpy.
-        At the first step whose loss or gradient norm is not finite, stop: return the values through
-        that step and do not apply its update, so the state holds the last finite params."""
+    def _train_steps(self, state: Any, n: int, batches: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Run n steps; return each step's (loss, gradient global L2 norm) as numpy. `batches` is
+        (n, batch_size) sample indices, or None for full-batch steps. A backend may stop early at the
+        first non-finite loss or norm (returning fewer values): `train` then replays the chunk."""
 
     @abstractmethod
     def _train_params(self, state: Any) -> Params:
         """The current params of a training state, canonical layout, numpy, this backend's dtype."""
 
+    @abstractmethod
+    def _train_save(self, state: Any) -> Any:
+        """What `_train_restore` needs to put the params and optimizer state back as they are now
+        (taken once per chunk, so it may copy)."""
+
+    @abstractmethod
+    def _train_restore(self, state: Any, saved: Any) -> None:
+        """Put back what `_train_save` took (each saved value is restored at most once)."""
+
+    def _train_flat(self, state: Any) -> list[np.ndarray]:
+        """The current params as a list of numpy arrays, for the finiteness check after a chunk."""
+        return [a for layer in self._train_params(state) for a in layer.values()]
+
+    def _scope(self):
+        """A context every framework call runs inside (JAX uses it for float64; others need none)."""
+        return nullcontext()
+
     # ---- shared plumbing ----
 
-    def _prepare(self, spec, params, X, y=None):
+    def _prepare(self, spec, params, X, y=None, need_y: bool = False):
         """Validate everything once at the border, then cast floats to this backend's dtype."""
         spec = check_spec(spec)
         params = check_params(spec, params)
         X = check_X(spec, X)
-        if y is not None:
+        if need_y:
             y = check_y(spec, y, len(X))
             if y.dtype.kind == "f":
-                y = y.astype(self.np_dtype, copy=False)
-        params = map_params(lambda a: a.astype(self.np_dtype, copy=False), params)
-        return spec, params, X.astype(self.np_dtype, copy=False), y
+                y = _cast(y, self.np_dtype, "y")
+        params = [
+            {k: _cast(v, self.np_dtype, f"params[{l}][{k!r}]") for k, v in layer.items()}
+            for l, layer in enumerate(params)
+        ]
+        return spec, params, _cast(X, self.np_dtype, "X"), y
+
+
+def _cast(a: np.ndarray, dtype: np.dtype, arg: str) -> np.ndarray:
+    """`a` in `dtype`; a finite value that overflows it (1e39 into float32) is an error naming `arg`."""
+    with np.errstate(over="ignore"):
+        out = a.astype(dtype, copy=False)
+    if out is not a and not np.all(np.isfinite(out)):
+        i = tuple(int(j) for j in np.argwhere(~np.isfinite(out))[0])
+        raise ValueError(
+            f"{arg} has a value that overflows {dtype.name} (largest finite {np.finfo(dtype).max:.3g}): "
+            f"{float(a[i])!r} at index {i}. Scale it down or use dtype='float64'."
+        )
+    return out
+
+
+def _all_finite(*arrays: np.ndarray) -> bool:
+    return all(np.all(np.isfinite(a)) for a in arrays)
+
+
+def _writable(a) -> np.ndarray:
+    """A numpy array the caller owns and may modify in place, whichever framework made it (JAX's
+    arrays come back read-only through np.asarray)."""
+    a = np.asarray(a)
+    return a if a.flags.writeable else a.copy()
 
 
 class _NoBar:

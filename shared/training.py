@@ -1,7 +1,8 @@
 """What every backend's training loop shares: the minibatch order and the argument checks.
 
 The batch order is computed here, once, in numpy, from the seed — so NumPy, torch and JAX train on
-identical batches, epoch after epoch, and their trajectories can be compared step by step.
+identical batches, epoch after epoch, and their trajectories can be compared step by step. It is
+drawn lazily, a chunk of steps at a time, so a long run never holds its whole schedule in memory.
 """
 
 from __future__ import annotations
@@ -14,37 +15,92 @@ from shared.optim import Optimizer
 
 ON_NONFINITE = ("raise", "stop")
 
+MAX_STEPS = 10**8
+"""The most steps one `train` call runs. Every step's loss and gradient norm are kept (2 × 8 bytes
+per step in float64, 1.6 GB at this bound), so a typo like steps=10**12 is refused at once rather
+than left to exhaust memory."""
+
+MAX_SNAPSHOT_BYTES = 2 * 1024**3
+"""The most memory the params snapshots of one run may take (record_every small, steps large)."""
+
+
+class MinibatchSchedule:
+    """Sample indices for every step: each epoch a fresh permutation of the n samples, cut into
+    n // batch_size batches; the last, incomplete batch of an epoch is dropped, so every batch has
+    the same shape (which JAX's compiled step needs) and every sample is seen once per epoch.
+
+    `rows(start, stop)` returns steps start..stop−1 as a (stop − start, batch_size) array. Epochs are
+    drawn in order from one generator seeded by `seed`, and only the epochs a chunk touches are kept."""
+
+    def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.per_epoch = n // batch_size
+        self._restart()
+
+    def _restart(self) -> None:
+        self._rng = np.random.default_rng(self.seed)
+        self._epochs: dict[int, np.ndarray] = {}  # epoch index -> (per_epoch, batch_size), a contiguous run
+        self._drawn = 0  # epochs drawn from the generator so far
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        if not 0 <= start < stop:
+            raise ValueError(f"need 0 ≤ start < stop; got start={start}, stop={stop}")
+        first, last = start // self.per_epoch, (stop - 1) // self.per_epoch
+        if first < self._drawn and first not in self._epochs:  # asked again for a dropped epoch
+            self._restart()
+        self._epochs = {e: batches for e, batches in self._epochs.items() if e >= first}
+        while self._drawn <= last:  # epochs in order from the one generator: the same order every time
+            batches = self._rng.permutation(self.n)[: self.per_epoch * self.batch_size]
+            if self._drawn >= first:
+                self._epochs[self._drawn] = batches.reshape(self.per_epoch, self.batch_size)
+            self._drawn += 1
+        epochs = np.concatenate([self._epochs[e] for e in range(first, last + 1)])
+        offset = first * self.per_epoch
+        return epochs[start - offset : stop - offset]  # (stop - start, batch_size)
+
 
 def minibatch_schedule(n: int, batch_size: int, steps: int, seed: int) -> np.ndarray:
-    """(steps, batch_size) sample indices: each epoch a fresh permutation of the n samples, cut into
-    n // batch_size batches; the last, incomplete batch of an epoch is dropped, so every batch has
-    the same shape (which JAX's compiled step needs) and every sample is seen once per epoch."""
-    rng = np.random.default_rng(seed)
-    per_epoch = n // batch_size
-    epochs = -(-steps // per_epoch)  # ceil
-    order = [rng.permutation(n)[: per_epoch * batch_size].reshape(per_epoch, batch_size) for _ in range(epochs)]
-    return np.concatenate(order)[:steps]  # (steps, batch_size)
+    """(steps, batch_size) sample indices: the whole MinibatchSchedule of a run, at once."""
+    return MinibatchSchedule(n, batch_size, seed).rows(0, steps)
 
 
-def _positive_int(value: object, arg: str, allow_none: bool = False, minimum: int = 1) -> None:
+def _int(value: object, arg: str, allow_none: bool = False, minimum: int = 1, maximum: int | None = None):
+    """`value` as a Python int (numpy integers included) in [minimum, maximum], or None if allowed."""
     if value is None and allow_none:
-        return
+        return None
+    extra = " or None" if allow_none else ""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        extra = " or None" if allow_none else ""
         raise ValueError(f"{arg} must be an integer ≥ {minimum}{extra}; got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{arg} must be at most {maximum:,}; got {value:,}")
+    return int(value)
 
 
-def check_train_args(n: int, optimizer, steps, batch_size, seed, record_every, on_nonfinite) -> None:
+def check_train_args(
+    n: int, n_params: int, itemsize: int, optimizer, steps, batch_size, seed, record_every, on_nonfinite
+):
+    """Validate train()'s arguments for n samples; return (steps, batch_size, seed, record_every) as
+    plain Python ints, so they serialize and every framework accepts them."""
     if not isinstance(optimizer, Optimizer):
         raise TypeError(
             "optimizer must be a shared.optim optimizer, e.g. SGD(lr=0.1) or Adam(lr=0.01); "
             f"got {type(optimizer).__name__}"
         )
-    _positive_int(steps, "steps")
-    _positive_int(batch_size, "batch_size", allow_none=True)
+    steps = _int(steps, "steps", maximum=MAX_STEPS)
+    batch_size = _int(batch_size, "batch_size", allow_none=True)
     if batch_size is not None and batch_size > n:
         raise ValueError(f"batch_size must be at most the number of samples ({n}); got {batch_size}")
-    _positive_int(seed, "seed", minimum=0)
-    _positive_int(record_every, "record_every", allow_none=True)
-    if on_nonfinite not in ON_NONFINITE:
+    seed = _int(seed, "seed", minimum=0)
+    record_every = _int(record_every, "record_every", allow_none=True)
+    if record_every is not None:
+        snapshots = -(-steps // record_every)
+        size = snapshots * n_params * itemsize
+        if size > MAX_SNAPSHOT_BYTES:
+            raise ValueError(
+                f"record_every={record_every} would keep {snapshots:,} snapshots of {n_params:,} parameters "
+                f"({size / 1024**3:.1f} GiB, more than the {MAX_SNAPSHOT_BYTES / 1024**3:.0f} GiB allowed); "
+                "record less often"
+            )
+    if not isinstance(on_nonfinite, str) or on_nonfinite not in ON_NONFINITE:
         raise ValueError(f"on_nonfinite must be one of {', '.join(map(repr, ON_NONFINITE))}; got {on_nonfinite!r}")
+    return steps, batch_size, seed, record_every

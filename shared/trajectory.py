@@ -23,12 +23,18 @@ from shared.tolerances import Tolerance, closeness
 
 class TrainingDiverged(FloatingPointError):
     """A loss, gradient norm or parameter stopped being finite. `step` is the first bad step,
-    `quantity` which value ('loss', 'gradient norm'), and `trajectory` the run up to that step."""
+    `quantity` which value ('loss', 'gradient norm', or 'parameters' when the step's update
+    overflowed them), and `trajectory` the run up to that step, with the last finite params."""
 
     def __init__(self, step: int, quantity: str, value: float, trajectory: Trajectory, hint: str = ""):
         self.step, self.quantity, self.value, self.trajectory = step, quantity, value, trajectory
+        what = (
+            f"its update made the parameters non-finite ({value})"
+            if quantity == "parameters"
+            else f"the {quantity} is {value}"
+        )
         super().__init__(
-            f"training diverged at step {step}: the {quantity} is {value}. {hint}"
+            f"training diverged at step {step}: {what}. {hint}"
             "Pass on_nonfinite='stop' to get the trajectory up to that step instead of this error."
         )
 
