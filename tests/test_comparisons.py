@@ -106,6 +106,34 @@ def test_layer_gaps_are_relative_to_the_layers_largest_gradient():
     np.testing.assert_allclose(gap, [[0.0, 0.5 / 2.5], [0.25 / 2.5, 0.0]])
 
 
+def test_percentages_never_round_to_100_or_0_unless_exact():
+    from comparisons.boundaries import percent
+
+    assert [percent(x) for x in (1.0, 0.995, 0.9999, 0.5, 0.0007, 0.0)] == [
+        "100%",
+        "99.5%",
+        "99.99%",
+        "50%",
+        "0.07%",
+        "0%",
+    ]
+
+
+def test_boundaries_reports_the_accuracy_it_measured():
+    from comparisons import boundaries
+
+    r = boundaries.boundaries(boundaries.PRESETS["moons"], ["numpy"], "float64", 0, None, 20)
+    data, spec = r["data"], r["spec"]
+    be = get_backend("numpy", "float64")
+    trained = be.train(
+        spec, init_params(spec, seed=0), data.X, data.targets(spec), boundaries.make_optimizer("adam", 0.01), 1000
+    ).params
+    correct = int(((be.forward(spec, trained, data.X)[:, 0] > 0).astype(int) == data.y).sum())
+    assert correct == 199 and r["accuracy"]["numpy"] == correct / 200  # one point of 200 wrong
+    assert "training accuracy numpy 99.5%;" in boundaries.finding({"moons": r})
+    assert r["seconds"]["numpy"] > 0
+
+
 def test_next_to_boundary_marks_both_sides_of_a_class_change():
     classes = np.array([[0, 0, 0, 1, 1]] * 3)
     near = next_to_boundary(classes)
@@ -219,6 +247,7 @@ def test_unknown_command_is_an_error(capsys):
         (["learning-rates", "--min-lr", "1", "--max-lr", "0.1"], "need 0 < --min-lr < --max-lr"),
         (["noise", "--widths", "2,x"], "--widths: expected positive integers"),
         (["divergence", "--points", "-3"], "argument --points: expected a positive integer, got -3"),
+        (["boundaries", "--resolution", "1000000"], "argument --resolution: expected an integer from 10 to 1000"),
         (["learning-rates", "--max-lr", "inf"], "argument --max-lr: expected a finite number > 0, got inf"),
         (["learning-rates", "--min-lr", "nan"], "argument --min-lr: expected a finite number > 0, got nan"),
         (["learning-rates", "--points", "1"], "argument --points: expected an integer from 2 to 40, got 1"),
