@@ -12,13 +12,19 @@ compare(traj_numpy, traj_torch, tolerance("float64", "trajectory")).first_exceed
 from __future__ import annotations
 
 import json
+import os
+import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from shared.params import Params
+from shared.optim import OPTIMIZERS, Optimizer
+from shared.params import Params, as_float_array, check_params
+from shared.spec import MLPSpec
 from shared.tolerances import Tolerance, closeness
+from shared.validation import check_dtype
 
 
 class TrainingDiverged(FloatingPointError):
@@ -66,38 +72,145 @@ class Trajectory:
     # ---- persistence: one .npz, metadata as JSON inside ----
 
     def save(self, path: str | Path) -> Path:
+        """Write the trajectory to `path` (".npz" is added if missing) and return the path written.
+
+        Atomic: the file is written under a temporary name in the same folder, then moved over the
+        target with os.replace, so an interrupted save never leaves half a file where a good one was.
+        What is saved is validated first, exactly as `load` validates, so no file is written that
+        `load` would refuse."""
         path = Path(path)
+        path = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
         arrays = {"losses": self.losses, "grad_norms": self.grad_norms, "snapshot_steps": self.snapshot_steps}
         arrays |= _pack("params", self.params)
         for i, snap in enumerate(self.snapshots):
             arrays |= _pack(f"snapshot{i}", snap)
         meta = {**self.meta, "diverged_at": self.diverged_at, "n_layers": len(self.params)}
-        np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
-        return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+        arrays = {k: np.asarray(v) for k, v in arrays.items()} | {"meta": np.array(json.dumps(meta))}
+        _fields(f"trajectory to save as {path}", arrays)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                np.savez(file, **arrays)
+            os.replace(tmp, path)
+        except BaseException:  # KeyboardInterrupt included: never leave the temporary behind
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
 
     @classmethod
     def load(cls, path: str | Path) -> Trajectory:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            n_layers = meta.pop("n_layers")
-            steps = z["snapshot_steps"]
-            return cls(
-                losses=z["losses"],
-                grad_norms=z["grad_norms"],
-                params=_unpack(z, "params", n_layers),
-                snapshot_steps=steps,
-                snapshots=[_unpack(z, f"snapshot{i}", n_layers) for i in range(len(steps))],
-                diverged_at=meta.pop("diverged_at"),
-                meta=meta,
-            )
+        """Read a file written by `save`. Every field is checked (shapes against the spec, dtypes,
+        finiteness, lengths, the metadata); anything wrong is a TrajectoryFileError naming the file
+        and the field. Pickled objects are never loaded."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {}
+                for name in z.files:
+                    try:
+                        arrays[name] = z[name]
+                    except ValueError as e:  # an object array: refused, never unpickled
+                        raise TrajectoryFileError(f"{path}: {name}: {e}") from None
+        except (zipfile.BadZipFile, EOFError, OSError) as e:
+            if isinstance(e, FileNotFoundError):
+                raise
+            raise TrajectoryFileError(f"{path}: not a trajectory file (an .npz archive): {e}") from None
+        except ValueError as e:
+            if isinstance(e, TrajectoryFileError):
+                raise
+            raise TrajectoryFileError(f"{path}: not a trajectory file (an .npz archive): {e}") from None
+        return cls(**_fields(str(path), arrays))
+
+
+class TrajectoryFileError(ValueError):
+    """A trajectory file that is broken or inconsistent (or a Trajectory that cannot be saved as
+    one). The message names the file and the field."""
 
 
 def _pack(prefix: str, params: Params) -> dict[str, np.ndarray]:
     return {f"{prefix}.{l}.{k}": v for l, layer in enumerate(params) for k, v in layer.items()}
 
 
-def _unpack(z, prefix: str, n_layers: int) -> Params:
-    return [{k: z[f"{prefix}.{l}.{k}"] for k in ("W", "b")} for l in range(n_layers)]
+def _fields(source: str, arrays: dict[str, np.ndarray]) -> dict:
+    """Check a saved trajectory's arrays and metadata against each other; return Trajectory's fields."""
+
+    def fail(message: str):
+        raise TrajectoryFileError(f"{source}: {message}")
+
+    def get(name: str) -> np.ndarray:
+        if name not in arrays:
+            fail(f"{name} is missing")
+        return arrays[name]
+
+    def checked(what, check, *args):
+        try:
+            return check(*args)
+        except (TypeError, ValueError, KeyError) as e:
+            fail(f"{what}{': ' if what else ''}{e.args[0] if e.args else e}")
+
+    try:
+        meta = json.loads(str(get("meta")))
+    except json.JSONDecodeError:
+        fail("meta is not valid JSON")
+    if not isinstance(meta, dict):
+        fail(f"meta must be a JSON object; got {type(meta).__name__}")
+    meta = dict(meta)
+    for key in ("spec", "dtype", "n_layers", "diverged_at"):
+        if key not in meta:
+            fail(f"{key} is missing (train() writes it into the Trajectory's meta)")
+    dtype = np.dtype(checked("", check_dtype, meta["dtype"]))
+    if not isinstance(meta["spec"], dict):
+        fail(f"spec must be a dict like {{'sizes': [2, 4, 1], ...}}; got {meta['spec']!r}")
+    spec = checked("spec", lambda d: MLPSpec(**d), meta["spec"])
+    n_layers = meta.pop("n_layers")
+    if n_layers != spec.n_layers or isinstance(n_layers, bool):
+        fail(f"n_layers must be the spec's {spec.n_layers} layers; got {n_layers!r}")
+    if "optimizer" in meta:
+        if not isinstance(meta["optimizer"], dict) or meta["optimizer"].get("name") not in OPTIMIZERS:
+            fail(f"optimizer must name one of {', '.join(OPTIMIZERS)}; got {meta['optimizer']!r}")
+        checked("optimizer", Optimizer.from_dict, meta["optimizer"])
+
+    def same_dtype(a: np.ndarray, arg: str) -> np.ndarray:
+        if a.dtype != dtype:
+            fail(f"{arg} must be {dtype.name} like the run's dtype; got {a.dtype}")
+        return a
+
+    losses = same_dtype(checked("", as_float_array, get("losses"), "losses"), "losses")
+    if losses.ndim != 1:
+        fail(f"losses must be 1-D; got shape {losses.shape}")
+    steps_run = len(losses)
+    grad_norms = same_dtype(checked("", as_float_array, get("grad_norms"), "grad_norms"), "grad_norms")
+    if grad_norms.shape != (steps_run,):
+        fail(f"grad_norms must have one entry per step ({steps_run}); got shape {grad_norms.shape}")
+    diverged_at = meta.pop("diverged_at")
+    if diverged_at is not None and (
+        isinstance(diverged_at, bool) or not isinstance(diverged_at, int) or diverged_at != steps_run
+    ):
+        fail(f"diverged_at must be None or the number of steps run ({steps_run}); got {diverged_at!r}")
+    snapshot_steps = get("snapshot_steps")
+    if snapshot_steps.ndim != 1 or not (snapshot_steps.size == 0 or snapshot_steps.dtype.kind in "iu"):
+        fail(f"snapshot_steps must be a 1-D integer array; got {snapshot_steps.dtype} of shape {snapshot_steps.shape}")
+    if np.any(np.diff(snapshot_steps) <= 0):
+        fail(f"snapshot_steps must increase; got {snapshot_steps.tolist()}")
+    if len(snapshot_steps) and not 0 <= snapshot_steps[0] <= snapshot_steps[-1] <= steps_run:
+        fail(f"snapshot_steps must lie in [0, {steps_run}]; got {snapshot_steps.tolist()}")
+
+    def params(prefix: str, arg: str) -> Params:
+        raw = [{k: get(f"{prefix}.{l}.{k}") for k in ("W", "b")} for l in range(spec.n_layers)]
+        checked_params = checked("", check_params, spec, raw, arg)
+        for l, layer in enumerate(checked_params):
+            for k, a in layer.items():
+                same_dtype(a, f"{arg}[{l}][{k!r}]")
+        return checked_params
+
+    return dict(
+        losses=losses,
+        grad_norms=grad_norms,
+        params=params("params", "params"),
+        snapshot_steps=snapshot_steps.astype(np.int64),
+        snapshots=[params(f"snapshot{i}", f"snapshots[{i}]") for i in range(len(snapshot_steps))],
+        diverged_at=diverged_at,
+        meta=meta,
+    )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,174 @@
+"""Trajectory files: saved atomically, loaded only when every field is consistent.
+
+Deliberate bugs these catch: np.savez straight onto the target (an interrupt leaves a truncated file
+where the good one was), and a load that trusts the file (a W of the wrong shape, NaN losses, a
+string array or a "float16" dtype would load and fail later, far from the file's name)."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from backends import get_backend
+from shared.data import xor
+from shared.optim import SGD
+from shared.params import init_params
+from shared.spec import MLPSpec
+from shared.trajectory import Trajectory, TrajectoryFileError
+
+SPEC = MLPSpec((2, 3, 1), "tanh", "bce")
+
+
+@pytest.fixture(scope="module")
+def traj():
+    data = xor()
+    return get_backend("numpy", "float32").train(
+        SPEC, init_params(SPEC, seed=0), data.X, data.targets(SPEC), SGD(0.5), steps=12, record_every=4
+    )
+
+
+def _arrays(path):
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _rewrite(path, arrays, **meta_changes):
+    meta = json.loads(str(arrays["meta"]))
+    for k, v in meta_changes.items():
+        if v is _DROP:
+            meta.pop(k)
+        else:
+            meta[k] = v
+    arrays = {**arrays, "meta": np.array(json.dumps(meta))}
+    np.savez(path, **arrays)
+
+
+_DROP = object()
+
+
+def test_save_and_load_round_trip_with_the_suffix_added(traj, tmp_path):
+    path = traj.save(tmp_path / "run")
+    assert path.name == "run.npz" and path.exists()
+    back = Trajectory.load(path)
+    assert np.array_equal(back.losses, traj.losses) and back.meta == traj.meta
+    assert [p.name for p in tmp_path.iterdir()] == ["run.npz"]  # no temporary left behind
+
+
+def test_an_interrupted_save_leaves_the_previous_file_intact(traj, tmp_path, monkeypatch):
+    path = traj.save(tmp_path / "run.npz")
+    before = path.read_bytes()
+
+    def interrupted(file, **arrays):
+        file.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        traj.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["run.npz"]  # the partial temporary was removed
+    monkeypatch.undo()
+    Trajectory.load(path)
+
+
+def _corrupt(kind, arrays):
+    a = dict(arrays)
+    if kind == "W shape":
+        a["params.0.W"] = np.zeros((3, 2), np.float32)
+    elif kind == "NaN loss":
+        a["losses"] = a["losses"].copy()
+        a["losses"][3] = np.nan
+    elif kind == "string array":
+        a["params.1.b"] = np.array(["x"])
+    elif kind == "2-D losses":
+        a["losses"] = a["losses"].reshape(3, 4)
+    elif kind == "short grad_norms":
+        a["grad_norms"] = a["grad_norms"][:5]
+    elif kind == "missing array":
+        del a["snapshot0.1.W"]
+    elif kind == "wrong dtype":
+        a["params.0.b"] = a["params.0.b"].astype(np.float64)
+    elif kind == "steps out of order":
+        a["snapshot_steps"] = a["snapshot_steps"][::-1].copy()
+    return a
+
+
+@pytest.mark.parametrize(
+    "kind, match",
+    [
+        ("W shape", r"params\[0\]\['W'\] must have shape \(fan_in, fan_out\) = \(2, 3\); got \(3, 2\)"),
+        ("NaN loss", r"losses must be finite; found nan at index \(3,\)"),
+        ("string array", r"params\[1\]\['b'\] must hold real numbers"),
+        ("2-D losses", r"losses must be 1-D; got shape \(3, 4\)"),
+        ("short grad_norms", r"grad_norms must have one entry per step \(12\); got shape \(5,\)"),
+        ("missing array", r"snapshot0.1.W is missing"),
+        ("wrong dtype", r"params\[0\]\['b'\] must be float32 like the run's dtype; got float64"),
+        ("steps out of order", r"snapshot_steps must increase"),
+    ],
+)
+def test_inconsistent_arrays_are_refused_naming_the_file_and_field(traj, tmp_path, kind, match):
+    path = traj.save(tmp_path / "run.npz")
+    np.savez(path, **_corrupt(kind, _arrays(path)))
+    with pytest.raises(TrajectoryFileError, match=match) as info:
+        Trajectory.load(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        (dict(diverged_at="yes"), r"diverged_at must be None or the number of steps run \(12\); got 'yes'"),
+        (dict(diverged_at=3), r"diverged_at must be None or the number of steps run \(12\); got 3"),
+        (dict(dtype="float16"), r"dtype must be one of 'float64', 'float32'; got 'float16'"),
+        (dict(n_layers=0), r"n_layers must be the spec's 2 layers; got 0"),
+        (dict(spec={"sizes": [2, -1]}), r"spec: sizes\[1\] must be a positive integer"),
+        (dict(spec=_DROP), r"spec is missing"),
+        (dict(optimizer={"name": "SGD", "lr": -1}), r"optimizer: SGD.lr must be a finite number > 0"),
+    ],
+)
+def test_inconsistent_metadata_is_refused_naming_the_field(traj, tmp_path, changes, match):
+    path = traj.save(tmp_path / "run.npz")
+    _rewrite(path, _arrays(path), **changes)
+    with pytest.raises(TrajectoryFileError, match=match):
+        Trajectory.load(path)
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"not a zip at all", r"not a trajectory file \(an .npz archive\)"),
+        (None, r"meta is not valid JSON"),
+        ("no meta", r"meta is missing"),
+    ],
+)
+def test_broken_files_raise_one_error_type(tmp_path, traj, content, match):
+    path = tmp_path / "broken.npz"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is None:
+        arrays = _arrays(traj.save(path))
+        np.savez(path, **{**arrays, "meta": np.array("{not json")})
+    else:
+        arrays = _arrays(traj.save(path))
+        del arrays["meta"]
+        np.savez(path, **arrays)
+    with pytest.raises(TrajectoryFileError, match=match):
+        Trajectory.load(path)
+    assert issubclass(TrajectoryFileError, ValueError)
+
+
+def test_pickled_objects_are_never_loaded(tmp_path, traj):
+    path = traj.save(tmp_path / "run.npz")
+    arrays = _arrays(path)
+    np.savez(path, **{**arrays, "losses": np.array([object()], dtype=object)})
+    with pytest.raises(TrajectoryFileError, match=r"losses"):
+        Trajectory.load(path)
+    assert zipfile.is_zipfile(path)
+
+
+def test_a_trajectory_that_load_would_refuse_is_not_saved(traj, tmp_path):
+    bad = Trajectory(traj.losses[:3], traj.grad_norms, traj.params, meta=traj.meta)
+    with pytest.raises(TrajectoryFileError, match=r"grad_norms must have one entry per step \(3\)"):
+        bad.save(tmp_path / "bad.npz")
+    assert not list(tmp_path.iterdir())
