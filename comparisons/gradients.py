@@ -1,10 +1,12 @@
 """gradients: where, inside the network, do the backends' gradients differ?
 
-For one batch (the full training set, or the first minibatch with --batch-size), computes every
-backend's gradient in float32 and float64 and draws, for each backend pair and each layer, a heatmap
-of |grad_a − grad_b| / max|grad| — the gap at every weight, relative to that layer's largest
-gradient. Each layer's bias is the heatmap's last row. Names the layer and parameter with the
-largest gap.
+At two points of one training run (NumPy, float64, with --optimizer, --lr, --steps, --batch-size):
+the initial params and the params after --steps, every backend computes the gradient on one batch
+(the full training set, or the first minibatch with --batch-size) in float32 and float64, at those
+same params. For each backend pair and each layer a heatmap shows |grad_a − grad_b| / max|grad|: the
+gap at every weight, relative to that layer's largest gradient. In a heatmap, row i is input i of
+the layer (W[i, :]) and the last row its bias; column j is output unit j. Names the layer and
+parameter with the largest gap.
 """
 
 from __future__ import annotations
@@ -47,50 +49,72 @@ def layer_gaps(grads_a, grads_b) -> list[np.ndarray]:
     return gaps
 
 
-def gradient_gaps(problem: Problem, backends: list[str]) -> dict:
-    """{dtype: {(a, b): [per-layer gap arrays]}} and where each dtype's largest gap is."""
+def checkpoints(problem: Problem) -> dict[int, list]:
+    """{step: params}: the initial params and those after problem.steps steps of NumPy float64 training
+    (or where it stopped, if the loss stopped being finite)."""
+    traj = problem.train("numpy", "float64", record_every=problem.steps, on_nonfinite="stop")
+    return {0: traj.snapshot(0), len(traj): traj.params}
+
+
+def gradient_gaps(problem: Problem, backends: list[str], at: dict[int, list] | None = None) -> dict:
+    """{(step, dtype, a, b): [per-layer gap arrays]} and, per (step, dtype), where the largest gap is."""
     X, y = one_batch(problem)
-    out: dict = {"gaps": {}, "worst": {}, "n_layers": problem.spec.n_layers}
-    for dtype in DTYPES:
-        grads = {
-            name: get_backend(name, dtype).loss_and_grads(problem.spec, problem.params, X, y)[1] for name in backends
-        }
-        worst = (-1.0, "")
-        for a, b in itertools.combinations(backends, 2):
-            gaps = layer_gaps(grads[a], grads[b])
-            out["gaps"][dtype, a, b] = gaps
-            for l, g in enumerate(gaps):
-                i, j = np.unravel_index(np.argmax(g), g.shape)
-                where = f"layer {l} b[{j}]" if i == g.shape[0] - 1 else f"layer {l} W[{i}, {j}]"
-                if g[i, j] > worst[0]:
-                    worst = (float(g[i, j]), f"{where} ({a} vs {b})")
-        out["worst"][dtype] = worst
+    at = checkpoints(problem) if at is None else at
+    out: dict = {"gaps": {}, "worst": {}, "n_layers": problem.spec.n_layers, "steps": list(at)}
+    for step, params in at.items():
+        for dtype in DTYPES:
+            grads = {name: get_backend(name, dtype).loss_and_grads(problem.spec, params, X, y)[1] for name in backends}
+            worst = (-1.0, "")
+            for a, b in itertools.combinations(backends, 2):
+                gaps = layer_gaps(grads[a], grads[b])
+                out["gaps"][step, dtype, a, b] = gaps
+                for l, g in enumerate(gaps):
+                    i, j = np.unravel_index(np.argmax(g), g.shape)
+                    where = f"layer {l} b[{j}]" if i == g.shape[0] - 1 else f"layer {l} W[{i}, {j}]"
+                    if g[i, j] > worst[0]:
+                        worst = (float(g[i, j]), f"{where} ({a} vs {b})")
+            out["worst"][step, dtype] = worst
     return out
+
+
+def layer_spread(numbers: dict, step: int, dtype: str) -> np.ndarray:
+    """(n_layers,) the largest gap in each layer over every pair, at that step and dtype."""
+    pairs = [gaps for (s, d, _, _), gaps in numbers["gaps"].items() if (s, d) == (step, dtype)]
+    return np.array([max(gaps[l].max() for gaps in pairs) for l in range(numbers["n_layers"])])
 
 
 def finding(numbers: dict) -> str:
     parts = []
-    for dtype, (gap, where) in numbers["worst"].items():
-        pairs = [gaps for (d, _, _), gaps in numbers["gaps"].items() if d == dtype]
-        per_layer = np.array([max(gaps[l].max() for gaps in pairs) for l in range(numbers["n_layers"])])
-        spread = per_layer.max() / max(per_layer.min(), 1e-300)
-        layers = (
-            f"spread over every layer alike (the largest per-layer gaps are within {spread:.0f}× of each other)"
-            if spread < 10
-            else f"concentrated in layer {int(per_layer.argmax())} ({spread:.0f}× the least affected layer)"
-        )
+    eps_ratio = float(np.finfo(np.float32).eps / np.finfo(np.float64).eps)
+    for step in numbers["steps"]:
+        when = "At initialization" if step == 0 else f"After {step} training steps"
+        texts = []
+        for dtype in DTYPES:
+            if (step, dtype) not in numbers["worst"]:
+                continue
+            gap, where = numbers["worst"][step, dtype]
+            per_layer = layer_spread(numbers, step, dtype)
+            if per_layer.min() <= 0:
+                layers = "some layer's gradients agree exactly"
+            else:
+                spread = per_layer.max() / per_layer.min()
+                layers = (
+                    f"the layers' largest gaps within a factor {spread:.1f} of each other"
+                    if spread < 10
+                    else f"layer {int(per_layer.argmax())}'s {spread:.0f}× the least affected layer's"
+                )
+            eps = float(np.finfo(dtype).eps)
+            texts.append(f"in {dtype} {gap:.1e} ({gap / eps:.1f} ε) at {where}, {layers}")
         parts.append(
-            f"In {dtype} the largest gradient gap is {gap:.1e} of its layer's largest gradient, at {where}, {layers}."
+            f"{when}, the largest gradient gap (relative to its layer's largest gradient) is " + "; ".join(texts) + "."
         )
-    g32, g64 = numbers["worst"].get("float32", (0, ""))[0], numbers["worst"].get("float64", (0, ""))[0]
-    if g32 and g64:
-        ratio, eps_ratio = g32 / max(g64, 1e-300), float(np.finfo(np.float32).eps / np.finfo(np.float64).eps)
-        how = (
-            "about the ratio of the two machine epsilons"
-            if 0.1 < ratio / eps_ratio < 10
-            else "not the ratio of the two machine epsilons"
-        )
-        parts.append(f"The float32 gaps are {ratio:.0e}× the float64 ones, {how} ({eps_ratio:.0e}).")
+        g32, g64 = (numbers["worst"].get((step, d), (0.0, ""))[0] for d in ("float32", "float64"))
+        if g32 and g64:
+            ratio = g32 / g64
+            how = "about" if 0.1 < ratio / eps_ratio < 10 else "not"
+            parts.append(
+                f"float32 / float64: {ratio:.0e}, {how} the ratio of the two machine epsilons ({eps_ratio:.0e})."
+            )
     return " ".join(parts)
 
 
@@ -98,31 +122,45 @@ def plot(numbers: dict, problem: Problem):
     from matplotlib.colors import LogNorm
 
     plt = pyplot()
-    keys = list(numbers["gaps"])
-    n_layers = problem.spec.n_layers
+    rows = list(dict.fromkeys((d, a, b) for (_, d, a, b) in numbers["gaps"]))  # float64 pairs, then float32
+    steps, n_layers = numbers["steps"], problem.spec.n_layers
+    cols = [(step, l) for step in steps for l in range(n_layers)]
     fig, axes = plt.subplots(
-        len(keys), n_layers, figsize=(3.2 * n_layers + 1.5, 2.1 * len(keys) + 0.8), squeeze=False, layout="constrained"
+        len(rows),
+        len(cols),
+        figsize=(2.6 * len(cols) + 1.5, 1.9 * len(rows) + 1.4),
+        squeeze=False,
+        layout="constrained",
     )
     # In units of each dtype's machine epsilon, so float32 and float64 share one colour scale.
-    norm = LogNorm(vmin=1e-2, vmax=30)
-    for row, key in enumerate(keys):
-        dtype, a, b = key
+    top = max(float((g / np.finfo(d).eps).max()) for (_, d, _, _), gaps in numbers["gaps"].items() for g in gaps)
+    norm = LogNorm(vmin=1e-2, vmax=max(30.0, top))
+    for r, (dtype, a, b) in enumerate(rows):
         eps = float(np.finfo(dtype).eps)
-        for l, gap in enumerate(numbers["gaps"][key]):
-            ax = axes[row, l]
+        for c, (step, l) in enumerate(cols):
+            gap = numbers["gaps"][step, dtype, a, b][l]  # (fan_in + 1, fan_out)
+            ax = axes[r, c]
             im = ax.imshow(
                 np.clip(gap / eps, 1e-2, None), norm=norm, cmap="magma", aspect="auto", interpolation="nearest"
             )
             ax.axhline(gap.shape[0] - 1.5, color="w", lw=0.8)  # W rows above, the bias row below
-            ax.set_xticks([])
-            ax.set_yticks([gap.shape[0] - 1], ["b"])
+            ax.set_xticks([0, gap.shape[1] - 1] if gap.shape[1] > 1 else [0])
+            ax.set_yticks([0, gap.shape[0] - 1], ["in 0", "b"])
+            ax.tick_params(labelsize=7)
             ax.grid(False)
-            if row == 0:
-                ax.set_title(f"layer {l}: W {gap.shape[0] - 1}×{gap.shape[1]} + b", fontsize=9)
-            if l == 0:
-                ax.set_ylabel(f"{a} vs {b}\n{dtype}", fontsize=9)
+            if r == 0:
+                fan_in, fan_out = gap.shape[0] - 1, gap.shape[1]
+                ax.set_title(f"step {step} · layer {l}\n{fan_in} inputs + b ↓, {fan_out} outputs →", fontsize=8)
+            if r == len(rows) - 1:
+                ax.set_xlabel("output unit", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(f"{a} vs {b}\n{dtype}\ninput (row)", fontsize=8)
     fig.colorbar(im, ax=axes, shrink=0.6, label="|grad_a − grad_b| / max|grad|, in units of the dtype's ε")
-    fig.suptitle(f"Gradient gaps per weight, one batch\n{problem.describe()}", fontsize=10)
+    fig.suptitle(
+        f"Gradient gaps per weight at the same params, one batch, at step {' and '.join(map(str, steps))} "
+        f"of one NumPy float64 run\n{problem.describe()}",
+        fontsize=10,
+    )
     return fig
 
 
@@ -143,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     fig = plot(numbers, problem)
     data = {
         "problem": problem.describe(),
-        "worst": numbers["worst"],
-        "gaps": {" ".join(k): v for k, v in numbers["gaps"].items()},
+        "worst": {f"step {s} {d}": v for (s, d), v in numbers["worst"].items()},
+        "gaps": {f"step {s} {d} {a} {b}": v for (s, d, a, b), v in numbers["gaps"].items()},
     }
     publish(args.out, "gradients", fig, data, text)
     return 0

@@ -134,6 +134,32 @@ def test_boundaries_reports_the_accuracy_it_measured():
     assert r["seconds"]["numpy"] > 0
 
 
+def test_gradient_gaps_are_taken_at_init_and_after_the_training_the_options_describe():
+    from comparisons import gradients
+    from comparisons.common import Problem
+
+    data = xor()
+    y = data.targets(XOR_SPEC)
+    problem = Problem(data, XOR_SPEC, init_params(XOR_SPEC), data.X, y, SGD(0.5), 30, 0, None)
+    at = gradients.checkpoints(problem)
+    trained = get_backend("numpy").train(XOR_SPEC, init_params(XOR_SPEC), data.X, y, SGD(0.5), 30).params
+    assert list(at) == [0, 30]
+    for layer, expected in zip(at[30], trained):
+        np.testing.assert_array_equal(layer["W"], expected["W"])
+    assert not np.array_equal(at[0][0]["W"], at[30][0]["W"])  # --steps/--lr/--optimizer change what is compared
+
+
+def test_gradients_finding_states_the_spread_it_measured():
+    from comparisons import gradients
+
+    gaps = [np.full((3, 4), 2e-16), np.full((5, 1), 2.6e-16)]  # layer 1 has the larger gap: 1.3×
+    numbers = {"gaps": {(0, "float64", "numpy", "torch"): gaps}, "n_layers": 2, "steps": [0]}
+    numbers["worst"] = {(0, "float64"): (2.6e-16, "layer 1 W[0, 0] (numpy vs torch)")}
+    text = gradients.finding(numbers)
+    assert "within a factor 1.3 of each other" in text and "1×" not in text
+    assert "At initialization" in text and f"({2.6e-16 / np.finfo(np.float64).eps:.1f} ε)" in text
+
+
 def test_next_to_boundary_marks_both_sides_of_a_class_change():
     classes = np.array([[0, 0, 0, 1, 1]] * 3)
     near = next_to_boundary(classes)
