@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,14 +120,16 @@ non_negative_float = _number(float, lambda v: np.isfinite(v) and v >= 0, "a fini
 
 
 def layer_sizes(text: str) -> tuple[int, ...]:
-    """'2,16,16,1' (or 2-16-16-1) -> (2, 16, 16, 1)."""
-    parts = text.replace("-", ",").replace("x", ",").split(",")
+    """'2,16,16,1' (or 2x16x16x1) -> (2, 16, 16, 1); every width an integer ≥ 1, at least two of them."""
+    parts = [p.strip() for p in text.replace("x", ",").split(",")]
     try:
-        sizes = tuple(int(p) for p in parts if p.strip())
+        sizes = tuple(int(p) for p in parts)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected widths like 2,16,16,1; got {text!r}") from None
-    if len(sizes) < 2 or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 2 positive widths like 2,16,1; got {text!r}")
+    if len(sizes) < 2:
+        raise argparse.ArgumentTypeError(f"expected at least 2 widths like 2,16,1 (input to output); got {text!r}")
+    if bad := [size for size in sizes if size < 1]:
+        raise argparse.ArgumentTypeError(f"every width must be ≥ 1; got {bad[0]} in {text!r}")
     return sizes
 
 
@@ -146,15 +149,60 @@ def name_list(valid):
     """An argparse type for comma-separated names, each one of `valid`."""
 
     def parse(text: str) -> list[str]:
-        names = [name.strip() for name in text.split(",") if name.strip()]
-        if not names or any(name not in valid for name in names):
-            raise argparse.ArgumentTypeError(f"expected names from {', '.join(valid)}; got {text!r}")
+        names = [name.strip() for name in text.split(",")]
+        if not all(name in valid for name in names):  # an empty entry ("", "a,,b", ",") is not a name
+            raise argparse.ArgumentTypeError(f"expected comma-separated names from {', '.join(valid)}; got {text!r}")
         return names
 
     return parse
 
 
 backend_list = name_list(BACKENDS)
+
+
+def _writable_folder(folder: Path) -> str | None:
+    """Why files cannot be written in the existing folder `folder`, or None when they can. Tried, not
+    guessed from permission bits: root passes every permission check, and /proc refuses what it allows."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as e:
+        return f"cannot write in {str(folder)!r}: {e.strerror or e}"
+
+
+def output_folder(text: str) -> Path:
+    """An argparse type for --out: a folder that exists and takes files, or can be created. Checked at
+    parse time, so a bad --out fails in the first second rather than after the work. Nothing is created
+    here: the nearest existing folder above is tried instead."""
+    path = Path(text)
+    if (top := path.resolve().parts[1:2]) in (("proc",), ("sys",)):  # kernel views: writes there mean something else
+        raise argparse.ArgumentTypeError(f"{text!r} is under /{top[0]}, which takes no files")
+    existing = path
+    while not existing.exists():
+        if existing.is_symlink():  # a dangling link: creating the folder would fail
+            raise argparse.ArgumentTypeError(f"{str(existing)!r} is a broken symbolic link")
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is" if existing == path else f"is inside {str(existing)!r}, which is"
+        raise argparse.ArgumentTypeError(f"{text!r} {where} a file, not a folder")
+    if problem := _writable_folder(existing):
+        raise argparse.ArgumentTypeError(problem)
+    return path
+
+
+def output_file(text: str) -> Path:
+    """An argparse type for a file to write (code --html): its folder must exist and take files, and
+    the path must not be a folder itself."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder; expected a file name like page.html")
+    folder = path.parent
+    if not folder.is_dir():
+        missing = "is a file" if folder.exists() else "does not exist"
+        raise argparse.ArgumentTypeError(f"the folder {str(folder)!r} of {text!r} {missing}")
+    if problem := _writable_folder(folder):
+        raise argparse.ArgumentTypeError(problem)
+    return path
 
 
 def make_parser(
@@ -168,7 +216,9 @@ def make_parser(
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--out", type=Path, default=Path("out"), help="folder for figures and numbers (default: out/)")
+    parser.add_argument(
+        "--out", type=output_folder, default="out", metavar="DIR", help="folder for figures and numbers (default: out/)"
+    )
     if one_backend:
         parser.add_argument(
             "--backend", choices=BACKENDS, default="numpy", help="the backend to train with (default: numpy)"
