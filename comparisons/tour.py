@@ -14,6 +14,7 @@ import numpy as np
 from backends import get_backend
 from comparisons import boundaries, divergence, parity
 from comparisons.common import XOR, build_problem, installed, make_parser, save_figure, save_json
+from shared.trajectory import TrainingDiverged
 
 
 def heading(text: str) -> None:
@@ -33,7 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     learned = []
     for name in backends:
         be = get_backend(name, "float64")
-        traj = problem.train(name, "float64")
+        try:
+            traj = problem.train(name, "float64")
+        except TrainingDiverged as e:  # nothing after this is worth drawing: say where, and stop
+            what = "its parameters" if e.quantity == "parameters" else f"its {e.quantity}"
+            parser.error(
+                f"--lr {args.lr:g}: training diverged on {name} at step {e.step} ({what} became {e.value}); "
+                "try a smaller --lr"
+            )
         predicted = boundaries.predict_classes(be, problem.spec, traj.params, problem.X)
         if np.array_equal(predicted, problem.data.y):
             learned.append(name)
