@@ -13,10 +13,11 @@ import ast
 import html
 import shutil
 import textwrap
+import unicodedata
 from pathlib import Path
 
 from backends import BACKENDS
-from comparisons.common import backend_list
+from comparisons.common import backend_list, int_range, output_file
 from shared.spec import ACTIVATIONS, LOSSES
 
 BACKEND_FILES = {
@@ -64,8 +65,9 @@ CONCEPTS: dict[str, tuple[str, dict[str, list[str]]]] = {
         "the whole network's forward pass and its gradient: by hand, autograd, jax.grad",
         {
             "numpy": ["mlp_forward", "mlp_backward", "loss_and_grads"],
-            "torch": ["build_model", "TorchBackend._loss_and_grads"],
-            "jax": ["loss_fn", "loss_and_grads"],
+            # each column shows the forward it differentiates, as the NumPy one does
+            "torch": ["MLP", "build_model", "TorchBackend._loss_and_grads"],
+            "jax": ["mlp", "loss_fn", "loss_and_grads"],
         },
     ),
     "sgd": (
@@ -128,17 +130,58 @@ def concept_code(concept: str) -> dict[str, str]:
     return out
 
 
+def display_width(text: str) -> int:
+    """Terminal columns of `text`: a combining mark (the ^ over m̂) sits on the letter before it and
+    takes no column of its own."""
+    return sum(not unicodedata.combining(c) for c in text)
+
+
+def _fit(text: str, width: int) -> int:
+    """The longest prefix text[:i] that takes at most `width` columns, with its combining marks."""
+    columns = 0
+    for i, c in enumerate(text):
+        if not unicodedata.combining(c):
+            if columns == width:
+                return i
+            columns += 1
+    return len(text)
+
+
+# Where a long line may be broken, best first: after a space, after punctuation or an operator, after
+# the dot of an attribute; never right after a comment's #. Only when none is found in the last two
+# thirds is a name cut in two.
+BREAKS = (" ", ",;([{=+-*/%<>|&@:", ".")
+
+
+def _break(text: str, width: int) -> int:
+    """Where the first piece of `text` ends: within `width` columns, at the best break there is."""
+    end = _fit(text, width)
+    if end == len(text):
+        return end
+    for chars in BREAKS:
+        for i in range(end, max(1, end // 3), -1):  # the piece is text[:i]
+            if text[i - 1] in chars and text[i - 2 : i - 1] != "#" and not unicodedata.combining(text[i]):
+                return i
+    return end
+
+
 def _wrap(line: str, width: int) -> list[str]:
-    if len(line) <= width:
+    """`line` in pieces of at most `width` columns; the continuations indented and marked ↪."""
+    if display_width(line) <= width:
         return [line]
-    indent = len(line) - len(line.lstrip())
-    head, rest = line[:width], line[width:]
-    pieces = [head]
+    indent = min(len(line) - len(line.lstrip()), width // 2)
+    lead = " " * indent + "↪ "
+    end = _break(line, width)
+    pieces, rest = [line[:end].rstrip()], line[end:].lstrip()
     while rest:
-        room = max(8, width - indent - 2)
-        pieces.append(" " * indent + "↪ " + rest[:room])
-        rest = rest[room:]
+        end = _break(rest, width - len(lead))
+        pieces.append(lead + rest[:end].rstrip())
+        rest = rest[end:].lstrip()
     return pieces
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - display_width(text))
 
 
 def columns(code: dict[str, str], width: int) -> str:
@@ -150,7 +193,8 @@ def columns(code: dict[str, str], width: int) -> str:
         parts = []
         for name in names:
             rule = "─" * min(width, 80)
-            parts.append(f"{rule}\n{name}: {BACKEND_FILES[name].name}\n{rule}\n{code[name]}")
+            text = "\n".join(piece for line in code[name].splitlines() for piece in _wrap(line, width))
+            parts.append(f"{rule}\n{name}: {BACKEND_FILES[name].name}\n{rule}\n{text}")
         return "\n\n".join(parts)
     blocks = [
         [f"{name}: {BACKEND_FILES[name].name}", "─" * col]
@@ -160,7 +204,7 @@ def columns(code: dict[str, str], width: int) -> str:
     height = max(map(len, blocks))
     rows = []
     for i in range(height):
-        cells = [(b[i] if i < len(b) else "").ljust(col) for b in blocks]
+        cells = [_pad(b[i] if i < len(b) else "", col) for b in blocks]
         rows.append(gap.join(cells).rstrip())
     return "\n".join(rows)
 
@@ -195,6 +239,9 @@ h2 small {{ color: #888; font-weight: normal; font-size: 0.7em; }}
 """
 
 
+MIN_WIDTH, MAX_WIDTH = 40, 1000  # narrower than one column is unreadable; wider is no terminal
+
+
 def listing() -> str:
     width = max(map(len, CONCEPTS))
     lines = ["concepts (python -m comparisons code <concept>):"]
@@ -216,8 +263,18 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated columns to show (default: numpy,torch,jax)",
     )
     parser.add_argument("concept", nargs="?", help="what to show; leave out to list the concepts")
-    parser.add_argument("--html", type=Path, metavar="FILE", help="also write the comparison as an HTML page")
-    parser.add_argument("--width", type=int, default=None, help="characters per line (default: the terminal's)")
+    parser.add_argument(
+        "--html",
+        type=output_file,
+        metavar="FILE",
+        help="also write the comparison as an HTML page (its folder must exist)",
+    )
+    parser.add_argument(
+        "--width",
+        type=int_range(MIN_WIDTH, MAX_WIDTH),
+        default=None,
+        help=f"characters per line, {MIN_WIDTH} to {MAX_WIDTH} (default: the terminal's)",
+    )
     args = parser.parse_args(argv)
     if args.concept is None:
         print(listing())
@@ -225,11 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.concept not in CONCEPTS:
         parser.error(f"unknown concept {args.concept!r}; choose from {', '.join(CONCEPTS)}")
     code = {name: text for name, text in concept_code(args.concept).items() if name in args.backends}
-    width = args.width or shutil.get_terminal_size((160, 40)).columns
+    width = args.width or max(MIN_WIDTH, shutil.get_terminal_size((160, 40)).columns)
     print(f"{args.concept}: {CONCEPTS[args.concept][0]}\n")
     print(columns(code, width))
     if args.html:
-        args.html.parent.mkdir(parents=True, exist_ok=True)
         args.html.write_text(html_page(args.concept, code))
         print(f"\nwrote {args.html}")
     return 0

@@ -119,6 +119,11 @@ positive_float = _number(float, lambda v: np.isfinite(v) and v > 0, "a finite nu
 non_negative_float = _number(float, lambda v: np.isfinite(v) and v >= 0, "a finite number ≥ 0")
 
 
+def int_range(low: int, high: int):
+    """An argparse type: an integer from `low` to `high`, both included."""
+    return _number(int, lambda v: low <= v <= high, f"an integer from {low} to {high}")
+
+
 def layer_sizes(text: str) -> tuple[int, ...]:
     """'2,16,16,1' (or 2x16x16x1) -> (2, 16, 16, 1); every width an integer ≥ 1, at least two of them."""
     parts = [p.strip() for p in text.replace("x", ",").split(",")]
