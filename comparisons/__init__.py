@@ -16,7 +16,7 @@ COMMANDS = {
     "hidden-layer": ("comparisons.hidden_layer", "lesson: XOR cannot be learned without a hidden layer"),
     "learning-rates": ("comparisons.learning_rates", "lesson: too small is slow, too large diverges"),
     "seeds": ("comparisons.seeds", "lesson: different seeds, different solutions (up to symmetry), some stuck"),
-    "noise": ("comparisons.noise", "lesson: train vs test loss as the network grows; memorizing the noise"),
-    "paths": ("comparisons.paths", "lesson: path strengths input→hidden→output in XOR, during training"),
+    "noise": ("comparisons.noise", "lesson: flipped training labels: wider nets memorize them and test accuracy drops"),
+    "paths": ("comparisons.paths", "lesson: what each hidden unit adds to the XOR output, per input, over 20 seeds"),
     "code": ("comparisons.code", "one concept in NumPy, torch and JAX, side by side (or --html FILE)"),
 }
