@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from backends import BACKENDS
+from backends import BACKENDS, available_backends
 from benchmarks.report import markdown, run_report
 from benchmarks.workloads import WORKLOADS
+from comparisons.common import name_list, output_folder
 
 COLORS = {"numpy": "#1f77b4", "torch": "#d62728", "jax": "#2ca02c"}  # as in every trigrad figure
 MARKERS = {"trigrad train": "o", "bare loop": "s", "bare lax.scan": "^", "torch.compile": "D"}
@@ -124,22 +125,29 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="short timings, sizes xor/small/medium only (under a minute); noisier numbers",
     )
-    parser.add_argument("--out", type=Path, default=Path("out/benchmarks"), help="default: out/benchmarks/")
-    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated (default: all installed)")
+    # checked before measuring: a bad --out must not cost the whole run
+    parser.add_argument(
+        "--out", type=output_folder, default="out/benchmarks", metavar="DIR", help="default: out/benchmarks/"
+    )
+    parser.add_argument(
+        "--backends",
+        type=name_list(BACKENDS),
+        default=list(BACKENDS),
+        help="comma-separated (default: all installed)",
+    )
     parser.add_argument(
         "--sizes",
+        type=name_list(list(WORKLOADS)),
         default=None,
         help=f"comma-separated from {', '.join(WORKLOADS)} (default: all; --quick: all but large)",
     )
     args = parser.parse_args(argv)
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()] if args.sizes else None
-    if bad := [b for b in backends if b not in BACKENDS]:
-        parser.error(f"--backends: unknown {', '.join(bad)}; expected names from {', '.join(BACKENDS)}")
-    if bad := [s for s in sizes or [] if s not in WORKLOADS]:
-        parser.error(f"--sizes: unknown {', '.join(bad)}; expected names from {', '.join(WORKLOADS)}")
+    if not any(name in available_backends() for name in args.backends):
+        parser.error(
+            f"--backends {','.join(args.backends)}: none is installed here ({', '.join(available_backends())} is)"
+        )
     start = time.perf_counter()
-    report = run_report(args.quick, backends, sizes, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    report = run_report(args.quick, args.backends, args.sizes, progress=lambda m: print(m, file=sys.stderr, flush=True))
     args.out.mkdir(parents=True, exist_ok=True)
     text = markdown(report)
     (args.out / "benchmarks.md").write_text(text)
