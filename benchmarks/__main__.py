@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not any(name in available_backends() for name in args.backends):
         parser.error(
-            f"--backends {','.join(args.backends)}: none is installed here ({', '.join(available_backends())} is)"
+            f"--backends {','.join(args.backends)}: none installed (installed: {', '.join(available_backends())})"
         )
     start = time.perf_counter()
     report = run_report(args.quick, args.backends, args.sizes, progress=lambda m: print(m, file=sys.stderr, flush=True))
