@@ -22,6 +22,7 @@ from shared.data import DATASETS, Dataset, make_dataset
 from shared.optim import SGD, Adam, AdamW, Optimizer
 from shared.params import Params, init_params
 from shared.spec import ACTIVATIONS, LOSSES, MLPSpec
+from shared.training import MAX_STEPS
 from shared.trajectory import Trajectory
 
 BACKEND_COLORS = {"numpy": "#1f77b4", "torch": "#d62728", "jax": "#2ca02c"}
@@ -121,11 +122,34 @@ non_negative_float = _number(float, lambda v: np.isfinite(v) and v >= 0, "a fini
 
 def int_range(low: int, high: int):
     """An argparse type: an integer from `low` to `high`, both included."""
-    return _number(int, lambda v: low <= v <= high, f"an integer from {low} to {high}")
+    return _number(int, lambda v: low <= v <= high, f"an integer from {low:,} to {high:,}")
+
+
+# Bounds that turn a typo (an extra three zeros) into a usage error instead of an allocation of
+# gigabytes or a run of days. Every command's problem is a toy: far below each of them.
+MAX_SAMPLES = 1_000_000
+MAX_WIDTH = 4096  # the benchmarks' largest layer is 1024
+MAX_FLOATS = 10**8  # samples × Σ widths: the activations of one forward pass, 800 MB in float64
+
+
+def positive_int_up_to(maximum: int):
+    """An argparse type: a positive integer, at most `maximum`."""
+
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"expected at most {maximum:,}, got {text}")
+        return value
+
+    return parse
+
+
+step_count = positive_int_up_to(MAX_STEPS)  # shared.training.MAX_STEPS: the most one `train` call runs
+sample_count = positive_int_up_to(MAX_SAMPLES)
 
 
 def layer_sizes(text: str) -> tuple[int, ...]:
-    """'2,16,16,1' (or 2x16x16x1) -> (2, 16, 16, 1); every width an integer ≥ 1, at least two of them."""
+    """'2,16,16,1' (or 2x16x16x1) -> (2, 16, 16, 1): at least two widths, each from 1 to MAX_WIDTH."""
     parts = [p.strip() for p in text.replace("x", ",").split(",")]
     try:
         sizes = tuple(int(p) for p in parts)
@@ -133,8 +157,8 @@ def layer_sizes(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected widths like 2,16,16,1; got {text!r}") from None
     if len(sizes) < 2:
         raise argparse.ArgumentTypeError(f"expected at least 2 widths like 2,16,1 (input to output); got {text!r}")
-    if bad := [size for size in sizes if size < 1]:
-        raise argparse.ArgumentTypeError(f"every width must be ≥ 1; got {bad[0]} in {text!r}")
+    if bad := [size for size in sizes if not 1 <= size <= MAX_WIDTH]:
+        raise argparse.ArgumentTypeError(f"every width must be from 1 to {MAX_WIDTH}; got {bad[0]} in {text!r}")
     return sizes
 
 
@@ -156,7 +180,7 @@ def name_list(valid):
     def parse(text: str) -> list[str]:
         names = [name.strip() for name in text.split(",")]
         if not all(name in valid for name in names):  # an empty entry ("", "a,,b", ",") is not a name
-            raise argparse.ArgumentTypeError(f"expected comma-separated names from {', '.join(valid)}; got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected names from {', '.join(valid)}; got {text!r}")
         return names
 
     return parse
@@ -240,7 +264,7 @@ def make_parser(
     d = defaults
     g = parser.add_argument_group("the problem")
     g.add_argument("--dataset", choices=list(DATASETS), default=d.dataset, help=f"default: {d.dataset}")
-    g.add_argument("--n", type=positive_int, default=d.n, help="samples (default: the dataset's; xor: its 4 points)")
+    g.add_argument("--n", type=sample_count, default=d.n, help="samples (default: the dataset's; xor: its 4 points)")
     g.add_argument("--noise", type=non_negative_float, default=d.noise, help="Gaussian noise of the samples")
     g.add_argument(
         "--sizes",
@@ -264,7 +288,7 @@ def make_parser(
         help=f"sgd, momentum (SGD with 0.9), adam, adamw (default: {d.optimizer})",
     )
     g.add_argument("--lr", type=positive_float, default=d.lr, help=f"learning rate (default: {d.lr:g})")
-    g.add_argument("--steps", type=positive_int, default=d.steps, help=f"training steps (default: {d.steps})")
+    g.add_argument("--steps", type=step_count, default=d.steps, help=f"training steps (default: {d.steps})")
     g.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="minibatch size (default: full batch)")
     g.add_argument("--seed", type=non_negative_int, default=0, help="seed of the data, init and batches (default: 0)")
     return parser
@@ -287,7 +311,15 @@ def build_problem(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     kwargs = {}
     if args.dataset == "spirals":
         kwargs["arms"] = args.sizes[-1] if args.loss == "softmax_ce" and args.sizes[-1] > 2 else 2
-    data = make_dataset(args.dataset, n=args.n, noise=args.noise, seed=args.seed, **kwargs)
+    try:
+        data = make_dataset(args.dataset, n=args.n, noise=args.noise, seed=args.seed, **kwargs)
+    except ValueError as e:
+        parser.error(f"--dataset {args.dataset} with --n {args.n} --noise {args.noise}: {e}")
+    if (floats := len(data) * sum(args.sizes)) > MAX_FLOATS:
+        parser.error(
+            f"--n {len(data)} samples × --sizes {','.join(map(str, args.sizes))} is {floats:.1e} activations per "
+            f"forward pass, more than {MAX_FLOATS:.0e}: use fewer samples or narrower layers"
+        )
     if args.sizes[0] != data.X.shape[1]:
         parser.error(
             f"--sizes {','.join(map(str, args.sizes))} starts with {args.sizes[0]} inputs, but dataset "
