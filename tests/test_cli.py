@@ -1,0 +1,178 @@
+"""The command line: a bad option is refused before any work, with exit code 2 and a last line on stderr
+that names the option, and never with a traceback.
+
+BAD_OPTIONS is one table for every command that `python -m comparisons` lists, `python -m benchmarks`
+and `python -m benchmarks.worker`. Each row runs as a real subprocess from the repository root; the
+rows run in parallel threads (each pays ~0.5 s of imports), so the table takes seconds. A row that got
+as far as training or measuring would take from tens of seconds to minutes and hit ROW_TIMEOUT_S.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from comparisons import COMMANDS
+from comparisons.common import make_parser, output_file, output_folder
+
+ROOT = Path(__file__).resolve().parent.parent
+A_FILE = "README.md"  # an existing file, relative to ROOT: not a folder, and no folder can be made inside it
+UNDER_PROC = "/proc/trigrad-out"  # root may write anywhere by permission bits; /proc still takes no files
+MISSING = "no-such-folder-for-trigrad/page.html"
+ROW_TIMEOUT_S = 30
+
+BAD_OPTIONS = [
+    # (command, bad options, the option its message must name)
+    ("comparisons tour", ["--out", A_FILE], "--out"),
+    ("comparisons tour", ["--loss", "mse", "--lr", "1e6"], "--lr"),  # diverges at step 23: said, not a traceback
+    ("comparisons tour", ["--backends", ","], "--backends"),
+    ("comparisons parity", ["--out", A_FILE], "--out"),  # used to fail after 45 s of work
+    ("comparisons parity", ["--out", UNDER_PROC], "--out"),
+    ("comparisons parity", ["--out", f"{A_FILE}/sub"], "--out"),
+    ("comparisons parity", ["--sizes", "2,-4,1"], "--sizes"),  # used to run as 2,4,1
+    ("comparisons parity", ["--spec", "2,0,1:tanh"], "--spec"),
+    ("comparisons parity", ["--steps", "1000000000000"], "--steps"),
+    ("comparisons parity", ["--n", "1000000000000", "--dataset", "moons"], "--n"),
+    ("comparisons parity", ["--sizes", "2,100000,100000,1"], "--sizes"),
+    ("comparisons divergence", ["--points", "-3"], "--points"),
+    ("comparisons divergence", ["--out", UNDER_PROC], "--out"),
+    ("comparisons divergence", ["--lr", "nan"], "--lr"),
+    ("comparisons gradients", ["--batch-size", "0"], "--batch-size"),
+    ("comparisons gradients", ["--n", "1000000", "--sizes", "2,4096,3"], "--n"),
+    ("comparisons gradients", ["--backends", "numpy,,jax"], "--backends"),
+    ("comparisons boundaries", ["--resolution", "1000000"], "--resolution"),  # a 7 TiB grid
+    ("comparisons boundaries", ["--datasets", ","], "--datasets"),
+    ("comparisons boundaries", ["--out", A_FILE], "--out"),
+    ("comparisons weights", ["--sizes", "2,-4,1"], "--sizes"),
+    ("comparisons weights", ["--noise", "-1"], "--noise"),
+    ("comparisons weights", ["--steps", "0"], "--steps"),
+    ("comparisons hidden-layer", ["--lr", "-1"], "--lr"),  # --lr abbreviates --lrs
+    ("comparisons hidden-layer", ["--lr", "nan"], "--lr"),
+    ("comparisons hidden-layer", ["--out", UNDER_PROC], "--out"),
+    ("comparisons learning-rates", ["--max-lr", "inf"], "--max-lr"),
+    ("comparisons learning-rates", ["--points", "1"], "--points"),
+    ("comparisons seeds", ["--sizes", "2,-4,1"], "--sizes"),
+    ("comparisons seeds", ["--out", A_FILE], "--out"),
+    ("comparisons noise", ["--seed", "-1"], "--seed"),
+    ("comparisons noise", ["--widths", "2,x"], "--widths"),
+    ("comparisons paths", ["--lr", "inf"], "--lr"),
+    ("comparisons paths", ["--out", f"{A_FILE}/sub"], "--out"),
+    ("comparisons code", ["adam", "--width", "0"], "--width"),
+    ("comparisons code", ["adam", "--width", "100000"], "--width"),
+    ("comparisons code", ["adam", "--html", MISSING], "--html"),
+    ("comparisons code", ["adam", "--html", "tests"], "--html"),  # a folder, not a file
+    ("comparisons code", ["adam", "--backends", ","], "--backends"),
+    ("benchmarks", ["--out", A_FILE], "--out"),  # used to fail after the full measurement
+    ("benchmarks", ["--out", UNDER_PROC], "--out"),
+    ("benchmarks", ["--sizes", ","], "--sizes"),
+    ("benchmarks", ["--backends", ","], "--backends"),
+    ("benchmarks", ["--sizes", "xor,huge"], "--sizes"),
+    ("benchmarks.worker", [], "backend"),
+    ("benchmarks.worker", ["cuda", "xor"], "backend"),
+    ("benchmarks.worker", ["numpy", ","], "sizes"),
+]
+
+
+def _run(command: str, options: list[str]) -> tuple[subprocess.CompletedProcess | None, float]:
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", *command.split(), *options],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=ROW_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        done = None
+    return done, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def results():
+    """Every row of BAD_OPTIONS run once, four at a time."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda row: _run(*row[:2]), BAD_OPTIONS))
+
+
+def test_the_table_covers_every_command():
+    commands = {command for command, _, _ in BAD_OPTIONS}
+    expected = {f"comparisons {name}" for name in COMMANDS} | {"benchmarks", "benchmarks.worker"}
+    assert expected <= commands, f"no bad-option row for {sorted(expected - commands)}"
+
+
+@pytest.mark.parametrize(
+    "row", range(len(BAD_OPTIONS)), ids=[f"{c} {' '.join(o) or '(none)'}" for c, o, _ in BAD_OPTIONS]
+)
+def test_a_bad_option_is_a_usage_error_that_names_it(row, results):
+    command, options, option = BAD_OPTIONS[row]
+    done, seconds = results[row]
+    assert done is not None, f"python -m {command} {' '.join(options)}: still running after {ROW_TIMEOUT_S} s"
+    text = done.stdout + done.stderr
+    assert "Traceback" not in text, text[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, f"exit code {done.returncode} after {seconds:.1f} s; stderr ends {lines[-3:]}"
+    assert option in lines[-1], f"the last line does not name {option}: {lines[-1]!r}"
+
+
+def test_out_is_checked_without_creating_anything(tmp_path):
+    parser = make_parser("test", "", None)
+    nested = tmp_path / "new" / "nested"
+    assert parser.parse_args(["--out", str(nested)]).out == nested
+    assert not (tmp_path / "new").exists()  # created only when a command writes its files
+
+
+@pytest.mark.parametrize(
+    "out, says",
+    [
+        ("{file}", "is a file"),
+        ("{file}/inside", "which is a file"),
+        (UNDER_PROC, "under /proc"),
+        ("/proc/self", "under /proc"),
+    ],
+)
+def test_out_that_cannot_take_files_is_refused(out, says, tmp_path, capsys):
+    existing = tmp_path / "numbers.json"
+    existing.write_text("{}")
+    with pytest.raises(SystemExit) as exit_info:
+        make_parser("test", "", None).parse_args(["--out", out.format(file=existing)])
+    assert exit_info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"argument --out: {out.format(file=existing)!r}" in last and says in last
+
+
+def test_out_in_a_folder_that_refuses_files_is_refused(tmp_path, monkeypatch):
+    """The folder is tried, not judged by its permission bits (root passes those everywhere): here the
+    trial file fails as it would on a read-only mount."""
+
+    def refuse(**kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    with pytest.raises(argparse.ArgumentTypeError, match="cannot write in .*: Permission denied"):
+        output_folder(str(tmp_path / "new"))
+    with pytest.raises(argparse.ArgumentTypeError, match="cannot write in .*: Permission denied"):
+        output_file(str(tmp_path / "page.html"))
+
+
+def test_html_file_needs_an_existing_folder_and_is_not_a_folder(tmp_path):
+    assert output_file(str(tmp_path / "page.html")) == tmp_path / "page.html"
+    with pytest.raises(argparse.ArgumentTypeError, match="does not exist"):
+        output_file(str(tmp_path / "missing" / "page.html"))
+    with pytest.raises(argparse.ArgumentTypeError, match="is a folder"):
+        output_file(str(tmp_path))
+
+
+def test_a_new_nested_out_folder_is_created_and_filled(tmp_path, capsys):
+    from comparisons import paths
+
+    out = tmp_path / "figures" / "paths"
+    assert paths.main(["--seeds", "1", "--steps", "20", "--out", str(out)]) in (0, None)
+    assert (out / "paths.png").exists() and (out / "paths.json").exists()
