@@ -28,11 +28,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from shared.optim import Optimizer, check_optimizer_fits
-from shared.params import Params, check_params, map_params
-from shared.spec import MLPSpec, spec_to_dict
+from shared.params import Params, check_params, map_params, named_leaves, tree_leaves
+from shared.spec import GPTSpec, MLPSpec, spec_to_dict
 from shared.training import MinibatchSchedule, check_train_args
 from shared.trajectory import TrainingDiverged, Trajectory
-from shared.validation import check_dtype, check_spec, check_X, check_y
+from shared.validation import check_dtype, check_spec, check_tokens, check_X, check_y
 
 CHUNK = 1000
 """Steps per call into the backend when nothing is recorded: the rhythm of progress updates and
@@ -70,9 +70,8 @@ class Backend(ABC):
             loss, grads = self._loss_and_grads(spec, params, X, y)
             loss, grads = float(loss), map_params(_writable, grads)
         _check_finite_result(np.asarray(loss), "loss", self)
-        for l, layer in enumerate(grads):
-            for k, g in layer.items():
-                _check_finite_result(g, f"gradient of layer {l} {k}", self)
+        for name, g in named_leaves(grads):
+            _check_finite_result(g, f"gradient of {name}", self)
         return loss, grads
 
     def train(
@@ -238,7 +237,7 @@ class Backend(ABC):
 
     def _train_flat(self, state: Any) -> list[np.ndarray]:
         """The current params as a list of numpy arrays, for the finiteness check after a chunk."""
-        return [a for layer in self._train_params(state) for a in layer.values()]
+        return tree_leaves(self._train_params(state))
 
     def _scope(self):
         """A context every framework call runs inside (JAX uses it for float64; others need none)."""
@@ -250,16 +249,29 @@ class Backend(ABC):
         """Validate everything once at the border, then cast floats to this backend's dtype."""
         spec = check_spec(spec)
         params = check_params(spec, params)
-        X = check_X(spec, X)
-        if need_y:
-            y = check_y(spec, y, len(X))
-            if y.dtype.kind == "f":
-                y = _cast(y, self.np_dtype, "y")
-        params = [
-            {k: _cast(v, self.np_dtype, f"params[{l}][{k!r}]") for k, v in layer.items()}
-            for l, layer in enumerate(params)
-        ]
-        return spec, params, _cast(X, self.np_dtype, "X"), y
+        if isinstance(spec, GPTSpec):  # token ids in, token ids as targets: integers, never cast
+            X = check_tokens(spec, X, "X")
+            if need_y:
+                if y is None:
+                    raise TypeError(f"Y is required: the target token ids, shaped like X {X.shape}; got None")
+                y = check_tokens(spec, y, "Y", shape=X.shape)
+        else:
+            X = _cast(check_X(spec, X), self.np_dtype, "X")
+            if need_y:
+                y = check_y(spec, y, len(X))
+                if y.dtype.kind == "f":
+                    y = _cast(y, self.np_dtype, "y")
+        params = _cast_params(params, self.np_dtype)
+        return spec, params, X, y
+
+
+def _cast_params(params, dtype: np.dtype, path: str = "params"):
+    """Every array of a params tree cast with _cast, named as in check_params' messages."""
+    if isinstance(params, dict):
+        return {k: _cast_params(v, dtype, f"{path}[{k!r}]") for k, v in params.items()}
+    if isinstance(params, list):
+        return [_cast_params(v, dtype, f"{path}[{i}]") for i, v in enumerate(params)]
+    return _cast(params, dtype, path)
 
 
 def _cast(a: np.ndarray, dtype: np.dtype, arg: str) -> np.ndarray:

@@ -4,6 +4,15 @@
     params[l]["W"]   # (fan_in, fan_out)  float64: the canonical layout is (in, out), so X @ W works
     params[l]["b"]   # (fan_out,)
 
+A GPTSpec's params are a nested dict (see gpt_param_shapes for every name and shape):
+
+    params["tok_emb"]                  # (V, d)
+    params["blocks"][0]["attn"]["Wq"]  # (d, d), also (in, out)
+    params["head"]["W"]                # (d, V)
+
+Everything that walks params without knowing the model (comparisons, optimizers, files) uses
+`named_leaves`: the arrays in a fixed order with readable names ('layer0.W', 'blocks[0].attn.Wq').
+
 torch stores Linear weights as (out, in); the torch backend transposes at its border. A params list
 in torch's layout is rejected here with a hint, rather than silently transposed.
 """
@@ -15,22 +24,29 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from shared.spec import MLPSpec
+from shared.spec import GPTSpec, MLPSpec
 
-Params = list[dict[str, np.ndarray]]
+Params = list[dict[str, np.ndarray]] | dict
+"""An MLP's list of {'W', 'b'} layers, or a GPT's nested dict of arrays."""
 
 
-def init_params(spec: MLPSpec, seed: int = 0) -> Params:
-    """Glorot-uniform weights and zero biases, as float64 numpy arrays, deterministic per seed.
+def init_params(spec: MLPSpec | GPTSpec, seed: int = 0) -> Params:
+    """Initial params as float64 numpy arrays, deterministic per seed.
 
-    W ~ U(−a, a) with a = sqrt(6 / (fan_in + fan_out)) keeps the variance of activations and of
-    gradients roughly constant from layer to layer (Glorot & Bengio, 2010).
+    MLP: Glorot-uniform weights and zero biases. W ~ U(−a, a) with a = sqrt(6 / (fan_in + fan_out))
+    keeps the variance of activations and of gradients roughly constant from layer to layer
+    (Glorot & Bengio, 2010).
+    GPT: GPT-2's scheme. Every weight and embedding ~ N(0, 0.02²), the two projections that write
+    into the residual stream (attn.Wo, mlp.W2) scaled down by 1/√(2·n_layers) so the stream's
+    variance does not grow with depth; biases 0, LayerNorm gains 1.
     """
-    if not isinstance(spec, MLPSpec):
-        raise TypeError(f"spec must be an MLPSpec; got {type(spec).__name__}")
+    if not isinstance(spec, (MLPSpec, GPTSpec)):
+        raise TypeError(f"spec must be an MLPSpec or a GPTSpec; got {type(spec).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
     rng = np.random.default_rng(int(seed))
+    if isinstance(spec, GPTSpec):
+        return _init_gpt(spec, rng)
     params: Params = []
     for fan_in, fan_out in spec.layer_shapes:
         a = np.sqrt(6.0 / (fan_in + fan_out))
@@ -40,11 +56,98 @@ def init_params(spec: MLPSpec, seed: int = 0) -> Params:
     return params
 
 
-def check_params(spec: MLPSpec, params: object, arg: str = "params") -> Params:
-    """Validate `params` against `spec`; return them as a list of dicts of numpy arrays.
+def gpt_param_shapes(spec: GPTSpec) -> dict:
+    """The shape of every GPT parameter, in the nested structure of the params themselves."""
+    d, f, V, T = spec.d_model, spec.d_ff, spec.vocab_size, spec.seq_len
+    block = {
+        "ln1": {"g": (d,), "b": (d,)},
+        "attn": {k: ((d, d) if k[0] == "W" else (d,)) for k in ("Wq", "bq", "Wk", "bk", "Wv", "bv", "Wo", "bo")},
+        "ln2": {"g": (d,), "b": (d,)},
+        "mlp": {"W1": (d, f), "b1": (f,), "W2": (f, d), "b2": (d,)},
+    }
+    return {
+        "tok_emb": (V, d),
+        "pos_emb": (T, d),
+        "blocks": [block for _ in range(spec.n_layers)],
+        "ln_f": {"g": (d,), "b": (d,)},
+        "head": {"W": (d, V), "b": (V,)},
+    }
+
+
+def _init_gpt(spec: GPTSpec, rng: np.random.Generator) -> dict:
+    residual_scale = 1 / np.sqrt(2 * spec.n_layers)
+
+    def init(path: str, shape: tuple) -> np.ndarray:
+        key = path.rsplit(".", 1)[-1]
+        if key == "g":
+            return np.ones(shape)  # LayerNorm gain
+        if key.startswith("b"):
+            return np.zeros(shape)  # every bias, LayerNorm's included
+        std = 0.02 * (residual_scale if key in ("Wo", "W2") else 1.0)
+        return rng.normal(0.0, std, size=shape)
+
+    return _build(gpt_param_shapes(spec), init)
+
+
+def _build(shapes, make, path: str = ""):
+    """A params tree shaped like `shapes`, each leaf make(path, shape), in named_leaves order."""
+    if isinstance(shapes, dict):
+        return {k: _make_or_recurse(v, make, _join(path, k)) for k, v in shapes.items()}
+    return [_make_or_recurse(v, make, f"{path}[{i}]") for i, v in enumerate(shapes)]
+
+
+def _make_or_recurse(shapes, make, path: str):
+    return make(path, shapes) if isinstance(shapes, tuple) else _build(shapes, make, path)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def named_leaves(params: Params) -> list[tuple[str, np.ndarray]]:
+    """Every array of a params tree with its name, in a fixed order: an MLP's layers in order, W
+    before b ('layer0.W', 'layer0.b', ...); a GPT's in the order of gpt_param_shapes
+    ('tok_emb', 'pos_emb', 'blocks[0].ln1.g', ...)."""
+    if isinstance(params, list) and all(isinstance(layer, dict) and set(layer) == {"W", "b"} for layer in params):
+        return [(f"layer{l}.{k}", layer[k]) for l, layer in enumerate(params) for k in ("W", "b")]
+    out: list[tuple[str, np.ndarray]] = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for k in _ordered_keys(node):
+                walk(node[k], _join(path, k))
+        elif isinstance(node, (list, tuple)):
+            for i, child in enumerate(node):
+                walk(child, f"{path}[{i}]")
+        else:
+            out.append((path, node))
+
+    walk(params, "")
+    return out
+
+
+_KEY_ORDER = ["tok_emb", "pos_emb", "blocks", "ln1", "attn", "ln2", "mlp", "ln_f", "head", "W", "g", "b"]
+_KEY_ORDER += ["Wq", "bq", "Wk", "bk", "Wv", "bv", "Wo", "bo", "W1", "b1", "W2", "b2"]
+
+
+def _ordered_keys(node: dict) -> list:
+    """Keys in the canonical order whatever order the dict was built in; unknown keys last, sorted."""
+    rank = {k: i for i, k in enumerate(_KEY_ORDER)}
+    return sorted(node, key=lambda k: (rank.get(k, len(rank)), str(k)))
+
+
+def tree_leaves(params: Params) -> list[np.ndarray]:
+    """The arrays of named_leaves, without the names."""
+    return [a for _, a in named_leaves(params)]
+
+
+def check_params(spec: MLPSpec | GPTSpec, params: object, arg: str = "params") -> Params:
+    """Validate `params` against `spec`; return them with every leaf a numpy array.
 
     Raises a ValueError/TypeError that names the layer and key, what was expected and what was given.
     """
+    if isinstance(spec, GPTSpec):
+        return _check_tree(gpt_param_shapes(spec), params, arg)
     if not isinstance(params, Sequence) or isinstance(params, (str, bytes)):
         raise TypeError(
             f"{arg} must be a list of {{'W': array, 'b': array}} dicts, one per layer; got {type(params).__name__}"
@@ -87,16 +190,50 @@ def as_float_array(value: object, arg: str) -> np.ndarray:
     return a
 
 
+def _check_tree(shapes, value: object, arg: str):
+    """`value` against the nested structure of `shapes` (dicts, lists, shape tuples)."""
+    if isinstance(shapes, tuple):
+        a = as_float_array(value, arg)
+        if a.shape != shapes:
+            hint = ""
+            if len(shapes) == 2 and a.shape == shapes[::-1] and shapes[0] != shapes[1]:
+                hint = " This looks like torch's (out, in) layout; the canonical layout is (in, out): pass W.T."
+            raise ValueError(f"{arg} must have shape {shapes}; got {a.shape}.{hint}")
+        return a
+    if isinstance(shapes, dict):
+        if not isinstance(value, dict) or set(value) != set(shapes):
+            got = sorted(map(str, value)) if isinstance(value, dict) else type(value).__name__
+            raise ValueError(f"{arg} must be a dict with exactly the keys {sorted(shapes)}; got {got}")
+        return {k: _check_tree(shapes[k], value[k], f"{arg}[{k!r}]") for k in shapes}
+    if not isinstance(value, Sequence) or isinstance(value, (str, bytes)) or len(value) != len(shapes):
+        got = f"{len(value)} entries" if isinstance(value, Sequence) else type(value).__name__
+        raise ValueError(f"{arg} must be a list of {len(shapes)} entries (one per block); got {got}")
+    return [_check_tree(s, v, f"{arg}[{i}]") for i, (s, v) in enumerate(zip(shapes, value))]
+
+
 def map_params(fn: Callable[[np.ndarray], np.ndarray], params: Params) -> Params:
-    """Apply `fn` to every array, keeping the list-of-dicts structure."""
-    return [{k: fn(v) for k, v in layer.items()} for layer in params]
+    """Apply `fn` to every array, keeping the structure (an MLP's list of dicts, a GPT's nested dict)."""
+    if isinstance(params, dict):
+        return {k: map_params(fn, v) if isinstance(v, (dict, list)) else fn(v) for k, v in params.items()}
+    if isinstance(params, list):
+        return [map_params(fn, v) if isinstance(v, (dict, list)) else fn(v) for v in params]
+    return fn(params)
 
 
 def flatten(params: Params) -> np.ndarray:
-    """All parameters in one vector, layer by layer, W before b (for norms and comparisons)."""
-    return np.concatenate([np.ravel(layer[k]) for layer in params for k in ("W", "b")])
+    """All parameters in one vector, in named_leaves order (for norms and comparisons)."""
+    return np.concatenate([np.ravel(a) for a in tree_leaves(params)])
 
 
-def param_names(spec: MLPSpec) -> list[str]:
+def unflatten_named(spec: MLPSpec | GPTSpec, get: Callable[[str], np.ndarray]) -> Params:
+    """The params tree of `spec` with each leaf get(name), names as in named_leaves."""
+    if isinstance(spec, GPTSpec):
+        return _build(gpt_param_shapes(spec), lambda path, shape: get(path))
+    return [{k: get(f"layer{l}.{k}") for k in ("W", "b")} for l in range(spec.n_layers)]
+
+
+def param_names(spec: MLPSpec | GPTSpec) -> list[str]:
     """Readable names in `flatten` order of the arrays: ['layer0.W', 'layer0.b', ...]."""
+    if isinstance(spec, GPTSpec):
+        return [name for name, _ in named_leaves(_build(gpt_param_shapes(spec), lambda p, s: None))]
     return [f"layer{l}.{k}" for l in range(spec.n_layers) for k in ("W", "b")]

@@ -131,7 +131,82 @@ class MLPSpec:
         return f"{'→'.join(map(str, self.sizes))} {act}, {self.loss}"
 
 
-def spec_to_dict(spec: MLPSpec) -> dict:
-    """A JSON-friendly dict; MLPSpec(**d) rebuilds the spec."""
+GPT_ACTIVATIONS = ("gelu", "relu", "tanh")
+"""The MLP activation inside a transformer block. `gelu` is exact (erf), as in nanoGPT's nn.GELU()."""
+
+LAYERNORM_EPS = 1e-5
+"""LayerNorm's ε in every backend (torch's nn.LayerNorm default; JAX/flax would default to 1e-6)."""
+
+
+@dataclass(frozen=True)
+class GPTSpec:
+    """A small decoder-only transformer (GPT-2's shape, without dropout or weight tying).
+
+    x = tok_emb[X] + pos_emb[:t]; n_layers pre-LN blocks x = x + attn(ln1(x)); x = x + mlp(ln2(x));
+    logits = ln_f(x)·head.W + head.b; the loss is the mean softmax cross-entropy over all n·t positions.
+    Attention splits d_model into n_heads heads of d_model // n_heads consecutive columns, with a causal
+    mask (position i attends to positions ≤ i) and scores scaled by 1/√(d_model // n_heads).
+    """
+
+    vocab_size: int  # V: token ids are 0 .. V−1
+    seq_len: int  # T: the longest sequence (positions 0 .. T−1 have an embedding)
+    d_model: int  # d: the width of the residual stream
+    n_heads: int  # h: d must be divisible by h
+    n_layers: int  # L: transformer blocks
+    d_ff: int | None = None  # the MLP's hidden width; None means 4·d, as in GPT-2
+    activation: str = "gelu"  # one of GPT_ACTIVATIONS
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "seq_len", "d_model", "n_heads", "n_layers", "d_ff"):
+            value = getattr(self, name)
+            if name == "d_ff" and value is None:
+                value = 4 * self.d_model if isinstance(self.d_model, numbers.Integral) else None
+                if value is None:
+                    continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name} must be a positive integer; got {value!r}")
+            if value <= 0:
+                raise ValueError(f"{name} must be a positive integer; got {value}")
+            object.__setattr__(self, name, int(value))
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model must be divisible by n_heads (each head takes d_model // n_heads columns); "
+                f"got d_model={self.d_model}, n_heads={self.n_heads}"
+            )
+        if not isinstance(self.activation, str) or self.activation not in GPT_ACTIVATIONS:
+            raise _name_error("activation", self.activation, GPT_ACTIVATIONS)
+
+    loss = "softmax_ce"  # a class attribute, not a field: the loss is always next-token cross-entropy
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def n_params(self) -> int:
+        d, f, V, T = self.d_model, self.d_ff, self.vocab_size, self.seq_len
+        block = 2 * d + (4 * d * d + 4 * d) + 2 * d + (d * f + f + f * d + d)
+        return V * d + T * d + self.n_layers * block + 2 * d + d * V + V
+
+    def describe(self) -> str:
+        return (
+            f"GPT V={self.vocab_size} T={self.seq_len} d={self.d_model} h={self.n_heads} "
+            f"L={self.n_layers} d_ff={self.d_ff} {self.activation}"
+        )
+
+
+def spec_from_dict(d: dict) -> MLPSpec | GPTSpec:
+    """The spec that spec_to_dict wrote (a dict with "model": "gpt" is a GPTSpec)."""
+    d = dict(d)
+    if d.pop("model", "mlp") == "gpt":
+        return GPTSpec(**d)
+    return MLPSpec(**d)
+
+
+def spec_to_dict(spec) -> dict:
+    """A JSON-friendly dict; spec_from_dict(d) rebuilds the spec (MLPSpec(**d) for an MLP)."""
+    if isinstance(spec, GPTSpec):
+        names = ("vocab_size", "seq_len", "d_model", "n_heads", "n_layers", "d_ff", "activation")
+        return {"model": "gpt", **{name: getattr(spec, name) for name in names}}
     activation = spec.activation if isinstance(spec.activation, str) else list(spec.activation)
     return {"sizes": list(spec.sizes), "activation": activation, "loss": spec.loss}

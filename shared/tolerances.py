@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shared.params import named_leaves
+
 
 @dataclass(frozen=True)
 class Tolerance:
@@ -108,16 +110,31 @@ class Closeness:
 def _parts(a, b) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
     """Names and float64 arrays of two params lists (or two arrays), after checking that their
     structure matches: same number of layers, same keys, same shapes. Never cut to the shorter."""
-    if isinstance(a, list) != isinstance(b, list):
+    tree_a, tree_b = isinstance(a, (list, dict)), isinstance(b, (list, dict))
+    if tree_a != tree_b:
         raise TypeError(
             "cannot compare a params list with an array: pass two params lists or two arrays; "
             f"got {type(a).__name__} and {type(b).__name__}"
         )
-    if not isinstance(a, list):
+    if not tree_a:
         pa, pb = np.asarray(a, np.float64), np.asarray(b, np.float64)
         if pa.shape != pb.shape:
             raise ValueError(f"cannot compare arrays: shapes {pa.shape} and {pb.shape} differ")
         return [""], [pa], [pb]
+    if isinstance(a, dict) or isinstance(b, dict):  # a GPT's nested params: compare leaf by leaf, by name
+        leaves_a, leaves_b = named_leaves(a), named_leaves(b)
+        names_a, names_b = [n for n, _ in leaves_a], [n for n, _ in leaves_b]
+        if names_a != names_b:
+            only = sorted(set(names_a) ^ set(names_b))
+            raise ValueError(f"cannot compare params: their structures differ (e.g. at {', '.join(only[:3])})")
+        for (name, x), (_, y) in zip(leaves_a, leaves_b):
+            if np.shape(x) != np.shape(y):
+                raise ValueError(f"cannot compare params: {name} has shapes {np.shape(x)} and {np.shape(y)}")
+        return (
+            names_a,
+            [np.asarray(x, np.float64) for _, x in leaves_a],
+            [np.asarray(y, np.float64) for _, y in leaves_b],
+        )
     if len(a) != len(b):
         raise ValueError(f"cannot compare params: {len(a)} layers and {len(b)} layers")
     names, parts_a, parts_b = [], [], []

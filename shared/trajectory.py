@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -21,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from shared.optim import OPTIMIZERS, Optimizer
-from shared.params import Params, as_float_array, check_params
-from shared.spec import MLPSpec
+from shared.params import Params, as_float_array, check_params, named_leaves, unflatten_named
+from shared.spec import GPTSpec, spec_from_dict
 from shared.tolerances import Tolerance, closeness
 from shared.validation import check_dtype
 
@@ -84,7 +85,8 @@ class Trajectory:
         arrays |= _pack("params", self.params)
         for i, snap in enumerate(self.snapshots):
             arrays |= _pack(f"snapshot{i}", snap)
-        meta = {**self.meta, "diverged_at": self.diverged_at, "n_layers": len(self.params)}
+        n_layers = len(self.params["blocks"]) if isinstance(self.params, dict) else len(self.params)
+        meta = {**self.meta, "diverged_at": self.diverged_at, "n_layers": n_layers}
         arrays = {k: np.asarray(v) for k, v in arrays.items()} | {"meta": np.array(json.dumps(meta))}
         _fields(f"trajectory to save as {path}", arrays)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -127,7 +129,20 @@ class TrajectoryFileError(ValueError):
 
 
 def _pack(prefix: str, params: Params) -> dict[str, np.ndarray]:
-    return {f"{prefix}.{l}.{k}": v for l, layer in enumerate(params) for k, v in layer.items()}
+    """Arrays keyed '<prefix>.<name>': an MLP's as 'params.0.W' (the original format), a GPT's as
+    'params.blocks[0].attn.Wq'."""
+    return {f"{prefix}.{_file_name(name)}": a for name, a in named_leaves(params)}
+
+
+def _mlp_arg(arg: str, name: str) -> str:
+    """'layer0.b' -> "params[0]['b']", as check_params names it."""
+    l, k = _file_name(name).split(".")
+    return f"{arg}[{l}][{k!r}]"
+
+
+def _file_name(name: str) -> str:
+    match = re.fullmatch(r"layer(\d+)\.(W|b)", name)
+    return f"{match[1]}.{match[2]}" if match else name
 
 
 def _fields(source: str, arrays: dict[str, np.ndarray]) -> dict:
@@ -160,7 +175,7 @@ def _fields(source: str, arrays: dict[str, np.ndarray]) -> dict:
     dtype = np.dtype(checked("", check_dtype, meta["dtype"]))
     if not isinstance(meta["spec"], dict):
         fail(f"spec must be a dict like {{'sizes': [2, 4, 1], ...}}; got {meta['spec']!r}")
-    spec = checked("spec", lambda d: MLPSpec(**d), meta["spec"])
+    spec = checked("spec", spec_from_dict, meta["spec"])
     n_layers = meta.pop("n_layers")
     if n_layers != spec.n_layers or isinstance(n_layers, bool):
         fail(f"n_layers must be the spec's {spec.n_layers} layers; got {n_layers!r}")
@@ -195,11 +210,10 @@ def _fields(source: str, arrays: dict[str, np.ndarray]) -> dict:
         fail(f"snapshot_steps must lie in [0, {steps_run}]; got {snapshot_steps.tolist()}")
 
     def params(prefix: str, arg: str) -> Params:
-        raw = [{k: get(f"{prefix}.{l}.{k}") for k in ("W", "b")} for l in range(spec.n_layers)]
+        raw = unflatten_named(spec, lambda name: get(f"{prefix}.{_file_name(name)}"))
         checked_params = checked("", check_params, spec, raw, arg)
-        for l, layer in enumerate(checked_params):
-            for k, a in layer.items():
-                same_dtype(a, f"{arg}[{l}][{k!r}]")
+        for name, a in named_leaves(checked_params):
+            same_dtype(a, f"{arg}[{name!r}]" if isinstance(spec, GPTSpec) else _mlp_arg(arg, name))
         return checked_params
 
     return dict(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from shared.params import as_float_array
-from shared.spec import MLPSpec
+from shared.spec import GPTSpec, MLPSpec
 
 DTYPES = ("float64", "float32")
 
@@ -28,10 +28,39 @@ def check_dtype(dtype: object) -> str:
     return name
 
 
-def check_spec(spec: object) -> MLPSpec:
-    if not isinstance(spec, MLPSpec):
-        raise TypeError(f"spec must be an MLPSpec (from shared.spec import MLPSpec); got {type(spec).__name__}")
+def check_spec(spec: object) -> MLPSpec | GPTSpec:
+    if not isinstance(spec, (MLPSpec, GPTSpec)):
+        raise TypeError(
+            f"spec must be an MLPSpec or a GPTSpec (from shared.spec import ...); got {type(spec).__name__}"
+        )
     return spec
+
+
+def check_tokens(spec: GPTSpec, tokens: object, arg: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Token ids as an int64 (n, t) array with n ≥ 1, 1 ≤ t ≤ seq_len, every id in [0, vocab_size).
+    `shape`, when given, is the shape they must have (Y must match X)."""
+    try:
+        a = np.asarray(tokens)
+    except Exception as e:
+        raise TypeError(f"{arg} must be an integer array of token ids; could not convert it ({e})") from None
+    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
+        hint = f" (use {arg}.astype(int))" if np.issubdtype(a.dtype, np.floating) else ""
+        raise TypeError(f"{arg} must hold integer token ids; got dtype {a.dtype}{hint}")
+    if a.ndim != 2:
+        extra = f". For one sequence use {arg}.reshape(1, -1)." if a.ndim == 1 else ""
+        raise ValueError(f"{arg} must be 2-D (n_sequences, t); got shape {a.shape}{extra}")
+    if shape is not None and a.shape != shape:
+        raise ValueError(f"{arg} must have the shape of X, {shape}; got {a.shape}")
+    n, t = a.shape
+    if n == 0 or t == 0:
+        raise ValueError(f"{arg} is empty (shape {a.shape}); need at least one sequence of at least one token")
+    if t > spec.seq_len:
+        raise ValueError(f"{arg} has sequences of {t} tokens, longer than seq_len = {spec.seq_len} of the spec")
+    bad = (a < 0) | (a >= spec.vocab_size)
+    if bad.any():
+        i = tuple(int(j) for j in np.argwhere(bad)[0])
+        raise ValueError(f"{arg} token ids must be in [0, {spec.vocab_size}) (vocab_size); got {a[i]} at index {i}")
+    return a.astype(np.int64, copy=False)
 
 
 def check_X(spec: MLPSpec, X: object) -> np.ndarray:

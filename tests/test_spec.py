@@ -30,7 +30,7 @@ def test_one_activation_name_applies_to_every_hidden_layer():
         (dict(sizes=(2, -3, 1)), ValueError, r"sizes\[1\] must be a positive integer; got -3"),
         (dict(sizes=(2, 2.5, 1)), TypeError, r"sizes\[1\] must be a positive integer; got 2.5"),
         (dict(sizes=(2, True, 1)), TypeError, r"sizes\[1\] must be a positive integer; got True"),
-        (dict(sizes="241"), TypeError, "sizes must be a sequence"),
+        (dict(sizes="241"), TypeError, "sizes must be a list or tuple"),
         (dict(sizes=(2, 4, 1), activation="swish"), ValueError, r"activation must be one of 'identity'.*got 'swish'"),
         (dict(sizes=(2, 4, 4, 1), activation=("tanh",)), ValueError, r"activation must be one name or 2 names"),
         (
