@@ -32,7 +32,7 @@ import optax
 from shared.backend import Backend
 from shared.optim import SGD, AdamW, Optimizer
 from shared.params import Params
-from shared.spec import MLPSpec
+from shared.spec import GPTSpec, MLPSpec
 
 
 @jax.custom_jvp
@@ -78,12 +78,22 @@ def mlp(spec: MLPSpec, params: Params, X: jax.Array) -> jax.Array:
     return jnp.matmul(A, last["W"], precision="highest") + last["b"]  # (n, sizes[-1])
 
 
-def loss_fn(params: Params, spec: MLPSpec, X: jax.Array, y: jax.Array) -> jax.Array:
-    """The mean loss: a pure function of params, which is what jax.grad differentiates."""
-    return LOSSES[spec.loss](mlp(spec, params, X), y)
+def model(spec: MLPSpec | GPTSpec, params: Params, X: jax.Array) -> jax.Array:
+    """The logits of either model: this file's mlp, or jax_transformer's gpt for a GPTSpec."""
+    if isinstance(spec, GPTSpec):
+        from backends import jax_transformer  # imported on first use: it builds on this file
+
+        return jax_transformer.gpt(spec, params, X)  # (n, t, V)
+    return mlp(spec, params, X)
 
 
-forward = jax.jit(mlp, static_argnums=0)
+def loss_fn(params: Params, spec: MLPSpec | GPTSpec, X: jax.Array, y: jax.Array) -> jax.Array:
+    """The mean loss: a pure function of params, which is what jax.grad differentiates. (A GPT's
+    softmax_ce over (n, t, V) logits and (n, t) targets is the mean over all n·t positions.)"""
+    return LOSSES[spec.loss](model(spec, params, X), y)
+
+
+forward = jax.jit(model, static_argnums=0)
 loss_and_grads = jax.jit(jax.value_and_grad(loss_fn), static_argnums=1)
 
 
@@ -156,7 +166,7 @@ class JaxBackend(Backend):
         return np.asarray(losses), np.asarray(norms)  # the chunk's one trip to the host
 
     def _train_params(self, state):
-        return [{k: np.array(v) for k, v in layer.items()} for layer in state["params"]]
+        return jax.tree.map(np.array, state["params"])
 
     def _train_save(self, state):
         return state["params"], state["opt_state"]  # JAX arrays are immutable: keeping them is enough

@@ -23,8 +23,8 @@ import numpy as np
 
 from shared.backend import Backend
 from shared.optim import SGD, Adam, AdamW, Optimizer
-from shared.params import Params
-from shared.spec import MLPSpec
+from shared.params import Params, map_params, tree_leaves
+from shared.spec import GPTSpec, MLPSpec
 
 # ============================================================================ 1. linear layer
 
@@ -218,32 +218,30 @@ def mlp_backward(spec: MLPSpec, params: Params, cache, dY: np.ndarray) -> Params
 
 
 # ============================================================================ 5. optimizers
-# Each optimizer updates params in place; its state holds one buffer per parameter array.
-
-
-def _zeros_like(params: Params) -> Params:
-    return [{k: np.zeros_like(v) for k, v in layer.items()} for layer in params]
+# Each optimizer updates the parameter arrays in place; its state holds one buffer per array. They
+# see a flat list of arrays (tree_leaves: the MLP's W, b layer by layer, or every array of a GPT),
+# so the same update rules train both models.
 
 
 class SGDUpdate:
     """g ← g + wd·p;  v ← μ·v + g;  p ← p − lr·(g + μ·v if nesterov else v)   (torch's convention:
     the first step's v is g itself, since v starts at 0)."""
 
-    def __init__(self, opt: SGD, params: Params):
+    def __init__(self, opt: SGD, params: list[np.ndarray]):
         self.opt = opt
-        self.velocity = _zeros_like(params) if opt.momentum else None
+        self.velocity = [np.zeros_like(p) for p in params] if opt.momentum else None
 
-    def step(self, params: Params, grads: Params) -> None:
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         lr, mu, wd = self.opt.lr, self.opt.momentum, self.opt.weight_decay
-        for l, layer in enumerate(params):
-            for k, p in layer.items():
-                g = grads[l][k] + wd * p if wd else grads[l][k]
-                if mu:
-                    v = self.velocity[l][k]
-                    v *= mu
-                    v += g  # v ← μ·v + g
-                    g = g + mu * v if self.opt.nesterov else v
-                p -= lr * g
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if wd:
+                g = g + wd * p
+            if mu:
+                v = self.velocity[i]
+                v *= mu
+                v += g  # v ← μ·v + g
+                g = g + mu * v if self.opt.nesterov else v
+            p -= lr * g
 
 
 class AdamUpdate:
@@ -251,31 +249,28 @@ class AdamUpdate:
     with the bias corrections m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ) undoing the zero start of m and v.
     Adam: weight decay is L2 (g ← g + wd·p). AdamW: decoupled, p ← p·(1 − lr·wd) first."""
 
-    def __init__(self, opt: Adam, params: Params):
+    def __init__(self, opt: Adam, params: list[np.ndarray]):
         self.opt = opt
-        self.m, self.v, self.t = _zeros_like(params), _zeros_like(params), 0
+        self.m, self.v, self.t = [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params], 0
 
-    def step(self, params: Params, grads: Params) -> None:
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         o = self.opt
         decoupled = isinstance(o, AdamW)
         self.t += 1
         correction1, correction2 = 1 - o.beta1**self.t, 1 - o.beta2**self.t
-        for l, layer in enumerate(params):
-            for k, p in layer.items():
-                g = grads[l][k]
-                if o.weight_decay and decoupled:
-                    p *= 1 - o.lr * o.weight_decay
-                elif o.weight_decay:
-                    g = g + o.weight_decay * p
-                m, v = self.m[l][k], self.v[l][k]
-                m *= o.beta1
-                m += (1 - o.beta1) * g
-                v *= o.beta2
-                v += (1 - o.beta2) * g * g
-                p -= o.lr * (m / correction1) / (np.sqrt(v / correction2) + o.eps)
+        for p, g, m, v in zip(params, grads, self.m, self.v):
+            if o.weight_decay and decoupled:
+                p *= 1 - o.lr * o.weight_decay
+            elif o.weight_decay:
+                g = g + o.weight_decay * p
+            m *= o.beta1
+            m += (1 - o.beta1) * g
+            v *= o.beta2
+            v += (1 - o.beta2) * g * g
+            p -= o.lr * (m / correction1) / (np.sqrt(v / correction2) + o.eps)
 
 
-def make_optimizer(opt: Optimizer, params: Params):
+def make_optimizer(opt: Optimizer, params: list[np.ndarray]):
     return SGDUpdate(opt, params) if isinstance(opt, SGD) else AdamUpdate(opt, params)
 
 
@@ -291,9 +286,18 @@ def loss_and_grads(spec: MLPSpec, params: Params, X: np.ndarray, y: np.ndarray):
     return loss, mlp_backward(spec, params, cache, dY)
 
 
-def global_norm(grads: Params) -> float:
+def global_norm(grads: list[np.ndarray]) -> float:
     """‖g‖ = sqrt(Σ g²) over every parameter (np.vdot(g, g) is Σ g², without a temporary array)."""
-    return np.sqrt(sum(np.vdot(g, g) for layer in grads for g in layer.values()))
+    return np.sqrt(sum(np.vdot(g, g) for g in grads))
+
+
+def _model(spec):
+    """This file's functions for an MLPSpec; numpy_transformer's for a GPTSpec (the same names)."""
+    if isinstance(spec, GPTSpec):
+        from backends import numpy_transformer  # imported on first use: it builds on this file
+
+        return numpy_transformer.gpt_forward, numpy_transformer.loss_and_grads
+    return mlp_forward, loss_and_grads
 
 
 class NumpyBackend(Backend):
@@ -302,32 +306,44 @@ class NumpyBackend(Backend):
     name = "numpy"
 
     def _forward(self, spec, params, X):
-        y_hat, _ = mlp_forward(spec, params, X)
-        return y_hat
+        forward, _ = _model(spec)
+        logits, _ = forward(spec, params, X)
+        return logits
 
     def _loss_and_grads(self, spec, params, X, y):
-        return loss_and_grads(spec, params, X, y)
+        _, model_loss_and_grads = _model(spec)
+        return model_loss_and_grads(spec, params, X, y)
 
     def _train_begin(self, spec, params, X, y, optimizer):
-        params = [{k: v.copy() for k, v in layer.items()} for layer in params]  # ours to update in place
-        return dict(spec=spec, params=params, X=X, y=y, opt=make_optimizer(optimizer, params))
+        params = map_params(np.copy, params)  # ours to update in place
+        _, model_loss_and_grads = _model(spec)
+        return dict(
+            spec=spec,
+            params=params,
+            X=X,
+            y=y,
+            loss_and_grads=model_loss_and_grads,
+            opt=make_optimizer(optimizer, tree_leaves(params)),
+        )
 
     def _train_steps(self, state, n, batches):
         spec, params, X, y, opt = (state[k] for k in ("spec", "params", "X", "y", "opt"))
+        model_loss_and_grads = state["loss_and_grads"]
         losses = np.zeros(n, self.np_dtype)
         norms = np.zeros(n, self.np_dtype)
         with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught below, step by step
             for i in range(n):
-                Xb, yb = (X, y) if batches is None else (X[batches[i]], y[batches[i]])  # (b, d), (b, ...)
-                loss, grads = loss_and_grads(spec, params, Xb, yb)
+                Xb, yb = (X, y) if batches is None else (X[batches[i]], y[batches[i]])  # (b, ...), (b, ...)
+                loss, grads = model_loss_and_grads(spec, params, Xb, yb)
+                grads = tree_leaves(grads)
                 losses[i], norms[i] = loss, global_norm(grads)
                 if not (np.isfinite(losses[i]) and np.isfinite(norms[i])):
                     return losses[: i + 1], norms[: i + 1]  # diverged: Backend.train finds out why
-                opt.step(params, grads)
+                opt.step(tree_leaves(params), grads)
         return losses, norms
 
     def _train_params(self, state):
-        return [{k: v.copy() for k, v in layer.items()} for layer in state["params"]]
+        return map_params(np.copy, state["params"])
 
     def _train_save(self, state):
         return copy.deepcopy((state["params"], state["opt"]))  # the params and the optimizer's buffers

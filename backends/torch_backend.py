@@ -19,10 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from backends import torch_transformer
 from shared.backend import Backend
 from shared.optim import SGD, AdamW, Optimizer
-from shared.params import Params
-from shared.spec import MLPSpec
+from shared.params import Params, named_leaves, unflatten_named
+from shared.spec import GPTSpec, MLPSpec
 
 ACTIVATIONS = {
     "identity": nn.Identity,
@@ -57,38 +58,50 @@ class MLP(nn.Module):
     def linears(self) -> list[nn.Linear]:
         return [m for m in self.net if isinstance(m, nn.Linear)]
 
+    def canonical(self) -> dict[str, tuple[torch.Tensor, bool]]:
+        """Canonical name -> (this module's tensor, whether it is stored transposed): each Linear's
+        weight is (out, in), the canonical W is (in, out)."""
+        out = {}
+        for l, linear in enumerate(self.linears()):
+            out[f"layer{l}.W"], out[f"layer{l}.b"] = (linear.weight, True), (linear.bias, False)
+        return out
+
 
 def to_torch(a: np.ndarray) -> torch.Tensor:
     """numpy -> torch without a copy (the tensor shares the array's memory and dtype)."""
     return torch.from_numpy(np.ascontiguousarray(a))
 
 
-def build_model(spec: MLPSpec, params: Params, dtype: torch.dtype) -> MLP:
-    """An MLP whose weights are `params`, converted from (in, out) to torch's (out, in)."""
-    model = MLP(spec, dtype)
+def build_model(spec: MLPSpec | GPTSpec, params: Params, dtype: torch.dtype) -> nn.Module:
+    """The module for `spec` (an MLP, or torch_transformer's GPT) holding `params`, each weight
+    converted from the canonical (in, out) to torch's (out, in)."""
+    model = torch_transformer.GPT(spec, dtype) if isinstance(spec, GPTSpec) else MLP(spec, dtype)
     with torch.no_grad():
-        for linear, layer in zip(model.linears(), params):
-            linear.weight.copy_(to_torch(layer["W"].T))  # (in, out) -> (out, in)
-            linear.bias.copy_(to_torch(layer["b"]))
+        tensors = model.canonical()
+        for name, array in named_leaves(params):
+            tensor, transposed = tensors[name]
+            tensor.copy_(to_torch(array.T if transposed else array))  # (in, out) -> (out, in)
     return model
 
 
-def read_params(model: MLP) -> Params:
+def read_params(spec: MLPSpec | GPTSpec, model: nn.Module) -> Params:
     """The model's weights in the canonical (in, out) layout, as numpy."""
-    return [
-        {"W": linear.weight.detach().T.numpy().copy(), "b": linear.bias.detach().numpy().copy()}
-        for linear in model.linears()
-    ]
+    tensors = model.canonical()
+    return unflatten_named(spec, lambda name: _to_numpy(*tensors[name], grad=False))
 
 
-def read_grads(model: MLP) -> Params:
+def read_grads(spec: MLPSpec | GPTSpec, model: nn.Module) -> Params:
     """The .grad of every weight in the canonical (in, out) layout, as numpy."""
-    return [
-        {"W": linear.weight.grad.T.numpy().copy(), "b": linear.bias.grad.numpy().copy()} for linear in model.linears()
-    ]
+    tensors = model.canonical()
+    return unflatten_named(spec, lambda name: _to_numpy(*tensors[name], grad=True))
 
 
-def make_optimizer(opt: Optimizer, model: MLP) -> torch.optim.Optimizer:
+def _to_numpy(tensor: torch.Tensor, transposed: bool, grad: bool) -> np.ndarray:
+    t = tensor.grad if grad else tensor.detach()
+    return (t.T if transposed else t).numpy().copy()
+
+
+def make_optimizer(opt: Optimizer, model: nn.Module) -> torch.optim.Optimizer:
     """The torch.optim optimizer that a shared.optim description names (same conventions)."""
     if isinstance(opt, SGD):
         return torch.optim.SGD(
@@ -96,6 +109,11 @@ def make_optimizer(opt: Optimizer, model: MLP) -> torch.optim.Optimizer:
         )
     cls = torch.optim.AdamW if isinstance(opt, AdamW) else torch.optim.Adam
     return cls(model.parameters(), lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps, weight_decay=opt.weight_decay)
+
+
+def _loss_fn(spec):
+    """The loss of an MLPSpec by name; a GPT's is next-token cross-entropy over every position."""
+    return torch_transformer.loss if isinstance(spec, GPTSpec) else LOSSES[spec.loss]
 
 
 class TorchBackend(Backend):
@@ -110,22 +128,23 @@ class TorchBackend(Backend):
     def _forward(self, spec, params, X):
         model = build_model(spec, params, self.torch_dtype)
         with torch.no_grad():
-            return model(to_torch(X)).numpy()  # (n, sizes[-1])
+            return model(to_torch(X)).numpy()  # (n, sizes[-1]), or (n, t, V) for a GPT
 
     def _loss_and_grads(self, spec, params, X, y):
         model = build_model(spec, params, self.torch_dtype)
-        y_hat = model(to_torch(X))  # (n, k)
-        loss = LOSSES[spec.loss](y_hat, to_torch(y))
-        loss.backward()  # autograd fills linear.weight.grad and linear.bias.grad
-        return loss.item(), read_grads(model)
+        y_hat = model(to_torch(X))  # (n, k), or (n, t, V)
+        loss = _loss_fn(spec)(y_hat, to_torch(y))
+        loss.backward()  # autograd fills every parameter's .grad
+        return loss.item(), read_grads(spec, model)
 
     def _train_begin(self, spec, params, X, y, optimizer):
         model = build_model(spec, params, self.torch_dtype)
         return dict(
+            spec=spec,
             model=model,
             weights=list(model.parameters()),  # listed once: model.parameters() walks the module tree
             opt=make_optimizer(optimizer, model),
-            loss_fn=LOSSES[spec.loss],
+            loss_fn=_loss_fn(spec),
             X=to_torch(X),
             y=to_torch(y),
         )
@@ -149,7 +168,7 @@ class TorchBackend(Backend):
         return losses, norms
 
     def _train_params(self, state):
-        return read_params(state["model"])
+        return read_params(state["spec"], state["model"])
 
     def _train_save(self, state):
         return copy.deepcopy((state["model"].state_dict(), state["opt"].state_dict()))

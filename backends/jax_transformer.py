@@ -1,0 +1,67 @@
+"""JAX transformer: the tiny GPT as pure functions over the params pytree.
+
+The params are the canonical nested dict itself, so nothing is transposed; `jax.value_and_grad` of
+the loss (in jax_backend.py) is the whole backward that numpy_transformer.py writes out by hand.
+The same order as there: embedding, layer norm, attention, the MLP, the block, the model.
+
+Numerics made explicit, as in jax_backend.py: matmuls at precision="highest"; the exact GELU (JAX's
+default is the tanh approximation); LayerNorm's ε = 1e-5 (torch's default, not flax's 1e-6); the
+causal mask as −inf, exactly as NumPy and torch (a large finite negative is the other common choice).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from backends.jax_backend import ACTIVATIONS
+from shared.spec import LAYERNORM_EPS, GPTSpec
+
+
+def dense(x: jax.Array, W: jax.Array, b: jax.Array) -> jax.Array:
+    """x·W + b over the last axis, at full precision."""
+    return jnp.matmul(x, W, precision="highest") + b
+
+
+def layernorm(x: jax.Array, p: dict) -> jax.Array:
+    """g·(x − μ)/√(σ² + ε) + b over the last axis, with the biased variance (jnp.var's default)."""
+    mu = x.mean(axis=-1, keepdims=True)
+    var = jnp.var(x, axis=-1, keepdims=True)
+    return (x - mu) * jax.lax.rsqrt(var + LAYERNORM_EPS) * p["g"] + p["b"]
+
+
+def attention(x: jax.Array, p: dict, n_heads: int) -> jax.Array:
+    """Causal multi-head self-attention: softmax(q·kᵀ/√d_head, future masked to −inf)·v, then ·Wo + bo."""
+    n, t, d = x.shape
+    dh = d // n_heads
+
+    def heads(z):  # (n, t, d) -> (n, h, t, dh): head j takes columns j·dh … (j+1)·dh − 1
+        return z.reshape(n, t, n_heads, dh).transpose(0, 2, 1, 3)
+
+    q, k, v = (heads(dense(x, p[f"W{c}"], p[f"b{c}"])) for c in "qkv")
+    S = jnp.einsum("nhid,nhjd->nhij", q, k, precision="highest") / math.sqrt(dh)  # (n, h, t, t)
+    causal = jnp.tril(jnp.ones((t, t), bool))  # query i sees keys j ≤ i; the diagonal always
+    P = jax.nn.softmax(jnp.where(causal, S, -jnp.inf), axis=-1)
+    y = jnp.einsum("nhij,nhjd->nhid", P, v, precision="highest")  # (n, h, t, dh)
+    return dense(y.transpose(0, 2, 1, 3).reshape(n, t, d), p["Wo"], p["bo"])  # heads side by side
+
+
+def mlp(x: jax.Array, p: dict, activation: str) -> jax.Array:
+    return dense(ACTIVATIONS[activation](dense(x, p["W1"], p["b1"])), p["W2"], p["b2"])
+
+
+def block(x: jax.Array, p: dict, spec: GPTSpec) -> jax.Array:
+    """Pre-LN: x + attn(ln1(x)), then + mlp(ln2(x))."""
+    x = x + attention(layernorm(x, p["ln1"]), p["attn"], spec.n_heads)
+    return x + mlp(layernorm(x, p["ln2"]), p["mlp"], spec.activation)
+
+
+def gpt(spec: GPTSpec, params: dict, X: jax.Array) -> jax.Array:
+    """Logits (n, t, V) for token ids X (n, t)."""
+    t = X.shape[1]
+    x = params["tok_emb"][X] + params["pos_emb"][:t]  # (n, t, d)
+    for p in params["blocks"]:
+        x = block(x, p, spec)
+    return dense(layernorm(x, params["ln_f"]), params["head"]["W"], params["head"]["b"])  # (n, t, V)
