@@ -4,6 +4,10 @@ A command builds an argparse parser with `make_parser`, turns the parsed options
 (dataset, spec, initial params, optimizer) with `build_problem`, and writes its figures and numbers
 with `save_figure` / `save_json`. Errors in options go through `parser.error`: a usage line and a
 message that names the option, never a traceback.
+
+A command made with `make_parser(..., gpt=True)` also takes `--model gpt`: the problem is then a tiny
+GPT (`--gpt V,T,d,h,L[:ACT]`) learning next-token prediction on `strides`, sequences that count up
+modulo V by a stride of 1–3 (see `strides`); the MLP-only options (--dataset, --sizes, ...) refuse it.
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ import numpy as np
 from backends import BACKENDS, available_backends, get_backend
 from shared.data import DATASETS, Dataset, make_dataset
 from shared.optim import SGD, Adam, AdamW, Optimizer
-from shared.params import Params, init_params
-from shared.spec import ACTIVATIONS, LOSSES, MLPSpec
+from shared.params import Params, init_params, named_leaves
+from shared.spec import ACTIVATIONS, GPT_ACTIVATIONS, LOSSES, GPTSpec, MLPSpec
 from shared.training import MAX_STEPS
 from shared.trajectory import Trajectory
 
@@ -62,10 +66,54 @@ SPIRALS = Defaults(
 )
 
 
+@dataclass(frozen=True)
+class GPTDefaults:
+    """The default GPT problem: trains in a few seconds per backend and dtype, and learns (the loss
+    falls from ln 8 = 2.08 to about 0.13 in 50 Adam steps)."""
+
+    gpt: tuple = (8, 8, 16, 2, 1)  # vocab_size, seq_len, d_model, n_heads, n_layers
+    activation: str = "gelu"
+    n: int = 32  # sequences
+    optimizer: str = "adam"  # SGD on this model spikes and stalls; Adam is how transformers train
+    lr: float = 0.01
+    steps: int = 50
+    batch_size: int | None = None
+
+
+GPT = GPTDefaults()
+
+MAX_LAYERS = 16  # transformer blocks: the comparisons' GPT has 1
+
+
+@dataclass(frozen=True)
+class TokenData:
+    """Token sequences for a GPT: inputs X (n, t) and next-token targets y (n, t), both int64."""
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    vocab_size: int
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+
+def strides(n: int, vocab_size: int, seq_len: int, seed: int = 0) -> TokenData:
+    """n sequences that count up modulo V from a random start by a random stride (1, 2 or 3, less
+    when V is small): 3 6 1 4 7 2 ... for V = 8. The target at each position is the next token. The
+    first target needs the stride, which the model cannot know yet; from the second token on, it can
+    read the stride off the previous tokens: attention has something to learn."""
+    rng = np.random.default_rng(seed)
+    start = rng.integers(0, vocab_size, size=(n, 1))  # (n, 1)
+    stride = rng.integers(1, max(2, min(4, vocab_size)), size=(n, 1))  # (n, 1)
+    tokens = (start + stride * np.arange(seq_len + 1)) % vocab_size  # (n, t + 1)
+    return TokenData("strides", tokens[:, :-1].astype(np.int64), tokens[:, 1:].astype(np.int64), vocab_size)
+
+
 @dataclass
 class Problem:
-    data: Dataset
-    spec: MLPSpec
+    data: Dataset | TokenData
+    spec: MLPSpec | GPTSpec
     params: Params
     X: np.ndarray
     y: np.ndarray
@@ -90,8 +138,12 @@ class Problem:
 
     def describe(self) -> str:
         batch = "full batch" if self.batch_size is None else f"batch {self.batch_size}"
+        if isinstance(self.spec, GPTSpec):
+            what = f"{len(self.X)} sequences of {self.X.shape[1]} tokens"
+        else:
+            what = f"n={len(self.X)}"
         return (
-            f"{self.data.name} (n={len(self.X)}), {self.spec.describe()}, {self.optimizer.describe()}, "
+            f"{self.data.name} ({what}), {self.spec.describe()}, {self.optimizer.describe()}, "
             f"{self.steps} steps, {batch}, seed {self.seed}"
         )
 
@@ -174,6 +226,34 @@ def spec_shorthand(text: str) -> tuple:
     return (sizes, *parts[1:])
 
 
+def gpt_shorthand(text: str) -> tuple:
+    """'8,8,16,2,1:gelu' -> ((8, 8, 16, 2, 1), 'gelu'): vocab_size, seq_len, d_model, n_heads, n_layers,
+    and optionally the MLP activation; each checked here, so a bad --gpt fails before any work."""
+    shape = "V,T,d,h,L[:ACT] like 8,8,16,2,1:gelu"
+    sizes, _, act = text.partition(":")
+    try:
+        values = tuple(int(p) for p in sizes.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {shape}; got {text!r}") from None
+    if len(values) != 5:
+        raise argparse.ArgumentTypeError(f"expected 5 numbers, {shape}; got {text!r}")
+    V, T, d, h, L = values
+    for name, value, low, high in (
+        ("V (vocab_size)", V, 2, MAX_WIDTH),
+        ("T (seq_len)", T, 1, MAX_WIDTH),
+        ("d (d_model)", d, 1, MAX_WIDTH),
+        ("h (n_heads)", h, 1, d),
+        ("L (n_layers)", L, 1, MAX_LAYERS),
+    ):
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{name} must be from {low} to {high}; got {value} in {text!r}")
+    if d % h:
+        raise argparse.ArgumentTypeError(f"d = {d} must be divisible by h = {h} (each head takes d/h columns)")
+    if act and act not in GPT_ACTIVATIONS:
+        raise argparse.ArgumentTypeError(f"unknown activation {act!r}; expected one of {', '.join(GPT_ACTIVATIONS)}")
+    return (values, act) if act else (values,)
+
+
 def name_list(valid):
     """An argparse type for comma-separated names, each one of `valid`."""
 
@@ -235,10 +315,16 @@ def output_file(text: str) -> Path:
 
 
 def make_parser(
-    prog: str, description: str, defaults: Defaults | None, epilog: str = "", one_backend: bool = False
+    prog: str,
+    description: str,
+    defaults: Defaults | None,
+    epilog: str = "",
+    one_backend: bool = False,
+    gpt: bool = False,
 ) -> argparse.ArgumentParser:
     """A parser with --out and --backends (or --backend, for the lessons, which run one), plus the
-    problem options when `defaults` is given."""
+    problem options when `defaults` is given, and --model/--gpt when `gpt` is. With `gpt`, the options
+    whose default depends on the model default to None here; build_problem fills them in."""
     parser = argparse.ArgumentParser(
         prog=f"python -m comparisons {prog}",
         description=description,
@@ -263,13 +349,40 @@ def make_parser(
         return parser
     d = defaults
     g = parser.add_argument_group("the problem")
-    g.add_argument("--dataset", choices=list(DATASETS), default=d.dataset, help=f"default: {d.dataset}")
-    g.add_argument("--n", type=sample_count, default=d.n, help="samples (default: the dataset's; xor: its 4 points)")
-    g.add_argument("--noise", type=non_negative_float, default=d.noise, help="Gaussian noise of the samples")
+
+    def default(value):  # with --model, build_problem fills in the chosen model's default
+        return None if gpt else value
+
+    def both(mlp: str, transformer: str) -> str:
+        return f"{mlp}; gpt: {transformer}" if gpt else mlp
+
+    if gpt:
+        parser.set_defaults(mlp_defaults=d)
+        g.add_argument(
+            "--model",
+            choices=("mlp", "gpt"),
+            default=None,
+            help="mlp (default), or gpt: a tiny transformer on next-token prediction (--gpt sets it)",
+        )
+        shape = ",".join(map(str, GPT.gpt))
+        g.add_argument(
+            "--gpt",
+            type=gpt_shorthand,
+            default=None,
+            metavar="V,T,d,h,L[:ACT]",
+            help=f"the transformer: vocab, sequence length, width, heads, blocks (default: {shape}:{GPT.activation})",
+        )
+    dataset = "mlp only" if gpt else ""
+    g.add_argument(
+        "--dataset", choices=list(DATASETS), default=default(d.dataset), help=f"default: {d.dataset} {dataset}".strip()
+    )
+    n_help = both("samples (default: the dataset's; xor: its 4 points)", f"sequences (default: {GPT.n})")
+    g.add_argument("--n", type=sample_count, default=default(d.n), help=n_help)
+    g.add_argument("--noise", type=non_negative_float, default=default(d.noise), help="Gaussian noise of the samples")
     g.add_argument(
         "--sizes",
         type=layer_sizes,
-        default=d.sizes,
+        default=default(d.sizes),
         help=f"layer widths, input to output (default: {','.join(map(str, d.sizes))})",
     )
     g.add_argument(
@@ -279,16 +392,31 @@ def make_parser(
         metavar="SIZES[:ACT[:LOSS]]",
         help="shorthand for --sizes/--activation/--loss, e.g. 2,8,1:relu:bce",
     )
-    g.add_argument("--activation", choices=ACTIVATIONS, default=d.activation, help=f"default: {d.activation}")
-    g.add_argument("--loss", choices=LOSSES, default=d.loss, help=f"default: {d.loss}")
+    g.add_argument(
+        "--activation",
+        choices=ACTIVATIONS,
+        default=default(d.activation),
+        help=both(f"default: {d.activation}", f"{', '.join(GPT_ACTIVATIONS)} (default: {GPT.activation})"),
+    )
+    g.add_argument("--loss", choices=LOSSES, default=default(d.loss), help=f"default: {d.loss}")
     g.add_argument(
         "--optimizer",
         choices=OPTIMIZERS,
-        default=d.optimizer,
-        help=f"sgd, momentum (SGD with 0.9), adam, adamw (default: {d.optimizer})",
+        default=default(d.optimizer),
+        help="sgd, momentum (SGD with 0.9), adam, adamw (default: " + both(d.optimizer, GPT.optimizer) + ")",
     )
-    g.add_argument("--lr", type=positive_float, default=d.lr, help=f"learning rate (default: {d.lr:g})")
-    g.add_argument("--steps", type=step_count, default=d.steps, help=f"training steps (default: {d.steps})")
+    g.add_argument(
+        "--lr",
+        type=positive_float,
+        default=default(d.lr),
+        help=f"learning rate (default: {both(f'{d.lr:g}', f'{GPT.lr:g}')})",
+    )
+    g.add_argument(
+        "--steps",
+        type=step_count,
+        default=default(d.steps),
+        help=f"training steps (default: {both(d.steps, GPT.steps)})",
+    )
     g.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="minibatch size (default: full batch)")
     g.add_argument("--seed", type=non_negative_int, default=0, help="seed of the data, init and batches (default: 0)")
     return parser
@@ -303,8 +431,20 @@ def make_optimizer(name: str, lr: float) -> Optimizer:
     }[name]()
 
 
+MLP_ONLY = ("dataset", "noise", "sizes", "spec", "loss")
+
+
 def build_problem(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Problem:
     """The Problem the options describe; an option that does not fit is a parser error."""
+    if hasattr(args, "mlp_defaults"):  # a parser made with gpt=True: fill in the chosen model's defaults
+        model = args.model or ("gpt" if args.gpt is not None else "mlp")
+        if model == "gpt":
+            return build_gpt_problem(parser, args)
+        if args.gpt is not None:
+            parser.error("--gpt describes a transformer: use it with --model gpt, not --model mlp")
+        for field in ("dataset", "n", "noise", "sizes", "activation", "loss", "optimizer", "lr", "steps"):
+            if getattr(args, field) is None:
+                setattr(args, field, getattr(args.mlp_defaults, field))
     if args.spec is not None:  # --spec overrides --sizes/--activation/--loss
         for field, value in zip(("sizes", "activation", "loss"), args.spec):
             setattr(args, field, value)
@@ -343,6 +483,64 @@ def build_problem(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         args.seed,
         args.batch_size,
     )
+
+
+def gpt_floats(spec: GPTSpec, n: int) -> int:
+    """Floats of one forward pass's activations, about: per position and block the layer norms, q, k,
+    v, the attention output and the MLP's hidden layer, plus each head's t × t scores and probabilities."""
+    t, d = spec.seq_len, spec.d_model
+    per_block = n * t * (8 * d + 2 * spec.d_ff) + 2 * n * spec.n_heads * t * t
+    return spec.n_layers * per_block + n * t * (2 * d + spec.vocab_size)
+
+
+def build_gpt_problem(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Problem:
+    """--model gpt: a GPTSpec from --gpt (or the default), `strides` data, the GPT's optimizer defaults."""
+    given = [f"--{field}" for field in MLP_ONLY if getattr(args, field) is not None]
+    if given:
+        parser.error(
+            f"{given[0]} is an MLP option; with --model gpt describe the transformer with --gpt V,T,d,h,L[:ACT]"
+        )
+    sizes, *act = args.gpt if args.gpt is not None else (GPT.gpt,)
+    activation = act[0] if act else args.activation or GPT.activation
+    if activation not in GPT_ACTIVATIONS:
+        parser.error(f"--activation {activation}: a GPT's MLP takes one of {', '.join(GPT_ACTIVATIONS)}")
+    spec = GPTSpec(*sizes, activation=activation)  # gpt_shorthand has checked every number
+    n = args.n if args.n is not None else GPT.n
+    if (floats := gpt_floats(spec, n)) > MAX_FLOATS:
+        parser.error(
+            f"--n {n} sequences × --gpt {','.join(map(str, sizes))} is {floats:.1e} activations per forward pass, "
+            f"more than {MAX_FLOATS:.0e}: use fewer sequences or a smaller transformer"
+        )
+    if args.batch_size is not None and args.batch_size > n:
+        parser.error(f"--batch-size {args.batch_size} is larger than the data ({n} sequences)")
+    data = strides(n, spec.vocab_size, spec.seq_len, seed=args.seed)
+    optimizer = args.optimizer or GPT.optimizer
+    return Problem(
+        data,
+        spec,
+        init_params(spec, seed=args.seed),
+        data.X,
+        data.y,
+        make_optimizer(optimizer, args.lr if args.lr is not None else GPT.lr),
+        args.steps if args.steps is not None else GPT.steps,
+        args.seed,
+        args.batch_size,
+    )
+
+
+NOISE_RATIO = 1e-10
+"""A tensor whose largest float64 gradient is below this fraction of the model's largest is taken to
+have a gradient of 0 in exact arithmetic: what is left is rounding (float64 ε = 2.2e-16, so ~1e6 ε)."""
+
+
+def rounding_noise_tensors(spec, params, X, y) -> dict[str, float]:
+    """{name: max|g| / max over all tensors of max|g|} for every tensor whose float64 NumPy gradient is
+    rounding noise (below NOISE_RATIO of the largest). A GPT's key bias attn.bk is one: it adds the same
+    q·bk to every score in a row, which the softmax ignores, so the loss does not depend on it."""
+    _, grads = get_backend("numpy", "float64").loss_and_grads(spec, params, X, y)
+    largest = {name: float(np.abs(g).max(initial=0.0)) for name, g in named_leaves(grads)}
+    top = max(largest.values())
+    return {name: v / top for name, v in largest.items() if top > 0 and v < NOISE_RATIO * top}
 
 
 def one_installed(parser: argparse.ArgumentParser, name: str) -> str:
