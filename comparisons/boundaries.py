@@ -22,13 +22,14 @@ from comparisons.common import (
     name_list,
     non_negative_int,
     note,
-    positive_int,
     publish,
     pyplot,
+    step_count,
 )
 from shared.data import make_dataset
 from shared.params import init_params
 from shared.spec import MLPSpec
+from shared.training import MAX_STEPS
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated (default: xor,moons,spirals)",
     )
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float32", help="default: float32")
-    parser.add_argument("--steps", type=positive_int, default=None, help="override every preset's step count")
+    parser.add_argument(
+        "--steps", type=step_count, default=None, help=f"override every preset's step count, at most {MAX_STEPS:,}"
+    )
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of data and init (default: 0)")
     parser.add_argument(
         "--resolution",

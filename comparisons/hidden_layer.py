@@ -15,18 +15,20 @@ import numpy as np
 
 from backends import get_backend
 from comparisons.common import (
+    int_range,
     make_parser,
     note,
     one_installed,
     positive_float,
-    positive_int,
     publish,
     pyplot,
+    step_count,
 )
 from shared.data import xor
 from shared.optim import SGD
 from shared.params import init_params
 from shared.spec import MLPSpec
+from shared.training import MAX_STEPS
 
 FLOORS = {"mse": 0.25, "bce": float(np.log(2))}
 """The least loss any linear model reaches on XOR: it predicts 0.5 (logit 0) on all four points."""
@@ -34,14 +36,19 @@ FLOOR_NAMES = {"mse": "0.25", "bce": "ln 2"}
 THRESHOLDS = {"mse": 0.5, "bce": 0.0}  # the output at which a prediction switches class
 TINY = 1e-32  # losses below this are drawn at it: float64 MSE ends around 1e-31 at best
 SOLVED_BELOW = {"mse": 0.01, "bce": 0.05}  # "solved": every point classified and the loss below this
+MAX_SEEDS = 1000  # a typo's extra zeros are a usage error, not a run of hours
+MAX_LRS = 20  # one group of bars per learning rate in the figure
 
 
 def lr_list(text: str) -> list[float]:
-    """An argparse type: comma-separated learning rates, each a finite number > 0."""
+    """An argparse type: comma-separated learning rates, 1 to MAX_LRS of them, each a finite number > 0."""
     try:
-        return [positive_float(part) for part in text.split(",") if part.strip()] or positive_float("")
+        lrs = [positive_float(part) for part in text.split(",") if part.strip()] or positive_float("")
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected learning rates > 0 like 0.05,0.2,0.5; got {text!r}") from None
+    if len(lrs) > MAX_LRS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_LRS} learning rates, got {len(lrs)}")
+    return lrs
 
 
 def optimizer_name(momentum: float) -> str:
@@ -260,11 +267,21 @@ def main(argv: list[str] | None = None) -> int:
         "--loss", choices=list(FLOORS), default="mse", help="mse (floor 0.25) or bce (ln 2); default mse"
     )
     parser.add_argument(
-        "--lrs", type=lr_list, default=[0.05, 0.2, 0.5], help="learning rates, both models (default: 0.05,0.2,0.5)"
+        "--lrs",
+        type=lr_list,
+        default=[0.05, 0.2, 0.5],
+        help=f"learning rates, both models, at most {MAX_LRS} (default: 0.05,0.2,0.5)",
     )
     parser.add_argument("--momentum", action="store_true", help="SGD with momentum 0.9 for both (default: plain SGD)")
-    parser.add_argument("--seeds", type=positive_int, default=10, help="seeds per learning rate (default: 10)")
-    parser.add_argument("--steps", type=positive_int, default=1000, help="training steps per run (default: 1000)")
+    parser.add_argument(
+        "--seeds",
+        type=int_range(1, MAX_SEEDS),
+        default=10,
+        help=f"seeds per learning rate, 1 to {MAX_SEEDS} (default: 10)",
+    )
+    parser.add_argument(
+        "--steps", type=step_count, default=1000, help=f"training steps per run, at most {MAX_STEPS:,} (default: 1000)"
+    )
     args = parser.parse_args(argv)
     backend = one_installed(parser, args.backend)
     n = args.seeds * len(args.lrs)

@@ -14,11 +14,12 @@ import argparse
 import numpy as np
 
 from backends import get_backend
-from comparisons.common import make_parser, note, one_installed, positive_float, positive_int, publish, pyplot
+from comparisons.common import make_parser, note, one_installed, positive_float, publish, pyplot, step_count
 from shared.data import make_dataset
 from shared.optim import SGD
 from shared.params import init_params
 from shared.spec import MLPSpec
+from shared.training import MAX_STEPS
 
 PROBLEMS = {
     "xor": (dict(name="xor"), MLPSpec((2, 4, 1), "tanh", "mse")),
@@ -26,6 +27,7 @@ PROBLEMS = {
 }
 TARGETS = {"xor": 0.01, "moons": 0.06}  # "converged": the training MSE is below this
 MAX_POINTS = 40  # one loss curve and one legend entry per rate: more cannot be told apart
+LR_RANGE = (1e-8, 1e4)  # below, SGD on these problems does not move in any step count; above, it diverges at once
 
 
 def sweep_points(text: str) -> int:
@@ -36,6 +38,15 @@ def sweep_points(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer from 2 to {MAX_POINTS}, got {text!r}") from None
     if not 2 <= value <= MAX_POINTS:
         raise argparse.ArgumentTypeError(f"expected an integer from 2 to {MAX_POINTS}, got {text}")
+    return value
+
+
+def learning_rate(text: str) -> float:
+    """An argparse type for --min-lr/--max-lr: a number within LR_RANGE."""
+    low, high = LR_RANGE
+    value = positive_float(text)
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"expected a learning rate from {low:g} to {high:g}, got {text}")
     return value
 
 
@@ -180,12 +191,15 @@ def plot(results: dict, steps: int):
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser("learning-rates", __doc__.split("\n\n")[1], None, one_backend=True)
-    parser.add_argument("--steps", type=positive_int, default=1000, help="steps per run (default: 1000)")
+    parser.add_argument(
+        "--steps", type=step_count, default=1000, help=f"steps per run, at most {MAX_STEPS:,} (default: 1000)"
+    )
     parser.add_argument(
         "--points", type=sweep_points, default=13, help=f"learning rates in the sweep, 2 to {MAX_POINTS} (default: 13)"
     )
-    parser.add_argument("--min-lr", type=positive_float, default=0.01, help="a finite number > 0 (default: 0.01)")
-    parser.add_argument("--max-lr", type=positive_float, default=100.0, help="a finite number > 0 (default: 100)")
+    span = f"{LR_RANGE[0]:g} to {LR_RANGE[1]:g}"
+    parser.add_argument("--min-lr", type=learning_rate, default=0.01, help=f"{span} (default: 0.01)")
+    parser.add_argument("--max-lr", type=learning_rate, default=100.0, help=f"{span} (default: 100)")
     args = parser.parse_args(argv)
     if not 0 < args.min_lr < args.max_lr:
         parser.error(f"need 0 < --min-lr < --max-lr; got {args.min_lr} and {args.max_lr}")

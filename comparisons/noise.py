@@ -15,22 +15,33 @@ import numpy as np
 
 from backends import get_backend
 from comparisons.common import (
+    MAX_FLOATS,
+    MAX_SAMPLES,
+    int_range,
     make_parser,
     non_negative_float,
     non_negative_int,
     note,
     one_installed,
-    positive_int,
     publish,
     pyplot,
+    sample_count,
+    step_count,
 )
 from shared.data import Dataset, make_dataset
 from shared.optim import Adam
 from shared.params import init_params
 from shared.spec import MLPSpec
+from shared.training import MAX_STEPS
 
 LR = 0.01  # Adam
 RECORDS = 20  # evaluate train and test this many times per run (and at the end)
+# Bounds that make a typo a usage error rather than a run of days or gigabytes of weights. Each network
+# is 2→W→W→1, so its weights grow as W²: at 1024, one network holds 1M weights and its RECORDS + 1
+# snapshots 180 MB.
+MAX_SEEDS = 1000
+MAX_WIDTH = 1024
+MAX_WIDTHS = 20  # one bar group per width in the figure
 
 
 def flip_fraction(text: str) -> float:
@@ -42,14 +53,24 @@ def flip_fraction(text: str) -> float:
 
 
 def width_list(text: str) -> list[int]:
-    """An argparse type: comma-separated positive hidden widths, e.g. 2,8,32."""
+    """An argparse type: comma-separated hidden widths, e.g. 2,8,32: 1 to MAX_WIDTHS of them, each from
+    1 to MAX_WIDTH."""
+    width = int_range(1, MAX_WIDTH)
     try:
-        widths = sorted({positive_int(part) for part in text.split(",") if part.strip()})
+        widths = sorted({width(part) for part in text.split(",") if part.strip()})
     except argparse.ArgumentTypeError:
         widths = []
-    if not widths:
-        raise argparse.ArgumentTypeError(f"expected positive integers like 2,8,32; got {text!r}")
+    if not 1 <= len(widths) <= MAX_WIDTHS:
+        raise argparse.ArgumentTypeError(
+            f"expected positive integers like 2,8,32, at most {MAX_WIDTHS} of them, each at most {MAX_WIDTH:,}; "
+            f"got {text!r}"
+        )
     return widths
+
+
+def weights(width: int) -> int:
+    """The parameters of one 2→W→W→1 network."""
+    return (2 + 1) * width + (width + 1) * width + (width + 1)
 
 
 def noisy_split(dataset: str, n: int, noise: float, flip: float, seed: int) -> tuple[Dataset, Dataset, np.ndarray]:
@@ -277,20 +298,42 @@ def plot(r: dict, title: str):
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser("noise", __doc__.split("\n\n")[1], None, one_backend=True)
     parser.add_argument("--dataset", choices=["moons", "spirals", "circles"], default="moons", help="default: moons")
-    parser.add_argument("--n", type=positive_int, default=200, help="samples, split half/half (default: 200)")
+    parser.add_argument(
+        "--n", type=sample_count, default=200, help=f"samples, split half/half, 8 to {MAX_SAMPLES:,} (default: 200)"
+    )
     parser.add_argument(
         "--noise", type=non_negative_float, default=0.2, help="Gaussian noise of the points (default: 0.2)"
     )
     parser.add_argument(
         "--flip", type=flip_fraction, default=0.2, help="share of training labels flipped, 0 to <0.5 (default: 0.2)"
     )
-    parser.add_argument("--widths", type=width_list, default=[2, 8, 32, 64], help="hidden widths (default: 2,8,32,64)")
-    parser.add_argument("--steps", type=positive_int, default=2000, help="Adam steps, lr 0.01 (default: 2000)")
-    parser.add_argument("--seeds", type=positive_int, default=10, help="seeds per width (default: 10)")
+    parser.add_argument(
+        "--widths",
+        type=width_list,
+        default=[2, 8, 32, 64],
+        help=f"hidden widths W of 2→W→W→1 networks, up to {MAX_WIDTHS} of them, each 1 to {MAX_WIDTH} "
+        "(default: 2,8,32,64)",
+    )
+    parser.add_argument(
+        "--steps", type=step_count, default=2000, help=f"Adam steps, lr 0.01, at most {MAX_STEPS:,} (default: 2000)"
+    )
+    parser.add_argument(
+        "--seeds", type=int_range(1, MAX_SEEDS), default=10, help=f"seeds per width, 1 to {MAX_SEEDS} (default: 10)"
+    )
     parser.add_argument("--seed", type=non_negative_int, default=0, help="the first seed (default: 0)")
     args = parser.parse_args(argv)
     if args.n < 8:
         parser.error(f"--n {args.n} is too few to split into train and test halves (at least 8)")
+    if (floats := args.n * (3 + 2 * max(args.widths))) > MAX_FLOATS:
+        parser.error(
+            f"--n {args.n} samples × --widths {max(args.widths)} is {floats:.1e} activations per forward pass, "
+            f"more than {MAX_FLOATS:.0e}: use fewer samples or narrower --widths"
+        )
+    if (kept := args.seeds * sum(map(weights, args.widths))) > MAX_FLOATS:
+        parser.error(
+            f"--seeds {args.seeds} × --widths {','.join(map(str, args.widths))} keep {kept:.1e} trained weights, "
+            f"more than {MAX_FLOATS:.0e}: use fewer seeds or narrower --widths"
+        )
     backend = one_installed(parser, args.backend)
     note(f"training widths {args.widths} × {args.seeds} seeds on noisy {args.dataset} ({backend})")
     r = run(backend, args.dataset, args.n, args.noise, args.flip, args.widths, args.steps, args.seeds, args.seed)

@@ -14,22 +14,25 @@ import numpy as np
 
 from backends import get_backend
 from comparisons.common import (
+    int_range,
     make_parser,
     non_negative_int,
     note,
     one_installed,
     positive_float,
-    positive_int,
     publish,
     pyplot,
+    step_count,
 )
 from shared.data import xor
 from shared.optim import SGD
 from shared.params import Params, init_params
 from shared.spec import MLPSpec
+from shared.training import MAX_STEPS
 
 SPEC = MLPSpec((2, 4, 1), "tanh", "bce")
 INPUTS = ("(0,0)", "(0,1)", "(1,0)", "(1,1)")  # xor().X in this order; targets 0, 1, 1, 0
+MAX_SEEDS = 1000  # a typo's extra zeros are a usage error, not a run of hours
 SATURATED = 2.0  # |z| > 2: tanh(z) is within 4 % of ±1 and its slope below 0.08, so first-order reasoning fails
 
 
@@ -226,10 +229,13 @@ def plot(r: dict):
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser("paths", __doc__.split("\n\n")[1], None, one_backend=True)
-    parser.add_argument("--steps", type=positive_int, default=500, help="default: 500")
+    parser.add_argument("--steps", type=step_count, default=500, help=f"at most {MAX_STEPS:,} (default: 500)")
     parser.add_argument("--lr", type=positive_float, default=0.3, help="SGD learning rate, momentum 0.9 (default: 0.3)")
     parser.add_argument(
-        "--seeds", type=positive_int, default=20, help="how many seeds to count roles over (default: 20)"
+        "--seeds",
+        type=int_range(1, MAX_SEEDS),
+        default=20,
+        help=f"how many seeds to count roles over, 1 to {MAX_SEEDS} (default: 20)",
     )
     parser.add_argument("--seed", type=non_negative_int, default=0, help="the first seed, shown in detail (default: 0)")
     args = parser.parse_args(argv)

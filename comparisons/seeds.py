@@ -18,20 +18,23 @@ import numpy as np
 
 from backends import get_backend
 from comparisons.common import (
+    int_range,
     layer_sizes,
     make_parser,
     note,
     one_installed,
     positive_float,
-    positive_int,
     publish,
     pyplot,
+    step_count,
 )
 from shared.data import xor
 from shared.optim import SGD
 from shared.params import Params, init_params
 from shared.spec import MLPSpec
+from shared.training import MAX_STEPS
 
+MAX_SEEDS = 1000  # every pair of solutions is compared: at 1000 seeds up to 500,000 pairs, minutes for 2,6,1
 MAX_HIDDEN = 6  # solutions are matched over every permutation of the hidden units: 6! = 720 is still quick
 CLEAR_GAP = 3.0
 """A grouping is clear when the nearest-neighbour distance between groups is at least this many times
@@ -330,8 +333,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[(2, 2, 1), (2, 4, 1)],
         help=f"one or more 2,H,1 networks, H ≤ {MAX_HIDDEN} (default: 2,2,1 2,4,1)",
     )
-    parser.add_argument("--seeds", type=positive_int, default=40, help="how many seeds each (default: 40)")
-    parser.add_argument("--steps", type=positive_int, default=1500, help="steps per run (default: 1500)")
+    parser.add_argument(
+        "--seeds", type=int_range(1, MAX_SEEDS), default=40, help=f"how many seeds each, 1 to {MAX_SEEDS} (default: 40)"
+    )
+    parser.add_argument(
+        "--steps", type=step_count, default=1500, help=f"steps per run, at most {MAX_STEPS:,} (default: 1500)"
+    )
     parser.add_argument("--lr", type=positive_float, default=0.3, help="SGD learning rate, momentum 0.9 (default: 0.3)")
     args = parser.parse_args(argv)
     backend = one_installed(parser, args.backend)

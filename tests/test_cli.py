@@ -64,6 +64,23 @@ BAD_OPTIONS = [
     ("comparisons noise", ["--widths", "2,x"], "--widths"),
     ("comparisons paths", ["--lr", "inf"], "--lr"),
     ("comparisons paths", ["--out", f"{A_FILE}/sub"], "--out"),
+    ("comparisons boundaries", ["--steps", "1000000000000"], "--steps"),  # more than shared.training.MAX_STEPS
+    ("comparisons hidden-layer", ["--steps", "1000000000000"], "--steps"),
+    ("comparisons hidden-layer", ["--seeds", "1000000000"], "--seeds"),
+    ("comparisons hidden-layer", ["--lrs", ",".join(["0.1"] * 21)], "--lrs"),
+    ("comparisons learning-rates", ["--steps", "1000000000000"], "--steps"),
+    ("comparisons learning-rates", ["--min-lr", "1e-300", "--max-lr", "1"], "--min-lr"),  # used to warn of overflow
+    ("comparisons learning-rates", ["--max-lr", "1e300"], "--max-lr"),
+    ("comparisons seeds", ["--steps", "1000000000000"], "--steps"),
+    ("comparisons seeds", ["--seeds", "1000000000"], "--seeds"),
+    ("comparisons paths", ["--steps", "1000000000000"], "--steps"),
+    ("comparisons paths", ["--seeds", "1000000000"], "--seeds"),
+    ("comparisons noise", ["--steps", "1000000000000"], "--steps"),
+    ("comparisons noise", ["--n", "1000000000000"], "--n"),  # used to allocate 7 TiB
+    ("comparisons noise", ["--seeds", "1000000000"], "--seeds"),
+    ("comparisons noise", ["--widths", "2,1000000000"], "--widths"),
+    ("comparisons noise", ["--n", "1000000", "--widths", "1024"], "--widths"),  # 2e9 activations per pass
+    ("comparisons noise", ["--seeds", "1000", "--widths", "1024"], "--widths"),  # 1e9 weights kept
     ("comparisons code", ["adam", "--width", "0"], "--width"),
     ("comparisons code", ["adam", "--width", "100000"], "--width"),
     ("comparisons code", ["adam", "--html", MISSING], "--html"),
