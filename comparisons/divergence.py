@@ -3,7 +3,7 @@
 Trains the same spec from the same init on every backend, in float32 and in float64, and plots per
 step the parameter gap between every pair of backends (same dtype), next to each backend's own
 float32-vs-float64 drift. If the cross-backend float32 gap sits below the precision drift, the
-frameworks are not the problem: float32 is.
+frameworks are not the problem: float32 is. With --model gpt, the same for a tiny transformer.
 
 Two quantities, two panels. The gap, max|θa − θb| / max|θ| (the largest parameter difference
 relative to the largest parameter), answers "framework or precision?". The tolerance check the
@@ -31,9 +31,12 @@ from comparisons.common import (
     positive_int,
     publish,
     pyplot,
+    rounding_noise_tensors,
 )
-from comparisons.parity import trajectory_tolerance
+from comparisons.parity import trajectory_tolerance, without
+from shared.optim import SGD
 from shared.params import flatten
+from shared.spec import GPTSpec
 from shared.tolerances import Tolerance
 from shared.trajectory import Trajectory, compare
 
@@ -205,6 +208,37 @@ def finding(numbers: dict) -> str:
     return " ".join(parts)
 
 
+def without_noise(runs: dict[tuple[str, str], Trajectory], noise: dict[str, float]) -> dict[str, float]:
+    """{dtype: the largest final max|θa − θb| / max|θ| over backend pairs}, leaving out the tensors in
+    `noise` (those whose gradient is rounding noise, see common.rounding_noise_tensors)."""
+    backends = sorted({name for name, _ in runs}, key=list(BACKEND_COLORS).index)
+    out = {}
+    for dtype in DTYPES:
+        gaps = []
+        for a, b in itertools.combinations(backends, 2):
+            pa = np.concatenate([np.ravel(x) for x in without(runs[a, dtype].params, set(noise)).values()])
+            pb = np.concatenate([np.ravel(x) for x in without(runs[b, dtype].params, set(noise)).values()])
+            pa, pb = pa.astype(np.float64), pb.astype(np.float64)
+            gaps.append(np.abs(pa - pb).max() / max(np.abs(pa).max(), np.abs(pb).max()))
+        if gaps:
+            out[dtype] = float(max(gaps))
+    return out
+
+
+def noise_text(noise: dict[str, float], gaps: dict[str, float], adam: bool) -> str:
+    """A sentence on the tensors whose gradient is rounding noise, with the gaps left without them."""
+    if not noise or not gaps:
+        return ""
+    names = ", ".join(f"{name} ({ratio:.0e} of the largest)" for name, ratio in noise.items())
+    ends = " and ".join(f"the {dtype} ones {gap:.1e}" for dtype, gap in gaps.items())
+    how = "Adam's m̂ / (√v̂ + ε) turns that noise into steps" if adam else "SGD keeps its steps as small as the noise"
+    return (
+        f"The loss does not depend on every tensor: the float64 gradient of {names} is rounding noise, and "
+        f"{how}, different in each backend. Without {'it' if len(noise) == 1 else 'them'}, the backends end apart "
+        f"by (max|Δθ|/max|θ|): {ends}."
+    )
+
+
 def plot(numbers: dict, problem: Problem, dtype_tols: dict):
     from matplotlib.lines import Line2D
 
@@ -304,8 +338,10 @@ def main(argv: list[str] | None = None) -> int:
         epilog=(
             "examples:\n  python -m comparisons divergence\n"
             "  python -m comparisons divergence --dataset spirals --n 200 --sizes 2,16,16,3 --loss softmax_ce "
-            "--optimizer adam --lr 0.01 --steps 1000"
+            "--optimizer adam --lr 0.01 --steps 1000\n"
+            "  python -m comparisons divergence --model gpt --gpt 8,8,16,2,1 --steps 50"
         ),
+        gpt=True,
     )
     parser.add_argument("--points", type=positive_int, default=200, help="recorded steps along the run (default: 200)")
     args = parser.parse_args(argv)
@@ -316,5 +352,14 @@ def main(argv: list[str] | None = None) -> int:
     tols = {dtype: trajectory_tolerance(dtype, problem) for dtype in DTYPES}
     fig = plot(numbers, problem, tols)
     text = finding(numbers)
+    if isinstance(problem.spec, GPTSpec) and len(backends) > 1:
+        noise = rounding_noise_tensors(problem.spec, problem.params, problem.X, problem.y)
+        numbers["rounding_noise"] = noise
+        numbers["gap_without_noise"] = without_noise(runs, noise) if noise else {}
+        text = " ".join(
+            filter(
+                None, [text, noise_text(noise, numbers["gap_without_noise"], not isinstance(problem.optimizer, SGD))]
+            )
+        )
     publish(args.out, "divergence", fig, {"problem": problem.describe(), **numbers}, text)
     return 0
