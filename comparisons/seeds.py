@@ -49,6 +49,8 @@ def units(params: Params) -> tuple[np.ndarray, np.ndarray]:
     W1, b1, W2, b2 = params[0]["W"], params[0]["b"], params[1]["W"], params[1]["b"]
     sign = np.where(W2[:, 0] >= 0, 1.0, -1.0)  # (hidden,)
     U = np.column_stack([W1.T * sign[:, None], b1 * sign, W2[:, 0] * sign])  # (hidden, 4)
+    scale = max(np.abs(U).max(), np.abs(b2).max()) or 1.0  # so that squaring huge weights cannot overflow
+    U, b2 = U / scale, b2 / scale
     norm = np.sqrt((U**2).sum() + (b2**2).sum())
     return U / norm, b2 / norm
 
