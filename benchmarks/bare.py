@@ -6,22 +6,38 @@ gradient norms, no divergence checks, no chunking — just forward, backward and
 and over, on data already in the framework's own arrays.
 
 Each `make_*` function does its setup (conversion, model building) and returns `run(steps)`, which
-trains for `steps` steps and returns only when the work is done (JAX: block_until_ready).
+trains for `steps` steps and returns only when the work is done (JAX: block_until_ready). For the
+GPT workload each `make_*` dispatches to its `*_gpt` sibling below, whose runner also has `loss()`:
+the current full-batch loss, for tests (never called while timing).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.workloads import LR, Workload
+from benchmarks.workloads import LR, AnyWorkload, GPTWorkload, Workload
 
 Runner = Callable[[int], None]
 
 
-def make_numpy(w: Workload) -> Runner:
+@dataclass(frozen=True)
+class GPTRunner:
+    """run(steps) like every runner, plus loss(): the full-batch loss at the current params."""
+
+    run: Runner
+    loss: Callable[[], float]
+
+    def __call__(self, steps: int) -> None:
+        self.run(steps)
+
+
+def make_numpy(w: AnyWorkload) -> Runner:
     """Backprop by hand for tanh/relu hidden layers and bce/softmax_ce/mse, in float32."""
+    if isinstance(w, GPTWorkload):
+        return numpy_gpt(w)
     params, X, y = w.problem()
     Ws = [p["W"].astype(np.float32) for p in params]
     bs = [p["b"].astype(np.float32) for p in params]
@@ -79,8 +95,10 @@ def _torch_parts(w: Workload):
     return model, opt, loss_fn[w.spec.loss], X_t, y_t
 
 
-def make_torch(w: Workload) -> Runner:
+def make_torch(w: AnyWorkload) -> Runner:
     """The loop every torch tutorial writes: zero_grad, forward, loss, backward, step."""
+    if isinstance(w, GPTWorkload):
+        return torch_gpt(w)
     model, opt, loss_fn, X, y = _torch_parts(w)
 
     def run(steps: int) -> None:
@@ -95,6 +113,9 @@ def make_torch(w: Workload) -> Runner:
 def make_torch_compile(w: Workload) -> Runner:
     """The same loop with the whole step (forward, backward, optimizer) under torch.compile."""
     import torch
+
+    if isinstance(w, GPTWorkload):
+        raise NotImplementedError("torch.compile is measured on the MLP sizes only")
 
     model, opt, loss_fn, X, y = _torch_parts(w)
 
@@ -140,8 +161,10 @@ def _jax_parts(w: Workload):
     return jax, params, step
 
 
-def make_jax(w: Workload) -> Runner:
+def make_jax(w: AnyWorkload) -> Runner:
     """A jitted step called from a Python loop: one dispatch per step."""
+    if isinstance(w, GPTWorkload):
+        return jax_gpt(w)
     jax, params, step = _jax_parts(w)
     jitted = jax.jit(lambda p: step(p)[0])
     state = {"params": params}
@@ -155,8 +178,10 @@ def make_jax(w: Workload) -> Runner:
     return run
 
 
-def make_jax_scan(w: Workload) -> Runner:
+def make_jax_scan(w: AnyWorkload) -> Runner:
     """All steps in one compiled call: jax.lax.scan over the step (compiled once per step count)."""
+    if isinstance(w, GPTWorkload):
+        return jax_gpt(w, scan=True)
     jax, params, step = _jax_parts(w)
     fused = jax.jit(lambda p, n: jax.lax.scan(step, p, None, length=n)[0], static_argnums=1)
     state = {"params": params}
@@ -165,3 +190,108 @@ def make_jax_scan(w: Workload) -> Runner:
         state["params"] = jax.block_until_ready(fused(state["params"], steps))
 
     return run
+
+
+# ============================================================================ the tiny GPT
+# The model code is the backends' own (numpy_transformer, torch_transformer, jax_transformer): the
+# bare loops differ from trigrad's `train` only in what surrounds the step — no validation, no
+# conversion per call, no loss or gradient norm recorded, no divergence checks, plain SGD in place.
+
+
+def _sgd_in_place(params, grads, lr: float) -> None:
+    """p −= lr · g for every leaf of a params tree (nested dicts and lists of numpy arrays)."""
+    for k in params.keys() if isinstance(params, dict) else range(len(params)):
+        if isinstance(params[k], np.ndarray):
+            params[k] -= lr * grads[k]
+        else:
+            _sgd_in_place(params[k], grads[k], lr)
+
+
+def numpy_gpt(w: GPTWorkload, lr: float = LR) -> GPTRunner:
+    """numpy_transformer.loss_and_grads (the hand-written backward) and an in-place SGD update."""
+    from backends import numpy_transformer as nt
+    from shared.params import map_params
+
+    params, X, Y = w.problem()
+    params = map_params(lambda a: a.astype(np.float32), params)
+
+    def run(steps: int) -> None:
+        for _ in range(steps):
+            _, grads = nt.loss_and_grads(w.spec, params, X, Y)
+            _sgd_in_place(params, grads, lr)
+
+    def loss() -> float:
+        return float(nt.softmax_ce_forward(nt.gpt_forward(w.spec, params, X)[0], Y))
+
+    return GPTRunner(run, loss)
+
+
+def torch_gpt(w: GPTWorkload, lr: float = LR) -> GPTRunner:
+    """torch_transformer.GPT and its loss, torch.autograd.grad, then p −= lr·g under no_grad."""
+    import torch
+
+    from backends import torch_transformer as tt
+    from shared.params import named_leaves
+
+    params, X, Y = w.problem()
+    model = tt.GPT(w.spec, torch.float32)
+    tensors = model.canonical()
+    with torch.no_grad():  # the same initial weights as every other variant: (in, out) -> torch's (out, in)
+        for name, array in named_leaves(params):
+            tensor, transposed = tensors[name]
+            tensor.copy_(torch.from_numpy(np.ascontiguousarray(array.T if transposed else array)))
+    weights = list(model.parameters())
+    X_t, Y_t = torch.from_numpy(X), torch.from_numpy(Y)
+
+    def run(steps: int) -> None:
+        for _ in range(steps):
+            grads = torch.autograd.grad(tt.loss(model(X_t), Y_t), weights)
+            with torch.no_grad():
+                for p, g in zip(weights, grads):
+                    p.sub_(g, alpha=lr)
+
+    def loss() -> float:
+        with torch.no_grad():
+            return tt.loss(model(X_t), Y_t).item()
+
+    return GPTRunner(run, loss)
+
+
+def jax_gpt(w: GPTWorkload, scan: bool = False, lr: float = LR) -> GPTRunner:
+    """jax_transformer.gpt, jax.grad and an SGD tree_map in one jitted step: called from a Python loop
+    (one dispatch per step), or with scan=True all steps in one compiled jax.lax.scan call (compiled
+    once per step count)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from backends import jax_transformer as jt
+
+    params, X, Y = w.problem()
+    params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
+    X_j, Y_j = jnp.asarray(X, jnp.int32), jnp.asarray(Y, jnp.int32)
+
+    def loss_of(p):
+        return optax.softmax_cross_entropy_with_integer_labels(jt.gpt(w.spec, p, X_j), Y_j).mean()
+
+    def step(p, _=None):
+        grads = jax.grad(loss_of)(p)
+        return jax.tree.map(lambda a, g: a - lr * g, p, grads), None
+
+    state = {"params": params}
+    if scan:
+        fused = jax.jit(lambda p, n: jax.lax.scan(step, p, None, length=n)[0], static_argnums=1)
+
+        def run(steps: int) -> None:
+            state["params"] = jax.block_until_ready(fused(state["params"], steps))
+
+    else:
+        jitted = jax.jit(lambda p: step(p)[0])
+
+        def run(steps: int) -> None:
+            p = state["params"]
+            for _ in range(steps):
+                p = jitted(p)
+            state["params"] = jax.block_until_ready(p)
+
+    return GPTRunner(run, lambda: float(jax.jit(loss_of)(state["params"])))
