@@ -6,7 +6,8 @@ the initial params and the params after --steps, every backend computes the grad
 same params. For each backend pair and each layer a heatmap shows |grad_a − grad_b| / max|grad|: the
 gap at every weight, relative to that layer's largest gradient. In a heatmap, row i is input i of
 the layer (W[i, :]) and the last row its bias; column j is output unit j. Names the layer and
-parameter with the largest gap.
+parameter with the largest gap. With --model gpt (a tiny transformer, dozens of tensors), a dot per
+backend pair and named tensor instead: its largest gap in units of the dtype's ε.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from backends import get_backend
 from comparisons.common import (
+    PAIR_COLORS,
     SPIRALS,
     Problem,
     build_problem,
@@ -24,7 +26,10 @@ from comparisons.common import (
     make_parser,
     publish,
     pyplot,
+    rounding_noise_tensors,
 )
+from shared.params import named_leaves
+from shared.spec import GPTSpec
 from shared.training import minibatch_schedule
 
 DTYPES = ("float64", "float32")
@@ -49,6 +54,17 @@ def layer_gaps(grads_a, grads_b) -> list[np.ndarray]:
     return gaps
 
 
+def tensor_gaps(grads_a, grads_b) -> dict[str, np.ndarray]:
+    """Per named tensor, |ga − gb| / max|g| elementwise, max|g| the tensor's largest |gradient| over
+    both backends (a GPT has too many tensors, of too many shapes, for one heatmap each)."""
+    gaps = {}
+    for (name, ga), (_, gb) in zip(named_leaves(grads_a), named_leaves(grads_b)):
+        ga, gb = np.asarray(ga, np.float64), np.asarray(gb, np.float64)
+        scale = max(np.abs(ga).max(), np.abs(gb).max())
+        gaps[name] = np.abs(ga - gb) / scale if scale > 0 else np.zeros_like(ga)
+    return gaps
+
+
 def checkpoints(problem: Problem) -> dict[int, list]:
     """{step: params}: the initial params and those after problem.steps steps of NumPy float64 training
     (or where it stopped, if the loss stopped being finite)."""
@@ -60,6 +76,8 @@ def gradient_gaps(problem: Problem, backends: list[str], at: dict[int, list] | N
     """{(step, dtype, a, b): [per-layer gap arrays]} and, per (step, dtype), where the largest gap is."""
     X, y = one_batch(problem)
     at = checkpoints(problem) if at is None else at
+    if isinstance(problem.spec, GPTSpec):
+        return gpt_gradient_gaps(problem, backends, at, X, y)
     out: dict = {"gaps": {}, "worst": {}, "n_layers": problem.spec.n_layers, "steps": list(at)}
     for step, params in at.items():
         for dtype in DTYPES:
@@ -75,6 +93,128 @@ def gradient_gaps(problem: Problem, backends: list[str], at: dict[int, list] | N
                         worst = (float(g[i, j]), f"{where} ({a} vs {b})")
             out["worst"][step, dtype] = worst
     return out
+
+
+def gpt_gradient_gaps(problem: Problem, backends: list[str], at: dict, X, y) -> dict:
+    """As gradient_gaps, per named tensor: {"gaps": {(step, dtype, a, b): {name: largest gap}}}, the worst
+    entry per (step, dtype) outside the tensors whose gradient is rounding noise ({step: {name: ratio}})."""
+    out: dict = {"gaps": {}, "worst": {}, "noise": {}, "steps": list(at)}
+    for step, params in at.items():
+        noise = out["noise"][step] = rounding_noise_tensors(problem.spec, params, X, y)
+        for dtype in DTYPES:
+            grads = {name: get_backend(name, dtype).loss_and_grads(problem.spec, params, X, y)[1] for name in backends}
+            worst = (-1.0, "")
+            for a, b in itertools.combinations(backends, 2):
+                gaps = tensor_gaps(grads[a], grads[b])
+                out["gaps"][step, dtype, a, b] = {name: float(g.max(initial=0.0)) for name, g in gaps.items()}
+                for name, g in gaps.items():
+                    if name in noise or g.size == 0 or g.max() <= worst[0]:
+                        continue
+                    i = np.unravel_index(np.argmax(g), g.shape)
+                    worst = (float(g[i]), f"{name}[{', '.join(map(str, i))}] ({a} vs {b})")
+            out["worst"][step, dtype] = worst
+    return out
+
+
+def tensor_spread(numbers: dict, step: int, dtype: str) -> dict[str, float]:
+    """{name: the largest gap in that tensor over every pair}, at that step and dtype."""
+    pairs = [gaps for (s, d, _, _), gaps in numbers["gaps"].items() if (s, d) == (step, dtype)]
+    return {name: max(gaps[name] for gaps in pairs) for name in pairs[0]}
+
+
+def gpt_finding(numbers: dict) -> str:
+    parts = []
+    eps_ratio = float(np.finfo(np.float32).eps / np.finfo(np.float64).eps)
+    for step in numbers["steps"]:
+        when = "At initialization" if step == 0 else f"After {step} training steps"
+        noise = numbers["noise"][step]
+        texts = []
+        for dtype in DTYPES:
+            if (step, dtype) not in numbers["worst"]:
+                continue
+            eps = float(np.finfo(dtype).eps)
+            gap, where = numbers["worst"][step, dtype]
+            spread = {k: v / eps for k, v in tensor_spread(numbers, step, dtype).items() if k not in noise}
+            low = min(spread, key=spread.get)
+            texts.append(
+                f"in {dtype} {gap:.1e} ({gap / eps:.1f} ε) at {where}; the least, {spread[low]:.1f} ε, in {low}"
+            )
+        parts.append(
+            f"{when}, the largest gradient gap (relative to its tensor's largest gradient) is " + "; ".join(texts) + "."
+        )
+        g32, g64 = (numbers["worst"].get((step, d), (0.0, ""))[0] for d in ("float32", "float64"))
+        if g32 and g64:
+            ratio = g32 / g64
+            how = "about" if 0.1 < ratio / eps_ratio < 10 else "not"
+            parts.append(
+                f"float32 / float64: {ratio:.0e}, {how} the ratio of the two machine epsilons ({eps_ratio:.0e})."
+            )
+        if noise:
+            worst = {name: max(g[name] for (s, _, _, _), g in numbers["gaps"].items() if s == step) for name in noise}
+            parts.append(
+                "Left out: "
+                + ", ".join(f"{name} (gaps up to {worst[name]:.0%} of its own largest gradient)" for name in noise)
+                + ", whose float64 gradient is rounding noise ("
+                + ", ".join(f"{ratio:.0e}" for ratio in noise.values())
+                + " of the model's largest): the loss does not depend on it, so its gap is noise against noise."
+            )
+    return " ".join(parts)
+
+
+def gpt_plot(numbers: dict, problem: Problem):
+    """One panel per (dtype, step): a row per named tensor, a dot per backend pair at its largest gap
+    in ε units; tensors whose gradient is rounding noise greyed."""
+    plt = pyplot()
+    steps = numbers["steps"]
+    names = list(next(iter(numbers["gaps"].values())))
+    fig, axes = plt.subplots(
+        len(DTYPES),
+        len(steps),
+        figsize=(5.2 * len(steps) + 1, 0.22 * len(names) * len(DTYPES) + 2),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
+    floor = 1e-2  # a gap of exactly 0 is drawn here
+    y = np.arange(len(names))
+    noise = set().union(*numbers["noise"].values())
+    real = [g[name] / np.finfo(d).eps for (_, d, _, _), g in numbers["gaps"].items() for name in names]
+    real = [v for v, name in zip(real, names * len(numbers["gaps"])) if name not in noise]
+    edge = max(100.0, 10 * max(real, default=1.0))  # noise tensors' gaps (~1/ε) are drawn as ▶ here
+    for r, dtype in enumerate(DTYPES):
+        eps = float(np.finfo(dtype).eps)
+        for c, step in enumerate(steps):
+            ax = axes[r, c]
+            for (s, d, a, b), gaps in numbers["gaps"].items():
+                if (s, d) != (step, dtype):
+                    continue
+                x = np.clip([gaps[name] / eps for name in names], floor, edge)
+                off = x >= edge
+                ax.plot(x[~off], y[~off], "o", ms=5, color=PAIR_COLORS[a, b], alpha=0.8, label=f"{a} vs {b}")
+                ax.plot(x[off], y[off], ">", ms=6, color=PAIR_COLORS[a, b], alpha=0.8)
+            ax.set_xscale("log")
+            ax.set_xlim(floor / 2, edge * 2)
+            ax.tick_params(labelsize=7)
+            ax.axvline(1.0, color="0.5", lw=0.8)
+            ax.set_title(f"{dtype}, step {step}", fontsize=9)
+            if r == len(DTYPES) - 1:
+                ax.set_xlabel("largest |grad_a − grad_b| / max|grad| of the tensor, in ε")
+    for ax in axes[:, 0]:
+        ax.set_yticks(y, [f"{n}  (noise) ▶" if n in noise else n for n in names], fontsize=7)
+        for label, name in zip(ax.get_yticklabels(), names):
+            if name in noise:
+                label.set_color("0.6")
+    axes[0, 0].invert_yaxis()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3)
+    fig.suptitle(
+        f"Gradient gaps per tensor at the same params, one batch, at step {' and '.join(map(str, steps))} "
+        f"of one NumPy float64 run\n{problem.describe()}\n"
+        "(noise): a tensor whose float64 gradient is rounding noise — the loss does not depend on it; "
+        "▶ its gap, ~1/ε, is off the scale",
+        fontsize=9,
+    )
+    return fig
 
 
 def layer_spread(numbers: dict, step: int, dtype: str) -> np.ndarray:
@@ -169,7 +309,11 @@ def main(argv: list[str] | None = None) -> int:
         "gradients",
         __doc__.split("\n\n")[1],
         SPIRALS,
-        epilog="example: python -m comparisons gradients --sizes 2,32,32,3 --activation gelu",
+        epilog=(
+            "examples:\n  python -m comparisons gradients --sizes 2,32,32,3 --activation gelu\n"
+            "  python -m comparisons gradients --model gpt --gpt 8,8,16,2,1 --steps 50"
+        ),
+        gpt=True,
     )
     args = parser.parse_args(argv)
     problem = build_problem(parser, args)
@@ -177,12 +321,15 @@ def main(argv: list[str] | None = None) -> int:
     if len(backends) < 2:
         parser.error(f"gradients needs at least two installed backends; have {', '.join(backends)}")
     numbers = gradient_gaps(problem, backends)
-    text = finding(numbers)
-    fig = plot(numbers, problem)
+    gpt = isinstance(problem.spec, GPTSpec)
+    text = gpt_finding(numbers) if gpt else finding(numbers)
+    fig = gpt_plot(numbers, problem) if gpt else plot(numbers, problem)
     data = {
         "problem": problem.describe(),
         "worst": {f"step {s} {d}": v for (s, d), v in numbers["worst"].items()},
         "gaps": {f"step {s} {d} {a} {b}": v for (s, d, a, b), v in numbers["gaps"].items()},
     }
+    if gpt:
+        data["rounding_noise"] = {f"step {s}": v for s, v in numbers["noise"].items()}
     publish(args.out, "gradients", fig, data, text)
     return 0
