@@ -1,7 +1,8 @@
 """code: one concept, three implementations, side by side.
 
 Prints how NumPy (by hand), torch and JAX each implement a concept — the linear layer, an activation,
-a loss, an optimizer, a training step — in three aligned columns that fit the terminal (one after
+a loss, an optimizer, a training step, and the tiny GPT's embedding, layer norm, softmax, attention
+and block — in three aligned columns that fit the terminal (one after
 another when it is narrow). The code is read from the backend files themselves, so it is never
 stale; no framework is imported to do it. --html FILE writes the same as a page with highlighting.
 """
@@ -25,6 +26,7 @@ BACKEND_FILES = {
     "torch": Path(__file__).resolve().parent.parent / "backends" / "torch_backend.py",
     "jax": Path(__file__).resolve().parent.parent / "backends" / "jax_backend.py",
 }
+TRANSFORMER_FILES = {name: path.with_name(f"{name}_transformer.py") for name, path in BACKEND_FILES.items()}
 
 # concept -> (one line for the listing, {backend: [symbols]}). A symbol is a top-level function, class
 # or assignment ("mlp"), a method ("TorchBackend._train_steps"), or one entry of a dict ("LOSSES:bce").
@@ -85,6 +87,49 @@ CONCEPTS: dict[str, tuple[str, dict[str, list[str]]]] = {
     ),
 }
 
+# The tiny GPT's pieces, read from backends/*_transformer.py. torch and JAX compute each piece inside a
+# module or function (the softmax inside attention), so their columns show that module or function.
+TRANSFORMER_CONCEPTS: dict[str, tuple[str, dict[str, list[str]]]] = {
+    "embedding": (
+        "GPT: token + position embeddings, and the backward that adds into repeated tokens' rows",
+        {
+            "numpy": ["embedding_forward", "embedding_backward"],
+            "torch": ["GPT.__init__", "GPT.forward"],
+            "jax": ["gpt"],
+        },
+    ),
+    "layernorm": (
+        "GPT: layer norm (x − μ)·rstd·g + b and its three-term backward",
+        {"numpy": ["layernorm_forward", "layernorm_backward"], "torch": ["Block"], "jax": ["layernorm"]},
+    ),
+    "softmax": (
+        "GPT: the attention softmax and its backward P ⊙ (dP − Σ dP⊙P)",
+        {
+            "numpy": ["softmax_forward", "softmax_backward"],
+            "torch": ["CausalSelfAttention.forward"],
+            "jax": ["attention"],
+        },
+    ),
+    "attention": (
+        "GPT: causal multi-head self-attention, forward and backward",
+        {
+            "numpy": ["split_heads", "merge_heads", "attention_forward", "attention_backward"],
+            "torch": ["CausalSelfAttention"],
+            "jax": ["attention"],
+        },
+    ),
+    "block": (
+        "GPT: the pre-LN block x + attn(ln1(x)), then + mlp(ln2(x)), and its residual backward",
+        {"numpy": ["block_forward", "block_backward"], "torch": ["Block"], "jax": ["block"]},
+    ),
+}
+CONCEPTS.update(TRANSFORMER_CONCEPTS)
+
+
+def source_files(concept: str) -> dict[str, Path]:
+    """{backend: the file a concept's code is read from}."""
+    return TRANSFORMER_FILES if concept in TRANSFORMER_CONCEPTS else BACKEND_FILES
+
 
 def _span(node: ast.AST) -> tuple[int, int]:
     first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
@@ -125,7 +170,7 @@ def concept_code(concept: str) -> dict[str, str]:
     _, symbols = CONCEPTS[concept]
     out = {}
     for backend, names in symbols.items():
-        source = BACKEND_FILES[backend].read_text()
+        source = source_files(concept)[backend].read_text()
         out[backend] = "\n\n".join(extract(source, name) for name in names)
     return out
 
@@ -184,8 +229,10 @@ def _pad(text: str, width: int) -> str:
     return text + " " * (width - display_width(text))
 
 
-def columns(code: dict[str, str], width: int) -> str:
-    """Side by side when each column gets ≥ 40 characters, one after another otherwise."""
+def columns(code: dict[str, str], width: int, files: dict[str, Path] | None = None) -> str:
+    """Side by side when each column gets ≥ 40 characters, one after another otherwise; each headed by
+    its backend and file (`files`, default BACKEND_FILES)."""
+    files = files or BACKEND_FILES
     names = list(code)
     gap = " │ "
     col = (width - len(gap) * (len(names) - 1)) // len(names)
@@ -194,10 +241,10 @@ def columns(code: dict[str, str], width: int) -> str:
         for name in names:
             rule = "─" * min(width, 80)
             text = "\n".join(piece for line in code[name].splitlines() for piece in _wrap(line, width))
-            parts.append(f"{rule}\n{name}: {BACKEND_FILES[name].name}\n{rule}\n{text}")
+            parts.append(f"{rule}\n{name}: {files[name].name}\n{rule}\n{text}")
         return "\n\n".join(parts)
     blocks = [
-        [f"{name}: {BACKEND_FILES[name].name}", "─" * col]
+        [f"{name}: {files[name].name}", "─" * col]
         + [piece for line in code[name].splitlines() for piece in _wrap(line, col)]
         for name in names
     ]
@@ -222,7 +269,7 @@ def html_page(concept: str, code: dict[str, str]) -> str:
         render = lambda text: f"<pre>{html.escape(text)}</pre>"  # noqa: E731
         style = ""
     cells = "".join(
-        f"<section><h2>{name} <small>{BACKEND_FILES[name].name}</small></h2>{render(text)}</section>"
+        f"<section><h2>{name} <small>{source_files(concept)[name].name}</small></h2>{render(text)}</section>"
         for name, text in code.items()
     )
     return f"""<!doctype html>
@@ -284,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     code = {name: text for name, text in concept_code(args.concept).items() if name in args.backends}
     width = args.width or max(MIN_WIDTH, shutil.get_terminal_size((160, 40)).columns)
     print(f"{args.concept}: {CONCEPTS[args.concept][0]}\n")
-    print(columns(code, width))
+    print(columns(code, width, source_files(args.concept)))
     if args.html:
         args.html.write_text(html_page(args.concept, code))
         print(f"\nwrote {args.html}")
