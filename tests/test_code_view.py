@@ -43,3 +43,30 @@ def test_backprop_columns_each_show_the_forward_they_differentiate():
     assert "def mlp_forward" in texts["numpy"]
     assert "def forward(self" in texts["torch"] and "loss.backward()" in texts["torch"]
     assert "def mlp(" in texts["jax"] and "jax.value_and_grad(loss_fn" in texts["jax"]
+
+
+@pytest.mark.parametrize("concept", ["embedding", "layernorm", "softmax", "attention", "block"])
+def test_transformer_concepts_render_for_all_three_backends(concept):
+    texts = code.concept_code(concept)
+    assert set(texts) == {"numpy", "torch", "jax"} and all(texts.values())
+    expected = {  # the function or module each backend computes the piece with
+        "embedding": ("def embedding_backward", "nn.Embedding", 'params["tok_emb"][X]'),
+        "layernorm": ("def layernorm_backward", "nn.LayerNorm", "def layernorm("),
+        "softmax": ("def softmax_backward", "torch.softmax", "jax.nn.softmax"),
+        "attention": ("def attention_backward", "class CausalSelfAttention", "def attention("),
+        "block": ("def block_backward", "class Block", "def block("),
+    }[concept]
+    for backend, snippet in zip(("numpy", "torch", "jax"), expected):
+        assert snippet in texts[backend], f"{concept} {backend}: no {snippet!r}"
+    wide = code.columns(texts, 150, code.source_files(concept))
+    assert "numpy: numpy_transformer.py" in wide and "jax: jax_transformer.py" in wide
+
+
+def test_listing_shows_the_transformer_concepts(capsys):
+    assert code.main([]) == 0
+    listed = capsys.readouterr().out
+    for concept in ("embedding", "layernorm", "softmax", "attention", "block"):
+        assert f"  {concept} " in listed
+    with pytest.raises(SystemExit):
+        code.main(["--help"])
+    assert "attention" in capsys.readouterr().out

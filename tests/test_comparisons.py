@@ -278,7 +278,13 @@ def test_unknown_command_is_an_error(capsys):
         (["learning-rates", "--min-lr", "nan"], "argument --min-lr: expected a finite number > 0, got nan"),
         (["learning-rates", "--points", "1"], "argument --points: expected an integer from 2 to 40, got 1"),
         (["seeds", "--sizes", "3,2,1"], "argument --sizes: expected 2,H,1"),
-        (["code", "attention"], "unknown concept 'attention'"),
+        (["code", "transformer"], "unknown concept 'transformer'"),
+        (["parity", "--model", "gpt", "--sizes", "2,4,1"], "--sizes is an MLP option"),
+        (["parity", "--gpt", "8,8,16,3,1"], "d = 16 must be divisible by h = 3"),
+        (["divergence", "--gpt", "8,8"], "argument --gpt: expected 5 numbers"),
+        (["gradients", "--model", "mlp", "--gpt", "8,8,16,2,1"], "--gpt describes a transformer"),
+        (["gradients", "--model", "gpt", "--activation", "sigmoid"], "--activation sigmoid: a GPT's MLP takes"),
+        (["parity", "--model", "gpt", "--n", "4", "--batch-size", "5"], "--batch-size 5 is larger than the data"),
     ],
 )
 def test_bad_options_get_a_clear_message(argv, message, capsys):
@@ -341,3 +347,114 @@ def test_divergence_finding_follows_the_numbers(cross32, cross64, precision, say
     text = finding(_numbers(cross32, cross64, precision))
     assert says in text
     assert ("a few ε: the same math" in text) == (max(cross64) < 1e-10)
+
+
+# ---- --model gpt: the tiny transformer through parity, divergence and gradients ----
+
+GPT_ARGS = ["--model", "gpt", "--gpt", "5,4,8,2,1", "--n", "4", "--steps", "3"]
+# two backends keep these runs to seconds: torch starts faster than JAX compiles
+TWO = (["numpy", "torch"] if "torch" in available_backends() else available_backends())[:2]
+
+
+def _gpt_problem():
+    from comparisons.common import XOR, build_problem, make_parser
+
+    parser = make_parser("test", "", XOR, gpt=True)
+    return build_problem(parser, parser.parse_args(GPT_ARGS))
+
+
+def test_the_gpt_problem_is_next_token_prediction_on_strides():
+    from shared.spec import GPTSpec
+
+    problem = _gpt_problem()
+    assert problem.spec == GPTSpec(5, 4, 8, 2, 1, activation="gelu")
+    assert problem.X.shape == problem.y.shape == (4, 4) and problem.X.dtype == np.int64
+    np.testing.assert_array_equal(problem.y[:, :-1], problem.X[:, 1:])  # the target is the next token
+    steps = (problem.X[:, 1:] - problem.X[:, :-1]) % 5
+    assert (steps == steps[:, :1]).all() and set(steps[:, 0]) <= {1, 2, 3}  # one stride per sequence
+    np.testing.assert_array_equal(_gpt_problem().X, problem.X)  # made from the seed: the same every time
+    assert "strides (4 sequences of 4 tokens), GPT V=5 T=4 d=8 h=2 L=1" in problem.describe()
+    assert "Adam(lr=0.01), 3 steps" in problem.describe()
+
+
+def test_mlp_options_keep_their_defaults_beside_model():
+    from comparisons.common import XOR, build_problem, make_parser
+
+    parser = make_parser("test", "", XOR, gpt=True)
+    problem = build_problem(parser, parser.parse_args([]))
+    assert problem.spec == XOR_SPEC and problem.steps == 500 and problem.optimizer == SGD(0.5)
+
+
+@needs_two
+def test_parity_gpt_rows_are_closeness_computed_directly(tmp_path, capsys):
+    from shared.optim import Adam
+    from shared.tolerances import closeness, tolerance
+
+    argv = ["parity", *GPT_ARGS, "--dtype", "float64", "--backends", ",".join(TWO), "--out", str(tmp_path)]
+    code = comparisons_main(argv)
+    out = capsys.readouterr().out
+    rows = json.loads((tmp_path / "parity.json").read_text())["rows"]
+    problem, backends = _gpt_problem(), TWO
+    results = {}
+    for name in backends:
+        be = get_backend(name, "float64")
+        loss, grads = be.loss_and_grads(problem.spec, problem.params, problem.X, problem.y)
+        trained = be.train(problem.spec, problem.params, problem.X, problem.y, Adam(0.01), 3).params
+        results[name] = {
+            "forward": be.forward(problem.spec, problem.params, problem.X),
+            "loss": loss,
+            "grads": grads,
+            "params after 3 steps": trained,
+        }
+    seen = 0
+    for row in rows:
+        a, b = row["pair"]
+        if row["quantity"] not in results[a]:
+            assert row["quantity"].strip().startswith("… without") and "bk" in row["quantity"]
+            continue
+        kind = {"forward": "forward", "loss": "grads", "grads": "grads"}.get(row["quantity"], "trajectory")
+        c = closeness(results[a][row["quantity"]], results[b][row["quantity"]], tolerance("float64", kind))
+        assert (row["max_abs"], row["max_rel"], row["ok"], row["worst"]) == (c.max_abs, c.max_rel, c.ok, c.worst)
+        seen += 1
+    assert seen == 4 * len(backends) * (len(backends) - 1) // 2
+    assert code == (0 if all(r["ok"] for r in rows) else 1) and "comparisons within tolerance" in out
+
+
+@needs_two
+def test_divergence_gpt_records_the_losses_each_backend_trains_to(tmp_path, capsys):
+    from shared.optim import Adam
+
+    argv = ["divergence", *GPT_ARGS, "--points", "3", "--backends", ",".join(TWO), "--out", str(tmp_path)]
+    assert comparisons_main(argv) == 0
+    data = json.loads((tmp_path / "divergence.json").read_text())
+    problem = _gpt_problem()
+    direct = get_backend("numpy", "float64").train(problem.spec, problem.params, problem.X, problem.y, Adam(0.01), 3)
+    np.testing.assert_array_equal(data["losses"]["numpy float64"], direct.losses)
+    assert list(data["rounding_noise"]) == ["blocks[0].attn.bk"]
+    assert data["gap_without_noise"]["float64"] < 1e-12 and "blocks[0].attn.bk" in data["finding"]
+    assert (tmp_path / "divergence.png").stat().st_size > 0
+
+
+@needs_two
+def test_gradients_gpt_gaps_are_per_tensor_and_computed_from_the_grads(tmp_path, capsys):
+    from shared.params import named_leaves
+
+    argv = ["gradients", *GPT_ARGS, "--backends", ",".join(TWO), "--out", str(tmp_path)]
+    assert comparisons_main(argv) == 0
+    data = json.loads((tmp_path / "gradients.json").read_text())
+    problem = _gpt_problem()
+    a, b = TWO
+    ga = named_leaves(get_backend(a, "float32").loss_and_grads(problem.spec, problem.params, problem.X, problem.y)[1])
+    gb = dict(
+        named_leaves(get_backend(b, "float32").loss_and_grads(problem.spec, problem.params, problem.X, problem.y)[1])
+    )
+    gaps = data["gaps"][f"step 0 float32 {a} {b}"]
+    assert list(gaps) == [name for name, _ in ga]
+    for name, g in ga:
+        g, h = g.astype(np.float64), gb[name].astype(np.float64)
+        expected = np.abs(g - h).max() / max(np.abs(g).max(), np.abs(h).max())
+        assert gaps[name] == pytest.approx(expected, rel=1e-12), name
+    worst, where = data["worst"]["step 0 float32"]
+    assert "attn.bk" not in where and worst < 1e-5  # the noise tensor is left out of the worst ...
+    assert gaps["blocks[0].attn.bk"] > 0.1  # ... where the gap is noise against noise
+    assert "Left out: blocks[0].attn.bk" in data["finding"]
