@@ -47,6 +47,13 @@ BAD_OPTIONS = [
     ("comparisons gradients", ["--batch-size", "0"], "--batch-size"),
     ("comparisons gradients", ["--n", "1000000", "--sizes", "2,4096,3"], "--n"),
     ("comparisons gradients", ["--backends", "numpy,,jax"], "--backends"),
+    ("comparisons parity", ["--model", "gpt", "--gpt", "8,8,16,3,1"], "--gpt"),  # 3 heads do not divide d = 16
+    ("comparisons parity", ["--model", "gpt", "--sizes", "2,4,1"], "--sizes"),  # an MLP option
+    ("comparisons divergence", ["--model", "transformer"], "--model"),
+    ("comparisons divergence", ["--gpt", "8,8,16,2,100"], "--gpt"),  # more blocks than MAX_LAYERS
+    ("comparisons gradients", ["--model", "gpt", "--n", "1000000", "--gpt", "64,1024,1024,8,4"], "--n"),
+    ("comparisons gradients", ["--model", "mlp", "--gpt", "8,8,16,2,1"], "--gpt"),
+    ("comparisons gradients", ["--model", "gpt", "--activation", "sigmoid"], "--activation"),
     ("comparisons boundaries", ["--resolution", "1000000"], "--resolution"),  # a 7 TiB grid
     ("comparisons boundaries", ["--datasets", ","], "--datasets"),
     ("comparisons boundaries", ["--out", A_FILE], "--out"),
