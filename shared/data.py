@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -142,3 +143,151 @@ def make_dataset(name: str, n: int | None = None, noise: float | None = None, se
 def _check_count(value: object, arg: str, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{arg} must be an integer ≥ {minimum}; got {value!r}")
+
+
+# ============================================================================ sequence tasks for the tiny GPT
+
+SEQUENCE_TASKS = ("copy", "reverse", "sort")
+
+
+@dataclass(frozen=True)
+class SequenceTask:
+    """Digit strings and their copy, reverse or sort, laid out for a decoder-only model.
+
+    Each example is one sequence of 2k + 1 tokens: k random digits, the separator, then the answer,
+    e.g. reverse with k = 4 and digits 0–9 (SEP is token 10, drawn as |):
+
+        sequence   3 1 4 1 | 1 4 1 3
+        X          3 1 4 1 | 1 4 1          the first 2k tokens: what the model reads
+        Y            1 4 1 | 1 4 1 3        the last 2k tokens: the next token at every position
+
+    The loss is the mean over all 2k positions, because the model has no loss mask. Positions
+    0 … k−2 of Y are the next input digits, random and unpredictable: the best any model can do there
+    is ln(n_digits) each, so the loss never goes below `loss_floor` = (k−1)/(2k)·ln(n_digits). Position
+    k−1 is always SEP. Positions k … 2k−1 (`answer`) are the answer: score accuracy there only.
+
+    `source[s, i]` is the position in X of the input digit that answer i of sequence s copies: i for
+    copy, k−1−i for reverse (query k+i looks at key k−1−i: the anti-diagonal, query + key = 2k−1), the
+    stable argsort of the digits for sort (equal digits: the leftmost unused one). A model that solves
+    the task by attention should put its weight from query k+i on key source[s, i].
+    """
+
+    name: str
+    X: np.ndarray  # (n, 2k) int64 tokens
+    Y: np.ndarray  # (n, 2k) int64 next tokens
+    source: np.ndarray  # (n, k) int64: the X position each answer digit comes from
+    length: int  # k digits per string
+    n_digits: int  # digits are tokens 0 … n_digits−1
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    @property
+    def sep(self) -> int:
+        """The separator token, right after the digits."""
+        return self.n_digits
+
+    @property
+    def vocab_size(self) -> int:
+        return self.n_digits + 1
+
+    @property
+    def seq_len(self) -> int:
+        return 2 * self.length
+
+    @property
+    def answer(self) -> slice:
+        """The positions of Y (and the query positions of X) that hold the answer."""
+        return slice(self.length, 2 * self.length)
+
+    @property
+    def loss_floor(self) -> float:
+        """The lowest mean loss any model can reach: ln(n_digits) on each unpredictable input digit."""
+        return (self.length - 1) / (2 * self.length) * float(np.log(self.n_digits))
+
+    def answer_accuracy(self, logits: np.ndarray) -> float:
+        """The share of answer digits predicted right (argmax of logits (n, 2k, V))."""
+        return float((logits[:, self.answer].argmax(axis=-1) == self.Y[:, self.answer]).mean())
+
+    def decode(self, tokens) -> str:
+        """Tokens as text: digits as themselves (0–9, then a, b, …), SEP as |."""
+        return "".join("|" if t == self.sep else "0123456789abcdefghijklmnopqrstuvwxyz"[t] for t in tokens)
+
+
+def sequence_task(name: str, n: int = 1000, length: int = 5, n_digits: int = 10, seed: int = 0) -> SequenceTask:
+    """`n` random strings of `length` digits (uniform over 0 … n_digits−1) and their `name`d answer:
+    copy, reverse or sort (ascending). See SequenceTask for the layout."""
+    if name not in SEQUENCE_TASKS:
+        raise ValueError(f"task must be one of {', '.join(map(repr, SEQUENCE_TASKS))}; got {name!r}")
+    _check_count(n, "n", minimum=1)
+    _check_count(length, "length", minimum=2)
+    _check_count(n_digits, "n_digits", minimum=2)
+    if n_digits > 36:
+        raise ValueError(f"n_digits must be at most 36 (0–9 and a–z); got {n_digits}")
+    rng = np.random.default_rng(seed)
+    digits = rng.integers(0, n_digits, size=(n, length))  # (n, k)
+    if name == "copy":
+        source = np.broadcast_to(np.arange(length), (n, length))
+    elif name == "reverse":
+        source = np.broadcast_to(np.arange(length)[::-1], (n, length))
+    else:
+        source = np.argsort(digits, axis=1, kind="stable")  # (n, k)
+    answer = np.take_along_axis(digits, source, axis=1)  # (n, k)
+    sep = np.full((n, 1), n_digits)
+    sequence = np.concatenate([digits, sep, answer], axis=1).astype(np.int64)  # (n, 2k + 1)
+    return SequenceTask(
+        name, sequence[:, :-1], sequence[:, 1:], np.ascontiguousarray(source, np.int64), length, n_digits
+    )
+
+
+# ============================================================================ a character-level text corpus
+
+CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
+CORPORA = ("genesis",)  # shared/corpus/NAME.txt; its README says where each text comes from
+
+
+def load_corpus(name: str = "genesis") -> str:
+    """The text of shared/corpus/NAME.txt: genesis is Genesis 1–11 of the King James Version (1611,
+    public domain; see shared/corpus/README.md), one verse a line, 34,849 characters."""
+    if name not in CORPORA:
+        raise ValueError(f"corpus must be one of {', '.join(map(repr, CORPORA))}; got {name!r}")
+    return (CORPUS_DIR / f"{name}.txt").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class CharTokenizer:
+    """One token per character: the vocabulary is the text's distinct characters, sorted, so the same
+    text always gives the same ids. Characters outside the vocabulary are refused, never mapped to 0."""
+
+    chars: str  # token i is chars[i]
+
+    @classmethod
+    def from_text(cls, text: str) -> CharTokenizer:
+        if not text:
+            raise ValueError("a tokenizer needs a non-empty text")
+        return cls("".join(sorted(set(text))))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str) -> np.ndarray:
+        index = {c: i for i, c in enumerate(self.chars)}
+        if unknown := sorted(set(text) - index.keys()):
+            raise ValueError(f"characters not in the vocabulary: {''.join(unknown)!r}")
+        return np.array([index[c] for c in text], dtype=np.int64)
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[int(i)] for i in ids)
+
+
+def char_windows(ids: np.ndarray, seq_len: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """`n` windows of `seq_len` tokens at seeded random offsets: X = ids[o : o+t], Y = ids[o+1 : o+t+1],
+    each (n, seq_len) int64: next-character prediction at every position."""
+    _check_count(seq_len, "seq_len", minimum=1)
+    _check_count(n, "n", minimum=1)
+    if len(ids) < seq_len + 1:
+        raise ValueError(f"the text has {len(ids)} tokens; windows of seq_len={seq_len} need at least {seq_len + 1}")
+    offsets = np.random.default_rng(seed).integers(0, len(ids) - seq_len, size=n)  # (n,)
+    rows = offsets[:, None] + np.arange(seq_len)  # (n, t)
+    return ids[rows].astype(np.int64), ids[rows + 1].astype(np.int64)
