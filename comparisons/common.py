@@ -372,7 +372,7 @@ def make_parser(
             metavar="V,T,d,h,L[:ACT]",
             help=f"the transformer: vocab, sequence length, width, heads, blocks (default: {shape}:{GPT.activation})",
         )
-    dataset = "mlp only" if gpt else ""
+    dataset = "(mlp only)" if gpt else ""
     g.add_argument(
         "--dataset", choices=list(DATASETS), default=default(d.dataset), help=f"default: {d.dataset} {dataset}".strip()
     )
