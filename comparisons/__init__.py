@@ -19,4 +19,9 @@ COMMANDS = {
     "noise": ("comparisons.noise", "lesson: flipped training labels: wider nets memorize them and test accuracy drops"),
     "paths": ("comparisons.paths", "lesson: what each hidden unit adds to the XOR output, per input, over 20 seeds"),
     "code": ("comparisons.code", "one concept in NumPy, torch and JAX, side by side (or --html FILE)"),
+    "bugs": ("comparisons.bugs", "ten classic backprop bugs, one at a time in NumPy: what parity and gradcheck show"),
+    "gradcheck": (
+        "comparisons.gradcheck",
+        "gradients against central finite differences, per tensor (--bug: a broken one)",
+    ),
 }

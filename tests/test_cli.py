@@ -93,6 +93,13 @@ BAD_OPTIONS = [
     ("comparisons code", ["adam", "--html", MISSING], "--html"),
     ("comparisons code", ["adam", "--html", "tests"], "--html"),  # a folder, not a file
     ("comparisons code", ["adam", "--backends", ","], "--backends"),
+    ("comparisons bugs", ["--bug", "off-by-one"], "--bug"),
+    ("comparisons bugs", ["--steps", "1000000"], "--steps"),
+    ("comparisons bugs", ["--backends", "numpy"], "--backends"),  # nothing to compare NumPy with
+    ("comparisons gradcheck", ["--sizes", "2,200,200,1"], "--sizes"),  # 40,000 params: 80,000 forwards
+    ("comparisons gradcheck", ["--h", "0"], "--h"),
+    ("comparisons gradcheck", ["--bug", "nope"], "--bug"),
+    ("comparisons gradcheck", ["--out", A_FILE], "--out"),
     ("benchmarks", ["--out", A_FILE], "--out"),  # used to fail after the full measurement
     ("benchmarks", ["--out", UNDER_PROC], "--out"),
     ("benchmarks", ["--sizes", ","], "--sizes"),

@@ -1,0 +1,262 @@
+"""gradcheck: every backend's gradient against central finite differences, tensor by tensor.
+
+The check the test suite anchors everything to (tests/test_gradcheck.py), as a command: for each
+parameter tensor, the analytic gradient next to (L(p + h) − L(p − h)) / 2h computed one entry at a
+time from the NumPy forward pass in float64, the largest relative error, and a verdict against the
+"fd" tolerance of shared/tolerances.py. `--bug NAME` switches on one of the classic mistakes of
+`python -m comparisons bugs` in the NumPy backend first (numpy only: the bug lives there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+from dataclasses import dataclass
+
+import numpy as np
+
+from backends import get_backend, numpy_backend
+from comparisons.common import (
+    OPTIMIZERS,
+    XOR,
+    Defaults,
+    Problem,
+    build_problem,
+    installed,
+    layer_sizes,
+    make_parser,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    sample_count,
+    save_json,
+    spec_shorthand,
+)
+from shared.data import DATASETS
+from shared.params import Params
+from shared.spec import ACTIVATIONS, LOSSES, MLPSpec
+from shared.tolerances import FD_STEP, Tolerance, closeness, tolerance
+
+KINK_MARGIN = 100
+"""A relu pre-activation closer than KINK_MARGIN·h to 0: the two evaluations straddle the kink, and
+the central difference there is an average of the two one-sided slopes (½ for relu), not a derivative."""
+
+
+# ---- the problem options, without the training ones a command does not use ----
+
+
+def add_problem_options(parser: argparse.ArgumentParser, d: Defaults = XOR, training: bool = False) -> None:
+    """--dataset, --n, --noise, --sizes/--spec/--activation/--loss, --seed (and --optimizer/--lr with
+    `training`): what build_problem needs, with the options a command ignores fixed to their defaults
+    rather than offered and silently unused."""
+    g = parser.add_argument_group("the problem")
+    g.add_argument("--dataset", choices=list(DATASETS), default=d.dataset, help=f"default: {d.dataset}")
+    g.add_argument("--n", type=sample_count, default=d.n, help="samples (default: the dataset's; xor: its 4 points)")
+    g.add_argument("--noise", type=non_negative_float, default=d.noise, help="Gaussian noise of the samples")
+    g.add_argument(
+        "--sizes",
+        type=layer_sizes,
+        default=d.sizes,
+        help=f"layer widths, input to output (default: {','.join(map(str, d.sizes))})",
+    )
+    g.add_argument(
+        "--spec",
+        type=spec_shorthand,
+        default=None,
+        metavar="SIZES[:ACT[:LOSS]]",
+        help="shorthand for --sizes/--activation/--loss, e.g. 2,8,1:relu:bce",
+    )
+    g.add_argument("--activation", choices=ACTIVATIONS, default=d.activation, help=f"default: {d.activation}")
+    g.add_argument("--loss", choices=LOSSES, default=d.loss, help=f"default: {d.loss}")
+    if training:
+        g.add_argument(
+            "--optimizer", choices=OPTIMIZERS, default=d.optimizer, help=f"for the update (default: {d.optimizer})"
+        )
+        g.add_argument("--lr", type=positive_float, default=d.lr, help=f"learning rate (default: {d.lr:g})")
+    else:
+        parser.set_defaults(optimizer=d.optimizer, lr=d.lr)
+    g.add_argument("--seed", type=non_negative_int, default=0, help="seed of the data and init (default: 0)")
+    parser.set_defaults(steps=1, batch_size=None)
+
+
+MAX_FD_PARAMS = 20_000
+"""Central differences cost two forward passes per parameter: beyond this, a typo rather than a check."""
+
+
+def check_problem_size(parser: argparse.ArgumentParser, problem: Problem) -> None:
+    if problem.spec.n_params > MAX_FD_PARAMS:
+        parser.error(
+            f"--sizes: {problem.spec.n_params:,} parameters need {2 * problem.spec.n_params:,} forward passes; "
+            f"gradcheck takes at most {MAX_FD_PARAMS:,}"
+        )
+
+
+# ---- the check ----
+
+
+def numpy_loss(spec: MLPSpec, params: Params, X: np.ndarray, y: np.ndarray) -> float:
+    """The NumPy backend's loss, looked up at call time (so a switched-on bug's forward is the one used)."""
+    loss_forward, _ = numpy_backend.LOSSES[spec.loss]
+    y_hat, _ = numpy_backend.mlp_forward(spec, params, X)
+    return float(loss_forward(y_hat, y))
+
+
+def finite_differences(spec: MLPSpec, params: Params, X: np.ndarray, y: np.ndarray, h: float = FD_STEP) -> Params:
+    """Central differences (L(p + h) − L(p − h)) / 2h, one entry at a time, in float64."""
+    work = [{k: np.array(v, np.float64) for k, v in layer.items()} for layer in params]
+    X = np.asarray(X, np.float64)
+    grads: Params = []
+    for layer in work:
+        grads.append({})
+        for k, value in layer.items():
+            g = np.zeros_like(value)
+            for i in np.ndindex(value.shape):
+                original = value[i]
+                value[i] = original + h
+                up = numpy_loss(spec, work, X, y)
+                value[i] = original - h
+                down = numpy_loss(spec, work, X, y)
+                value[i] = original
+                g[i] = (up - down) / (2 * h)
+            grads[-1][k] = g
+    return grads
+
+
+@dataclass(frozen=True)
+class TensorCheck:
+    backend: str
+    name: str  # layer0.W
+    shape: tuple[int, ...]
+    max_abs: float
+    max_rel: float  # max over entries of |analytic − numeric| / max(|analytic|, |numeric|)
+    worst: str
+    ok: bool
+
+
+def kink_distance(spec: MLPSpec, params: Params, X: np.ndarray) -> float:
+    """How close any relu pre-activation comes to 0 (inf without relu), by the NumPy forward."""
+    _, cache = numpy_backend.mlp_forward(spec, params, np.asarray(X, np.float64))
+    hidden = zip(cache[:-1], spec.activations)
+    return float(min((np.abs(Z).min() for (_, Z, _), act in hidden if act == "relu"), default=np.inf))
+
+
+def check(problem: Problem, backends: list[str], h: float = FD_STEP) -> tuple[Params, list[TensorCheck]]:
+    """The finite-difference gradient, and each backend's float64 gradient against it, per tensor."""
+    spec, params, X, y = problem.spec, problem.params, problem.X, problem.y
+    numeric = finite_differences(spec, params, X, y, h)
+    tol = tolerance("float64", "fd")
+    rows = []
+    for name in backends:
+        _, grads = get_backend(name, "float64").loss_and_grads(spec, params, X, y)
+        for l, (layer, numeric_layer) in enumerate(zip(grads, numeric)):
+            for k in ("W", "b"):
+                c = closeness(layer[k], numeric_layer[k], tol, names=[f"layer{l}.{k}"])
+                rows.append(TensorCheck(name, f"layer{l}.{k}", layer[k].shape, c.max_abs, c.max_rel, c.worst, c.ok))
+    return numeric, rows
+
+
+def format_rows(rows: list[TensorCheck], at_kink: bool) -> str:
+    header = ("backend", "tensor", "shape", "max |a−n|", "max rel", "worst at", "verdict")
+    failed = "at a relu kink?" if at_kink else "WRONG"
+    body = [
+        (
+            r.backend,
+            r.name,
+            "×".join(map(str, r.shape)),
+            f"{r.max_abs:.1e}",
+            f"{r.max_rel:.1e}",
+            r.worst,
+            "ok" if r.ok else failed,
+        )
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*header), fmt.format(*("─" * w for w in widths)), *(fmt.format(*b) for b in body)]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def step_reason(h: float, tol: Tolerance) -> str:
+    if h == FD_STEP:
+        why = tol.reason
+    else:
+        why = (
+            f"the suite uses {FD_STEP:g}: truncation error ~h² ≈ {h * h:.0e} and rounding ~ε/h ≈ {2.2e-16 / h:.0e} "
+            "here, so the tolerance below may not fit"
+        )
+    return f"h = {h:g} ({why})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from comparisons.bugs import BUGS, switched_on  # noqa: PLC0415 (bugs imports this module)
+
+    parser = make_parser(
+        "gradcheck",
+        __doc__.split("\n\n")[1],
+        None,
+        epilog="examples:\n  python -m comparisons gradcheck --spec 2,8,8,1:gelu:bce --dataset moons\n"
+        "  python -m comparisons gradcheck --bug tanh-prime-from-z",
+    )
+    add_problem_options(parser)
+    parser.add_argument("--bug", choices=list(BUGS), help="switch on one classic bug in the NumPy backend first")
+    parser.add_argument(
+        "--h",
+        type=positive_float,
+        default=FD_STEP,
+        help=f"the central-difference step (default: {FD_STEP:g}; try 1e-2 or 1e-10 to see why)",
+    )
+    args = parser.parse_args(argv)
+    problem = build_problem(parser, args)
+    check_problem_size(parser, problem)
+    backends = ["numpy"] if args.bug else installed(args.backends)
+    if not backends:
+        parser.error("--backends: none of them is installed here")
+    tol = tolerance("float64", "fd")
+    print(f"Gradient check on {problem.data.name} (n={len(problem.X)}), {problem.spec.describe()}, seed {args.seed}")
+    if args.bug:
+        print(f"with the bug {args.bug!r} switched on in the NumPy backend:\n  {BUGS[args.bug].summary}")
+    print("central differences (L(p + h) − L(p − h)) / 2h, one entry at a time, NumPy forward, float64;")
+    print(textwrap.fill(step_reason(args.h, tol), 100))
+    print(f"verdict: ok when |analytic − numeric| ≤ atol + rtol·max(|a|, |n|) everywhere, {tol}\n")
+    if args.bug:
+        with switched_on(args.bug):
+            numeric, rows = check(problem, backends, args.h)
+    else:
+        numeric, rows = check(problem, backends, args.h)
+    at_kink = kink_distance(problem.spec, problem.params, problem.X) < KINK_MARGIN * args.h
+    print(format_rows(rows, at_kink))
+    failed = [r for r in rows if not r.ok]
+    if at_kink:
+        print(
+            f"\nA relu pre-activation lies within {KINK_MARGIN}·h of 0: there the central difference averages the "
+            "two one-sided slopes (½ for relu) and is no reference. (xor's (0, 0) input meets zero biases "
+            "exactly there; try another --dataset or --seed.)"
+        )
+    path = save_json(
+        {
+            "problem": problem.describe(),
+            "bug": args.bug,
+            "h": args.h,
+            "rtol": tol.rtol,
+            "atol": tol.atol,
+            "relu_at_kink": at_kink,
+            "numeric": numeric,
+            "rows": [r.__dict__ for r in rows],
+        },
+        args.out,
+        "gradcheck",
+    )
+    print(f"\nwrote {path}\n")
+    if failed:
+        worst = max(failed, key=lambda r: r.max_rel)
+        print(
+            f"{len(failed)} of {len(rows)} tensors disagree with finite differences; the worst is {worst.backend} "
+            f"{worst.name} (max relative error {worst.max_rel:.1e} at {worst.worst})."
+        )
+    else:
+        worst = max(rows, key=lambda r: r.max_rel)
+        print(
+            f"All {len(rows)} tensors agree with finite differences; the largest relative error is "
+            f"{worst.max_rel:.1e} ({worst.backend} {worst.name})."
+        )
+    return 1 if failed else 0

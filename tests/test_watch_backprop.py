@@ -1,0 +1,193 @@
+"""See backprop happen: the bug switch, gradcheck, step and graph commands, each checked against numbers
+computed another way.
+
+The bug switch is tested first, because everything else trusts it: it must put every original function
+back, after an exception too, so that get_backend("numpy") is unchanged afterwards.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backends import available_backends, get_backend
+from backends import numpy_backend as nb
+from comparisons import bugs, gradcheck
+from shared.optim import SGD
+from shared.params import init_params
+from shared.spec import MLPSpec
+from shared.tolerances import FD_STEP, closeness, tolerance
+
+from .helpers import finite_difference_grads, make_problem
+
+ROOT = Path(__file__).resolve().parent.parent
+OTHERS = [name for name in available_backends() if name != "numpy"]
+needs_another = pytest.mark.skipif(not OTHERS, reason="parity needs torch or jax installed")
+
+
+def _numpy_surface():
+    """Everything a bug may replace, by identity."""
+    return (
+        dict(vars(nb)),
+        dict(nb.ACTIVATIONS),
+        dict(nb.LOSSES),
+        nb.AdamUpdate.step,
+        nb.SGDUpdate.step,
+    )
+
+
+def _numpy_results():
+    spec = MLPSpec((3, 4, 3, 2), "tanh", "softmax_ce")
+    params, X, y = make_problem(spec, n=5)
+    be = get_backend("numpy")
+    loss, grads = be.loss_and_grads(spec, params, X, y)
+    trained = be.train(spec, params, X, y, SGD(0.1, momentum=0.9), steps=3).params
+    return be.forward(spec, params, X), loss, grads, trained
+
+
+# ---------------------------------------------------------------- the switch
+
+
+@pytest.mark.parametrize("name", list(bugs.BUGS))
+def test_every_bug_is_switched_off_after_its_block_even_after_an_exception(name):
+    before, results = _numpy_surface(), _numpy_results()
+    with bugs.switched_on(name):
+        assert _numpy_surface() != before, f"{name} replaced nothing"
+    assert _numpy_surface() == before
+    with pytest.raises(ZeroDivisionError):
+        with bugs.switched_on(name):
+            raise ZeroDivisionError
+    assert _numpy_surface() == before
+    for a, b in zip(_numpy_results(), results):
+        assert closeness(a, b, tolerance("float64", "forward")).max_abs == 0  # bit for bit
+
+
+def test_one_bug_at_a_time_and_only_known_names():
+    with bugs.switched_on("db-mean"):
+        with pytest.raises(RuntimeError, match="already switched on"):
+            with bugs.switched_on("tanh-prime-from-z"):
+                pass
+        assert nb.ACTIVATIONS["tanh"][1] is nb.tanh_backward  # the refused switch changed nothing
+    with pytest.raises(ValueError, match="unknown bug"):
+        with bugs.switched_on("off-by-one"):
+            pass
+    assert not bugs._active
+
+
+@needs_another
+@pytest.mark.parametrize("name", list(bugs.BUGS))
+def test_each_bug_fails_parity_and_its_absence_passes(name):
+    problem = bugs.problem_for(bugs.BUGS[name], steps=20)
+    clean, _ = bugs.parity_checks(problem, OTHERS[:1])
+    assert all(c.ok for c in clean), [c for c in clean if not c.ok]
+    broken, _ = bugs.parity_checks(problem, OTHERS[:1], name)
+    assert not all(c.ok for c in broken), f"{name} passed parity against {OTHERS[0]}"
+
+
+def test_the_gradient_check_catches_exactly_the_gradient_bugs():
+    """Finite differences of the NumPy forward catch a wrong backward, not an optimizer bug nor a
+    consistent-but-wrong forward (the approximate GELU); at a relu kink they fail without the bug too."""
+    for bug in bugs.BUGS.values():
+        problem = bugs.problem_for(bug, steps=1)
+        expect_clean = bug.name != "relu-prime-at-0"
+        expect_caught = bug.name not in ("adam-no-bias-correction", "momentum-not-reset", "approximate-gelu")
+        assert bugs.fd_check(problem).ok == expect_clean, bug.name
+        assert bugs.fd_check(problem, bug.name).ok != expect_caught, bug.name
+
+
+def test_each_bug_is_caught_by_the_test_it_names():
+    """Run every bug's named test with the bug switched on, in one fresh interpreter: each must fail."""
+    script = (
+        "import sys, pytest\n"
+        "from comparisons.bugs import BUGS, switched_on\n"
+        "missed = []\n"
+        "for bug in BUGS.values():\n"
+        "    with switched_on(bug.name):\n"
+        "        rc = pytest.main([bug.caught_by, '-q', '-x', '-p', 'no:cacheprovider', '--no-header', '-rN'])\n"
+        "    if rc != pytest.ExitCode.TESTS_FAILED:\n"
+        "        missed.append((bug.name, int(rc)))\n"
+        "print('MISSED', missed)\n"
+        "sys.exit(1 if missed else 0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+def test_relu_prime_at_zero_matches_torch_and_jax():
+    """relu′(0) = 0 in all three: xor's (0, 0) input with zero biases puts every hidden Z at exactly 0."""
+    if not OTHERS:
+        pytest.skip("needs torch or jax")
+    spec = MLPSpec((2, 4, 1), "relu", "bce")
+    params = init_params(spec, seed=0)
+    X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    y = np.array([[0.0], [1.0], [1.0], [0.0]])
+    _, cache = nb.mlp_forward(spec, params, X)
+    assert (cache[0][1][0] == 0).all()  # the first sample's hidden Z is exactly 0
+    _, mine = get_backend("numpy").loss_and_grads(spec, params, X, y)
+    for other in OTHERS:
+        _, theirs = get_backend(other).loss_and_grads(spec, params, X, y)
+        result = closeness(mine, theirs, tolerance("float64", "grads"))
+        assert result.ok, result.message(f"numpy vs {other}, relu at its kink")
+
+
+def test_momentum_buffer_starts_at_zero_in_every_run():
+    spec = MLPSpec((2, 4, 1), "tanh", "bce")
+    params, X, y = make_problem(spec, n=4)
+    be = get_backend("numpy")
+    first, second = (be.train(spec, params, X, y, SGD(0.1, momentum=0.9), steps=5).params for _ in range(2))
+    assert closeness(first, second, tolerance("float64", "grads")).max_abs == 0
+
+
+# ---------------------------------------------------------------- gradcheck
+
+
+def test_finite_differences_are_the_ones_the_tests_use():
+    spec = MLPSpec((3, 4, 2), "gelu", "mse")
+    params, X, y = make_problem(spec, n=5)
+    mine = gradcheck.finite_differences(spec, params, X, y, FD_STEP)
+    theirs = finite_difference_grads(spec, params, X, y, FD_STEP)
+    assert closeness(mine, theirs, tolerance("float64", "forward")).max_abs == 0
+    for layer in params:  # nothing shifted is left behind
+        assert all(np.isfinite(v).all() for v in layer.values())
+    assert closeness(params, make_problem(spec, n=5)[0], tolerance("float64", "forward")).max_abs == 0
+
+
+def test_gradcheck_passes_on_every_backend_and_fails_with_a_bug(tmp_path, capsys):
+    args = ["--dataset", "moons", "--n", "6", "--spec", "2,3,1:sigmoid:bce", "--out", str(tmp_path)]
+    assert gradcheck.main(args) == 0
+    out = capsys.readouterr().out
+    for name in available_backends():
+        assert f"\n{name} " in out
+    assert "h = 1e-06" in out and "truncation" in out and "All " in out
+    assert gradcheck.main([*args, "--bug", "sigmoid-prime-from-z"]) == 1
+    out = capsys.readouterr().out
+    assert "WRONG" in out and "sigmoid-prime-from-z" in out
+    assert (tmp_path / "gradcheck.json").exists()
+    assert nb.ACTIVATIONS["sigmoid"][1] is nb.sigmoid_backward
+
+
+def test_gradcheck_says_when_a_relu_sits_on_its_kink(tmp_path, capsys):
+    assert gradcheck.main(["--activation", "relu", "--backends", "numpy", "--out", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "at a relu kink?" in out and "within 100·h of 0" in out
+
+
+# ---------------------------------------------------------------- bugs
+
+
+@needs_another
+def test_bugs_command_one_bug_and_the_summary(tmp_path, capsys):
+    assert bugs.main(["--bug", "db-mean", "--steps", "10", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "FAIL  grads" in out and "caught by:" in out
+    assert (tmp_path / "bugs-db-mean.png").exists() and (tmp_path / "bugs-db-mean.json").exists()
+    # the summary against one other backend (each JAX spec and optimizer is a compile: seconds)
+    assert bugs.main(["--steps", "5", "--backends", f"numpy,{OTHERS[0]}", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in bugs.BUGS)
+    assert max(len(line) for line in out.splitlines()) <= 100
+    assert not bugs._active
