@@ -24,4 +24,5 @@ COMMANDS = {
         "comparisons.gradcheck",
         "gradients against central finite differences, per tensor (--bug: a broken one)",
     ),
+    "step": ("comparisons.step", "one training step, layer by layer, every number, NumPy beside torch and JAX"),
 }

@@ -100,6 +100,9 @@ BAD_OPTIONS = [
     ("comparisons gradcheck", ["--h", "0"], "--h"),
     ("comparisons gradcheck", ["--bug", "nope"], "--bug"),
     ("comparisons gradcheck", ["--out", A_FILE], "--out"),
+    ("comparisons step", ["--sample", "4"], "--sample"),  # xor has samples 0 to 3
+    ("comparisons step", ["--html", "tests"], "--html"),
+    ("comparisons step", ["--lr", "0"], "--lr"),
     ("benchmarks", ["--out", A_FILE], "--out"),  # used to fail after the full measurement
     ("benchmarks", ["--out", UNDER_PROC], "--out"),
     ("benchmarks", ["--sizes", ","], "--sizes"),

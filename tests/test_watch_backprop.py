@@ -191,3 +191,49 @@ def test_bugs_command_one_bug_and_the_summary(tmp_path, capsys):
     assert all(name in out for name in bugs.BUGS)
     assert max(len(line) for line in out.splitlines()) <= 100
     assert not bugs._active
+
+
+# ---------------------------------------------------------------- step
+
+
+def test_the_steps_numbers_are_numpys_gradients_and_update():
+    from comparisons import step
+    from comparisons.common import XOR, Problem
+    from shared.data import make_dataset
+
+    spec = MLPSpec((2, 4, 3, 1), ("tanh", "relu"), "bce")
+    data = make_dataset("xor")
+    params = make_problem(spec)[0]
+    problem = Problem(data, spec, params, data.X, data.targets(spec), SGD(0.5), 1, 0, None)
+    loss, layers, _ = step.numpy_step(spec, params, problem.X, problem.y, problem.optimizer)
+    ref_loss, grads = get_backend("numpy").loss_and_grads(spec, params, problem.X, problem.y)
+    assert loss == ref_loss
+    for layer, g, p in zip(layers, grads, params):
+        np.testing.assert_array_equal(layer["dW"], g["W"])
+        np.testing.assert_array_equal(layer["db"], g["b"])
+        np.testing.assert_allclose(layer["W_new"], p["W"] - 0.5 * g["W"], rtol=0, atol=1e-15)
+    # dL/dX of a layer is the next-earlier layer's dL/dA, and dZ = dA ⊙ f′(Z)
+    np.testing.assert_array_equal(layers[1]["dX"], layers[0]["dA"])
+    np.testing.assert_allclose(layers[0]["dZ"], layers[0]["dA"] * (1 - np.tanh(layers[0]["Z"]) ** 2), atol=1e-15)
+    quantities, losses = step.collect(problem, problem.X, problem.y, available_backends(), "float64")
+    for q in quantities:  # every backend's intermediates agree with NumPy's to a few roundings
+        for name, value in q.values.items():
+            assert step.eps_gap(q.values["numpy"], value, "float64") < 64, (q.layer, q.name, name)
+    assert set(losses) == set(available_backends())
+    assert XOR.sizes == (2, 4, 1)
+
+
+def test_step_command_one_sample_and_html(tmp_path, capsys):
+    from comparisons import step
+
+    page = tmp_path / "step.html"
+    assert step.main(["--sample", "2", "--html", str(page), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "sample 2 alone (n=1)" in out
+    for text in ("Z = X·W + b", "dL/dZ = dL/dA ⊙ f′(Z)", "dL/dW = Xᵀ·dL/dZ", "dL/db", "dL/dX", "UPDATE"):
+        assert text in out
+    assert max(len(line) for line in out.splitlines() if not line.startswith("wrote")) <= 100
+    for name in available_backends():
+        if name != "numpy":
+            assert f"{name} " in out
+    assert "dL/dW = Xᵀ·dL/dZ" in page.read_text() and page.read_text().startswith("<!doctype html>")
