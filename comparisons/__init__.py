@@ -25,4 +25,5 @@ COMMANDS = {
         "gradients against central finite differences, per tensor (--bug: a broken one)",
     ),
     "step": ("comparisons.step", "one training step, layer by layer, every number, NumPy beside torch and JAX"),
+    "graph": ("comparisons.graph", "the computation graph of one loss: NumPy's tape, torch's grad_fn, JAX's jaxpr"),
 }

@@ -103,6 +103,8 @@ BAD_OPTIONS = [
     ("comparisons step", ["--sample", "4"], "--sample"),  # xor has samples 0 to 3
     ("comparisons step", ["--html", "tests"], "--html"),
     ("comparisons step", ["--lr", "0"], "--lr"),
+    ("comparisons graph", ["--sizes", "2,4,4,4,4,4,4,4,4,1"], "--sizes"),  # 9 layers: beyond 8
+    ("comparisons graph", ["--out", UNDER_PROC], "--out"),
     ("benchmarks", ["--out", A_FILE], "--out"),  # used to fail after the full measurement
     ("benchmarks", ["--out", UNDER_PROC], "--out"),
     ("benchmarks", ["--sizes", ","], "--sizes"),

@@ -237,3 +237,72 @@ def test_step_command_one_sample_and_html(tmp_path, capsys):
         if name != "numpy":
             assert f"{name} " in out
     assert "dL/dW = Xᵀ·dL/dZ" in page.read_text() and page.read_text().startswith("<!doctype html>")
+
+
+# ---------------------------------------------------------------- graph
+
+
+def test_numpy_tape_lists_the_forward_then_the_backward_functions():
+    from comparisons import graph
+
+    spec = MLPSpec((2, 4, 1), "tanh", "bce")
+    params, X, y = make_problem(spec, n=4)
+    tape = graph.numpy_tape(spec, params, X, y)
+    assert [lines[0] for lines in tape.nodes.values()] == [
+        "linear_forward",
+        "tanh_forward",
+        "linear_forward",
+        "bce_forward",
+        "bce_backward",
+        "linear_backward",
+        "tanh_backward",
+        "linear_backward",
+    ]
+    assert len(tape.edges) == len(tape.nodes) - 1
+
+
+def test_torch_graph_of_a_two_layer_tanh_mlp_has_exactly_the_expected_nodes():
+    pytest.importorskip("torch")
+    from comparisons import graph
+
+    spec = MLPSpec((2, 4, 1), "tanh", "bce")
+    params, X, y = make_problem(spec, n=4)
+    g, _ = graph.torch_graph(spec, params, X, y)
+    assert g.kinds() == {
+        "BinaryCrossEntropyWithLogitsBackward0": 1,
+        "AddmmBackward0": 2,
+        "TanhBackward0": 1,
+        "TBackward0": 2,  # nn.Linear's (out, in) weight, transposed in the forward
+        "AccumulateGrad": 4,  # one per parameter tensor
+    }
+    leaves = sorted(lines[1].split(".grad")[0] for lines in g.nodes.values() if lines[0] == "AccumulateGrad")
+    assert leaves == ["layer0.W", "layer0.b", "layer1.W", "layer1.b"]
+    assert len(g.edges) == 9  # every node but the loss has one parent here
+
+
+def test_jax_gradient_jaxpr_has_a_dot_general_pair_per_layer_but_the_first():
+    pytest.importorskip("jax")
+    from comparisons import graph
+
+    spec = MLPSpec((2, 4, 3, 1), "tanh", "mse")
+    params, X, y = make_problem(spec, n=4)
+    loss_jaxpr, grad_jaxpr = graph.jax_jaxprs(spec, params, X, y)
+    assert graph.jaxpr_graph(loss_jaxpr).kinds()["dot_general"] == 3
+    assert graph.jaxpr_graph(grad_jaxpr).kinds()["dot_general"] == 3 + 2 * 3 - 1
+
+
+def test_graph_command_writes_dot_with_one_cluster_per_backend(tmp_path, capsys):
+    from comparisons import graph
+
+    assert graph.main(["--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    dot = (tmp_path / "graph.dot").read_text()
+    assert dot.startswith("digraph trigrad {") and dot.rstrip().endswith("}")
+    for name in available_backends():
+        assert f"subgraph cluster_{name} {{" in dot
+    assert "linear_forward" in dot and "->" in dot
+    if "torch" in available_backends():
+        assert "AddmmBackward0" in out and "AddmmBackward0" in dot
+    if "jax" in available_backends():
+        assert "dot_general" in out and "jax.make_jaxpr" in out
+    assert (tmp_path / "graph.json").exists()
