@@ -210,18 +210,17 @@ def collect(problem: Problem, X, y, backends: list[str], dtype: str) -> tuple[li
         add("backward", where, "dL/dW", f"{inp}ᵀ·dL/dZ", "dW", l)
         add("backward", where, "dL/db", "Σₙ dL/dZ", "db", l)
         add("backward", where, f"dL/d{inp}", "dL/dZ·Wᵀ" + (" (the data's: nothing uses it)" if l == 0 else ""), "dX", l)
-    rule = update_rule(opt)
     for l in range(n_layers):
-        add("update", f"layer {l}", "W", rule.replace("p", "W"), "W_new", l)
-        add("update", f"layer {l}", "b", rule.replace("p", "b"), "b_new", l)
+        add("update", f"layer {l}", "W", update_rule(opt, "W"), "W_new", l)
+        add("update", f"layer {l}", "b", update_rule(opt, "b"), "b_new", l)
     return quantities, losses
 
 
-def update_rule(opt) -> str:
+def update_rule(opt, p: str) -> str:
     from shared.optim import SGD  # noqa: PLC0415
 
     if isinstance(opt, SGD) and not opt.momentum and not opt.weight_decay:
-        return f"p − lr·dL/dp, lr = {opt.lr:g}"
+        return f"{p} − lr·dL/d{p}, lr = {opt.lr:g}"
     return f"{opt.describe()}, first step"
 
 
