@@ -18,6 +18,14 @@ COMMANDS = {
     "seeds": ("comparisons.seeds", "lesson: different seeds, different solutions (up to symmetry), some stuck"),
     "noise": ("comparisons.noise", "lesson: flipped training labels: wider nets memorize them and test accuracy drops"),
     "paths": ("comparisons.paths", "lesson: what each hidden unit adds to the XOR output, per input, over 20 seeds"),
+    "attention": (
+        "comparisons.attention",
+        "lesson: a tiny GPT reverses digits; its attention is the anti-diagonal",
+    ),
+    "generate": (
+        "comparisons.generate",
+        "a character GPT on Genesis per backend, samples side by side",
+    ),
     "code": ("comparisons.code", "one concept in NumPy, torch and JAX, side by side (or --html FILE)"),
     "bugs": ("comparisons.bugs", "ten classic backprop bugs, one at a time in NumPy: what parity and gradcheck show"),
     "gradcheck": (

@@ -119,6 +119,7 @@ def run(
             "strings_right": float(correct.all(axis=1).mean()),
             "share": [source_share(P, test) for P in maps],  # per layer: (h,)
             "maps": maps,
+            "params": trained,
             "recompute_gap": float(np.abs(logits - own).max()),
             "seconds": traj.meta.get("wall_time_s"),
         }
@@ -326,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         "uniform_share": r["uniform"],
         "map_gaps": map_gaps(r) if len(backends) > 1 else {},
         "runs": {
-            name: {key: x[key] for key in x if key not in ("maps", "losses")} | {"losses": x["losses"]}
+            name: {key: x[key] for key in x if key not in ("maps", "losses", "params")} | {"losses": x["losses"]}
             for name, x in r["runs"].items()
         },
     }
