@@ -93,6 +93,15 @@ BAD_OPTIONS = [
     ("comparisons code", ["adam", "--html", MISSING], "--html"),
     ("comparisons code", ["adam", "--html", "tests"], "--html"),  # a folder, not a file
     ("comparisons code", ["adam", "--backends", ","], "--backends"),
+    ("comparisons attention", ["--task", "shuffle"], "--task"),
+    ("comparisons attention", ["--heads", "3"], "--heads"),  # 32 is not divisible by 3
+    ("comparisons attention", ["--batch-size", "500", "--n", "100"], "--batch-size"),
+    ("comparisons attention", ["--length", "100"], "--length"),
+    ("comparisons attention", ["--out", A_FILE], "--out"),
+    ("comparisons generate", ["--temperature", "-1"], "--temperature"),
+    ("comparisons generate", ["--seq-len", "1"], "--seq-len"),
+    ("comparisons generate", ["--steps", "0"], "--steps"),
+    ("comparisons generate", ["--backends", ","], "--backends"),
     ("comparisons bugs", ["--bug", "off-by-one"], "--bug"),
     ("comparisons bugs", ["--steps", "1000000"], "--steps"),
     ("comparisons bugs", ["--backends", "numpy"], "--backends"),  # nothing to compare NumPy with
