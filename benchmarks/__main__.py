@@ -18,7 +18,7 @@ import numpy as np
 
 from backends import BACKENDS, available_backends
 from benchmarks.report import markdown, run_report
-from benchmarks.workloads import WORKLOADS
+from benchmarks.workloads import QUICK_SKIPS, WORKLOADS, GPTWorkload
 from comparisons.common import name_list, output_folder
 
 COLORS = {"numpy": "#1f77b4", "torch": "#d62728", "jax": "#2ca02c"}  # as in every trigrad figure
@@ -34,40 +34,54 @@ def plot(report: dict, out: Path) -> list[Path]:
 
     rows = report["rows"]
     flops = {name: w.flops_per_step for name, w in WORKLOADS.items()}
+    gpts = {name for name in flops if isinstance(WORKLOADS[name], GPTWorkload)}
     paths = []
 
     fig, ax = plt.subplots(figsize=(9, 6), layout="constrained")
     for backend in COLORS:
         for variant in MARKERS:
-            pts = sorted(
-                (flops[r["workload"]], r["steps_per_s"])
-                for r in rows
-                if r["backend"] == backend and r["variant"] == variant
-            )
+            mine = [r for r in rows if r["backend"] == backend and r["variant"] == variant]
+            # the MLP sizes joined by a line; a GPT is another model, so its point stands alone (larger, hollow)
+            pts = sorted((flops[r["workload"]], r["steps_per_s"]) for r in mine if r["workload"] not in gpts)
             if pts:
                 x, y = zip(*pts)
                 ax.plot(
                     x, y, STYLES[variant], marker=MARKERS[variant], color=COLORS[backend], label=f"{backend} {variant}"
                 )
+            for r in mine:
+                if r["workload"] in gpts:
+                    ax.plot(
+                        flops[r["workload"]],
+                        r["steps_per_s"],
+                        MARKERS[variant],
+                        ms=10,
+                        mfc="none",
+                        mew=1.5,
+                        color=COLORS[backend],
+                        label=None if pts else f"{backend} {variant}",
+                    )
+    if gpts:
+        ax.plot([], [], "o", ms=10, mfc="none", color="0.5", label="hollow, unjoined: the GPT workload")
     x = np.logspace(np.log10(min(flops.values())) - 0.3, np.log10(max(flops.values())) + 0.3, 50)
     for backend, peak in report["peaks_gflops"].items():
         ax.plot(x, peak * 1e9 / x, color=COLORS[backend], lw=0.8, alpha=0.5)
     ax.plot([], [], color="0.5", lw=0.8, label="compute bound: peak GFLOP/s ÷ FLOPs per step")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("matmul FLOPs per training step (6 · batch · Σ fan_in·fan_out, less the input's gradient)")
+    ax.set_xlabel("matmul FLOPs per training step (forward ×3; MLP: less the input's gradient)")
     ax.set_ylabel("training steps per second")
     ax.set_title("Overhead-bound (flat, left) to compute-bound (on the peak lines, right)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
     bottom = ax.get_ylim()[0]
-    for name, f in flops.items():
-        ax.text(f, bottom * 1.5, name, ha="center", fontsize=9, color="0.3")
+    for name, f in flops.items():  # a GPT's label ends left of its FLOPs: they are close to the large MLP's
+        gpt = name in gpts
+        ax.text(f / 1.3 if gpt else f, bottom * 1.5, name, ha="right" if gpt else "center", fontsize=9, color="0.3")
     paths.append(out / "steps_vs_flops.png")
     fig.savefig(paths[-1])
     plt.close(fig)
 
-    sizes = [s for s in ("small", "medium", "large") if any(r["workload"] == s for r in rows)]
+    sizes = [s for s in WORKLOADS if s != "xor" and any(r["workload"] == s for r in rows)]
     bars = [(b, v) for b in COLORS for v in MARKERS if any(r["backend"] == b and r["variant"] == v for r in rows)]
     fig, ax = plt.subplots(figsize=(10, 5.5), layout="constrained")
     width = 0.8 / max(len(bars), 1)
@@ -102,7 +116,7 @@ def plot(report: dict, out: Path) -> list[Path]:
         )
     ax.set_xticks(
         range(len(sizes)),
-        [f"{s}\n{'→'.join(map(str, WORKLOADS[s].spec.sizes))}\nbatch {WORKLOADS[s].batch}" for s in sizes],
+        [f"{s}\n{WORKLOADS[s].label}\nbatch {WORKLOADS[s].batch}" for s in sizes],
     )
     ax.set_ylabel("achieved GFLOP/s (float32)")
     ax.set_title("Achieved training throughput against each framework's own matmul peak")
@@ -123,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="short timings, sizes xor/small/medium only (under a minute); noisier numbers",
+        help=f"short timings, all sizes but {'/'.join(QUICK_SKIPS)} (under a minute); noisier numbers",
     )
     # checked before measuring: a bad --out must not cost the whole run
     parser.add_argument(
@@ -139,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         "--sizes",
         type=name_list(list(WORKLOADS)),
         default=None,
-        help=f"comma-separated from {', '.join(WORKLOADS)} (default: all; --quick: all but large)",
+        help=f"comma-separated from {', '.join(WORKLOADS)} (default: all; --quick: all but {', '.join(QUICK_SKIPS)})",
     )
     args = parser.parse_args(argv)
     if not any(name in available_backends() for name in args.backends):

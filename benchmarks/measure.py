@@ -195,3 +195,27 @@ def scan_iteration_us(target_s: float = 0.2) -> float:
     start = time.perf_counter()
     loop(c, n).block_until_ready()
     return 1e6 * (time.perf_counter() - start) / n
+
+
+def numpy_gelu_s(w, repeats: int = 2) -> float:
+    """NumPy only: seconds per training step of a GPT workload spent in its exact GELU, gelu_forward and
+    gelu_backward on every layer's pre-activations (taken from a forward at the initial params, so
+    math.erf sees the values it sees in training), fastest of `repeats`. The NumPy backend computes
+    erf with np.vectorize(math.erf): one Python call per element."""
+    import numpy as np
+
+    from backends import numpy_transformer as nt
+    from backends.numpy_backend import gelu_backward, gelu_forward
+    from shared.params import map_params
+
+    params, X, _ = w.problem()
+    params = map_params(lambda a: a.astype(np.float32), params)
+    _, (_, block_caches, _, _) = nt.gpt_forward(w.spec, params, X)
+    zs = [mlp_cache[1] for (_, _, _, mlp_cache) in block_caches]  # mlp cache: (x, z, a, activation)
+
+    def both() -> None:
+        for z in zs:
+            a = gelu_forward(z)
+            gelu_backward(a, z, a)  # any upstream gradient of z's shape costs the same
+
+    return min(_timed(both) for _ in range(repeats))
