@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from shared.backend import Backend
+from shared.backend import CHUNK, Backend
 from shared.optim import SGD, AdamW, Optimizer
 from shared.params import Params
 from shared.spec import GPTSpec, MLPSpec
@@ -97,34 +97,72 @@ forward = jax.jit(model, static_argnums=0)
 loss_and_grads = jax.jit(jax.value_and_grad(loss_fn), static_argnums=1)
 
 
-def make_optimizer(opt: Optimizer) -> optax.GradientTransformation:
+def make_optimizer(opt: Optimizer, dtype=jnp.float64) -> optax.GradientTransformation:
     """The optax transformation that a shared.optim description names (torch's conventions: optax's
-    `trace` is torch's momentum buffer, and its Adam adds eps after the square root)."""
+    `trace` is torch's momentum buffer, and its Adam adds eps after the square root).
+
+    Built with `optax.inject_hyperparams`: lr, momentum, betas, eps and weight decay live in the
+    optimizer *state*, as arrays of the training dtype, instead of being constants compiled into the
+    step. A new learning rate then reuses the compiled training chunk (see train_chunk)."""
+    hyper = partial(optax.inject_hyperparams, hyperparam_dtype=dtype)
     if isinstance(opt, AdamW):
-        return optax.adamw(opt.lr, b1=opt.beta1, b2=opt.beta2, eps=opt.eps, weight_decay=opt.weight_decay)
+        return hyper(optax.adamw)(opt.lr, b1=opt.beta1, b2=opt.beta2, eps=opt.eps, weight_decay=opt.weight_decay)
     if isinstance(opt, SGD):
-        tx = optax.sgd(opt.lr, momentum=opt.momentum or None, nesterov=opt.nesterov)
+        tx = hyper(optax.sgd, static_args=("nesterov",))(opt.lr, momentum=opt.momentum or None, nesterov=opt.nesterov)
     else:
-        tx = optax.adam(opt.lr, b1=opt.beta1, b2=opt.beta2, eps=opt.eps)
+        tx = hyper(optax.adam)(opt.lr, b1=opt.beta1, b2=opt.beta2, eps=opt.eps)
     # torch-style L2 weight decay: g ← g + wd·p before the optimizer sees g
-    return optax.chain(optax.add_decayed_weights(opt.weight_decay), tx) if opt.weight_decay else tx
+    return optax.chain(hyper(optax.add_decayed_weights)(opt.weight_decay), tx) if opt.weight_decay else tx
 
 
-@partial(jax.jit, static_argnames=("spec", "optimizer", "length"))
-def train_chunk(params, opt_state, X, y, batches, *, spec: MLPSpec, optimizer: Optimizer, length: int):
-    """`length` training steps in one compiled call. `batches` is (length, batch_size) sample indices,
-    or None for full-batch steps. Returns the new params and optimizer state, and each step's loss
-    and gradient norm, (length,) each."""
-    tx = make_optimizer(optimizer)
+def optimizer_structure(opt: Optimizer) -> Optimizer:
+    """What a compiled step depends on, with every value replaced by a stand-in: the optimizer's type,
+    whether it has momentum (and Nesterov) or weight decay. The values themselves arrive through the
+    optimizer state, so SGD(lr=0.1) and SGD(lr=0.3) share one compiled chunk."""
+    if isinstance(opt, SGD):
+        return SGD(
+            1.0,
+            momentum=0.5 if opt.momentum else 0.0,
+            nesterov=opt.nesterov,
+            weight_decay=float(bool(opt.weight_decay)),
+        )
+    return type(opt)(1.0, weight_decay=float(bool(opt.weight_decay) or isinstance(opt, AdamW)))
 
-    def step(carry, batch):
-        params, opt_state = carry
-        Xb, yb = (X, y) if batch is None else (X[batch], y[batch])  # (b, d), (b, ...)
-        loss, grads = jax.value_and_grad(loss_fn)(params, spec, Xb, yb)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), (loss, optax.tree.norm(grads))
 
-    (params, opt_state), (losses, norms) = jax.lax.scan(step, (params, opt_state), batches, length=length)
+LENGTHS = tuple(10**k for k in range(len(str(CHUNK))))  # (1, 10, 100, 1000)
+"""The lengths a training chunk is compiled for. A call of n steps runs the smallest length ≥ n with
+the first n iterations real and the rest skipped by lax.cond (about a microsecond each): at most these
+four compiles per (spec, optimizer structure, dtype, batch shape), whatever the run's steps,
+record_every or hyperparameters, and never more than 10× the iterations asked for."""
+
+
+def compiled_length(n: int) -> int:
+    return next(length for length in LENGTHS if length >= n)
+
+
+@partial(jax.jit, static_argnames=("spec", "structure", "length"))
+def train_chunk(params, opt_state, X, y, batches, n, *, spec: MLPSpec | GPTSpec, structure: Optimizer, length: int):
+    """`length` iterations in one compiled call, of which the first `n` (a traced number, so every n
+    shares the compile) are training steps and the rest are skipped. `batches` is (length, batch_size)
+    sample indices (rows ≥ n are padding), or None for full-batch steps. Returns the new params and
+    optimizer state, and each step's loss and gradient norm, (length,) each, meaningful up to n."""
+    tx = make_optimizer(structure, jax.tree.leaves(params)[0].dtype)  # its values come from opt_state
+    zero = jnp.zeros((), jax.tree.leaves(params)[0].dtype)
+
+    def step(carry, xs):
+        i, batch = xs
+
+        def run(carry):
+            params, opt_state = carry
+            Xb, yb = (X, y) if batch is None else (X[batch], y[batch])  # (b, ...), (b, ...)
+            loss, grads = jax.value_and_grad(loss_fn)(params, spec, Xb, yb)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), (loss, optax.tree.norm(grads))
+
+        return jax.lax.cond(i < n, run, lambda carry: (carry, (zero, zero)), carry)
+
+    steps = jnp.arange(length)
+    (params, opt_state), (losses, norms) = jax.lax.scan(step, (params, opt_state), (steps, batches))
     return params, opt_state, losses, norms
 
 
@@ -144,26 +182,26 @@ class JaxBackend(Backend):
         params = jax.tree.map(jnp.asarray, params)
         return dict(
             params=params,
-            opt_state=make_optimizer(optimizer).init(params),
+            opt_state=make_optimizer(optimizer, self.np_dtype).init(params),  # holds lr, betas, ...
             X=jnp.asarray(X),
             y=jnp.asarray(y),
-            static=dict(spec=spec, optimizer=optimizer),
+            static=dict(spec=spec, structure=optimizer_structure(optimizer)),
         )
 
     def _train_steps(self, state, n, batches):
-        # The compiled chunk never branches per step (that keeps it fast): it runs all n steps even
-        # past a NaN, and Backend.train replays the chunk to stop before the bad step.
+        # The compiled chunk never stops early (that keeps it fast): it runs all n steps even past a
+        # NaN, and Backend.train replays the chunk to stop before the bad step.
+        length = compiled_length(n)
+        rows = None
+        if batches is not None:  # padded to the compiled length: rows ≥ n are never used
+            rows = np.zeros((length, batches.shape[1]), batches.dtype)
+            rows[:n] = batches
+            rows = jnp.asarray(rows)  # once per chunk of steps
         params, opt_state, losses, norms = train_chunk(
-            state["params"],
-            state["opt_state"],
-            state["X"],
-            state["y"],
-            None if batches is None else jnp.asarray(batches),  # once per chunk of steps
-            length=n,
-            **state["static"],
+            state["params"], state["opt_state"], state["X"], state["y"], rows, n, length=length, **state["static"]
         )
         state.update(params=params, opt_state=opt_state)
-        return np.asarray(losses), np.asarray(norms)  # the chunk's one trip to the host
+        return np.asarray(losses)[:n], np.asarray(norms)[:n]  # the chunk's one trip to the host
 
     def _train_params(self, state):
         return jax.tree.map(np.array, state["params"])
