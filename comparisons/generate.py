@@ -67,7 +67,7 @@ def run(
     backends=("numpy", "torch", "jax"),
     steps: int = 300,
     seq_len: int = 32,
-    d_model: int = 32,
+    d_model: int = 48,
     heads: int = 4,
     layers: int = 2,
     lr: float = 3e-3,
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser("generate", __doc__.split("\n\n")[1], None)
     parser.add_argument("--steps", type=step_count, default=300, help="training steps (default: 300)")
     parser.add_argument("--seq-len", type=int_range(2, 256), default=32, help="context in characters (default: 32)")
-    parser.add_argument("--d-model", type=int_range(1, 256), default=32, help="residual width (default: 32)")
+    parser.add_argument("--d-model", type=int_range(1, 256), default=48, help="residual width (default: 48)")
     parser.add_argument("--heads", type=int_range(1, 8), default=4, help="attention heads (default: 4)")
     parser.add_argument("--layers", type=int_range(1, 4), default=2, help="transformer blocks (default: 2)")
     parser.add_argument("--lr", type=positive_float, default=3e-3, help="Adam's learning rate (default: 0.003)")
