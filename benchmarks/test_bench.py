@@ -26,7 +26,7 @@ def _begin(backend: str, size: str):
         pytest.skip(f"{backend} is not installed")
     be = get_backend(backend, "float32")
     w = WORKLOADS[size]
-    spec, params, X, y = be._prepare(w.spec, *w.problem())  # validated and cast, as train() does
+    spec, params, X, y = be._prepare(w.spec, *w.problem(), need_y=True)  # validated and cast, as train() does
     return be, lambda: be._train_begin(spec, params, X, y, SGD(LR))
 
 
