@@ -14,10 +14,18 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 
-from shared.backend import Backend
+from shared.backend import Backend, DeviceUnavailable
 from shared.validation import check_dtype
 
-__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "available_backends", "get_backend"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendUnavailable",
+    "DeviceUnavailable",
+    "available_backends",
+    "available_devices",
+    "get_backend",
+]
 
 
 @dataclass(frozen=True)
@@ -61,9 +69,11 @@ def available_backends() -> list[str]:
     return [name for name in BACKENDS if not _missing(name)]
 
 
-def get_backend(name: str, dtype: str = "float64") -> Backend:
+def get_backend(name: str, dtype: str = "float64", device: str = "cpu") -> Backend:
     """The backend called `name` ('numpy' | 'torch' | 'jax'), computing in `dtype`
-    ('float64' | 'float32')."""
+    ('float64' | 'float32') on `device`: 'cpu' everywhere; 'cuda' for torch and 'gpu' for JAX where
+    one is present (DeviceUnavailable, naming the device, where not). Arrays still cross the interface
+    as numpy: a GPU backend places them on the device once per call or training run."""
     if not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {name!r}")
     dtype = check_dtype(dtype)
@@ -76,4 +86,19 @@ def get_backend(name: str, dtype: str = "float64") -> Backend:
             f"backend. Installed backends: {', '.join(available_backends())}."
         )
     module = importlib.import_module(entry.module)
-    return getattr(module, entry.cls)(dtype=dtype)
+    return getattr(module, entry.cls)(dtype=dtype, device=device)
+
+
+def available_devices(name: str) -> list[str]:
+    """The devices the installed backend `name` can use here, 'cpu' first (imports its framework)."""
+    if name not in available_backends():
+        return []
+    cls = getattr(importlib.import_module(_REGISTRY[name].module), _REGISTRY[name].cls)
+    found = ["cpu"]
+    for device in cls.devices[1:]:
+        try:
+            cls(device=device)
+        except DeviceUnavailable:
+            continue
+        found.append(device)
+    return found

@@ -22,6 +22,7 @@ Three numerical settings, made explicit:
 from __future__ import annotations
 
 import math
+from contextlib import ExitStack
 from functools import partial
 
 import jax
@@ -170,6 +171,7 @@ class JaxBackend(Backend):
     """jax.value_and_grad + jax.jit over a params pytree."""
 
     name = "jax"
+    devices = ("cpu", "gpu")
 
     def _forward(self, spec, params, X):
         return forward(spec, params, jnp.asarray(X))
@@ -213,4 +215,18 @@ class JaxBackend(Backend):
         state["params"], state["opt_state"] = saved
 
     def _scope(self):
-        return jax.enable_x64(True)
+        """float64 on (see the module docstring) and, on a GPU, every new array placed there."""
+        stack = ExitStack()
+        stack.enter_context(jax.enable_x64(True))
+        if self.device != "cpu":
+            stack.enter_context(jax.default_device(jax.devices(self.device)[0]))
+        return stack
+
+    def _device_present(self) -> bool:
+        try:
+            return bool(jax.devices(self.device))
+        except RuntimeError:  # JAX raises when no backend of that platform is installed
+            return False
+
+    def _device_missing_reason(self) -> str:
+        return f"jax.devices({self.device!r}) finds none; this jaxlib sees {[d.platform for d in jax.devices()]}"

@@ -13,6 +13,7 @@ and the gradient on the way out — here, and nowhere else.
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -67,21 +68,23 @@ class MLP(nn.Module):
         return out
 
 
-def to_torch(a: np.ndarray) -> torch.Tensor:
-    """numpy -> torch without a copy (the tensor shares the array's memory and dtype)."""
-    return torch.from_numpy(np.ascontiguousarray(a))
+def to_torch(a: np.ndarray, device: str = "cpu") -> torch.Tensor:
+    """numpy -> torch: on the CPU without a copy (the tensor shares the array's memory and dtype),
+    on a GPU one transfer."""
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    return t if device == "cpu" else t.to(device)
 
 
-def build_model(spec: MLPSpec | GPTSpec, params: Params, dtype: torch.dtype) -> nn.Module:
+def build_model(spec: MLPSpec | GPTSpec, params: Params, dtype: torch.dtype, device: str = "cpu") -> nn.Module:
     """The module for `spec` (an MLP, or torch_transformer's GPT) holding `params`, each weight
-    converted from the canonical (in, out) to torch's (out, in)."""
+    converted from the canonical (in, out) to torch's (out, in), then moved to `device`."""
     model = torch_transformer.GPT(spec, dtype) if isinstance(spec, GPTSpec) else MLP(spec, dtype)
     with torch.no_grad():
         tensors = model.canonical()
         for name, array in named_leaves(params):
             tensor, transposed = tensors[name]
             tensor.copy_(to_torch(array.T if transposed else array))  # (in, out) -> (out, in)
-    return model
+    return model.to(device)
 
 
 def read_params(spec: MLPSpec | GPTSpec, model: nn.Module) -> Params:
@@ -98,7 +101,7 @@ def read_grads(spec: MLPSpec | GPTSpec, model: nn.Module) -> Params:
 
 def _to_numpy(tensor: torch.Tensor, transposed: bool, grad: bool) -> np.ndarray:
     t = tensor.grad if grad else tensor.detach()
-    return (t.T if transposed else t).numpy().copy()
+    return (t.T if transposed else t).cpu().numpy().copy()  # .cpu() is a no-op on the CPU
 
 
 def make_optimizer(opt: Optimizer, model: nn.Module) -> torch.optim.Optimizer:
@@ -120,39 +123,63 @@ class TorchBackend(Backend):
     """Autograd: build the module, compute the loss, call loss.backward(), read .grad."""
 
     name = "torch"
+    devices = ("cpu", "cuda")
 
-    def __init__(self, dtype: str = "float64") -> None:
-        super().__init__(dtype)
+    def __init__(self, dtype: str = "float64", device: str = "cpu") -> None:
+        super().__init__(dtype, device)
         self.torch_dtype = getattr(torch, self.dtype)
 
+    def _device_present(self) -> bool:
+        return torch.cuda.is_available()
+
+    def _device_missing_reason(self) -> str:
+        build = " — this torch is a CPU-only build" if torch.version.cuda is None else ""
+        return f"torch.cuda.is_available() is False{build}"
+
+    @contextmanager
+    def _scope(self):
+        """On a GPU, TF32 is switched off for the call and restored after: float32 must mean float32
+        (TF32 matmuls keep 10 mantissa bits, and would fail the float32 parity tolerances)."""
+        if self.device == "cpu":
+            yield
+            return
+        saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
     def _forward(self, spec, params, X):
-        model = build_model(spec, params, self.torch_dtype)
+        model = build_model(spec, params, self.torch_dtype, self.device)
         with torch.no_grad():
-            return model(to_torch(X)).numpy()  # (n, sizes[-1]), or (n, t, V) for a GPT
+            return model(to_torch(X, self.device)).cpu().numpy()  # (n, sizes[-1]), or (n, t, V) for a GPT
 
     def _loss_and_grads(self, spec, params, X, y):
-        model = build_model(spec, params, self.torch_dtype)
-        y_hat = model(to_torch(X))  # (n, k), or (n, t, V)
-        loss = _loss_fn(spec)(y_hat, to_torch(y))
+        model = build_model(spec, params, self.torch_dtype, self.device)
+        y_hat = model(to_torch(X, self.device))  # (n, k), or (n, t, V)
+        loss = _loss_fn(spec)(y_hat, to_torch(y, self.device))
         loss.backward()  # autograd fills every parameter's .grad
         return loss.item(), read_grads(spec, model)
 
     def _train_begin(self, spec, params, X, y, optimizer):
-        model = build_model(spec, params, self.torch_dtype)
+        model = build_model(spec, params, self.torch_dtype, self.device)
         return dict(
             spec=spec,
             model=model,
             weights=list(model.parameters()),  # listed once: model.parameters() walks the module tree
             opt=make_optimizer(optimizer, model),
             loss_fn=_loss_fn(spec),
-            X=to_torch(X),
-            y=to_torch(y),
+            X=to_torch(X, self.device),  # placed once for the whole run
+            y=to_torch(y, self.device),
         )
 
     def _train_steps(self, state, n, batches):
         model, weights, opt, loss_fn = (state[k] for k in ("model", "weights", "opt", "loss_fn"))
         X, y = state["X"], state["y"]
-        batches = None if batches is None else to_torch(batches)  # once per chunk of steps
+        batches = None if batches is None else to_torch(batches, self.device)  # once per chunk of steps
+        if self.device != "cpu":
+            return self._gpu_steps(state, n, batches)
         losses = np.zeros(n, self.np_dtype)
         norms = np.zeros(n, self.np_dtype)
         for i in range(n):
@@ -166,6 +193,23 @@ class TorchBackend(Backend):
                 return losses[: i + 1], norms[: i + 1]  # diverged: Backend.train finds out why
             opt.step()
         return losses, norms
+
+    def _gpu_steps(self, state, n, batches):
+        """The same loop on a GPU, without a .item() per step (each would wait for the GPU): the losses
+        and norms stay on the device and come back once, at the end of the chunk. A blow-up is then
+        found by Backend.train's check of the chunk, which replays it step by step."""
+        model, weights, opt, loss_fn = (state[k] for k in ("model", "weights", "opt", "loss_fn"))
+        X, y = state["X"], state["y"]
+        losses = torch.empty(n, dtype=self.torch_dtype, device=self.device)
+        norms = torch.empty(n, dtype=self.torch_dtype, device=self.device)
+        for i in range(n):
+            Xb, yb = (X, y) if batches is None else (X[batches[i]], y[batches[i]])
+            opt.zero_grad()
+            loss = loss_fn(model(Xb), yb)
+            loss.backward()
+            losses[i], norms[i] = loss.detach(), torch.nn.utils.get_total_norm([w.grad for w in weights])
+            opt.step()
+        return losses.cpu().numpy(), norms.cpu().numpy()
 
     def _train_params(self, state):
         return read_params(state["spec"], state["model"])

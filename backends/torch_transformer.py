@@ -44,7 +44,7 @@ class CausalSelfAttention(nn.Module):
         k = self.k(x).view(n, t, h, dh).transpose(1, 2)  # (n, h, t, dh)
         v = self.v(x).view(n, t, h, dh).transpose(1, 2)  # (n, h, t, dh)
         S = q @ k.transpose(-2, -1) / math.sqrt(dh)  # (n, h, t, t)
-        future = torch.ones(t, t, dtype=torch.bool).triu(1)  # key j > query i; the diagonal stays
+        future = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)  # key j > query i; the diagonal stays
         P = torch.softmax(S.masked_fill(future, float("-inf")), dim=-1)  # (n, h, t, t)
         y = (P @ v).transpose(1, 2).reshape(n, t, d)  # heads side by side again: (n, t, d)
         return self.o(y)
@@ -91,7 +91,7 @@ class GPT(nn.Module):
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         t = X.shape[1]
-        x = self.tok_emb(X) + self.pos_emb(torch.arange(t))  # (n, t, d)
+        x = self.tok_emb(X) + self.pos_emb(torch.arange(t, device=X.device))  # (n, t, d)
         for block in self.blocks:
             x = block(x)
         return self.head(self.ln_f(x))  # (n, t, V)

@@ -45,12 +45,32 @@ class Backend(ABC):
     name: ClassVar[str]
     """Registry name: 'numpy', 'torch' or 'jax'."""
 
-    def __init__(self, dtype: str = "float64") -> None:
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    """The devices this backend can compute on, by the name its framework uses ('cuda', 'gpu')."""
+
+    def __init__(self, dtype: str = "float64", device: str = "cpu") -> None:
         self.dtype = check_dtype(dtype)
         self.np_dtype = np.dtype(self.dtype)
+        if not isinstance(device, str) or device not in self.devices:
+            choices = ", ".join(map(repr, self.devices))
+            raise ValueError(f"device for the {self.name} backend must be one of {choices}; got {device!r}")
+        self.device = device
+        if device != "cpu" and not self._device_present():
+            raise DeviceUnavailable(
+                f"device={device!r}: the {self.name} backend finds no {device} device here "
+                f"({self._device_missing_reason()}). Use device='cpu' (the default)."
+            )
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(dtype={self.dtype!r})"
+        device = "" if self.device == "cpu" else f", device={self.device!r}"
+        return f"{type(self).__name__}(dtype={self.dtype!r}{device})"
+
+    def _device_present(self) -> bool:
+        """Whether self.device (not 'cpu') is there: each backend that offers one asks its framework."""
+        return False
+
+    def _device_missing_reason(self) -> str:
+        return "no accelerator support"
 
     # ---- the public interface: validate, cast, call the backend, return numpy ----
 
@@ -156,6 +176,7 @@ class Backend(ABC):
             meta={
                 "backend": self.name,
                 "dtype": self.dtype,
+                "device": self.device,
                 "spec": spec_to_dict(spec),
                 "optimizer": optimizer.to_dict(),
                 "seed": seed,
@@ -296,6 +317,10 @@ def _writable(a) -> np.ndarray:
     arrays come back read-only through np.asarray)."""
     a = np.asarray(a)
     return a if a.flags.writeable else a.copy()
+
+
+class DeviceUnavailable(RuntimeError):
+    """A device was asked for (device='cuda' or 'gpu') that the framework cannot see here."""
 
 
 class _NoBar:
