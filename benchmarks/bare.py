@@ -294,4 +294,5 @@ def jax_gpt(w: GPTWorkload, scan: bool = False, lr: float = LR) -> GPTRunner:
                 p = jitted(p)
             state["params"] = jax.block_until_ready(p)
 
-    return GPTRunner(run, lambda: float(jax.jit(loss_of)(state["params"])))
+    jitted_loss = jax.jit(loss_of)
+    return GPTRunner(run, lambda: float(jitted_loss(state["params"])))
