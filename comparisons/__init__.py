@@ -34,4 +34,8 @@ COMMANDS = {
     ),
     "step": ("comparisons.step", "one training step, layer by layer, every number, NumPy beside torch and JAX"),
     "graph": ("comparisons.graph", "the computation graph of one loss: NumPy's tape, torch's grad_fn, JAX's jaxpr"),
+    "playground": (
+        "comparisons.playground",
+        "a local page that trains live on every backend: boundary, hidden units, losses, parity gap in ε",
+    ),
 }
