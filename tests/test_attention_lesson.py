@@ -37,6 +37,7 @@ def test_attention_maps_match_the_numpy_backends_forward():
 
 
 def test_attention_command_end_to_end(tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="the command draws a figure (pip install matplotlib)")
     """Tiny options: the command writes its figure and numbers; every number in the finding is
     recomputed here from the backend's own forward and the attention maps."""
     here = available_backends()
@@ -69,6 +70,7 @@ def test_reverse_is_learned_and_read_off_the_anti_diagonal():
 
 
 def test_generate_command_end_to_end(tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="the command draws a figure (pip install matplotlib)")
     here = available_backends()
     argv = ["--out", str(tmp_path), "--steps", "5", "--seq-len", "8", "--d-model", "8", "--heads", "2"]
     assert generate.main([*argv, "--layers", "1", "--length", "12", "--backends", ",".join(here)]) == 0

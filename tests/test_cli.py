@@ -216,6 +216,7 @@ def test_html_file_needs_an_existing_folder_and_is_not_a_folder(tmp_path):
 
 
 def test_a_new_nested_out_folder_is_created_and_filled(tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="the command draws a figure (pip install matplotlib)")
     from comparisons import paths
 
     out = tmp_path / "figures" / "paths"

@@ -101,6 +101,8 @@ def test_the_gradient_check_catches_exactly_the_gradient_bugs():
 
 def test_each_bug_is_caught_by_the_test_it_names():
     """Run every bug's named test with the bug switched on, in one fresh interpreter: each must fail."""
+    if set(OTHERS) != {"torch", "jax"}:
+        pytest.skip("the named tests compare against torch and JAX; both must be installed")
     script = (
         "import sys, pytest\n"
         "from comparisons.bugs import BUGS, switched_on\n"
