@@ -40,9 +40,9 @@ class Workload:
 
     @property
     def flops_per_step(self) -> int:
-        """Executed matmul FLOPs: 6 · batch · Σ fan_in·fan_out − 2 · batch · sizes[0]·sizes[1]."""
-        fan_in, fan_out = self.spec.layer_shapes[0]
-        return 6 * self.batch * sum(i * o for i, o in self.spec.layer_shapes) - 2 * self.batch * fan_in * fan_out
+        """Executed matmul FLOPs: 6 · batch · Σ fan_in·fan_out − 2 · batch · sizes[0]·sizes[1]
+        (MLPSpec.step_flops, which the backends' thread policy uses too)."""
+        return self.spec.step_flops(self.batch)
 
     def problem(self, seed: int = 0):
         """(params, X, y): float64 numpy, random inputs and targets of the spec's loss."""
@@ -88,11 +88,7 @@ class GPTWorkload:
         the update — O(n·t·(d + d_ff + V) + n·h·t²) elementwise work, no matmul.
 
         For V=64, T=64, d=128, d_ff=512, L=2, n=32: 4,932,501,504 + 402,653,184 = 5,335,154,688."""
-        n, t, s = self.batch, self.spec.seq_len, self.spec
-        d, L = s.d_model, s.n_layers
-        dense = 6 * n * t * (L * (4 * d * d + 2 * d * s.d_ff) + d * s.vocab_size)
-        attention = 12 * n * L * t * t * d
-        return dense + attention
+        return self.spec.step_flops(self.batch)  # the formula above, kept once in shared/spec.py
 
     def problem(self, seed: int = 0):
         """(params, X, Y): float64 params, int64 token ids (batch, seq_len) and their next tokens.

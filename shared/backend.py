@@ -18,11 +18,12 @@ arrays, its optimizer) for the whole run and converts only at the two ends.
 
 from __future__ import annotations
 
+import numbers
 import os
 import sys
 import time
 from abc import ABC, abstractmethod
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from typing import Any, ClassVar
 
 import numpy as np
@@ -48,9 +49,19 @@ class Backend(ABC):
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     """The devices this backend can compute on, by the name its framework uses ('cuda', 'gpu')."""
 
-    def __init__(self, dtype: str = "float64", device: str = "cpu") -> None:
+    single_thread_below: ClassVar[float | None] = None
+    """The thread policy: below this many matmul FLOPs per step (spec.step_flops), compute on one CPU
+    thread; None leaves the framework's threads alone. Each backend's value is measured (see the
+    backend), because a second thread only pays once a step's matrices are large enough to split."""
+
+    def __init__(self, dtype: str = "float64", device: str = "cpu", threads: int | None = None) -> None:
         self.dtype = check_dtype(dtype)
         self.np_dtype = np.dtype(self.dtype)
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1
+        ):
+            raise ValueError(f"threads must be None (the thread policy decides) or an integer ≥ 1; got {threads!r}")
+        self.threads = None if threads is None else int(threads)
         if not isinstance(device, str) or device not in self.devices:
             choices = ", ".join(map(repr, self.devices))
             raise ValueError(f"device for the {self.name} backend must be one of {choices}; got {device!r}")
@@ -65,6 +76,27 @@ class Backend(ABC):
         device = "" if self.device == "cpu" else f", device={self.device!r}"
         return f"{type(self).__name__}(dtype={self.dtype!r}{device})"
 
+    def threads_for(self, flops: float) -> int | None:
+        """CPU threads for work of `flops` matmul FLOPs per step: `threads` if it was given, else 1
+        below `single_thread_below`, else None (the framework's own default)."""
+        if self.threads is not None:
+            return self.threads
+        if self.device == "cpu" and self.single_thread_below is not None and flops < self.single_thread_below:
+            return 1
+        return None
+
+    def _limit_threads(self, n: int | None):
+        """A context that runs the framework on n CPU threads (None: as it is). Backends override."""
+        return nullcontext()
+
+    def _compute(self, spec, rows: int):
+        """The context every call into the framework runs in: the backend's scope and the thread policy
+        for `rows` samples (sequences) of `spec`."""
+        stack = ExitStack()
+        stack.enter_context(self._scope())
+        stack.enter_context(self._limit_threads(self.threads_for(spec.step_flops(rows))))
+        return stack
+
     def _device_present(self) -> bool:
         """Whether self.device (not 'cpu') is there: each backend that offers one asks its framework."""
         return False
@@ -77,7 +109,7 @@ class Backend(ABC):
     def forward(self, spec: MLPSpec, params: Params, X: np.ndarray) -> np.ndarray:
         """The network's output (logits) for X: numpy (n, sizes[-1]) in this backend's dtype."""
         spec, params, X, _ = self._prepare(spec, params, X)
-        with self._scope():
+        with self._compute(spec, len(X)):
             y_hat = _writable(self._forward(spec, params, X))
         _check_finite_result(y_hat, "forward output", self)
         return y_hat
@@ -86,7 +118,7 @@ class Backend(ABC):
         """The mean loss over the batch (a Python float) and its gradient w.r.t. every parameter,
         in the structure of `params` (canonical (in, out) layout), numpy, this backend's dtype."""
         spec, params, X, y = self._prepare(spec, params, X, y, need_y=True)
-        with self._scope():
+        with self._compute(spec, len(X)):
             loss, grads = self._loss_and_grads(spec, params, X, y)
             loss, grads = float(loss), map_params(_writable, grads)
         _check_finite_result(np.asarray(loss), "loss", self)
@@ -140,7 +172,7 @@ class Backend(ABC):
         diverged = None  # (step, quantity, value)
 
         start_time = time.perf_counter()
-        with self._scope():
+        with self._compute(spec, batch_size or len(X)):
             state = self._train_begin(spec, params, X, y, optimizer)
             done, chunk = 0, record_every or CHUNK
             with _progress_bar(steps, progress, f"{self.name} {self.dtype}") as bar:
@@ -177,6 +209,7 @@ class Backend(ABC):
                 "backend": self.name,
                 "dtype": self.dtype,
                 "device": self.device,
+                "threads": self.threads_for(spec.step_flops(batch_size or len(X))),
                 "spec": spec_to_dict(spec),
                 "optimizer": optimizer.to_dict(),
                 "seed": seed,

@@ -124,6 +124,14 @@ class MLPSpec:
     def n_params(self) -> int:
         return sum(i * o + o for i, o in self.layer_shapes)
 
+    def step_flops(self, batch: int) -> int:
+        """Matmul FLOPs of one training step on `batch` samples: 2·batch·fan_in·fan_out for each forward
+        matmul, twice that for its backward (dL/dW and dL/dX), so 6 · batch · Σ fan_in·fan_out — minus
+        the first layer's dL/dX, 2 · batch · sizes[0]·sizes[1], which no backend computes (the input
+        is data). Activations, the loss and the update, O(batch · width), are left out."""
+        fan_in, fan_out = self.layer_shapes[0]
+        return 6 * batch * sum(i * o for i, o in self.layer_shapes) - 2 * batch * fan_in * fan_out
+
     def describe(self) -> str:
         """A short human label, e.g. '2→4→1 tanh, bce'."""
         acts = sorted(set(self.activations))
@@ -187,6 +195,19 @@ class GPTSpec:
         d, f, V, T = self.d_model, self.d_ff, self.vocab_size, self.seq_len
         block = 2 * d + (4 * d * d + 4 * d) + 2 * d + (d * f + f + f * d + d)
         return V * d + T * d + self.n_layers * block + 2 * d + d * V + V
+
+    def step_flops(self, batch: int, t: int | None = None) -> int:
+        """Matmul FLOPs of one training step on `batch` sequences of t tokens (default seq_len), forward
+        ×3 for forward + backward (dL/dW and dL/dX of each matmul):
+        - dense layers, per position: n_layers · (4·d² for q, k, v, o + 2·d·d_ff for the MLP) + d·V for
+          the head → 6 · n · t · (L · (4d² + 2·d·d_ff) + d·V);
+        - attention, per layer and sequence: q·kᵀ and P·v, 2·t²·d each over all heads, each with two
+          backward matmuls → 12 · n · L · t² · d (computed in full although the mask zeroes half).
+        The embedding lookup, layer norms, softmax, GELU, the loss and the update are left out."""
+        t = self.seq_len if t is None else t
+        d, L = self.d_model, self.n_layers
+        dense = 6 * batch * t * (L * (4 * d * d + 2 * d * self.d_ff) + d * self.vocab_size)
+        return dense + 12 * batch * L * t * t * d
 
     def describe(self) -> str:
         return (
