@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
@@ -51,6 +52,18 @@ class Row:
     compile_s: float
     per_call_ms: float  # fixed cost of one call beyond its steps (trigrad: validation, conversion)
     steps_timed: int
+    threads: str = "default"  # CPU threads the measurement ran with: trigrad's policy, or the framework's default
+    load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before and after the measurement
+    busy: bool = False  # taken on a busy machine even after a repeat: read with care
+
+
+BUSY_LOAD = 1.5
+"""A measurement runs one process (load ≈ 1 on its own); a 1-minute load average above this, before or
+after, means something else was running, and the measurement is repeated once."""
+
+
+def _load() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
 
 
 def trigrad_runner(w: AnyWorkload, backend: str):
@@ -88,7 +101,16 @@ def measure_backend(name: str, sizes: list[str], quick: bool, progress=print) ->
     for i, (size, variant, make) in enumerate(jobs, 1):
         w = WORKLOADS[size]
         try:
-            timing: Timing = time_runner(make(w), target_s, repeats=repeats, min_steps=w.min_steps)
+            for attempt in range(2):  # a measurement taken while the machine was busy is taken again, once
+                before = _load()
+                timing: Timing = time_runner(make(w), target_s, repeats=repeats, min_steps=w.min_steps)
+                load = (before, _load())
+                if max(load) <= BUSY_LOAD:
+                    break
+                if attempt == 0:
+                    progress(
+                        f"  [{i}/{len(jobs)}] {size:<6} {name:<5} {variant:<14} busy (load {max(load):.1f}): again"
+                    )
         except Exception as e:  # torch.compile needs a working C++ toolchain; say so and go on
             notes.append(f"{name} {variant} on {size} skipped: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
             progress(f"  [{i}/{len(jobs)}] {size:<6} {name:<5} {variant:<14} skipped ({type(e).__name__})")
@@ -104,6 +126,9 @@ def measure_backend(name: str, sizes: list[str], quick: bool, progress=print) ->
             timing.compile_s,
             1e3 * timing.per_call_s,
             timing.steps,
+            _threads(name, variant, w),
+            load,
+            max(load) > BUSY_LOAD,
         )
         rows.append(asdict(row))
         progress(
@@ -122,6 +147,16 @@ def measure_backend(name: str, sizes: list[str], quick: bool, progress=print) ->
         "facts": machine_facts(),
         **extra,
     }
+
+
+def _threads(name: str, variant: str, w: AnyWorkload) -> str:
+    """The CPU threads a row ran with: trigrad's thread policy for its own train, the framework's
+    default for the bare loops (what a user who writes the loop by hand gets)."""
+    if variant == "trigrad train":
+        n = get_backend(name, "float32").threads_for(w.flops_per_step)
+        if n is not None:
+            return str(n)
+    return "default"
 
 
 def run_report(quick: bool, backends: list[str] | None = None, sizes: list[str] | None = None, progress=print) -> dict:
@@ -145,6 +180,7 @@ def run_report(quick: bool, backends: list[str] | None = None, sizes: list[str] 
         if "gelu_s_per_step" in result:
             facts["numpy_gpt_gelu_s_per_step"] = result["gelu_s_per_step"]
     facts["isolation"] = "each framework measured in its own process"
+    facts["gpu"] = _gpu_note(backends)
     return {
         "quick": quick,
         "facts": facts,
@@ -154,6 +190,17 @@ def run_report(quick: bool, backends: list[str] | None = None, sizes: list[str] 
         "notes": notes,
         "targets": evaluate_targets(rows, dispatch, facts.get("jax_scan_iteration_us")),
     }
+
+
+def _gpu_note(backends: list[str]) -> str:
+    """Whether GPU rows could be measured here. This report measures the CPU; on a machine with a GPU it
+    says one is present, and tests/test_devices.py checks the GPU paths there."""
+    from backends import available_devices
+
+    gpus = [f"{name} {device}" for name in backends for device in available_devices(name)[1:]]
+    if not gpus:
+        return "not measured — no GPU on this machine (torch.cuda and jax.devices('gpu') find none)"
+    return f"present ({', '.join(gpus)}) but this report measures the CPU only"
 
 
 def _find(rows: list[Row], size: str, backend: str, variant: str) -> Row | None:
@@ -399,15 +446,27 @@ def markdown(report: dict) -> str:
         lines.append(f"| {name} | {peak:.0f} GFLOP/s | {report['dispatch_us'][name]:.2f} µs |")
     lines += [
         "",
-        "| size | FLOPs/step | backend | variant | steps/s | GFLOP/s | % of peak | compile s | per call ms |",
-        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| size | FLOPs/step | backend | variant | steps/s | GFLOP/s | % of peak | compile s | per call ms "
+        "| threads | load before/after |",
+        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in report["rows"]:
         flops = WORKLOADS[r["workload"]].flops_per_step
+        load = r.get("load", (0.0, 0.0))
+        busy = " **busy**" if r.get("busy") else ""
         lines.append(
             f"| {r['workload']} | {flops:.2e} | {r['backend']} | {r['variant']} | {_rate(r['steps_per_s'])} | "
-            f"{r['gflops']:.2f} | {r['peak_fraction']:.1%} | {r['compile_s']:.2f} | {r['per_call_ms']:.2f} |"
+            f"{r['gflops']:.2f} | {r['peak_fraction']:.1%} | {r['compile_s']:.2f} | {r['per_call_ms']:.2f} | "
+            f"{r.get('threads', 'default')} | {load[0]:.1f} / {load[1]:.1f}{busy} |"
         )
+    lines += [
+        "",
+        f"- threads: trigrad's thread policy runs torch below 1e7 and NumPy below 1e9 matmul FLOPs per step on "
+        f"one thread (measured; `get_backend(..., threads=n)` overrides it); the bare loops use each "
+        f"framework's default. A row marked busy was taken with a 1-minute load average above {BUSY_LOAD} "
+        "(something else running) even after one repeat.",
+        f"- GPU: {facts.get('gpu', 'not measured')}.",
+    ]
     lines += ["", "| target | measured | met | why missed |", "| --- | ---: | :---: | --- |"]
     for t in report["targets"]:
         lines.append(f"| {t['target']} | {t['value']} | {'yes' if t['met'] else '**no**'} | {t['why']} |")

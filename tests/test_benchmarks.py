@@ -243,3 +243,38 @@ def test_pytest_benchmark_suite_runs_once_each():
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert " passed" in done.stdout
+
+
+def test_markdown_marks_busy_rows_and_says_threads_and_gpu():
+    from dataclasses import replace
+
+    quiet = _row("xor", "numpy", "trigrad train", 10_000)
+    busy = replace(_row("xor", "numpy", "bare loop", 30_000), load=(2.4, 2.1), busy=True, threads="default")
+    quiet = replace(quiet, load=(0.9, 1.0), threads="1")
+    report = {
+        "facts": {"cpu": "test cpu", "cpu_count": 2, "python": "3.11", "env": {}, "gpu": "not measured — no GPU"},
+        "peaks_gflops": {"numpy": 100.0},
+        "dispatch_us": {"numpy": 0.5},
+        "rows": [r.__dict__ for r in (quiet, busy)],
+        "notes": [],
+        "targets": evaluate_targets([quiet, busy], {"numpy": 0.5}),
+    }
+    text = markdown(report)
+    assert "| 1 | 0.9 / 1.0 |" in text and "| default | 2.4 / 2.1 **busy** |" in text
+    assert "- GPU: not measured — no GPU." in text and "thread policy" in text
+
+
+def test_a_measurement_on_a_busy_machine_is_repeated_and_flagged(monkeypatch):
+    from benchmarks import report as report_module
+
+    loads = iter([3.0, 3.0, 0.5, 0.6])  # busy before and after the first try, quiet for the second
+    monkeypatch.setattr(report_module, "_load", lambda: next(loads))
+    monkeypatch.setattr(report_module, "peak_matmul_gflops", lambda *a, **k: 100.0)
+    monkeypatch.setattr(report_module, "dispatch_us", lambda *a, **k: 0.5)
+    monkeypatch.setattr(report_module, "machine_facts", lambda: {})
+    monkeypatch.setattr(report_module, "VARIANTS", {"numpy": [("bare loop", report_module.bare.make_numpy)]})
+    messages = []
+    result = report_module.measure_backend("numpy", ["xor"], quick=True, progress=messages.append)
+    row = result["rows"][0]
+    assert any("busy (load 3.0): again" in m for m in messages)
+    assert tuple(row["load"]) == (0.5, 0.6) and not row["busy"] and row["threads"] == "default"
