@@ -14,6 +14,7 @@ its server: the standard library's ThreadingHTTPServer on 127.0.0.1 only, and th
     POST /api/step             {run, steps?, view?} -> one chunk, streamed as JSON lines (see `step`)
     GET  /api/export.npz       ?run=ID&lane=numpy-float64: the run as a Trajectory file (Trajectory.save)
     GET  /api/config.json      ?run=ID: the run's config, as the page and the command line spell it
+    GET  /api/view.json        ?run=ID&lane=LANE: the pictures of another lane, without training
 
 A config uses the command line's option names (`batch_size` for --batch-size) and is validated by the
 very parser and `build_problem` that every other command uses, so a bad value is refused with the same
@@ -351,6 +352,13 @@ class Run:
     chunks: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def lane(self, name: object) -> Lane:
+        """The lane called `name` ('numpy-float64'); a ConfigError naming the field `lane` if none is."""
+        for lane in self.lanes:
+            if lane.name == name:
+                return lane
+        raise ConfigError("lane", f"lane must be one of {', '.join(x.name for x in self.lanes)}; got {name!r}")
+
 
 def _floats(a, digits: int | None = None) -> list:
     """An array as nested lists of Python floats (exact for float64 and float32), NaN/inf as None."""
@@ -648,9 +656,7 @@ class Handler(BaseHTTPRequestHandler):
             elif path == "/api/export.npz":
                 query = self._query()
                 run = self.server.runs.get(query.get("run"))
-                lanes = {lane.name: lane for lane in run.lanes}
-                if (lane := lanes.get(query.get("lane", ""))) is None:
-                    raise ConfigError("lane", f"lane must be one of {', '.join(lanes)}; got {query.get('lane')!r}")
+                lane = run.lane(query.get("lane"))
                 with run.lock, tempfile.TemporaryDirectory() as folder:
                     data = lane.trajectory(run.setup).save(Path(folder) / "run.npz").read_bytes()
                 self._send(
@@ -659,6 +665,11 @@ class Handler(BaseHTTPRequestHandler):
                     "application/octet-stream",
                     {"Content-Disposition": f'attachment; filename="playground-{lane.name}.npz"'},
                 )
+            elif path == "/api/view.json":
+                query = self._query()
+                run = self.server.runs.get(query.get("run"))
+                with run.lock, self.server.runs.training:
+                    self._json({"type": "view", **view(run.setup, run.lane(query.get("lane")))})
             elif path == "/favicon.ico":
                 self._send(204, b"", "image/x-icon")
             else:

@@ -8,8 +8,10 @@ and skips, with the reason, where no browser is installed.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -93,7 +95,8 @@ def test_it_listens_on_the_loopback_address_only(server):
 def test_the_page_is_served_and_fetches_nothing_from_elsewhere(server):
     status, page = call(server, "/")
     assert status == 200 and b"<canvas" in page
-    assert b"http://" not in page and b"https://" not in page and b"//cdn" not in page
+    for outside in (b"<script src", b"<link", b"@import", b"url(", b"cdn", b"https:"):
+        assert outside not in page, f"the page loads something from outside: {outside!r}"
 
 
 def test_each_chunk_equals_a_direct_train_call_from_the_last_params(run):
@@ -263,3 +266,190 @@ def test_the_command_starts_prints_its_url_and_stops_cleanly_on_ctrl_c():
     finally:
         process.kill()
     assert process.returncode == 0 and "Traceback" not in err and "stopped" in err
+
+
+def test_a_view_of_another_lane_trains_nothing(server, run):
+    started, _ = run
+    lane = started["lanes"][-1]
+    status, view = call(server, f"/api/view.json?run={started['run']}&lane={lane}")
+    assert status == 200 and view["lane"] == lane
+    assert call(server, f"/api/config.json?run={started['run']}")[1]["step"] == 20
+
+
+# ---- a real browser: headless Chromium driven over the DevTools protocol ----
+
+
+def find_browser() -> str | None:
+    """$CHROMIUM, or Debian's chromium, or another Chromium-based browser on PATH."""
+    names = [os.environ.get("CHROMIUM", ""), "chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]
+    return next((path for name in names if name and (path := shutil.which(name))), None)
+
+
+class DevTools:
+    """The DevTools protocol over a WebSocket written on `socket` (the standard library has no WebSocket
+    client, and a few dozen lines beat a dependency): text frames, masked as a client must mask them."""
+
+    def __init__(self, ws_url: str):
+        host_port, path = ws_url.removeprefix("ws://").split("/", 1)
+        host, port = host_port.split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=30)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET /{path} HTTP/1.1\r\nHost: {host_port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            reply += self.sock.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 101"), reply[:200]
+        self.buffer = reply.split(b"\r\n\r\n", 1)[1]
+        self.next_id, self.events = 0, []
+
+    def _read(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            data = self.sock.recv(1 << 16)
+            if not data:
+                raise ConnectionError("the browser closed the DevTools connection")
+            self.buffer += data
+        out, self.buffer = self.buffer[:n], self.buffer[n:]
+        return out
+
+    def _send(self, text: str) -> None:
+        data, mask = text.encode(), os.urandom(4)
+        n = len(data)
+        header = bytes([0x81]) + (
+            bytes([0x80 | n])
+            if n < 126
+            else bytes([0x80 | 126]) + n.to_bytes(2, "big")
+            if n < 1 << 16
+            else bytes([0x80 | 127]) + n.to_bytes(8, "big")
+        )
+        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    def _receive(self) -> dict:
+        message = b""
+        while True:
+            first, second = self._read(2)
+            n = second & 0x7F
+            if n == 126:
+                n = int.from_bytes(self._read(2), "big")
+            elif n == 127:
+                n = int.from_bytes(self._read(8), "big")
+            payload = self._read(n)  # a server never masks
+            message += payload
+            if first & 0x80:  # FIN
+                return json.loads(message)
+
+    def __call__(self, method: str, **params) -> dict:
+        self.next_id += 1
+        self._send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            reply = self._receive()
+            if reply.get("id") == self.next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply["result"]
+            self.events.append(reply)
+
+    def evaluate(self, expression: str):
+        result = self("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = 60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if value := self.evaluate(expression):
+                return value
+            time.sleep(0.2)
+        raise TimeoutError(f"still false after {timeout:.0f} s: {expression}")
+
+    def errors(self) -> list[str]:
+        found = []
+        for event in self.events:
+            method, params = event.get("method"), event.get("params", {})
+            if method == "Runtime.exceptionThrown":
+                found.append(str(params["exceptionDetails"]))
+            elif method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
+                found.append(str(params["args"]))
+            elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
+                found.append(params["entry"]["text"])
+        return found
+
+
+def open_page(browser: str, url: str, folder: Path, width: int = 1440, height: int = 900):
+    """Start headless Chromium on a loopback DevTools port, open `url`; returns (process, DevTools)."""
+    process = subprocess.Popen(
+        [
+            browser,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-extensions",
+            "--no-first-run",
+            "--remote-debugging-address=127.0.0.1",
+            "--remote-debugging-port=0",
+            f"--user-data-dir={folder}",
+            f"--window-size={width},{height}",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if line.startswith("DevTools listening on "):
+            break
+        if not line and process.poll() is not None:
+            raise RuntimeError(f"{browser} exited with {process.returncode} before listening")
+    port = int(line.split("ws://127.0.0.1:")[1].split("/")[0])
+    threading.Thread(target=process.stderr.read, daemon=True).start()  # keep its stderr pipe drained
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as response:
+        page = next(t for t in json.load(response) if t["type"] == "page")
+    tools = DevTools(page["webSocketDebuggerUrl"])
+    for domain in ("Runtime", "Log", "Page"):
+        tools(f"{domain}.enable")
+    tools("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+    tools("Page.navigate", url=url)
+    origin = json.dumps(url.split("?")[0])  # the page rewrites its query: the URL holds the whole state
+    tools.wait_for(f"location.href.startsWith({origin}) && document.readyState === 'complete'", timeout=30)
+    return process, tools
+
+
+def screenshot(tools: DevTools, path: Path) -> Path:
+    path.write_bytes(base64.b64decode(tools("Page.captureScreenshot", format="png")["data"]))
+    return path
+
+
+@pytest.mark.skipif(find_browser() is None, reason="no Chromium here (apt-get install chromium, or set $CHROMIUM)")
+def test_in_a_real_browser_play_lowers_the_loss_and_draws_every_backend(server, tmp_path):
+    query = "?dataset=xor&n=120&noise=0.15&sizes=2,4,4,1&optimizer=sgd&lr=0.5&steps=25&every=5"
+    process, tools = open_page(find_browser(), server.url + query, tmp_path / "profile")
+    try:
+        tools.wait_for("document.getElementById('train-loss').textContent !== '–'")
+        controls = tools.evaluate("[...document.querySelectorAll('[data-field]')].map((e) => e.value).join(' ')")
+        assert controls.startswith("xor 120 0.15 0.25 4,4 tanh bce sgd 0.5"), controls  # read from the URL
+        search = tools.evaluate("decodeURIComponent(location.search)")
+        assert "sizes=2,4,4,1" in search and "dtypes=float64,float32" in search, search  # the whole state
+        before = float(tools.evaluate("document.getElementById('train-loss').textContent"))
+        tools.evaluate("document.getElementById('play').click()")
+        tools.wait_for("parseInt(document.getElementById('counter').textContent.slice(5)) >= 100", timeout=90)
+        tools.evaluate("document.getElementById('play').click()")
+        tools.wait_for("!busy", timeout=60)
+        after = float(tools.evaluate("document.getElementById('train-loss').textContent"))
+        curves = tools.evaluate("window.playground.curves")
+        lanes = tools.evaluate("run.lanes")
+        path = screenshot(tools, Path(os.environ.get("PLAYGROUND_SCREENSHOT", tmp_path / "playground.png")))
+        errors = tools.errors() + tools.evaluate("window.playground.errors")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert after < before, f"the loss shown went from {before} to {after}"
+    assert lanes == [f"{b}-{d}" for d in ("float64", "float32") for b in available_backends()]
+    for lane in lanes:
+        assert curves[lane] >= 5 and curves[f"{lane} test"] >= 5, f"{lane}'s curve: {curves}"
+    assert not errors, errors
+    assert path.stat().st_size > 10_000
