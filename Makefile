@@ -12,13 +12,14 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 EXTRAS := all dev
 
-.PHONY: demo test test-fast lint bench report clean help
+.PHONY: demo test test-fast lint bench report playground clean help
 
 help:
 	@echo "make demo    the tour: train XOR on every backend, parity table, figures in out/"
 	@echo "make test    the whole test suite (creates .venv on first run)"
 	@echo "make lint    ruff"
 	@echo "make report  the benchmark report (python -m benchmarks)"
+	@echo "make playground  the live page on 127.0.0.1:8765: train on every backend, watch the parity gap"
 	@echo "make clean   remove .venv, caches and out/"
 
 $(STAMP): pyproject.toml constraints.txt tools/deps.py
@@ -51,6 +52,9 @@ bench: $(STAMP)
 
 report: $(STAMP)
 	$(PY) -m benchmarks
+
+playground: $(STAMP)
+	$(PY) -m comparisons playground
 
 clean:
 	rm -rf $(VENV) .tox .pytest_cache .hypothesis .ruff_cache .benchmarks out

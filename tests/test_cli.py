@@ -114,6 +114,13 @@ BAD_OPTIONS = [
     ("comparisons step", ["--lr", "0"], "--lr"),
     ("comparisons graph", ["--sizes", "2,4,4,4,4,4,4,4,4,1"], "--sizes"),  # 9 layers: beyond 8
     ("comparisons graph", ["--out", UNDER_PROC], "--out"),
+    ("comparisons playground", ["--sizes", "2,64,1"], "--sizes"),  # wider than the page draws
+    ("comparisons playground", ["--steps", "100000"], "--steps"),  # one chunk is at most 1000 steps
+    ("comparisons playground", ["--every", "1", "--steps", "1000"], "--every"),
+    ("comparisons playground", ["--resolution", "100000"], "--resolution"),
+    ("comparisons playground", ["--test-fraction", "1"], "--test-fraction"),
+    ("comparisons playground", ["--port", "99999"], "--port"),
+    ("comparisons playground", ["--dtypes", "float16"], "--dtypes"),
     ("benchmarks", ["--out", A_FILE], "--out"),  # used to fail after the full measurement
     ("benchmarks", ["--out", UNDER_PROC], "--out"),
     ("benchmarks", ["--sizes", ","], "--sizes"),
