@@ -150,9 +150,12 @@ def make_playground_parser() -> argparse.ArgumentParser:
         f"{MAX_POINTS} samples, {MAX_HIDDEN_LAYERS} hidden layers of at most {MAX_WIDTH} units, "
         f"{MAX_CHUNK_STEPS} steps per chunk.",
     )
-    for action in parser._actions:  # --out: the page's export buttons download instead
-        if action.dest == "out":
-            action.help = argparse.SUPPRESS
+    for action in parser._actions:  # the page's meaning of the shared options
+        action.help = {
+            "out": argparse.SUPPRESS,  # the page's export buttons download instead
+            "n": f"samples, train and test together (default: {DEFAULTS.n}, at most {MAX_POINTS})",
+            "steps": f"steps per chunk, one Backend.train call (default: {DEFAULTS.steps}, at most {MAX_CHUNK_STEPS})",
+        }.get(action.dest, action.help)
     g = parser.add_argument_group("the playground")
     g.add_argument("--test-fraction", type=_fraction, default=0.25, help="held-out share (default: 0.25)")
     g.add_argument("--every", type=positive_int, default=5, help="record every this many steps (default: 5)")
@@ -676,6 +679,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._error(404, f"no page {path}")
         except ConfigError as e:
             self._error(400, str(e), e.field)
+        except Exception as e:  # a bug, not a bad request: say so, keep serving
+            self._error(500, f"{type(e).__name__}: {e}")
 
     def do_POST(self) -> None:
         path = urlparse(self.path).path
@@ -699,6 +704,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._error(404, f"no endpoint {path}")
         except ConfigError as e:
             self._error(400, str(e), e.field)
+        except Exception as e:
+            self._error(500, f"{type(e).__name__}: {e}")
 
     def _stream(self, run: Run, steps: int, view_lane: object) -> None:
         """The chunk's results as JSON lines, each sent as soon as it is computed."""
@@ -719,6 +726,9 @@ class Handler(BaseHTTPRequestHandler):
                 except (BrokenPipeError, ConnectionResetError):  # the tab was closed: stop, change nothing
                     chunks.close()
                     self.close_connection = True
+                except Exception as e:  # after the headers: the error goes down the stream as a line
+                    line = {"type": "error", "error": f"{type(e).__name__}: {e}"}
+                    self.wfile.write(json.dumps(line).encode() + b"\n")
         finally:
             run.lock.release()
 
