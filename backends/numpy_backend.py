@@ -305,9 +305,9 @@ class NumpyBackend(Backend):
     """Backprop by hand: forward keeps a cache, backward walks it in reverse."""
 
     name = "numpy"
-    single_thread_below = 1e9
-    """Measured on 2 cores (float32 SGD, steps/s with 2 BLAS threads ÷ 1): xor 0.98, small (4.5e5
-    FLOPs/step) 0.97, medium (1.6e8) 0.89, large (8.6e9) 1.48: one thread until a step passes ~1e9."""
+    single_thread_below = 1e7
+    """Measured on 2 quiet cores (float32 SGD, steps/s with 2 BLAS threads ÷ 1): xor 0.99, small (4.5e5
+    FLOPs/step) 0.98, medium (1.6e8) 1.6–1.7, large (8.6e9) 1.6: one thread below ~1e7 FLOPs a step."""
 
     def _limit_threads(self, n):
         if n is None:

@@ -125,9 +125,9 @@ class TorchBackend(Backend):
     name = "torch"
     devices = ("cpu", "cuda")
     single_thread_below = 1e7
-    """Measured on 2 cores (float32 SGD, steps/s with 2 intra-op threads ÷ 1): xor 0.81, small (4.5e5
-    FLOPs/step) 1.00, medium (1.6e8) 1.10, large (8.6e9) 1.37; on a busy machine 2 threads spinning at
-    a barrier made XOR 8× slower. One thread below ~1e7 FLOPs per step."""
+    """Measured on 2 cores (float32 SGD, steps/s with 2 intra-op threads ÷ 1): xor 0.81–0.99, small
+    (4.5e5 FLOPs/step) 1.00, medium (1.6e8) 0.98–1.10, large (8.6e9) 1.4–1.7; on a busy machine two
+    threads spinning at a barrier made XOR 8× slower. One thread below ~1e7 FLOPs per step."""
 
     def __init__(self, dtype: str = "float64", device: str = "cpu", threads: int | None = None) -> None:
         super().__init__(dtype, device, threads)
