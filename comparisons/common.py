@@ -321,10 +321,17 @@ def make_parser(
     epilog: str = "",
     one_backend: bool = False,
     gpt: bool = False,
+    training: str = "run",
 ) -> argparse.ArgumentParser:
     """A parser with --out and --backends (or --backend, for the lessons, which run one), plus the
     problem options when `defaults` is given, and --model/--gpt when `gpt` is. With `gpt`, the options
-    whose default depends on the model default to None here; build_problem fills them in."""
+    whose default depends on the model default to None here; build_problem fills them in.
+
+    `training` says which training options a command offers, so none is offered and silently unused:
+    "run" (--optimizer, --lr, --steps, --batch-size), "step" (one full-batch step: --optimizer, --lr),
+    or "none" (no update at all); the options left out keep their defaults."""
+    if training not in ("run", "step", "none"):
+        raise ValueError(f"training must be 'run', 'step' or 'none'; got {training!r}")
     parser = argparse.ArgumentParser(
         prog=f"python -m comparisons {prog}",
         description=description,
@@ -399,6 +406,12 @@ def make_parser(
         help=both(f"default: {d.activation}", f"{', '.join(GPT_ACTIVATIONS)} (default: {GPT.activation})"),
     )
     g.add_argument("--loss", choices=LOSSES, default=default(d.loss), help=f"default: {d.loss}")
+    if training != "run":
+        parser.set_defaults(steps=1, batch_size=None)
+    if training == "none":
+        parser.set_defaults(optimizer=d.optimizer, lr=d.lr)
+        g.add_argument("--seed", type=non_negative_int, default=0, help="seed of the data and init (default: 0)")
+        return parser
     g.add_argument(
         "--optimizer",
         choices=OPTIMIZERS,
@@ -411,13 +424,16 @@ def make_parser(
         default=default(d.lr),
         help=f"learning rate (default: {both(f'{d.lr:g}', f'{GPT.lr:g}')})",
     )
-    g.add_argument(
-        "--steps",
-        type=step_count,
-        default=default(d.steps),
-        help=f"training steps (default: {both(d.steps, GPT.steps)})",
-    )
-    g.add_argument("--batch-size", type=positive_int, default=d.batch_size, help="minibatch size (default: full batch)")
+    if training == "run":
+        g.add_argument(
+            "--steps",
+            type=step_count,
+            default=default(d.steps),
+            help=f"training steps (default: {both(d.steps, GPT.steps)})",
+        )
+        g.add_argument(
+            "--batch-size", type=positive_int, default=d.batch_size, help="minibatch size (default: full batch)"
+        )
     g.add_argument("--seed", type=non_negative_int, default=0, help="seed of the data, init and batches (default: 0)")
     return parser
 

@@ -17,24 +17,16 @@ import numpy as np
 
 from backends import get_backend, numpy_backend
 from comparisons.common import (
-    OPTIMIZERS,
     XOR,
-    Defaults,
     Problem,
     build_problem,
     installed,
-    layer_sizes,
     make_parser,
-    non_negative_float,
-    non_negative_int,
     positive_float,
-    sample_count,
     save_json,
-    spec_shorthand,
 )
-from shared.data import DATASETS
 from shared.params import Params
-from shared.spec import ACTIVATIONS, LOSSES, MLPSpec
+from shared.spec import MLPSpec
 from shared.tolerances import FD_STEP, Tolerance, closeness, tolerance
 
 KINK_MARGIN = 100
@@ -43,40 +35,6 @@ the central difference there is an average of the two one-sided slopes (½ for r
 
 
 # ---- the problem options, without the training ones a command does not use ----
-
-
-def add_problem_options(parser: argparse.ArgumentParser, d: Defaults = XOR, training: bool = False) -> None:
-    """--dataset, --n, --noise, --sizes/--spec/--activation/--loss, --seed (and --optimizer/--lr with
-    `training`): what build_problem needs, with the options a command ignores fixed to their defaults
-    rather than offered and silently unused."""
-    g = parser.add_argument_group("the problem")
-    g.add_argument("--dataset", choices=list(DATASETS), default=d.dataset, help=f"default: {d.dataset}")
-    g.add_argument("--n", type=sample_count, default=d.n, help="samples (default: the dataset's; xor: its 4 points)")
-    g.add_argument("--noise", type=non_negative_float, default=d.noise, help="Gaussian noise of the samples")
-    g.add_argument(
-        "--sizes",
-        type=layer_sizes,
-        default=d.sizes,
-        help=f"layer widths, input to output (default: {','.join(map(str, d.sizes))})",
-    )
-    g.add_argument(
-        "--spec",
-        type=spec_shorthand,
-        default=None,
-        metavar="SIZES[:ACT[:LOSS]]",
-        help="shorthand for --sizes/--activation/--loss, e.g. 2,8,1:relu:bce",
-    )
-    g.add_argument("--activation", choices=ACTIVATIONS, default=d.activation, help=f"default: {d.activation}")
-    g.add_argument("--loss", choices=LOSSES, default=d.loss, help=f"default: {d.loss}")
-    if training:
-        g.add_argument(
-            "--optimizer", choices=OPTIMIZERS, default=d.optimizer, help=f"for the update (default: {d.optimizer})"
-        )
-        g.add_argument("--lr", type=positive_float, default=d.lr, help=f"learning rate (default: {d.lr:g})")
-    else:
-        parser.set_defaults(optimizer=d.optimizer, lr=d.lr)
-    g.add_argument("--seed", type=non_negative_int, default=0, help="seed of the data and init (default: 0)")
-    parser.set_defaults(steps=1, batch_size=None)
 
 
 MAX_FD_PARAMS = 20_000
@@ -193,11 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser(
         "gradcheck",
         __doc__.split("\n\n")[1],
-        None,
+        XOR,
+        training="none",
         epilog="examples:\n  python -m comparisons gradcheck --spec 2,8,8,1:gelu:bce --dataset moons\n"
         "  python -m comparisons gradcheck --bug tanh-prime-from-z",
     )
-    add_problem_options(parser)
     parser.add_argument("--bug", choices=list(BUGS), help="switch on one classic bug in the NumPy backend first")
     parser.add_argument(
         "--h",

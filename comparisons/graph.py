@@ -19,7 +19,6 @@ import numpy as np
 
 from backends import numpy_backend as nb
 from comparisons.common import XOR, build_problem, installed, make_parser, report, save_json
-from comparisons.gradcheck import add_problem_options
 from shared.spec import MLPSpec
 
 
@@ -172,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser(
         "graph",
         __doc__.split("\n\n")[1],
-        None,
+        XOR,
+        training="none",
         epilog="examples:\n  python -m comparisons graph\n  python -m comparisons graph --spec 2,8,8,1:relu:bce",
     )
-    add_problem_options(parser, XOR)
     args = parser.parse_args(argv)
     problem = build_problem(parser, args)
     if problem.spec.n_layers > 8:

@@ -17,7 +17,6 @@ import numpy as np
 from backends import get_backend
 from backends import numpy_backend as nb
 from comparisons.common import XOR, Problem, build_problem, installed, make_parser, non_negative_int, output_file
-from comparisons.gradcheck import add_problem_options
 from shared.params import Params, tree_leaves
 from shared.spec import MLPSpec
 
@@ -300,11 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser(
         "step",
         __doc__.split("\n\n")[1],
-        None,
+        XOR,
+        training="step",
         epilog="examples:\n  python -m comparisons step\n  python -m comparisons step --sample 3 --activation relu\n"
         "  python -m comparisons step --html step.html",
     )
-    add_problem_options(parser, XOR, training=True)
     parser.add_argument("--sample", type=non_negative_int, help="one sample's step (default: the whole batch)")
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="default: float64")
     parser.add_argument("--html", type=output_file, metavar="FILE", help="also write the step as one HTML page")
