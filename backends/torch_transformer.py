@@ -47,9 +47,9 @@ class CausalSelfAttention(nn.Module):
         future = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)  # key j > query i; the diagonal stays
         P = torch.softmax(S.masked_fill(future, float("-inf")), dim=-1)  # (n, h, t, t)
         y = (P @ v).transpose(1, 2).reshape(n, t, d)  # heads side by side again: (n, t, d)
+        # (torch's fused F.scaled_dot_product_attention(q, k, v, is_causal=True) computes the same
+        # softmax(S)·v; it is written out here so it reads like the other two backends.)
         return self.o(y)
-        # (torch's fused F.scaled_dot_product_attention(q, k, v, is_causal=True) computes the same;
-        # it is written out here so it reads like the other two backends.)
 
 
 class MLP(nn.Module):
