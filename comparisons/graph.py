@@ -19,15 +19,19 @@ import numpy as np
 
 from backends import numpy_backend as nb
 from comparisons.common import XOR, build_problem, installed, make_parser, report, save_json
+from shared.params import named_leaves
 from shared.spec import MLPSpec
 
 
 @dataclass
 class Graph:
-    """Nodes (id -> label lines) and edges (from id, to id), in the order found."""
+    """Nodes (id -> label lines) and edges (from id, to id), in the order found. For the figure, each
+    node also has a role (forward, backward, param, output) and may have a shorter label."""
 
     nodes: dict[str, list[str]] = field(default_factory=dict)
     edges: list[tuple[str, str]] = field(default_factory=list)
+    roles: dict[str, str] = field(default_factory=dict)
+    short: dict[str, list[str]] = field(default_factory=dict)
 
     def kinds(self) -> Counter:
         return Counter(lines[0] for lines in self.nodes.values())
@@ -52,6 +56,8 @@ def numpy_tape(spec: MLPSpec, params, X, y) -> Graph:
     def add(key, lines):
         nonlocal previous
         g.nodes[key] = lines
+        g.roles[key] = "backward" if "backward" in lines[0] else "forward"
+        g.short[key] = lines[:2]
         if previous:
             g.edges.append((previous, key))
         previous = key
@@ -95,10 +101,12 @@ def torch_graph(spec: MLPSpec, params, X, y) -> tuple[Graph, float]:
             continue
         ids[fn] = key = f"t{len(ids)}"
         lines = [type(fn).__name__]
+        g.roles[key] = "backward"
         if hasattr(fn, "variable"):  # AccumulateGrad: a leaf, one of the parameters
             name, transposed = names.get(id(fn.variable), ("?", False))
             stored = _shape(fn.variable) + (" (out, in)" if transposed else "")
             lines.append(f"{name}.grad += …  stored {stored}")
+            g.roles[key], g.short[key] = "param", [f"{name}.grad +=", stored]
         for attr in sorted(a for a in dir(fn) if a.startswith("_saved_") and not a.endswith(("sizes", "strides"))):
             value = getattr(fn, attr)
             if isinstance(value, torch.Tensor):
@@ -127,33 +135,90 @@ def jax_jaxprs(spec: MLPSpec, params, X, y):
         return jax.make_jaxpr(loss)(params), jax.make_jaxpr(jax.grad(loss))(params)
 
 
-def jaxpr_graph(closed) -> Graph:
-    """The top-level equations of a jaxpr as nodes, an edge wherever one's output is another's input."""
-    g, producer = Graph(), {}
+def _is_var(v) -> bool:
+    return not hasattr(v, "val")  # a Literal (a constant written into the equation) has .val
+
+
+def jaxpr_graph(closed, inputs=None, outputs=None, constants=None) -> Graph:
+    """The top-level equations of a jaxpr as nodes, an edge wherever one's output is another's input.
+
+    With `inputs` (names of the jaxpr's arguments, e.g. the params), `outputs` (of its results) and
+    `constants` (of the arrays it closed over, e.g. X and y), those become nodes too. An equation is
+    "backward" when it descends from one that reads only literals: in jax.grad's jaxpr, that is the
+    seed dL/dL = 1 (scaled by 1/n for a mean loss)."""
+    g, producer, seeded = Graph(), {}, set()
+    named = list(zip(constants or [], closed.jaxpr.constvars)) + list(zip(inputs or [], closed.jaxpr.invars))
+    for name, v in named:
+        key = f"jin{len(producer)}"
+        g.nodes[key], g.roles[key] = [name, _dims(v.aval.shape)], "param"
+        producer[v] = key
     for i, eqn in enumerate(closed.jaxpr.eqns):
         key = f"j{i}"
         ins = " · ".join(_dims(v.aval.shape) for v in eqn.invars)
         outs = ", ".join(_dims(v.aval.shape) for v in eqn.outvars)
         g.nodes[key] = [eqn.primitive.name, f"{ins} → {outs}"]
-        for v in eqn.invars:
-            if hasattr(v, "count") and v in producer:  # a variable, not a literal
-                g.edges.append((producer[v], key))
+        parents = [producer[v] for v in eqn.invars if _is_var(v) and v in producer]
+        g.edges += [(parent, key) for parent in parents]
+        if not any(_is_var(v) for v in eqn.invars) or any(parent in seeded for parent in parents):
+            seeded.add(key)
+        g.roles[key] = "backward" if key in seeded else "forward"
+        called = eqn.params.get("name")  # a jit-wrapped helper (log_sigmoid, ...): say which
+        g.short[key] = [f"{eqn.primitive.name} {called}" if called else eqn.primitive.name, outs]
         for v in eqn.outvars:
             producer[v] = key
+    for name, v in zip(outputs or [], closed.jaxpr.outvars):
+        key = f"jout{len(g.nodes)}"
+        g.nodes[key], g.roles[key] = [name, _dims(v.aval.shape)], "output"
+        if _is_var(v) and v in producer:
+            g.edges.append((producer[v], key))
     return g
+
+
+def _which(constant, X, y) -> str:
+    """'X' or 'y' for an array a jaxpr closed over, by value."""
+    for name, a in (("X", X), ("y", y)):
+        if np.shape(constant) == np.shape(a) and np.array_equal(constant, a):
+            return name
+    return "constant"
 
 
 # ---- output ----
 
 
-def to_dot(graphs: dict[str, Graph]) -> str:
-    lines = ["digraph trigrad {", "  rankdir=TB;", '  node [shape=box, fontname="monospace", fontsize=9];']
+ROLE_STYLE = {  # the figure's colours: forward blue, backward orange, parameters green
+    "forward": 'style="rounded,filled", fillcolor="#dbe9f6"',
+    "backward": 'style="rounded,filled", fillcolor="#fde3c8"',
+    "param": 'shape=ellipse, style=filled, fillcolor="#d5f0d5"',
+    "output": 'shape=ellipse, style=filled, fillcolor="#d5f0d5", penwidth=2',
+}
+LEGEND = "blue: forward   orange: backward   green: inputs (parameters, data) and gradients"
+CLUSTER_TITLES = {
+    "numpy": ("NumPy: the tape", "forward ops from the cache, then the backward functions"),
+    "torch": ("torch: the autograd graph", "loss.grad_fn → next_functions → AccumulateGrad"),
+    "jax": ("JAX: the jaxpr of jax.grad(loss)", "forward and backward as one program"),
+}
+
+
+def _quoted(lines: list[str]) -> str:
+    return "\\n".join(t.replace("\\", "\\\\").replace('"', '\\"') for t in lines)
+
+
+def to_dot(graphs: dict[str, Graph], title: str = "") -> str:
+    """One cluster per backend, side by side, each read top to bottom; short labels, coloured by role."""
+    lines = [
+        "digraph trigrad {",
+        "  rankdir=TB; newrank=true; nodesep=0.25; ranksep=0.3;",
+        f'  label="{_quoted([title, LEGEND])}";',
+        '  labelloc=t; fontname="Helvetica"; fontsize=14;',
+        '  node [shape=box, style=rounded, fontname="monospace", fontsize=9, height=0.3, margin="0.08,0.03"];',
+        '  edge [arrowsize=0.6, color="#555555"];',
+    ]
     for name, g in graphs.items():
         lines.append(f"  subgraph cluster_{name} {{")
-        lines.append(f'    label="{name}";')
+        lines.append(f'    label="{_quoted(list(CLUSTER_TITLES.get(name, (name,))))}"; fontsize=12;')
         for key, text in g.nodes.items():
-            label = "\\n".join(t.replace("\\", "\\\\").replace('"', '\\"') for t in text)
-            lines.append(f'    {key} [label="{label}"];')
+            style = ROLE_STYLE.get(g.roles.get(key, ""), "")
+            lines.append(f'    {key} [label="{_quoted(g.short.get(key, text))}"{", " + style if style else ""}];')
         lines += [f"    {a} -> {b};" for a, b in g.edges]
         lines.append("  }")
     lines.append("}")
@@ -192,7 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         texts.append(graph_text("torch: the autograd graph from loss.grad_fn (what each node saved)", graphs["torch"]))
     if "jax" in backends:
         loss_jaxpr, grad_jaxpr = jax_jaxprs(spec, params, X, y)
-        graphs["jax"] = jaxpr_graph(grad_jaxpr)
+        names = [name for name, _ in named_leaves(params)]
+        data = [_which(c, X, y) for c in grad_jaxpr.consts]  # the loss closes over X and y
+        graphs["jax"] = jaxpr_graph(grad_jaxpr, names, [f"dL/d{name}" for name in names], data)
         texts.append(f"JAX: jax.make_jaxpr of the loss\n{loss_jaxpr}")
         texts.append(graph_text("JAX: jax.make_jaxpr of jax.grad(loss), top-level equations", graphs["jax"]))
         numbers["jaxpr_loss"], numbers["jaxpr_grad"] = str(loss_jaxpr), str(grad_jaxpr)
@@ -203,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n\n".join(texts))
     args.out.mkdir(parents=True, exist_ok=True)
     dot_path = args.out / "graph.dot"
-    dot_path.write_text(to_dot(graphs))
+    dot_path.write_text(to_dot(graphs, f"One loss evaluation and its gradient: {what}"))
     paths = [dot_path]
     if shutil.which("dot"):
         svg = args.out / "graph.svg"

@@ -7,6 +7,7 @@ back, after an exception too, so that get_backend("numpy") is unchanged afterwar
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -308,3 +309,33 @@ def test_graph_command_writes_dot_with_one_cluster_per_backend(tmp_path, capsys)
     if "jax" in available_backends():
         assert "dot_general" in out and "jax.make_jaxpr" in out
     assert (tmp_path / "graph.json").exists()
+
+
+def test_jaxpr_graph_links_the_params_through_the_equations_to_their_gradients():
+    pytest.importorskip("jax")
+    from comparisons import graph
+    from shared.params import named_leaves
+
+    spec = MLPSpec((2, 4, 1), "tanh", "bce")
+    params, X, y = make_problem(spec, n=4)
+    _, grad_jaxpr = graph.jax_jaxprs(spec, params, X, y)
+    names = [name for name, _ in named_leaves(params)]
+    g = graph.jaxpr_graph(grad_jaxpr, names, [f"dL/d{n}" for n in names], ["X", "y"])
+    outputs = [key for key, role in g.roles.items() if role == "output"]
+    assert [g.nodes[key][0] for key in outputs] == ["dL/dlayer0.W", "dL/dlayer0.b", "dL/dlayer1.W", "dL/dlayer1.b"]
+    assert all(any(b == key for _, b in g.edges) for key in outputs)  # each gradient is computed, not a constant
+    roles = [g.roles[key] for key in g.nodes if key.startswith("j") and key[1:].isdigit()]
+    assert roles[0] == "forward" and roles[-1] == "backward" and "backward" in roles
+
+
+def test_graph_writes_an_svg_only_when_dot_is_installed(tmp_path, monkeypatch, capsys):
+    from comparisons import graph
+
+    monkeypatch.setattr(graph.shutil, "which", lambda name: None)  # graphviz absent: DOT and JSON only
+    assert graph.main(["--backends", "numpy", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "graph.dot").exists() and not (tmp_path / "graph.svg").exists()
+    if shutil.which("dot"):  # present: the SVG is drawn from the same DOT
+        monkeypatch.undo()
+        assert graph.main(["--backends", "numpy", "--out", str(tmp_path)]) == 0
+        assert (tmp_path / "graph.svg").read_text().lstrip().startswith(("<?xml", "<svg", "<!DOCTYPE"))
+    capsys.readouterr()
