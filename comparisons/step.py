@@ -5,11 +5,18 @@ dL/dW = Xᵀ·dL/dZ, dL/db = Σ dL/dZ, dL/dX = dL/dZ·Wᵀ) and the update, ever
 numbers are the ones its forward cached (numpy_backend.mlp_forward) and its backward computed from them;
 torch's come from the real module with `retain_grad()` on every intermediate; JAX's from `jax.vjp` of
 each layer in turn. Beside each quantity: the largest gap to NumPy, in units of ε·max|NumPy|.
+
+With --model gpt, the first block of a tiny GPT instead (default 1 block, d = 8, 2 heads, 2 sequences
+of 4 tokens): the embedding, LayerNorm's μ and rstd, q/k/v per head, the masked scores S and P, the
+loss, then dL/dlogits, dP, dS, dq/dk/dv, LayerNorm's dx and the embedding gradient. NumPy's from
+numpy_transformer's caches; torch's from the real module (hooks, a TorchFunctionMode for q·kᵀ and P,
+LayerNorm's saved μ and rstd); JAX's from jax.vjp of the pieces, jax_transformer's dense/layernorm.
 """
 
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +25,7 @@ from backends import get_backend
 from backends import numpy_backend as nb
 from comparisons.common import XOR, Problem, build_problem, installed, make_parser, non_negative_int, output_file
 from shared.params import Params, tree_leaves
-from shared.spec import MLPSpec
+from shared.spec import LAYERNORM_EPS, GPTSpec, MLPSpec
 
 MAX_SHOWN = 8  # rows and columns of a matrix printed; the rest is "…"
 WIDTH = 100
@@ -223,14 +230,204 @@ def update_rule(opt, p: str) -> str:
     return f"{opt.describe()}, first step"
 
 
+# ---- the GPT: one block's intermediates (--model gpt) ----
+
+GPT_STEP = ((8, 4, 8, 2, 1), 2)  # (V, T, d, h, L), sequences: one block, two heads, fits 100 columns
+
+GPT_ROWS = (  # (section, key, name, formula): the order they are printed
+    ("forward", "x", "x", "tok_emb[X] + pos_emb[:t]: the embedding"),
+    ("forward", "mu", "μ", "mean of x over d"),
+    ("forward", "rstd", "rstd", "1/√(σ² + ε)"),
+    ("forward", "h1", "ln1(x)", "(x − μ)·rstd·g + b"),
+    ("forward", "q", "q", "ln1(x)·Wq + bq, split into heads"),
+    ("forward", "k", "k", "ln1(x)·Wk + bk"),
+    ("forward", "v", "v", "ln1(x)·Wv + bv"),
+    ("forward", "S", "S", "q·kᵀ/√d_head, −inf above the diagonal"),
+    ("forward", "P", "P", "softmax(S): each row sums to 1"),
+    ("backward", "dlogits", "dL/dlogits", "(softmax(logits) − onehot(y))/(n·t)"),
+    ("backward", "dP", "dP", "dheads·vᵀ"),
+    ("backward", "dS", "dS", "P ⊙ (dP − Σ dP⊙P) / √d_head: dL/d(q·kᵀ)"),
+    ("backward", "dq", "dq", "dS·k"),
+    ("backward", "dk", "dk", "dSᵀ·q"),
+    ("backward", "dv", "dv", "Pᵀ·dheads"),
+    ("backward", "dx_ln", "LayerNorm's dx", "rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂))"),
+    ("backward", "dx", "dL/dx", "the residual's dx + LayerNorm's dx"),
+    ("backward", "dtok_emb", "dL/dtok_emb", "Σ of dL/dx over every position of a token"),
+)
+
+
+def numpy_gpt_step(spec, params, X, Y) -> tuple[float, dict]:
+    """Block 0's intermediates from numpy_transformer's caches, and its backward piece by piece."""
+    from backends import numpy_transformer as nt  # noqa: PLC0415
+
+    logits, (_, block_caches, lnf_cache, h) = nt.gpt_forward(spec, params, X)
+    loss = float(nt.softmax_ce_forward(logits, Y))
+    ln1_cache, attn_cache, ln2_cache, mlp_cache = block_caches[0]
+    x, mu, rstd, _ = ln1_cache
+    h1, q, k, v, P, _, scale = attn_cache
+    t = X.shape[1]
+    S = np.where(np.triu(np.ones((t, t), bool), k=1), -np.inf, q @ k.transpose(0, 1, 3, 2) * scale)
+    out = dict(x=x, mu=mu[..., 0], rstd=rstd[..., 0], h1=h1, q=q, k=k, v=v, S=S, P=P)
+    out["dlogits"] = dlogits = nt.softmax_ce_backward(logits, Y)
+    dh, _, _ = nt.linear_backward(dlogits, h, params["head"]["W"])
+    dx, _, _ = nt.layernorm_backward(dh, lnf_cache)
+    for l in reversed(range(1, spec.n_layers)):
+        dx, _ = nt.block_backward(dx, block_caches[l], params["blocks"][l])
+    p = params["blocks"][0]
+    dh2, _ = nt.mlp_backward(dx, mlp_cache, p["mlp"])
+    dx = dx + nt.layernorm_backward(dh2, ln2_cache)[0]  # the input of the attention's residual
+    dconcat, _, _ = nt.linear_backward(dx, attn_cache[5], p["attn"]["Wo"])
+    dheads = nt.split_heads(dconcat, spec.n_heads)  # (n, h, t, dh)
+    out["dP"] = dP = dheads @ v.transpose(0, 1, 3, 2)  # (n, h, t, t)
+    out["dS"] = dS = nt.softmax_backward(dP, P) * scale
+    out["dq"], out["dk"], out["dv"] = dS @ k, dS.transpose(0, 1, 3, 2) @ q, P.transpose(0, 1, 3, 2) @ dheads
+    dh1, _ = nt.attention_backward(dx, attn_cache, p["attn"])
+    out["dx_ln"], _, _ = nt.layernorm_backward(dh1, ln1_cache)
+    out["dx"] = dx + out["dx_ln"]
+    out["dtok_emb"], _ = nt.embedding_backward(out["dx"], X, spec.vocab_size, spec.seq_len)
+    return loss, out
+
+
+def torch_gpt_step(spec, params, X, Y, dtype: str) -> tuple[float, dict]:
+    """The real module: hooks on block 0, a TorchFunctionMode that keeps q·kᵀ and the softmax's P,
+    LayerNorm's μ and rstd from what its grad_fn saved, retain_grad() for every gradient."""
+    import torch  # noqa: PLC0415 (optional)
+    from torch.overrides import TorchFunctionMode  # noqa: PLC0415
+
+    from backends import torch_backend as tb  # noqa: PLC0415
+    from backends import torch_transformer as tt  # noqa: PLC0415
+
+    model = tb.build_model(spec, params, getattr(torch, dtype))
+    block, seen = model.blocks[0], {}
+    n, t = X.shape
+
+    class Keep(TorchFunctionMode):  # block 0's are the first q·kᵀ of shape (n, h, t, t) and softmax
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            result = func(*args, **(kwargs or {}))
+            if getattr(func, "__name__", "") in ("matmul", "__matmul__") and result.shape == (n, spec.n_heads, t, t):
+                seen.setdefault("R", result)
+            if func is torch.softmax:
+                seen.setdefault("P", result)
+            return result
+
+    def keep(name):
+        return lambda module, inputs, output: seen.setdefault(name, output)
+
+    hooks = [block.register_forward_pre_hook(lambda m, inputs: seen.setdefault("x", inputs[0]))]
+    hooks += [block.ln1.register_forward_hook(keep("h1"))]
+    hooks += [getattr(block.attn, c).register_forward_hook(keep(c)) for c in "qkv"]
+    with Keep():
+        logits = model(tb.to_torch(X))
+    for hook in hooks:
+        hook.remove()
+    for tensor in (logits, *seen.values()):
+        tensor.retain_grad()
+    loss = tt.loss(logits, tb.to_torch(Y))
+    loss.backward(retain_graph=True)
+    saved = seen["h1"].grad_fn  # NativeLayerNormBackward0 saved the mean and rstd it computed
+    mu, rstd = saved._saved_result1.detach().numpy()[..., 0], saved._saved_result2.detach().numpy()[..., 0]
+    dx = seen["x"].grad.clone()  # read first: the retain_grad hook would add autograd.grad's result below
+    (dx_ln,) = torch.autograd.grad(seen["h1"], seen["x"], seen["h1"].grad)  # LayerNorm's path alone
+    heads = lambda a: a.reshape(n, t, spec.n_heads, -1).transpose(1, 2).numpy()  # noqa: E731
+    future = torch.ones(t, t, dtype=torch.bool).triu(1)
+    S = seen["R"].detach() / math.sqrt(spec.d_model // spec.n_heads)
+    out = dict(x=seen["x"].detach().numpy(), mu=mu, rstd=rstd, h1=seen["h1"].detach().numpy())
+    out.update({c: heads(seen[c].detach()) for c in "qkv"})
+    out.update(S=S.masked_fill(future, float("-inf")).numpy(), P=seen["P"].detach().numpy())
+    out.update(dlogits=logits.grad.numpy(), dP=seen["P"].grad.numpy(), dS=seen["R"].grad.numpy())
+    out.update({f"d{c}": heads(seen[c].grad) for c in "qkv"})
+    out.update(dx_ln=dx_ln.numpy(), dx=dx.numpy(), dtok_emb=model.tok_emb.weight.grad.numpy())
+    return float(loss.item()), out
+
+
+def jax_gpt_step(spec, params, X, Y, dtype: str) -> tuple[float, dict]:
+    """jax.vjp of the pieces, from the embedding through block 0's attention to the loss, then back."""
+    import jax  # noqa: PLC0415 (optional)
+    import jax.numpy as jnp  # noqa: PLC0415
+
+    from backends import jax_transformer as jt  # noqa: PLC0415
+
+    with jax.enable_x64(True):
+        p = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a, dtype)), params)
+        a = p["blocks"][0]["attn"]
+        n, t = X.shape
+        h, dh = spec.n_heads, spec.d_model // spec.n_heads
+
+        def heads(z):  # (n, t, d) -> (n, h, t, dh)
+            return z.reshape(n, t, h, dh).transpose(0, 2, 1, 3)
+
+        def scores_to_p(R):  # raw q·kᵀ -> P
+            return jax.nn.softmax(jnp.where(jnp.tril(jnp.ones((t, t), bool)), R / math.sqrt(dh), -jnp.inf), axis=-1)
+
+        def rest(P, v, x):  # P·v, the output projection, the residual, then everything after: logits
+            y = jnp.einsum("nhij,nhjd->nhid", P, v, precision="highest").transpose(0, 2, 1, 3).reshape(n, t, -1)
+            x = x + jt.dense(y, a["Wo"], a["bo"])
+            x = x + jt.mlp(jt.layernorm(x, p["blocks"][0]["ln2"]), p["blocks"][0]["mlp"], spec.activation)
+            for block in p["blocks"][1:]:
+                x = jt.block(x, block, spec)
+            return jt.dense(jt.layernorm(x, p["ln_f"]), p["head"]["W"], p["head"]["b"])
+
+        def ce(logits):
+            return -jnp.take_along_axis(jax.nn.log_softmax(logits), jnp.asarray(Y)[..., None], axis=-1).mean()
+
+        x, emb_vjp = jax.vjp(lambda tok: tok[X] + p["pos_emb"][:t], p["tok_emb"])
+        h1, ln_vjp = jax.vjp(lambda x: jt.layernorm(x, p["blocks"][0]["ln1"]), x)
+        (q, k, v), qkv_vjp = jax.vjp(lambda h1: tuple(heads(jt.dense(h1, a[f"W{c}"], a[f"b{c}"])) for c in "qkv"), h1)
+        R, r_vjp = jax.vjp(lambda q, k: jnp.einsum("nhid,nhjd->nhij", q, k, precision="highest"), q, k)
+        P, p_vjp = jax.vjp(scores_to_p, R)
+        logits, rest_vjp = jax.vjp(rest, P, v, x)
+        loss, ce_vjp = jax.vjp(ce, logits)
+        (dlogits,) = ce_vjp(jnp.ones_like(loss))
+        dP, dv, dx_residual = rest_vjp(dlogits)
+        (dS,) = p_vjp(dP)
+        dq, dk = r_vjp(dS)
+        (dh1,) = qkv_vjp((dq, dk, dv))
+        (dx_ln,) = ln_vjp(dh1)
+        (dtok,) = emb_vjp(dx_residual + dx_ln)
+        mu = x.mean(axis=-1)  # jt.layernorm keeps neither: recomputed here as it computes them
+        rstd = jax.lax.rsqrt(jnp.var(x, axis=-1) + LAYERNORM_EPS)
+        S = jnp.where(jnp.tril(jnp.ones((t, t), bool)), R / math.sqrt(dh), -jnp.inf)
+        out = dict(x=x, mu=mu, rstd=rstd, h1=h1, q=q, k=k, v=v, S=S, P=P, dlogits=dlogits, dP=dP, dS=dS)
+        out.update(dq=dq, dk=dk, dv=dv, dx_ln=dx_ln, dx=dx_residual + dx_ln, dtok_emb=dtok)
+        return float(loss), {key: np.asarray(value) for key, value in out.items()}
+
+
+def collect_gpt(problem: Problem, X, Y, backends: list[str], dtype: str) -> tuple[list[Quantity], dict[str, float]]:
+    spec, params = problem.spec, problem.params
+    cast = jax_free_cast(params, dtype)
+    runs, losses = {}, {}
+    losses["numpy"], runs["numpy"] = numpy_gpt_step(spec, cast, X, Y)
+    for name in backends:
+        if name != "numpy":
+            step = torch_gpt_step if name == "torch" else jax_gpt_step
+            losses[name], runs[name] = step(spec, params, X, Y, dtype)
+    quantities = []
+    for section, key, name, formula in GPT_ROWS:
+        where = "block 0" if key not in ("x", "dlogits", "dtok_emb") else ("embedding" if key != "dlogits" else "head")
+        q = Quantity(section, where, name, formula)
+        q.values = {backend: run[key] for backend, run in runs.items()}
+        quantities.append(q)
+    return quantities, losses
+
+
+def jax_free_cast(params, dtype: str):
+    """The params tree with every array as `dtype` (NumPy computes in the dtype it is given)."""
+    if isinstance(params, dict):
+        return {k: jax_free_cast(v, dtype) for k, v in params.items()}
+    if isinstance(params, list):
+        return [jax_free_cast(v, dtype) for v in params]
+    return np.asarray(params, dtype)
+
+
 # ---- text ----
 
 
 def eps_gap(a: np.ndarray, b: np.ndarray, dtype: str) -> float:
     """max |a − b| in units of ε·max|a| (ε of `dtype`): how many roundings apart at the scale of a."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape:
+    if a.shape != b.shape or not np.array_equal(np.isinf(a), np.isinf(b)):
         return float("inf")
+    a, b = np.where(np.isinf(a), 0.0, a), np.where(np.isinf(b), 0.0, b)  # the masked −inf: equal, compared above
     diff = float(np.abs(a - b).max(initial=0.0))
     scale = float(np.abs(a).max(initial=0.0)) * float(np.finfo(dtype).eps)
     return 0.0 if diff == 0 else (diff / scale if scale > 0 else float("inf"))
@@ -244,7 +441,19 @@ def gap_text(gap: float) -> str:
     return f"{gap:.2g}"
 
 
+MAX_BLOCKS = 4  # of a 3-d or 4-d array, the (sequence, head) matrices printed
+
+
 def matrix_lines(a: np.ndarray, indent: str) -> list[str]:
+    """A matrix row by row; an array of more dimensions as its first MAX_BLOCKS matrices, each named."""
+    if np.ndim(a) > 2:
+        lines, index = [], list(np.ndindex(a.shape[:-2]))
+        for i in index[:MAX_BLOCKS]:
+            what = ", ".join(f"{axis} {j}" for axis, j in zip(("seq", "head"), i))
+            lines += [f"{indent}[{what}]", *matrix_lines(a[i], indent + "  ")]
+        if len(index) > MAX_BLOCKS:
+            lines.append(f"{indent}… {len(index) - MAX_BLOCKS} more")
+        return lines
     a = np.atleast_2d(a)
     rows = list(range(min(len(a), MAX_SHOWN)))
     cols = min(a.shape[1], MAX_SHOWN)
@@ -257,7 +466,11 @@ def matrix_lines(a: np.ndarray, indent: str) -> list[str]:
     return lines
 
 
-def render(quantities: list[Quantity], losses: dict[str, float], spec: MLPSpec, dtype: str, title: str) -> str:
+def loss_name(spec) -> str:
+    return "mean cross-entropy over n·t positions" if isinstance(spec, GPTSpec) else f"{spec.loss}(ŷ, y)"
+
+
+def render(quantities: list[Quantity], losses: dict[str, float], spec, dtype: str, title: str) -> str:
     backends = list(losses)
     others = [b for b in backends if b != "numpy"]
     eps = float(np.finfo(dtype).eps)
@@ -270,7 +483,7 @@ def render(quantities: list[Quantity], losses: dict[str, float], spec: MLPSpec, 
             if section == "backward":
                 gaps = "  ".join(f"{o} {gap_text(eps_gap(losses['numpy'], losses[o], dtype))}ε" for o in others)
                 lines += [
-                    f"loss  L = {spec.loss}(ŷ, y) = {losses['numpy']:.10g}" + (f"     {gaps}" if gaps else ""),
+                    f"loss  L = {loss_name(spec)} = {losses['numpy']:.10g}" + (f"     {gaps}" if gaps else ""),
                     "",
                 ]
         if q.layer != layer:
@@ -301,18 +514,25 @@ def main(argv: list[str] | None = None) -> int:
         __doc__.split("\n\n")[1],
         XOR,
         training="step",
+        gpt=True,
         epilog="examples:\n  python -m comparisons step\n  python -m comparisons step --sample 3 --activation relu\n"
-        "  python -m comparisons step --html step.html",
+        "  python -m comparisons step --model gpt\n  python -m comparisons step --html step.html",
     )
     parser.add_argument("--sample", type=non_negative_int, help="one sample's step (default: the whole batch)")
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="default: float64")
     parser.add_argument("--html", type=output_file, metavar="FILE", help="also write the step as one HTML page")
     args = parser.parse_args(argv)
+    gpt = args.model == "gpt" or (args.model is None and args.gpt is not None)
+    if gpt:  # step's own small default: one block that fits the screen (common.GPT trains; this one is read)
+        args.gpt = args.gpt or (GPT_STEP[0],)
+        args.n = args.n or GPT_STEP[1]
     problem = build_problem(parser, args)
     n = len(problem.X)
     if args.sample is not None and args.sample >= n:
         parser.error(f"--sample {args.sample}: the dataset has {n} samples (0 to {n - 1})")
-    if n > 1000 or max(problem.spec.sizes) > 256:
+    if gpt and (n > 64 or problem.spec.d_model > 64 or problem.spec.seq_len > 64):
+        parser.error(f"--gpt/--n: step prints every number; use at most 64 sequences, d ≤ 64 and t ≤ 64 (n={n})")
+    if not gpt and (n > 1000 or max(problem.spec.sizes) > 256):
         parser.error(f"--n/--sizes: step prints every number; use at most 1000 samples and widths up to 256 (n={n})")
     backends = installed(args.backends)
     if "numpy" not in backends:
@@ -322,11 +542,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.sample is not None:
         X, y = X[args.sample : args.sample + 1], y[args.sample : args.sample + 1]
         which = f"sample {args.sample} alone"
-    quantities, losses = collect(problem, X, y, backends, args.dtype)
-    title = (
-        f"One training step: {problem.data.name}, {problem.spec.describe()}, {problem.optimizer.describe()}, "
-        f"{which} (n={len(X)}), {args.dtype}"
-    )
+    if gpt:
+        quantities, losses = collect_gpt(problem, X, y, backends, args.dtype)
+        what = f"{problem.data.name} data, {len(X)}×{X.shape[1]} tokens"
+        title = f"One GPT step, block 0: {problem.spec.describe()}, {what}, {args.dtype}"
+    else:
+        quantities, losses = collect(problem, X, y, backends, args.dtype)
+        title = (
+            f"One training step: {problem.data.name}, {problem.spec.describe()}, {problem.optimizer.describe()}, "
+            f"{which} (n={len(X)}), {args.dtype}"
+        )
     text = render(quantities, losses, problem.spec, args.dtype, title)
     print(text)
     if args.html:

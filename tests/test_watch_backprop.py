@@ -339,3 +339,67 @@ def test_graph_writes_an_svg_only_when_dot_is_installed(tmp_path, monkeypatch, c
         assert graph.main(["--backends", "numpy", "--out", str(tmp_path)]) == 0
         assert (tmp_path / "graph.svg").read_text().lstrip().startswith(("<?xml", "<svg", "<!DOCTYPE"))
     capsys.readouterr()
+
+
+# ---------------------------------------------------------------- step --model gpt
+
+
+def _gpt_problem():
+    from comparisons.common import strides
+    from shared.spec import GPTSpec
+
+    spec = GPTSpec(8, 4, 8, 2, 1, activation="gelu")
+    data = strides(2, spec.vocab_size, spec.seq_len, seed=0)
+    return spec, init_params(spec, seed=0), data.X, data.y
+
+
+def test_the_gpt_steps_numbers_are_numpys_attention_layernorm_and_embedding_gradients():
+    from backends import numpy_transformer as nt
+    from comparisons import step
+
+    spec, params, X, Y = _gpt_problem()
+    loss, out = step.numpy_gpt_step(spec, params, X, Y)
+    ref_loss, grads = get_backend("numpy").loss_and_grads(spec, params, X, Y)
+    assert loss == ref_loss
+    P, t = out["P"], X.shape[1]
+    np.testing.assert_allclose(P.sum(axis=-1), 1, rtol=0, atol=1e-15)
+    assert (P[..., np.triu_indices(t, k=1)[0], np.triu_indices(t, k=1)[1]] == 0).all()  # no weight on the future
+    scale = 1 / np.sqrt(spec.d_model // spec.n_heads)
+    np.testing.assert_array_equal(out["dS"], nt.softmax_backward(out["dP"], P) * scale)
+    assert (out["dS"][..., np.triu_indices(t, k=1)[0], np.triu_indices(t, k=1)[1]] == 0).all()
+    assert len(np.unique(X)) < X.size  # some token repeats: its embedding gradient is a sum
+    np.testing.assert_allclose(out["dtok_emb"], grads["tok_emb"], rtol=0, atol=1e-17)
+    xhat = (out["x"] - out["mu"][..., None]) * out["rstd"][..., None]
+    np.testing.assert_allclose(xhat.mean(axis=-1), 0, atol=1e-14)  # μ and rstd normalize x
+    var = out["x"].var(axis=-1)  # small (~6e-4) next to LayerNorm's ε = 1e-5: x̂² averages var/(var + ε), not 1
+    np.testing.assert_allclose((xhat**2).mean(axis=-1), var / (var + 1e-5), rtol=1e-12)
+    S_finite = np.where(np.isinf(out["S"]), 0, out["S"])
+    np.testing.assert_allclose(S_finite, np.where(np.isinf(out["S"]), 0, out["q"] @ out["k"].swapaxes(-1, -2) * scale))
+
+
+def test_step_command_for_the_gpt_agrees_across_backends(capsys):
+    from comparisons import step
+    from comparisons.common import Problem
+    from shared.optim import Adam
+
+    spec, params, X, Y = _gpt_problem()
+    problem = Problem(None, spec, params, X, Y, Adam(0.01), 1, 0, None)
+    quantities, losses = step.collect_gpt(problem, X, Y, available_backends(), "float64")
+    assert set(losses) == set(available_backends())
+    for q in quantities:
+        for name, value in q.values.items():
+            assert step.eps_gap(q.values["numpy"], value, "float64") < 64, (q.name, name)
+    assert step.main(["--model", "gpt", "--out", "out"]) == 0
+    out = capsys.readouterr().out
+    for text in (
+        "μ = mean",
+        "rstd",
+        "S = q·kᵀ/√d_head",
+        "P = softmax(S)",
+        "dP",
+        "dS = P ⊙",
+        "LayerNorm's dx",
+        "dtok_emb",
+    ):
+        assert text in out
+    assert "-inf" in out and max(len(line) for line in out.splitlines()) <= 100
