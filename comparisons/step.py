@@ -524,6 +524,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     gpt = args.model == "gpt" or (args.model is None and args.gpt is not None)
     if gpt:  # step's own small default: one block that fits the screen (common.GPT trains; this one is read)
+        for option in ("optimizer", "lr"):
+            if getattr(args, option) is not None:  # the GPT step prints no update: refuse, never ignore
+                parser.error(f"--{option}: --model gpt prints the forward and backward pass only, no update")
         args.gpt = args.gpt or (GPT_STEP[0],)
         args.n = args.n or GPT_STEP[1]
     problem = build_problem(parser, args)

@@ -113,6 +113,7 @@ BAD_OPTIONS = [
     ("comparisons step", ["--html", "tests"], "--html"),
     ("comparisons step", ["--lr", "0"], "--lr"),
     ("comparisons step", ["--model", "gpt", "--gpt", "8,4,8,3,1"], "--gpt"),  # 3 heads do not divide d = 8
+    ("comparisons step", ["--model", "gpt", "--lr", "0.1"], "--lr"),  # the GPT step prints no update
     ("comparisons step", ["--gpt", "8,4,128,2,1"], "--gpt"),  # d = 128: too wide to print
     ("comparisons graph", ["--sizes", "2,4,4,4,4,4,4,4,4,1"], "--sizes"),  # 9 layers: beyond 8
     ("comparisons graph", ["--out", UNDER_PROC], "--out"),
