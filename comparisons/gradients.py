@@ -142,13 +142,7 @@ def gpt_finding(numbers: dict) -> str:
         parts.append(
             f"{when}, the largest gradient gap (relative to its tensor's largest gradient) is " + "; ".join(texts) + "."
         )
-        g32, g64 = (numbers["worst"].get((step, d), (0.0, ""))[0] for d in ("float32", "float64"))
-        if g32 and g64:
-            ratio = g32 / g64
-            how = "about" if 0.1 < ratio / eps_ratio < 10 else "not"
-            parts.append(
-                f"float32 / float64: {ratio:.0e}, {how} the ratio of the two machine epsilons ({eps_ratio:.0e})."
-            )
+        parts += _precision_ratio(numbers, step, eps_ratio)
         if noise:
             worst = {name: max(g[name] for (s, _, _, _), g in numbers["gaps"].items() if s == step) for name in noise}
             parts.append(
@@ -248,14 +242,19 @@ def finding(numbers: dict) -> str:
         parts.append(
             f"{when}, the largest gradient gap (relative to its layer's largest gradient) is " + "; ".join(texts) + "."
         )
-        g32, g64 = (numbers["worst"].get((step, d), (0.0, ""))[0] for d in ("float32", "float64"))
-        if g32 and g64:
-            ratio = g32 / g64
-            how = "about" if 0.1 < ratio / eps_ratio < 10 else "not"
-            parts.append(
-                f"float32 / float64: {ratio:.0e}, {how} the ratio of the two machine epsilons ({eps_ratio:.0e})."
-            )
+        parts += _precision_ratio(numbers, step, eps_ratio)
     return " ".join(parts)
+
+
+def _precision_ratio(numbers: dict, step: int, eps_ratio: float) -> list[str]:
+    """The sentence comparing the float32 and float64 gaps at `step` with the ratio of the two machine
+    epsilons (none when either dtype was not run or its gap is 0)."""
+    g32, g64 = (numbers["worst"].get((step, d), (0.0, ""))[0] for d in ("float32", "float64"))
+    if not (g32 and g64):
+        return []
+    ratio = g32 / g64
+    how = "about" if 0.1 < ratio / eps_ratio < 10 else "not"
+    return [f"float32 / float64: {ratio:.0e}, {how} the ratio of the two machine epsilons ({eps_ratio:.0e})."]
 
 
 def plot(numbers: dict, problem: Problem):
