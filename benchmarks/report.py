@@ -25,6 +25,7 @@ from benchmarks.measure import (
     machine_facts,
     numpy_gelu_s,
     peak_matmul_gflops,
+    phase_times_us,
     scan_iteration_us,
     time_runner,
 )
@@ -137,6 +138,9 @@ def measure_backend(name: str, sizes: list[str], quick: bool, progress=print) ->
             f"{row.gflops:8.2f} GFLOP/s ({row.peak_fraction:6.1%} of peak)"
         )
     extra = {"scan_iteration_us": scan_iteration_us()} if name == "jax" else {}
+    if name != "jax" and "xor" in sizes:
+        extra["phases_us"] = phase_times_us(name, WORKLOADS["xor"], steps=500 if quick else 3000)
+        progress(f"  {name} xor phases: " + ", ".join(f"{k} {v:.1f} µs" for k, v in extra["phases_us"].items()))
     if name == "numpy" and "gpt" in sizes and WORKLOADS["gpt"].spec.activation == "gelu":
         extra["gelu_s_per_step"] = numpy_gelu_s(WORKLOADS["gpt"])
         progress(f"  numpy gpt: exact GELU (forward + backward) {extra['gelu_s_per_step']:.3f} s per step")
@@ -178,6 +182,8 @@ def run_report(quick: bool, backends: list[str] | None = None, sizes: list[str] 
         facts |= result["facts"]
         if "scan_iteration_us" in result:
             facts["jax_scan_iteration_us"] = result["scan_iteration_us"]
+        if "phases_us" in result:
+            facts.setdefault("xor_phases_us", {})[name] = result["phases_us"]
         if "gelu_s_per_step" in result:
             facts["numpy_gpt_gelu_s_per_step"] = result["gelu_s_per_step"]
     facts["isolation"] = "each framework measured in its own process"
@@ -191,6 +197,34 @@ def run_report(quick: bool, backends: list[str] | None = None, sizes: list[str] 
         "notes": notes,
         "targets": evaluate_targets(rows, dispatch, facts.get("jax_scan_iteration_us")),
     }
+
+
+def _phase_lines(report: dict) -> list[str]:
+    """Where a step's time goes on XOR, phase by phase, beside the whole step of trigrad's train and of
+    the bare loop (which computes no loss value, no gradient norm and no checks)."""
+    phases = report["facts"].get("xor_phases_us")
+    if not phases:
+        return []
+    names = list(next(iter(phases.values())))
+    lines = [
+        "",
+        "Where a training step's time goes on xor (µs per step, each phase timed on its own; bookkeeping = the "
+        "gradient norm, the loss as a number and the finiteness checks, which the bare loop does not do):",
+        "",
+        "| backend | " + " | ".join(names) + " | sum | trigrad train step | bare loop step |",
+        "| --- | " + " | ".join("---:" for _ in names) + " | ---: | ---: | ---: |",
+    ]
+    for backend, times in phases.items():
+        step = {
+            r["variant"]: 1e6 / r["steps_per_s"]
+            for r in report["rows"]
+            if r["workload"] == "xor" and r["backend"] == backend
+        }
+        cells = " | ".join(f"{times[k]:.1f}" for k in names)
+        train, bare_step = step.get("trigrad train"), step.get("bare loop")
+        fmt = lambda v: f"{v:.1f}" if v else "-"  # noqa: E731
+        lines.append(f"| {backend} | {cells} | {sum(times.values()):.1f} | {fmt(train)} | {fmt(bare_step)} |")
+    return lines
 
 
 def _gpu_note(backends: list[str]) -> str:
@@ -471,6 +505,7 @@ def markdown(report: dict) -> str:
     lines += ["", "| target | measured | met | why missed |", "| --- | ---: | :---: | --- |"]
     for t in report["targets"]:
         lines.append(f"| {t['target']} | {t['value']} | {'yes' if t['met'] else '**no**'} | {t['why']} |")
+    lines += _phase_lines(report)
     finding = _gelu_finding(report)
     if finding:
         lines.append(f"\n- {finding}")

@@ -279,3 +279,31 @@ def test_a_measurement_on_a_busy_machine_is_repeated_and_flagged(monkeypatch):
     row = result["rows"][0]
     assert any("busy (load 3.0): again" in m for m in messages)
     assert tuple(row["load"]) == (0.5, 0.6) and not row["busy"] and row["threads"] == "default"
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_phase_times_cover_every_phase_of_a_step(backend):
+    if backend not in available_backends():
+        pytest.skip(f"{backend} is not installed")
+    from benchmarks.measure import phase_times_us
+
+    times = phase_times_us(backend, WORKLOADS["xor"], steps=20)
+    assert list(times) == ["forward", "loss", "backward", "bookkeeping", "update"]
+    assert all(t > 0 for t in times.values())
+
+
+def test_jax_has_no_phases_to_time_apart_and_the_report_shows_the_others():
+    from benchmarks.measure import phase_times_us
+
+    assert phase_times_us("jax", WORKLOADS["xor"]) is None
+    rows = [_row("xor", "numpy", "trigrad train", 25_000), _row("xor", "numpy", "bare loop", 50_000)]
+    phases = {"forward": 5.0, "loss": 8.0, "backward": 12.0, "bookkeeping": 5.0, "update": 6.0}
+    report = {
+        "facts": {"cpu": "c", "cpu_count": 2, "python": "3", "env": {}, "xor_phases_us": {"numpy": phases}},
+        "peaks_gflops": {"numpy": 100.0},
+        "dispatch_us": {"numpy": 0.5},
+        "rows": [r.__dict__ for r in rows],
+        "notes": [],
+        "targets": evaluate_targets(rows, {"numpy": 0.5}),
+    }
+    assert "| numpy | 5.0 | 8.0 | 12.0 | 5.0 | 6.0 | 36.0 | 40.0 | 20.0 |" in markdown(report)
