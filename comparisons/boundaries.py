@@ -7,7 +7,6 @@ accuracy and the share of the plane where two backends predict different classes
 
 from __future__ import annotations
 
-import argparse
 import itertools
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ from backends import get_backend
 from comparisons.common import (
     BACKEND_COLORS,
     installed,
+    int_range,
     make_optimizer,
     make_parser,
     name_list,
@@ -63,20 +63,6 @@ PRESETS = {
 
 
 MAX_RESOLUTION = 1000  # grid points per axis: 1000² = 1e6 predictions per backend and dataset
-
-
-def resolution(text: str) -> int:
-    """An argparse type for --resolution: an integer from 10 to MAX_RESOLUTION."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer from 10 to {MAX_RESOLUTION}, got {text!r}") from None
-    if not 10 <= value <= MAX_RESOLUTION:
-        raise argparse.ArgumentTypeError(
-            f"expected an integer from 10 to {MAX_RESOLUTION} (a {MAX_RESOLUTION}² grid is already 1e6 predictions "
-            f"per backend and dataset), got {text}"
-        )
-    return value
 
 
 def percent(x: float) -> str:
@@ -230,9 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of data and init (default: 0)")
     parser.add_argument(
         "--resolution",
-        type=resolution,
+        type=int_range(10, MAX_RESOLUTION),
         default=200,
-        help=f"grid points per axis, 10 to {MAX_RESOLUTION} (default: 200)",
+        help=f"grid points per axis, 10 to {MAX_RESOLUTION}: {MAX_RESOLUTION}² is 1e6 predictions per backend "
+        "and dataset (default: 200)",
     )
     args = parser.parse_args(argv)
     backends = installed(args.backends)

@@ -14,7 +14,7 @@ import argparse
 import numpy as np
 
 from backends import get_backend
-from comparisons.common import make_parser, note, one_installed, positive_float, publish, pyplot, step_count
+from comparisons.common import int_range, make_parser, note, one_installed, positive_float, publish, pyplot, step_count
 from shared.data import make_dataset
 from shared.optim import SGD
 from shared.params import init_params
@@ -28,17 +28,6 @@ PROBLEMS = {
 TARGETS = {"xor": 0.01, "moons": 0.06}  # "converged": the training MSE is below this
 MAX_POINTS = 40  # one loss curve and one legend entry per rate: more cannot be told apart
 LR_RANGE = (1e-8, 1e4)  # below, SGD on these problems does not move in any step count; above, it diverges at once
-
-
-def sweep_points(text: str) -> int:
-    """An argparse type: the number of learning rates, 2..MAX_POINTS (a sweep needs two ends)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer from 2 to {MAX_POINTS}, got {text!r}") from None
-    if not 2 <= value <= MAX_POINTS:
-        raise argparse.ArgumentTypeError(f"expected an integer from 2 to {MAX_POINTS}, got {text}")
-    return value
 
 
 def learning_rate(text: str) -> float:
@@ -195,7 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         "--steps", type=step_count, default=1000, help=f"steps per run, at most {MAX_STEPS:,} (default: 1000)"
     )
     parser.add_argument(
-        "--points", type=sweep_points, default=13, help=f"learning rates in the sweep, 2 to {MAX_POINTS} (default: 13)"
+        "--points",
+        type=int_range(2, MAX_POINTS),
+        default=13,
+        help=f"learning rates in the sweep, 2 to {MAX_POINTS} (default: 13)",
     )
     span = f"{LR_RANGE[0]:g} to {LR_RANGE[1]:g}"
     parser.add_argument("--min-lr", type=learning_rate, default=0.01, help=f"{span} (default: 0.01)")

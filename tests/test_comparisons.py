@@ -273,7 +273,7 @@ def test_unknown_command_is_an_error(capsys):
         (["learning-rates", "--min-lr", "1", "--max-lr", "0.1"], "need 0 < --min-lr < --max-lr"),
         (["noise", "--widths", "2,x"], "--widths: expected positive integers"),
         (["divergence", "--points", "-3"], "argument --points: expected a positive integer, got -3"),
-        (["boundaries", "--resolution", "1000000"], "argument --resolution: expected an integer from 10 to 1000"),
+        (["boundaries", "--resolution", "1000000"], "argument --resolution: expected an integer from 10 to 1,000"),
         (["learning-rates", "--max-lr", "inf"], "argument --max-lr: expected a finite number > 0, got inf"),
         (["learning-rates", "--min-lr", "nan"], "argument --min-lr: expected a finite number > 0, got nan"),
         (["learning-rates", "--points", "1"], "argument --points: expected an integer from 2 to 40, got 1"),
