@@ -131,39 +131,57 @@ def optimizer_structure(opt: Optimizer) -> Optimizer:
 
 
 LENGTHS = tuple(10**k for k in range(len(str(CHUNK))))  # (1, 10, 100, 1000)
-"""The lengths a training chunk is compiled for. A call of n steps runs the smallest length ≥ n with
-the first n iterations real and the rest skipped by lax.cond (about a microsecond each): at most these
-four compiles per (spec, optimizer structure, dtype, batch shape), whatever the run's steps,
-record_every or hyperparameters, and never more than 10× the iterations asked for."""
+"""Minibatch rows reach a compiled chunk padded to one of these lengths (its shape is part of the
+compile): at most four compiles per (spec, optimizer structure, dtype, batch shape). Full-batch
+training compiles once."""
 
 
 def compiled_length(n: int) -> int:
     return next(length for length in LENGTHS if length >= n)
 
 
-@partial(jax.jit, static_argnames=("spec", "structure", "length"))
-def train_chunk(params, opt_state, X, y, batches, n, *, spec: MLPSpec | GPTSpec, structure: Optimizer, length: int):
-    """`length` iterations in one compiled call, of which the first `n` (a traced number, so every n
-    shares the compile) are training steps and the rest are skipped. `batches` is (length, batch_size)
-    sample indices (rows ≥ n are padding), or None for full-batch steps. Returns the new params and
-    optimizer state, and each step's loss and gradient norm, (length,) each, meaningful up to n."""
-    tx = make_optimizer(structure, jax.tree.leaves(params)[0].dtype)  # its values come from opt_state
-    zero = jnp.zeros((), jax.tree.leaves(params)[0].dtype)
+@partial(jax.jit, static_argnames=("spec", "structure", "keep"))
+def train_chunk(params, opt_state, X, y, batches, n, first, every, kept, *, spec, structure: Optimizer, keep: str):
+    """n training steps in one compiled call. Steps first, first + every, ... (`kept` of them) also
+    compute their loss and gradient norm; the others only their gradient and update. `batches` is
+    (≥ n, batch_size) sample indices, or None for full-batch steps. Returns the new params and
+    optimizer state, and the kept losses and norms in (CHUNK,) buffers, meaningful up to `kept`
+    (None for "none").
 
-    def step(carry, xs):
-        i, batch = xs
+    n and the pattern are traced, so every chunk length and every record_losses stride share the
+    compile; the loops have traced bounds (lax.fori_loop → a while loop), so no step is padding. The
+    static `keep` picks the loop structure, one compile each when used: "none" (no loss kept: the
+    bare loop, nothing else per step), "every" (every step's), "strided" (one in `every`)."""
+    dtype = jax.tree.leaves(params)[0].dtype
+    tx = make_optimizer(structure, dtype)  # its values come from opt_state
 
-        def run(carry):
-            params, opt_state = carry
-            Xb, yb = (X, y) if batch is None else (X[batch], y[batch])  # (b, ...), (b, ...)
-            loss, grads = jax.value_and_grad(loss_fn)(params, spec, Xb, yb)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), (loss, optax.tree.norm(grads))
+    def batch(i):
+        return (X, y) if batches is None else (X[batches[i]], y[batches[i]])  # (b, ...), (b, ...)
 
-        return jax.lax.cond(i < n, run, lambda carry: (carry, (zero, zero)), carry)
+    def step(i, carry):  # a step whose loss nobody keeps: the gradient and the update, nothing else
+        params, opt_state = carry
+        grads = jax.grad(loss_fn)(params, spec, *batch(i))
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
 
-    steps = jnp.arange(length)
-    (params, opt_state), (losses, norms) = jax.lax.scan(step, (params, opt_state), (steps, batches))
+    def kept_step(j, carry):  # the j-th kept step (step first + j·every), and in "strided" the steps up to the next
+        params, opt_state, losses, norms = carry
+        i = first + j * every
+        loss, grads = jax.value_and_grad(loss_fn)(params, spec, *batch(i))
+        losses, norms = losses.at[j].set(loss), norms.at[j].set(optax.tree.norm(grads))
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        if keep == "strided":
+            params, opt_state = jax.lax.fori_loop(i + 1, jnp.minimum(i + every, n), step, (params, opt_state))
+        return params, opt_state, losses, norms
+
+    if keep == "none":  # (returning empty buffers would cost a copy of them per call: return none)
+        params, opt_state = jax.lax.fori_loop(0, n, step, (params, opt_state))
+        return params, opt_state, None, None
+    zeros = jnp.zeros(CHUNK, dtype)
+    if keep == "strided":
+        params, opt_state = jax.lax.fori_loop(0, first, step, (params, opt_state))  # before the first kept step
+    params, opt_state, losses, norms = jax.lax.fori_loop(0, kept, kept_step, (params, opt_state, zeros, zeros))
     return params, opt_state, losses, norms
 
 
@@ -190,20 +208,23 @@ class JaxBackend(Backend):
             static=dict(spec=spec, structure=optimizer_structure(optimizer)),
         )
 
-    def _train_steps(self, state, n, batches):
+    def _train_steps(self, state, n, batches, record):
         # The compiled chunk never stops early (that keeps it fast): it runs all n steps even past a
         # NaN, and Backend.train replays the chunk to stop before the bad step.
-        length = compiled_length(n)
         rows = None
-        if batches is not None:  # padded to the compiled length: rows ≥ n are never used
-            rows = np.zeros((length, batches.shape[1]), batches.dtype)
+        if batches is not None:  # padded to a compiled length: rows ≥ n are never used
+            rows = np.zeros((compiled_length(n), batches.shape[1]), batches.dtype)
             rows[:n] = batches
             rows = jnp.asarray(rows)  # once per chunk of steps
+        keep = "none" if not record else "every" if len(record) == n else "strided"
+        counts = (np.int32(n), np.int32(record.start), np.int32(record.step), np.int32(len(record)))
         params, opt_state, losses, norms = train_chunk(
-            state["params"], state["opt_state"], state["X"], state["y"], rows, n, length=length, **state["static"]
+            state["params"], state["opt_state"], state["X"], state["y"], rows, *counts, keep=keep, **state["static"]
         )
         state.update(params=params, opt_state=opt_state)
-        return np.asarray(losses)[:n], np.asarray(norms)[:n]  # the chunk's one trip to the host
+        if not record:
+            return np.zeros(0, self.np_dtype), np.zeros(0, self.np_dtype)
+        return np.asarray(losses)[: len(record)], np.asarray(norms)[: len(record)]  # one trip to the host
 
     def _train_params(self, state):
         return jax.tree.map(np.array, state["params"])

@@ -278,11 +278,13 @@ def make_optimizer(opt: Optimizer, params: list[np.ndarray]):
 # ============================================================================ 6. training
 
 
-def loss_and_grads(spec: MLPSpec, params: Params, X: np.ndarray, y: np.ndarray):
-    """Forward, loss, then backprop from dL/dy_hat back to every weight."""
+def loss_and_grads(spec: MLPSpec, params: Params, X: np.ndarray, y: np.ndarray, need_loss: bool = True):
+    """Forward, loss, then backprop from dL/dy_hat back to every weight. need_loss=False skips the
+    loss value (returned as None): backprop starts from dL/dy_hat, which does not need it, so a
+    training step whose loss nobody records saves that work."""
     loss_forward, loss_backward = LOSSES[spec.loss]
     y_hat, cache = mlp_forward(spec, params, X)  # (n, k)
-    loss = loss_forward(y_hat, y)
+    loss = loss_forward(y_hat, y) if need_loss else None
     dY = loss_backward(y_hat, y)  # (n, k): dL/dy_hat, where backprop starts
     return loss, mlp_backward(spec, params, cache, dY)
 
@@ -333,26 +335,31 @@ class NumpyBackend(Backend):
         return dict(
             spec=spec,
             params=params,
+            leaves=tree_leaves(params),  # the same arrays, as the flat list the optimizer updates
             X=X,
             y=y,
             loss_and_grads=model_loss_and_grads,
             opt=make_optimizer(optimizer, tree_leaves(params)),
         )
 
-    def _train_steps(self, state, n, batches):
+    def _train_steps(self, state, n, batches, record):
         spec, params, X, y, opt = (state[k] for k in ("spec", "params", "X", "y", "opt"))
-        model_loss_and_grads = state["loss_and_grads"]
-        losses = np.zeros(n, self.np_dtype)
-        norms = np.zeros(n, self.np_dtype)
+        model_loss_and_grads, leaves = state["loss_and_grads"], state["leaves"]
+        losses = np.zeros(len(record), self.np_dtype)
+        norms = np.zeros(len(record), self.np_dtype)
+        kept = 0
         with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught below, step by step
             for i in range(n):
                 Xb, yb = (X, y) if batches is None else (X[batches[i]], y[batches[i]])  # (b, ...), (b, ...)
-                loss, grads = model_loss_and_grads(spec, params, Xb, yb)
+                recorded = i in record  # the loss and the norm only where they are kept
+                loss, grads = model_loss_and_grads(spec, params, Xb, yb, need_loss=recorded)
                 grads = tree_leaves(grads)
-                losses[i], norms[i] = loss, global_norm(grads)
-                if not (np.isfinite(losses[i]) and np.isfinite(norms[i])):
-                    return losses[: i + 1], norms[: i + 1]  # diverged: Backend.train finds out why
-                opt.step(tree_leaves(params), grads)
+                if recorded:
+                    losses[kept], norms[kept] = loss, global_norm(grads)
+                    kept += 1
+                    if not (np.isfinite(losses[kept - 1]) and np.isfinite(norms[kept - 1])):
+                        return losses[:kept], norms[:kept]  # diverged: Backend.train finds out why
+                opt.step(leaves, grads)
         return losses, norms
 
     def _train_params(self, state):
@@ -363,3 +370,4 @@ class NumpyBackend(Backend):
 
     def _train_restore(self, state, saved):
         state["params"], state["opt"] = saved
+        state["leaves"] = tree_leaves(state["params"])

@@ -258,8 +258,9 @@ def gpt_backward(spec: GPTSpec, params: dict, cache, dlogits):
     return grads
 
 
-def loss_and_grads(spec: GPTSpec, params: dict, X: np.ndarray, Y: np.ndarray):
-    """Forward, the loss, then backprop from dL/dlogits back to every parameter."""
+def loss_and_grads(spec: GPTSpec, params: dict, X: np.ndarray, Y: np.ndarray, need_loss: bool = True):
+    """Forward, the loss, then backprop from dL/dlogits back to every parameter. need_loss=False
+    skips the loss value (returned as None): backprop starts from dL/dlogits, which does not need it."""
     logits, cache = gpt_forward(spec, params, X)
-    loss = softmax_ce_forward(logits, Y)
+    loss = softmax_ce_forward(logits, Y) if need_loss else None
     return loss, gpt_backward(spec, params, cache, softmax_ce_backward(logits, Y))

@@ -190,40 +190,46 @@ class TorchBackend(Backend):
             y=to_torch(y, self.device),
         )
 
-    def _train_steps(self, state, n, batches):
+    def _train_steps(self, state, n, batches, record):
         model, weights, opt, loss_fn = (state[k] for k in ("model", "weights", "opt", "loss_fn"))
         X, y = state["X"], state["y"]
         batches = None if batches is None else to_torch(batches, self.device)  # once per chunk of steps
         if self.device != "cpu":
-            return self._gpu_steps(state, n, batches)
-        losses = np.zeros(n, self.np_dtype)
-        norms = np.zeros(n, self.np_dtype)
+            return self._gpu_steps(state, n, batches, record)
+        losses = np.zeros(len(record), self.np_dtype)
+        norms = np.zeros(len(record), self.np_dtype)
+        kept = 0
         for i in range(n):
             Xb, yb = (X, y) if batches is None else (X[batches[i]], y[batches[i]])  # (b, d), (b, ...)
             opt.zero_grad()
             loss = loss_fn(model(Xb), yb)
             loss.backward()
-            norm = torch.nn.utils.get_total_norm([w.grad for w in weights])
-            losses[i], norms[i] = loss.item(), norm.item()  # on the CPU, .item() costs no device sync
-            if not (np.isfinite(losses[i]) and np.isfinite(norms[i])):
-                return losses[: i + 1], norms[: i + 1]  # diverged: Backend.train finds out why
+            if i in record:  # the norm and the two .item() only where they are kept
+                norm = torch.nn.utils.get_total_norm([w.grad for w in weights])
+                losses[kept], norms[kept] = loss.item(), norm.item()  # on the CPU, .item() costs no sync
+                kept += 1
+                if not (np.isfinite(losses[kept - 1]) and np.isfinite(norms[kept - 1])):
+                    return losses[:kept], norms[:kept]  # diverged: Backend.train finds out why
             opt.step()
         return losses, norms
 
-    def _gpu_steps(self, state, n, batches):
+    def _gpu_steps(self, state, n, batches, record):
         """The same loop on a GPU, without a .item() per step (each would wait for the GPU): the losses
         and norms stay on the device and come back once, at the end of the chunk. A blow-up is then
         found by Backend.train's check of the chunk, which replays it step by step."""
         model, weights, opt, loss_fn = (state[k] for k in ("model", "weights", "opt", "loss_fn"))
         X, y = state["X"], state["y"]
-        losses = torch.empty(n, dtype=self.torch_dtype, device=self.device)
-        norms = torch.empty(n, dtype=self.torch_dtype, device=self.device)
+        losses = torch.zeros(len(record), dtype=self.torch_dtype, device=self.device)
+        norms = torch.zeros(len(record), dtype=self.torch_dtype, device=self.device)
+        kept = 0
         for i in range(n):
             Xb, yb = (X, y) if batches is None else (X[batches[i]], y[batches[i]])
             opt.zero_grad()
             loss = loss_fn(model(Xb), yb)
             loss.backward()
-            losses[i], norms[i] = loss.detach(), torch.nn.utils.get_total_norm([w.grad for w in weights])
+            if i in record:
+                losses[kept], norms[kept] = loss.detach(), torch.nn.utils.get_total_norm([w.grad for w in weights])
+                kept += 1
             opt.step()
         return losses.cpu().numpy(), norms.cpu().numpy()
 

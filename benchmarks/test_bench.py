@@ -37,7 +37,7 @@ def test_first_step(benchmark, backend, size):
     def first():
         with be._scope():
             state = begin()
-            return be._train_steps(state, 1, None)
+            return be._train_steps(state, 1, None, range(1))
 
     losses, _ = benchmark.pedantic(first, rounds=1, iterations=1)
     assert np.isfinite(losses).all()
@@ -48,6 +48,6 @@ def test_step(benchmark, backend, size):
     be, begin = _begin(backend, size)
     with be._scope():  # JAX computes inside jax.enable_x64, as Backend.train runs it
         state = begin()
-        be._train_steps(state, 1, None)  # warm: the first step is test_first_step's business
-        losses, _ = benchmark(be._train_steps, state, 1, None)
+        be._train_steps(state, 1, None, range(1))  # warm: the first step is test_first_step's business
+        losses, _ = benchmark(be._train_steps, state, 1, None, range(1))
     assert np.isfinite(losses).all()

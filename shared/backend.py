@@ -139,12 +139,21 @@ class Backend(ABC):
         record_every: int | None = None,
         on_nonfinite: str = "raise",
         progress: bool | None = None,
+        record_losses: int | None = 1,
     ) -> Trajectory:
         """Train from `params` for `steps` updates and return the Trajectory.
 
         batch_size: None trains on the full batch every step; an integer draws minibatches in an
             order fixed by `seed` (the same in every backend; see shared.training).
         record_every: keep a params snapshot every this many steps (None: only the final params).
+        record_losses: keep the loss and the gradient norm every this many steps (steps 0, k, 2k, ...;
+            None: none). The steps in between skip both: they are not needed to train (backprop
+            starts from dL/dy_hat, not from the loss value), and on a small network they are a large
+            part of a step. A blow-up is still caught: after every chunk of steps the params are
+            checked, and a chunk that went wrong is replayed step by step, so the run stops at the
+            same step as with record_losses=1. (One exception: a loss that overflows while its
+            gradient and the params stay finite, e.g. an MSE residual beyond 1.8e19 in float32, is
+            only seen on a recorded step.)
         on_nonfinite: "raise" a TrainingDiverged at the first step whose loss, gradient norm or
             updated parameters are not finite, or "stop" and return the trajectory up to that step
             with `diverged_at` set. Either way the params returned are the last finite ones: the bad
@@ -152,7 +161,7 @@ class Backend(ABC):
         progress: a progress bar on stderr; None shows one on a terminal for runs over ~2 s.
         """
         spec, params, X, y = self._prepare(spec, params, X, y, need_y=True)
-        steps, batch_size, seed, record_every = check_train_args(
+        steps, batch_size, seed, record_every, record_losses = check_train_args(
             len(X),
             spec.n_params,
             self.np_dtype.itemsize,
@@ -162,11 +171,14 @@ class Backend(ABC):
             seed,
             record_every,
             on_nonfinite,
+            record_losses,
         )
         optimizer = check_optimizer_fits(optimizer, self.np_dtype)
         schedule = None if batch_size is None else MinibatchSchedule(len(X), batch_size, seed)
-        losses = np.zeros(steps, self.np_dtype)
-        grad_norms = np.zeros(steps, self.np_dtype)
+        kept = len(_recorded(0, steps, record_losses))
+        losses = np.zeros(kept, self.np_dtype)
+        grad_norms = np.zeros(kept, self.np_dtype)
+        n_kept = 0  # losses and norms filled so far
         snapshot_steps: list[int] = []
         snapshots: list[Params] = []
         diverged = None  # (step, quantity, value)
@@ -182,15 +194,22 @@ class Backend(ABC):
                         snapshots.append(self._train_params(state))
                     stop = min(done + chunk, steps)
                     batches = None if schedule is None else schedule.rows(done, stop)  # (stop - done, b)
+                    record = _recorded(done, stop, record_losses)  # the chunk's steps that keep a loss
                     saved = self._train_save(state)
-                    chunk_losses, chunk_norms = self._train_steps(state, stop - done, batches)
-                    ran = len(chunk_losses)
-                    if ran < stop - done or not _all_finite(chunk_losses, chunk_norms, *self._train_flat(state)):
+                    chunk_losses, chunk_norms = self._train_steps(state, stop - done, batches, record)
+                    ran = stop - done
+                    if len(chunk_losses) < len(record) or not _all_finite(
+                        chunk_losses, chunk_norms, *self._train_flat(state)
+                    ):
                         self._train_restore(state, saved)
                         chunk_losses, chunk_norms, diverged = self._find_first_bad_step(state, done, stop, batches)
                         ran = len(chunk_losses)
-                    losses[done : done + ran] = chunk_losses
-                    grad_norms[done : done + ran] = chunk_norms
+                        keep = _recorded(done, done + ran, record_losses)
+                        chunk_losses = chunk_losses[keep.start : keep.stop : keep.step]
+                        chunk_norms = chunk_norms[keep.start : keep.stop : keep.step]
+                    losses[n_kept : n_kept + len(chunk_losses)] = chunk_losses
+                    grad_norms[n_kept : n_kept + len(chunk_losses)] = chunk_norms
+                    n_kept += len(chunk_losses)
                     done += ran
                     bar.update(ran)
                     if diverged:
@@ -199,12 +218,14 @@ class Backend(ABC):
         wall = time.perf_counter() - start_time
 
         traj = Trajectory(
-            losses=losses[:done],
-            grad_norms=grad_norms[:done],
+            losses=losses[:n_kept],
+            grad_norms=grad_norms[:n_kept],
             params=final_params,
             snapshot_steps=np.array(snapshot_steps, np.int64),
             snapshots=snapshots,
             diverged_at=diverged[0] if diverged else None,
+            loss_every=record_losses,
+            steps_run=done,
             meta={
                 "backend": self.name,
                 "dtype": self.dtype,
@@ -216,6 +237,7 @@ class Backend(ABC):
                 "steps": steps,
                 "batch_size": batch_size,
                 "record_every": record_every,
+                "record_losses": record_losses,
                 "wall_time_s": wall,
             },
         )
@@ -240,7 +262,7 @@ class Backend(ABC):
         bad = None
         for i in range(stop - start):
             saved = self._train_save(state)
-            loss, norm = self._train_steps(state, 1, None if batches is None else batches[i : i + 1])
+            loss, norm = self._train_steps(state, 1, None if batches is None else batches[i : i + 1], range(1))
             flat = self._train_flat(state)
             if not np.isfinite(loss[0]):
                 bad = (start + i, "loss", float(loss[0]))
@@ -271,10 +293,14 @@ class Backend(ABC):
         training state that `_train_steps` advances."""
 
     @abstractmethod
-    def _train_steps(self, state: Any, n: int, batches: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Run n steps; return each step's (loss, gradient global L2 norm) as numpy. `batches` is
-        (n, batch_size) sample indices, or None for full-batch steps. A backend may stop early at the
-        first non-finite loss or norm (returning fewer values): `train` then replays the chunk."""
+    def _train_steps(
+        self, state: Any, n: int, batches: np.ndarray | None, record: range
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Run n steps; return (loss, gradient global L2 norm) of the steps in `record` (offsets into
+        the n steps: range(n) for every step, range(0) for none), as numpy. The other steps need
+        neither. `batches` is (n, batch_size) sample indices, or None for full-batch steps. A backend
+        may stop early at the first non-finite loss or norm (returning fewer values): `train` then
+        replays the chunk."""
 
     @abstractmethod
     def _train_params(self, state: Any) -> Params:
@@ -339,6 +365,14 @@ def _cast(a: np.ndarray, dtype: np.dtype, arg: str) -> np.ndarray:
             f"{float(a[i])!r} at index {i}. Scale it down or use dtype='float64'."
         )
     return out
+
+
+def _recorded(start: int, stop: int, every: int | None) -> range:
+    """The offsets i in range(stop − start) of the steps start + i that keep a loss: the multiples
+    of `every` (none for None)."""
+    if every is None:
+        return range(0)
+    return range(-start % every, stop - start, every)
 
 
 def _all_finite(*arrays: np.ndarray) -> bool:

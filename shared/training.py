@@ -77,10 +77,19 @@ def _int(value: object, arg: str, allow_none: bool = False, minimum: int = 1, ma
 
 
 def check_train_args(
-    n: int, n_params: int, itemsize: int, optimizer, steps, batch_size, seed, record_every, on_nonfinite
+    n: int,
+    n_params: int,
+    itemsize: int,
+    optimizer,
+    steps,
+    batch_size,
+    seed,
+    record_every,
+    on_nonfinite,
+    record_losses=1,
 ):
-    """Validate train()'s arguments for n samples; return (steps, batch_size, seed, record_every) as
-    plain Python ints, so they serialize and every framework accepts them."""
+    """Validate train()'s arguments for n samples; return (steps, batch_size, seed, record_every,
+    record_losses) as plain Python ints (or None), so they serialize and every framework accepts them."""
     if not isinstance(optimizer, Optimizer):
         raise TypeError(
             "optimizer must be a shared.optim optimizer, e.g. SGD(lr=0.1) or Adam(lr=0.01); "
@@ -101,6 +110,7 @@ def check_train_args(
                 f"({size / 1024**3:.1f} GiB, more than the {MAX_SNAPSHOT_BYTES / 1024**3:.0f} GiB allowed); "
                 "record less often"
             )
+    record_losses = _int(record_losses, "record_losses", allow_none=True)
     if not isinstance(on_nonfinite, str) or on_nonfinite not in ON_NONFINITE:
         raise ValueError(f"on_nonfinite must be one of {', '.join(map(repr, ON_NONFINITE))}; got {on_nonfinite!r}")
-    return steps, batch_size, seed, record_every
+    return steps, batch_size, seed, record_every, record_losses

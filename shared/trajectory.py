@@ -3,6 +3,7 @@
 traj = be.train(spec, params, X, y, optimizer=Adam(lr=0.01), steps=500, record_every=50)
 traj.losses          # (steps,) the loss of the batch each step trained on, before its update
 traj.grad_norms      # (steps,) the global L2 norm of that step's gradient
+traj.loss_steps      # (steps,) 0, 1, 2, ...: the step of each loss (0, k, 2k, ... with record_losses=k)
 traj.snapshot_steps  # (m,) e.g. [0, 50, ..., 500]: params *before* that step's update
 traj.snapshots       # m params lists (none unless record_every is set)
 traj.params          # final params (canonical numpy layout, the backend's dtype)
@@ -57,9 +58,28 @@ class Trajectory:
     """What produced it: backend, dtype, spec, optimizer, seed, steps, batch_size, wall_time_s, ..."""
     diverged_at: int | None = None
     """The first step whose loss or gradient was not finite (its update was not applied), or None."""
+    loss_every: int | None = 1
+    """losses[i] and grad_norms[i] belong to step i · loss_every (train's record_losses); None: no
+    losses were recorded."""
+    steps_run: int | None = None
+    """How many steps ran; None means len(losses), which is only right when loss_every is 1."""
+
+    def __post_init__(self) -> None:
+        if self.steps_run is None:
+            if self.loss_every != 1:
+                raise ValueError(f"steps_run is required when loss_every is {self.loss_every!r} (not 1)")
+            self.steps_run = len(self.losses)
 
     def __len__(self) -> int:
-        return len(self.losses)
+        """The number of steps run (not the number of losses kept)."""
+        return self.steps_run
+
+    @property
+    def loss_steps(self) -> np.ndarray:
+        """The step each entry of `losses` and `grad_norms` belongs to: 0, k, 2k, ... for loss_every=k."""
+        if self.loss_every is None:
+            return np.zeros(0, np.int64)
+        return np.arange(0, self.steps_run, self.loss_every, dtype=np.int64)
 
     def snapshot(self, step: int) -> Params:
         """The recorded params before `step`'s update (the final params for step == len(self))."""
@@ -86,7 +106,13 @@ class Trajectory:
         for i, snap in enumerate(self.snapshots):
             arrays |= _pack(f"snapshot{i}", snap)
         n_layers = len(self.params["blocks"]) if isinstance(self.params, dict) else len(self.params)
-        meta = {**self.meta, "diverged_at": self.diverged_at, "n_layers": n_layers}
+        meta = {
+            **self.meta,
+            "diverged_at": self.diverged_at,
+            "n_layers": n_layers,
+            "loss_every": self.loss_every,
+            "steps_run": len(self),
+        }
         arrays = {k: np.asarray(v) for k, v in arrays.items()} | {"meta": np.array(json.dumps(meta))}
         _fields(f"trajectory to save as {path}", arrays)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -192,10 +218,18 @@ def _fields(source: str, arrays: dict[str, np.ndarray]) -> dict:
     losses = same_dtype(checked("", as_float_array, get("losses"), "losses"), "losses")
     if losses.ndim != 1:
         fail(f"losses must be 1-D; got shape {losses.shape}")
-    steps_run = len(losses)
+    loss_every = meta.pop("loss_every", 1)  # files written before record_losses existed: every step
+    if loss_every is not None and (isinstance(loss_every, bool) or not isinstance(loss_every, int) or loss_every < 1):
+        fail(f"loss_every must be None or an integer ≥ 1; got {loss_every!r}")
+    steps_run = meta.pop("steps_run", len(losses))
+    if isinstance(steps_run, bool) or not isinstance(steps_run, int) or steps_run < 0:
+        fail(f"steps_run must be an integer ≥ 0; got {steps_run!r}")
+    kept = 0 if loss_every is None else len(range(0, steps_run, loss_every))
+    if len(losses) != kept:
+        fail(f"losses must have {kept} entries ({steps_run} steps, one loss every {loss_every}); got {len(losses)}")
     grad_norms = same_dtype(checked("", as_float_array, get("grad_norms"), "grad_norms"), "grad_norms")
-    if grad_norms.shape != (steps_run,):
-        fail(f"grad_norms must have one entry per step ({steps_run}); got shape {grad_norms.shape}")
+    if grad_norms.shape != losses.shape:
+        fail(f"grad_norms must have one entry per loss ({len(losses)}); got shape {grad_norms.shape}")
     diverged_at = meta.pop("diverged_at")
     if diverged_at is not None and (
         isinstance(diverged_at, bool) or not isinstance(diverged_at, int) or diverged_at != steps_run
@@ -224,19 +258,24 @@ def _fields(source: str, arrays: dict[str, np.ndarray]) -> dict:
         snapshots=[params(f"snapshot{i}", f"snapshots[{i}]") for i in range(len(snapshot_steps))],
         diverged_at=diverged_at,
         meta=meta,
+        loss_every=loss_every,
+        steps_run=steps_run,
     )
 
 
 @dataclass(frozen=True)
 class TrajectoryComparison:
-    """Two trajectories side by side: parameter gaps at every step both recorded, loss gaps every step."""
+    """Two trajectories side by side: parameter gaps at every step both recorded a snapshot, loss gaps
+    at every step both recorded a loss."""
 
     steps: np.ndarray  # (m,) the steps both trajectories recorded (the final params included)
     max_abs: np.ndarray  # (m,) max |θa − θb| over all parameters at that step
     max_rel: np.ndarray  # (m,) max |θa − θb| / max(|θa|, |θb|)
-    loss_abs: np.ndarray  # (steps,) |La − Lb| at every step both ran
+    loss_abs: np.ndarray  # (k,) |La − Lb| at each of loss_steps
     first_exceeded: int | None  # the first step where params or loss differ beyond tol (None: never)
     tol: Tolerance
+    loss_steps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """(k,) the steps both trajectories recorded a loss for (every step both ran, by default)."""
 
     @property
     def ok(self) -> bool:
@@ -253,7 +292,8 @@ class TrajectoryComparison:
 
 
 def compare(a: Trajectory, b: Trajectory, tol: Tolerance) -> TrajectoryComparison:
-    """Per recorded step, the max abs/rel parameter difference, and the per-step loss difference;
+    """Per recorded step, the max abs/rel parameter difference, and the loss difference at every step
+    both recorded a loss;
     `first_exceeded` is the first step where either goes beyond `tol`, or where either side is not
     finite (a NaN never agrees). Params of a different structure are a ValueError, not a pass."""
     n = min(len(a), len(b))
@@ -267,13 +307,16 @@ def compare(a: Trajectory, b: Trajectory, tol: Tolerance) -> TrajectoryCompariso
         max_rel.append(result.max_rel)
         if not result.ok and first is None:
             first = s
-    la, lb = a.losses[:n].astype(np.float64), b.losses[:n].astype(np.float64)
+    loss_steps, ia, ib = np.intersect1d(a.loss_steps, b.loss_steps, assume_unique=True, return_indices=True)
+    la, lb = a.losses[ia].astype(np.float64), b.losses[ib].astype(np.float64)
     with np.errstate(invalid="ignore"):  # inf − inf is NaN: a gap that is not finite, never within tol
         loss_abs = np.abs(la - lb)
         within = loss_abs <= tol.atol + tol.rtol * np.maximum(np.abs(la), np.abs(lb))
     bad = np.flatnonzero(~(within & np.isfinite(la) & np.isfinite(lb)))  # NaN fails every comparison
-    if len(bad) and (first is None or bad[0] < first):
-        first = int(bad[0])
+    if len(bad) and (first is None or loss_steps[bad[0]] < first):
+        first = int(loss_steps[bad[0]])
     if len(a) != len(b) and first is None:
         first = n  # one stopped (diverged) where the other went on
-    return TrajectoryComparison(np.array(steps, np.int64), np.array(max_abs), np.array(max_rel), loss_abs, first, tol)
+    return TrajectoryComparison(
+        np.array(steps, np.int64), np.array(max_abs), np.array(max_rel), loss_abs, first, tol, loss_steps
+    )

@@ -48,9 +48,9 @@ def test_torch_runs_small_work_on_one_thread_and_restores_the_count():
     data = xor()
     original = be._train_steps
 
-    def spy(state, n, batches):
+    def spy(state, n, batches, record):
         seen.append(torch.get_num_threads())
-        return original(state, n, batches)
+        return original(state, n, batches, record)
 
     be._train_steps = spy
     traj = be.train(XOR, init_params(XOR), data.X, data.targets(XOR), SGD(0.1), 3)

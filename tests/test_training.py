@@ -139,6 +139,70 @@ def test_on_nonfinite_stop_returns_the_run_up_to_the_bad_step(pair):
     assert a.losses[:2] == pytest.approx(b.losses[:2], rel=1e-9)
 
 
+# ---- record_losses: the loss and norm every k-th step, nothing else changed ----
+
+
+def _same_params(a, b) -> bool:
+    return all(np.array_equal(p[k], q[k]) for p, q in zip(a, b) for k in "Wb")
+
+
+@pytest.mark.parametrize("dtype_", ["float64", "float32"])
+def test_record_losses_keeps_every_kth_loss_and_changes_nothing_else(backend_name, dtype_):
+    """Bit for bit: the kept losses and norms are those of record_losses=1 at steps 0, k, 2k, ...,
+    and the params (snapshots, final) are identical, since skipping a loss value changes no gradient.
+    Chunks of record_every=10 steps do not line up with k=4, so a backend that counts the stride from
+    each chunk's start (instead of from step 0) keeps the wrong steps; a step that forgets its
+    update when nothing is kept, or a JAX loop that runs a step too many or too few, changes the
+    params."""
+    params, X, y = make_problem(SMALL, n=16)
+    be = get_backend(backend_name, dtype_)
+    args = dict(optimizer=Adam(lr=0.01), steps=37, batch_size=5, seed=3, record_every=10)
+    every = be.train(SMALL, params, X, y, **args)
+    for k in (4, 1000, None):
+        some = be.train(SMALL, params, X, y, **args, record_losses=k)
+        kept = np.arange(0, 37, k) if k else np.arange(0)
+        assert len(some) == 37 and some.loss_steps.tolist() == kept.tolist()
+        assert np.array_equal(some.losses, every.losses[kept]), f"record_losses={k}"
+        assert np.array_equal(some.grad_norms, every.grad_norms[kept]), f"record_losses={k}"
+        assert _same_params(some.params, every.params), f"record_losses={k}"
+        assert all(_same_params(s, e) for s, e in zip(some.snapshots, every.snapshots))
+        assert some.meta["record_losses"] == k
+
+
+def test_record_losses_stops_a_blowup_at_the_same_step(backend_name):
+    """The steps that keep no loss are not checked one by one; the params after each chunk are, and
+    a chunk that went wrong is replayed step by step: the run stops where record_losses=1 stops,
+    with the same last finite params."""
+    params, X, y = make_problem(SMALL, n=16)
+    be = get_backend(backend_name)
+    args = dict(optimizer=SGD(lr=50.0), steps=200, on_nonfinite="stop")
+    every = be.train(SMALL, params, X * 100, y * 100, **args)
+    assert every.diverged_at is not None
+    for k in (3, None):
+        some = be.train(SMALL, params, X * 100, y * 100, **args, record_losses=k)
+        assert some.diverged_at == every.diverged_at == len(some), f"record_losses={k}"
+        kept = np.arange(0, len(some), k) if k else np.arange(0)
+        assert np.array_equal(some.losses, every.losses[kept])
+        assert _same_params(some.params, every.params)
+
+
+def test_compare_uses_the_steps_both_kept_a_loss_for():
+    params, X, y = make_problem(SMALL, n=8)
+    be = get_backend("numpy")
+    a = be.train(SMALL, params, X, y, optimizer=SGD(lr=0.1), steps=30)
+    b = be.train(SMALL, params, X, y, optimizer=SGD(lr=0.1 * (1 + 1e-6)), steps=30, record_losses=7)
+    result = compare(a, b, tolerance("float64", "trajectory"))
+    assert result.loss_steps.tolist() == [0, 7, 14, 21, 28] and result.first_exceeded == 7
+    assert (
+        compare(
+            b,
+            be.train(SMALL, params, X, y, optimizer=SGD(lr=0.1), steps=30, record_losses=None),
+            tolerance("float64", "trajectory"),
+        ).loss_steps.size
+        == 0
+    )
+
+
 # ---- the Trajectory object ----
 
 
@@ -194,6 +258,8 @@ def test_compare_finds_the_first_step_that_differs():
         (dict(batch_size=9), ValueError, r"batch_size must be at most the number of samples \(8\); got 9"),
         (dict(seed=-1), ValueError, "seed must be an integer ≥ 0; got -1"),
         (dict(record_every=0), ValueError, "record_every must be an integer ≥ 1 or None; got 0"),
+        (dict(record_losses=0), ValueError, "record_losses must be an integer ≥ 1 or None; got 0"),
+        (dict(record_losses=2.0), ValueError, "record_losses must be an integer ≥ 1 or None; got 2.0"),
         (dict(on_nonfinite="ignore"), ValueError, "on_nonfinite must be one of 'raise', 'stop'; got 'ignore'"),
     ],
 )
@@ -224,10 +290,10 @@ def test_progress_bar_only_on_a_terminal_and_never_in_ci(monkeypatch):
 
 def test_a_learning_rate_sweep_compiles_one_training_chunk():
     """Hyperparameters live in the optimizer state (optax.inject_hyperparams) and the number of steps
-    is a traced argument, so 8 learning rates, several step counts and record_every values all reuse
-    one compiled chunk (chunks of 101..1000 steps share the 1000-iteration compile). A static
-    optimizer compiled once per lr: the learning-rates lesson did 26 compiles, ~13 s, for ~0.1 s of
-    compute."""
+    and the record_losses stride are traced arguments, so 8 learning rates, any step counts and
+    record_every values all reuse one compiled chunk; every stride shares a second, and
+    record_losses=None a third. A static optimizer compiled once per lr: the learning-rates lesson
+    did 26 compiles, ~13 s, for ~0.1 s of compute."""
     pytest.importorskip("jax")
     from backends import jax_backend
 
@@ -238,8 +304,12 @@ def test_a_learning_rate_sweep_compiles_one_training_chunk():
     before = jax_backend.train_chunk._cache_size()
     for i, lr in enumerate([0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.3, 2.1]):
         be.train(spec, params, data.X, y, SGD(lr, momentum=0.5), steps=300 + i, record_every=150 + i)
+    be.train(spec, params, data.X, y, SGD(0.1, momentum=0.9), steps=7)  # any other length: the same compile
     assert jax_backend.train_chunk._cache_size() - before == 1
-    be.train(spec, params, data.X, y, SGD(0.1, momentum=0.9), steps=7)  # fewer steps: the next length down
+    for stride in (3, 10, 250):  # every stride: one more compile between them
+        be.train(spec, params, data.X, y, SGD(0.1, momentum=0.9), steps=500 + stride, record_losses=stride)
     assert jax_backend.train_chunk._cache_size() - before == 2
-    be.train(spec, params, data.X, y, Adam(0.1), steps=7)  # another optimizer type: a new compile
+    be.train(spec, params, data.X, y, SGD(0.1, momentum=0.9), steps=70, record_losses=None)
     assert jax_backend.train_chunk._cache_size() - before == 3
+    be.train(spec, params, data.X, y, Adam(0.1), steps=7)  # another optimizer type: a new compile
+    assert jax_backend.train_chunk._cache_size() - before == 4

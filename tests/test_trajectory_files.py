@@ -55,6 +55,23 @@ def test_save_and_load_round_trip_with_the_suffix_added(traj, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["run.npz"]  # no temporary left behind
 
 
+def test_a_run_that_kept_every_kth_loss_round_trips(tmp_path):
+    data = xor()
+    traj = get_backend("numpy").train(
+        SPEC, init_params(SPEC, seed=0), data.X, data.targets(SPEC), SGD(0.5), steps=10, record_losses=4
+    )
+    assert len(traj) == 10 and traj.loss_steps.tolist() == [0, 4, 8] and len(traj.losses) == 3
+    back = Trajectory.load(traj.save(tmp_path / "run"))
+    assert len(back) == 10 and back.loss_every == 4 and np.array_equal(back.losses, traj.losses)
+
+
+def test_a_file_from_before_record_losses_loads_with_every_step_kept(traj, tmp_path):
+    path = traj.save(tmp_path / "old.npz")
+    _rewrite(path, _arrays(path), loss_every=_DROP, steps_run=_DROP)
+    back = Trajectory.load(path)
+    assert back.loss_every == 1 and len(back) == len(back.losses) == 12
+
+
 def test_an_interrupted_save_leaves_the_previous_file_intact(traj, tmp_path, monkeypatch):
     path = traj.save(tmp_path / "run.npz")
     before = path.read_bytes()
@@ -101,7 +118,7 @@ def _corrupt(kind, arrays):
         ("NaN loss", r"losses must be finite; found nan at index \(3,\)"),
         ("string array", r"params\[1\]\['b'\] must hold real numbers"),
         ("2-D losses", r"losses must be 1-D; got shape \(3, 4\)"),
-        ("short grad_norms", r"grad_norms must have one entry per step \(12\); got shape \(5,\)"),
+        ("short grad_norms", r"grad_norms must have one entry per loss \(12\); got shape \(5,\)"),
         ("missing array", r"snapshot0.1.W is missing"),
         ("wrong dtype", r"params\[0\]\['b'\] must be float32 like the run's dtype; got float64"),
         ("steps out of order", r"snapshot_steps must increase"),
@@ -125,6 +142,10 @@ def test_inconsistent_arrays_are_refused_naming_the_file_and_field(traj, tmp_pat
         (dict(spec={"sizes": [2, -1]}), r"spec: sizes\[1\] must be a positive integer"),
         (dict(spec=_DROP), r"spec is missing"),
         (dict(optimizer={"name": "SGD", "lr": -1}), r"optimizer: SGD.lr must be a finite number > 0"),
+        (dict(loss_every=0), r"loss_every must be None or an integer ≥ 1; got 0"),
+        (dict(loss_every=5), r"losses must have 3 entries \(12 steps, one loss every 5\); got 12"),
+        (dict(steps_run=13), r"losses must have 13 entries \(13 steps, one loss every 1\); got 12"),
+        (dict(steps_run=-1), r"steps_run must be an integer ≥ 0; got -1"),
     ],
 )
 def test_inconsistent_metadata_is_refused_naming_the_field(traj, tmp_path, changes, match):
@@ -169,6 +190,6 @@ def test_pickled_objects_are_never_loaded(tmp_path, traj):
 
 def test_a_trajectory_that_load_would_refuse_is_not_saved(traj, tmp_path):
     bad = Trajectory(traj.losses[:3], traj.grad_norms, traj.params, meta=traj.meta)
-    with pytest.raises(TrajectoryFileError, match=r"grad_norms must have one entry per step \(3\)"):
+    with pytest.raises(TrajectoryFileError, match=r"grad_norms must have one entry per loss \(3\)"):
         bad.save(tmp_path / "bad.npz")
     assert not list(tmp_path.iterdir())
