@@ -1,7 +1,8 @@
 """python -m benchmarks [--quick] [--out DIR] — training speed per backend, against the machine's limits.
 
 Measures, in one run so every ratio is side by side: each framework's float32 matmul peak and
-dispatch cost; trigrad's `train` per backend and size (steps/s, GFLOP/s, % of peak, compile time);
+dispatch cost; trigrad's `train` per backend and size, keeping every loss (the default) and none
+(record_losses=None) (steps/s, GFLOP/s, % of peak, compile time);
 the bare loop for the same math and the ratio between the two; fused variants (JAX lax.scan,
 torch.compile). Writes benchmarks.md, benchmarks.json and two figures to --out.
 """
@@ -22,8 +23,27 @@ from benchmarks.workloads import QUICK_SKIPS, WORKLOADS, GPTWorkload
 from comparisons.common import name_list, output_folder
 
 COLORS = {"numpy": "#1f77b4", "torch": "#d62728", "jax": "#2ca02c"}  # as in every trigrad figure
-MARKERS = {"trigrad train": "o", "bare loop": "s", "bare lax.scan": "^", "torch.compile": "D"}
-STYLES = {"trigrad train": "-", "bare loop": "--", "bare lax.scan": ":", "torch.compile": "-."}
+MARKERS = {
+    "trigrad train": "o",
+    "trigrad train, no losses": "*",
+    "bare loop": "s",
+    "bare lax.scan": "^",
+    "torch.compile": "D",
+}
+STYLES = {
+    "trigrad train": "-",
+    "trigrad train, no losses": "-",
+    "bare loop": "--",
+    "bare lax.scan": ":",
+    "torch.compile": "-.",
+}
+ALPHAS = {
+    "trigrad train": 1.0,
+    "trigrad train, no losses": 0.8,
+    "bare loop": 0.55,
+    "bare lax.scan": 0.35,
+    "torch.compile": 0.75,
+}
 
 
 def plot(report: dict, out: Path) -> list[Path]:
@@ -97,7 +117,7 @@ def plot(report: dict, out: Path) -> list[Path]:
             vals,
             width,
             color=COLORS[backend],
-            alpha={"trigrad train": 1.0, "bare loop": 0.55, "bare lax.scan": 0.35, "torch.compile": 0.75}[variant],
+            alpha=ALPHAS[variant],
             hatch={"torch.compile": "//"}.get(variant, ""),
             edgecolor="k",
             lw=0.4,

@@ -33,9 +33,10 @@ from benchmarks.workloads import LR, QUICK_SKIPS, WORKLOADS, AnyWorkload, GPTWor
 from shared.optim import SGD
 
 TARGETS = {
-    "interface_ratio": 1.25,  # trigrad's train within 1.25× of the bare loop, every backend and size
+    "interface_ratio": 1.25,  # train (no losses) within 1.25× of the minimal loop's step: ≥ 0.8× its speed
     "peak_fused_jax": 0.70,  # medium/large: fused JAX ≥ 70 % of JAX's matmul peak
-    "peak_numpy_torch": 0.50,  # medium/large: numpy and torch ≥ 50 % of their peak
+    "peak_numpy_torch": 0.50,  # medium: numpy and torch ≥ 50 % of their peak
+    "peak_numpy_torch_large": 0.60,  # large: numpy and torch ≥ 60 % of their peak
     "xor_fused_jax_steps": 1_000_000,  # XOR on the fused JAX path ≥ 1,000,000 steps/s
     "gpt_train_vs_bare": 0.8,  # gpt: trigrad's train ≥ 0.8× the bare loop's steps/s, every framework
     "gpt_peak_fused_jax": 0.50,  # gpt: fused JAX ≥ 50 % of JAX's matmul peak
@@ -46,7 +47,7 @@ TARGETS = {
 class Row:
     workload: str
     backend: str  # the framework
-    variant: str  # "trigrad train" | "bare loop" | "bare lax.scan" | "torch.compile"
+    variant: str  # TRAIN | TRAIN_NO_LOSSES | "bare loop" | "bare lax.scan" | "torch.compile"
     steps_per_s: float
     gflops: float
     peak_fraction: float
@@ -68,21 +69,34 @@ def _load() -> float:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
 
 
-def trigrad_runner(w: AnyWorkload, backend: str):
+def trigrad_runner(w: AnyWorkload, backend: str, record_losses: int | None = 1):
     """The user's call: be.train(...) on numpy data, validation and conversion included."""
     be = get_backend(backend, "float32")
     params, X, y = w.problem()
-    return lambda steps: be.train(w.spec, params, X, y, optimizer=SGD(LR), steps=steps)
+    return lambda steps: be.train(w.spec, params, X, y, optimizer=SGD(LR), steps=steps, record_losses=record_losses)
+
+
+TRAIN = "trigrad train"
+"""train() as called by default: every step's loss and gradient norm kept."""
+TRAIN_NO_LOSSES = "trigrad train, no losses"
+"""train(..., record_losses=None): no loss kept, only the final params, like the bare loops. The speed
+targets are measured on this one: it does the work the bare loop does."""
+BASELINE = {"numpy": "bare loop", "torch": "bare loop", "jax": "bare lax.scan"}
+"""The minimal loop each backend's train is held against: JAX's is the fused scan (its Python loop of
+jitted steps pays a dispatch per step that trigrad's train does not)."""
+
+
+def _trigrad_variants(backend: str):
+    return [
+        (TRAIN, lambda w: trigrad_runner(w, backend)),
+        (TRAIN_NO_LOSSES, lambda w: trigrad_runner(w, backend, record_losses=None)),
+    ]
 
 
 VARIANTS = {
-    "numpy": [("trigrad train", lambda w: trigrad_runner(w, "numpy")), ("bare loop", bare.make_numpy)],
-    "torch": [("trigrad train", lambda w: trigrad_runner(w, "torch")), ("bare loop", bare.make_torch)],
-    "jax": [
-        ("trigrad train", lambda w: trigrad_runner(w, "jax")),
-        ("bare loop", bare.make_jax),
-        ("bare lax.scan", bare.make_jax_scan),
-    ],
+    "numpy": [*_trigrad_variants("numpy"), ("bare loop", bare.make_numpy)],
+    "torch": [*_trigrad_variants("torch"), ("bare loop", bare.make_torch)],
+    "jax": [*_trigrad_variants("jax"), ("bare loop", bare.make_jax), ("bare lax.scan", bare.make_jax_scan)],
 }
 TORCH_COMPILE_SIZES = ("xor", "medium")  # torch.compile takes ~20 s per size on 2 cores: two sizes only
 
@@ -157,7 +171,7 @@ def measure_backend(name: str, sizes: list[str], quick: bool, progress=print) ->
 def _threads(name: str, variant: str, w: AnyWorkload) -> str:
     """The CPU threads a row ran with: trigrad's thread policy for its own train, the framework's
     default for the bare loops (what a user who writes the loop by hand gets)."""
-    if variant == "trigrad train":
+    if variant in (TRAIN, TRAIN_NO_LOSSES):
         n = get_backend(name, "float32").threads_for(w.flops_per_step)
         if n is not None:
             return str(n)
@@ -211,8 +225,8 @@ def _phase_lines(report: dict) -> list[str]:
         "Where a training step's time goes on xor (µs per step, each phase timed on its own; bookkeeping = the "
         "gradient norm, the loss as a number and the finiteness checks, which the bare loop does not do):",
         "",
-        "| backend | " + " | ".join(names) + " | sum | trigrad train step | bare loop step |",
-        "| --- | " + " | ".join("---:" for _ in names) + " | ---: | ---: | ---: |",
+        "| backend | " + " | ".join(names) + " | sum | trigrad train step | train, no losses step | bare loop step |",
+        "| --- | " + " | ".join("---:" for _ in names) + " | ---: | ---: | ---: | ---: |",
     ]
     for backend, times in phases.items():
         step = {
@@ -221,9 +235,11 @@ def _phase_lines(report: dict) -> list[str]:
             if r["workload"] == "xor" and r["backend"] == backend
         }
         cells = " | ".join(f"{times[k]:.1f}" for k in names)
-        train, bare_step = step.get("trigrad train"), step.get("bare loop")
+        train, quiet, bare_step = step.get(TRAIN), step.get(TRAIN_NO_LOSSES), step.get("bare loop")
         fmt = lambda v: f"{v:.1f}" if v else "-"  # noqa: E731
-        lines.append(f"| {backend} | {cells} | {sum(times.values()):.1f} | {fmt(train)} | {fmt(bare_step)} |")
+        lines.append(
+            f"| {backend} | {cells} | {sum(times.values()):.1f} | {fmt(train)} | {fmt(quiet)} | {fmt(bare_step)} |"
+        )
     return lines
 
 
@@ -251,104 +267,89 @@ def _gpt_step_text(w: GPTWorkload) -> str:
     )
 
 
-def _peak_shortfall(rows: list[Row], r: Row, goal: str | None = None) -> str:
-    """Why a variant stays below peak, from what the bare loop of the same framework reaches."""
-    base = _find(rows, r.workload, r.backend, "bare loop")
+def _peak_shortfall(rows: list[Row], r: Row, goal: str) -> str:
+    """Why a variant stays below peak, from what the minimal loop of the same framework reaches."""
+    base = _find(rows, r.workload, r.backend, BASELINE[r.backend])
     w = WORKLOADS.get(r.workload)
     gpt = _gpt_step_text(w) if isinstance(w, GPTWorkload) else ""
-    if base is None or r.variant != "trigrad train":
+    if base is None or r.variant not in (TRAIN, TRAIN_NO_LOSSES):
         return (
             "a training step is more than the peak test's one large square matmul: transposed operands in the "
             "backward, smaller matrices, and memory-bound elementwise passes (activation, loss, update) between "
             "them." + gpt
         )
-    goal = goal or ("peak_numpy_torch" if r.backend != "jax" else "peak_fused_jax")
     if base.peak_fraction >= TARGETS[goal]:
         extra_us = 1e6 / r.steps_per_s - 1e6 / base.steps_per_s
-        return (
-            f"the bare loop reaches {base.peak_fraction:.0%}: the gap is trigrad's {extra_us:.0f} µs per step "
-            "(gradient norm and loss recorded every step)."
-        )
+        return f"the {base.variant} reaches {base.peak_fraction:.0%}: the gap is trigrad's {extra_us:.0f} µs per step."
     return (
-        f"the bare loop reaches only {base.peak_fraction:.0%} too, so the cost is in the step itself, not in "
+        f"the {base.variant} reaches only {base.peak_fraction:.0%} too, so the cost is in the step itself, not in "
         "trigrad: transposed operands in the backward, smaller matrices than the peak test's, and "
         "memory-bound elementwise passes (activation, loss, update) between the matmuls." + gpt
     )
 
 
+INTERFACE_COSTS = {
+    "numpy": "walks the teaching backend's layer-by-layer functions (one Python call per layer and activation) "
+    "and the params and gradient dicts",
+    "torch": "steps its nn.Module and torch.optim as the bare loop does; per chunk of steps it checks the "
+    "params and saves a copy to replay from",
+    "jax": "runs the update through optax (inject_hyperparams) and calls one compiled chunk per 1000 steps, "
+    "checking the params after each",
+}
+
+
+def _ratio_target(size: str, backend: str, ours: Row, base: Row) -> dict:
+    """train (no losses) against the minimal loop: time per step, ≤ 1.25× is ≥ 0.8× the speed."""
+    ratio = base.steps_per_s / ours.steps_per_s
+    extra_us = 1e6 / ours.steps_per_s - 1e6 / base.steps_per_s
+    why = ""
+    if ratio > TARGETS["interface_ratio"]:
+        why = (
+            f"trigrad adds {extra_us:.1f} µs to a {base.variant} step of {1e6 / base.steps_per_s:.1f} µs: it "
+            f"{INTERFACE_COSTS[backend]}. At this size the step itself is so cheap that the extra work shows."
+        )
+    elif ratio < 0.9:
+        why = f"faster than the {base.variant}" + (
+            ": trigrad's JAX train runs up to 1000 steps per compiled call." if backend == "jax" else "."
+        )
+    return {
+        "target": f"train, no losses / {base.variant} ≤ {TARGETS['interface_ratio']} ({backend}, {size})",
+        "value": f"{ratio:.2f}×",
+        "met": ratio <= TARGETS["interface_ratio"],
+        "why": why,
+    }
+
+
 def evaluate_targets(rows: list[Row], dispatch: dict[str, float], scan_us: float | None = None) -> list[dict]:
-    """Each target, the measured value, met or missed, and why (from the numbers, not guessed)."""
+    """Each target, the measured value, met or missed, and why (from the numbers, not guessed). The
+    speed targets are measured on train(..., record_losses=None), which does the bare loop's work."""
     rows = [r if isinstance(r, Row) else Row(**r) for r in rows]
     out = []
     for size in WORKLOADS:
         gpt = isinstance(WORKLOADS[size], GPTWorkload)
         for backend in ("numpy", "torch", "jax"):
-            ours, base = _find(rows, size, backend, "trigrad train"), _find(rows, size, backend, "bare loop")
-            if not (ours and base):
-                continue
-            ratio = base.steps_per_s / ours.steps_per_s  # time per step, train / bare
-            extra_us = 1e6 / ours.steps_per_s - 1e6 / base.steps_per_s
-            why = ""
-            if gpt:  # the issue states this one as speed: train's steps/s ≥ 0.8 × the bare loop's
-                out.append(_gpt_interface_target(size, backend, ours, base))
-                continue
-            if ratio > TARGETS["interface_ratio"]:
-                does = {
-                    "numpy": "computes the loss value and the gradient norm, and walks the layer-by-layer functions "
-                    "and dicts the teaching backend is written as",
-                    "torch": "computes the gradient norm (get_total_norm) and brings loss and norm to Python (.item())",
-                    "jax": "computes the loss and gradient norm inside the step and returns them",
-                }[backend]
-                why = (
-                    f"trigrad adds {extra_us:.1f} µs to a bare step of {1e6 / base.steps_per_s:.1f} µs: every step it "
-                    f"{does}; the bare loop does none of that. At this size the step itself is so cheap that the "
-                    "extra work shows."
+            ours = _find(rows, size, backend, TRAIN_NO_LOSSES)
+            base = _find(rows, size, backend, "bare loop" if gpt else BASELINE[backend])
+            if ours and base:
+                # the issue states the GPT's as speed: train's steps/s ≥ 0.8 × the bare loop's
+                out.append(
+                    _gpt_interface_target(size, backend, ours, base)
+                    if gpt
+                    else _ratio_target(size, backend, ours, base)
                 )
-            elif ratio < 0.9 and backend == "jax":
-                why = "faster than the bare loop: trigrad's JAX train runs 1000 steps per compiled lax.scan call."
-            out.append(
-                {
-                    "target": f"train/bare ≤ {TARGETS['interface_ratio']} ({backend}, {size})",
-                    "value": f"{ratio:.2f}×",
-                    "met": ratio <= TARGETS["interface_ratio"],
-                    "why": why,
-                }
-            )
     for size in [s for s, w in WORKLOADS.items() if isinstance(w, GPTWorkload)]:
-        for variant in ("trigrad train", "bare lax.scan"):
-            r = _find(rows, size, "jax", variant)
-            if r is None:
-                continue
-            met = r.peak_fraction >= TARGETS["gpt_peak_fused_jax"]
-            out.append(
-                {
-                    "target": f"≥ {TARGETS['gpt_peak_fused_jax']:.0%} of peak (jax {variant}, {size})",
-                    "value": f"{r.peak_fraction:.0%}",
-                    "met": met,
-                    "why": "" if met else _peak_shortfall(rows, r, "gpt_peak_fused_jax"),
-                }
-            )
+        for variant in (TRAIN_NO_LOSSES, "bare lax.scan"):
+            out += _peak_targets(rows, size, "jax", variant, "gpt_peak_fused_jax")
     for size in ("medium", "large"):
-        for backend, variant, goal in [
-            ("jax", "trigrad train", "peak_fused_jax"),
+        goals = [
+            ("jax", TRAIN_NO_LOSSES, "peak_fused_jax"),
             ("jax", "bare lax.scan", "peak_fused_jax"),
-            ("numpy", "trigrad train", "peak_numpy_torch"),
-            ("torch", "trigrad train", "peak_numpy_torch"),
-        ]:
-            r = _find(rows, size, backend, variant)
-            if r is None:
-                continue
-            met = r.peak_fraction >= TARGETS[goal]
-            why = "" if met else _peak_shortfall(rows, r)
-            out.append(
-                {
-                    "target": f"≥ {TARGETS[goal]:.0%} of peak ({backend} {variant}, {size})",
-                    "value": f"{r.peak_fraction:.0%}",
-                    "met": met,
-                    "why": why,
-                }
-            )
-    for variant in ("trigrad train", "bare lax.scan"):
+            ("numpy", TRAIN_NO_LOSSES, "peak_numpy_torch" + ("_large" if size == "large" else "")),
+            ("torch", TRAIN_NO_LOSSES, "peak_numpy_torch" + ("_large" if size == "large" else "")),
+        ]
+        for backend, variant, goal in goals:
+            out += _peak_targets(rows, size, backend, variant, goal)
+    for variant in (TRAIN_NO_LOSSES, "bare lax.scan"):
         r = _find(rows, "xor", "jax", variant)
         if r:
             met = r.steps_per_s >= TARGETS["xor_fused_jax_steps"]
@@ -362,13 +363,8 @@ def evaluate_targets(rows: list[Row], dispatch: dict[str, float], scan_us: float
                 if met
                 else (
                     f"{1e6 / r.steps_per_s:.2f} µs per step{floor}. XLA runs the step as ~20 tiny kernels "
-                    "(2 matmuls, tanh, the loss, their gradients, 4 updates), each with a fixed cost on the CPU"
-                    + (
-                        ", plus the loss and gradient norm trigrad records every step"
-                        if variant == "trigrad train"
-                        else ""
-                    )
-                    + ". 1 µs per step would need far fewer, fused kernels."
+                    "(2 matmuls, tanh, the loss gradient, the backward, 4 updates), each with a fixed cost on the "
+                    "CPU. 1 µs per step would need far fewer, fused kernels."
                 )
             )
             out.append(
@@ -382,8 +378,23 @@ def evaluate_targets(rows: list[Row], dispatch: dict[str, float], scan_us: float
     return out
 
 
+def _peak_targets(rows: list[Row], size: str, backend: str, variant: str, goal: str) -> list[dict]:
+    r = _find(rows, size, backend, variant)
+    if r is None:
+        return []
+    met = r.peak_fraction >= TARGETS[goal]
+    return [
+        {
+            "target": f"≥ {TARGETS[goal]:.0%} of peak ({backend} {variant}, {size})",
+            "value": f"{r.peak_fraction:.0%}",
+            "met": met,
+            "why": "" if met else _peak_shortfall(rows, r, goal),
+        }
+    ]
+
+
 def _gpt_interface_target(size: str, backend: str, ours: Row, base: Row) -> dict:
-    """trigrad's train against the bare loop on a GPT, as a speed ratio (≥ 0.8 is met)."""
+    """train (no losses) against the bare loop on a GPT, as a speed ratio (≥ 0.8 is met)."""
     speed = ours.steps_per_s / base.steps_per_s
     met = speed >= TARGETS["gpt_train_vs_bare"]
     why = ""
@@ -391,21 +402,18 @@ def _gpt_interface_target(size: str, backend: str, ours: Row, base: Row) -> dict
         extra_ms = 1e3 / ours.steps_per_s - 1e3 / base.steps_per_s
         why = (
             f"trigrad's step takes {extra_ms:.1f} ms more than the bare loop's {1e3 / base.steps_per_s:.1f} ms. The "
-            "model code is the same; every step trigrad also "
+            "model code is the same; trigrad also "
             + {
-                "numpy": "flattens the params and gradient trees, computes the gradient norm over every leaf, "
-                "and updates through shared.optim's SGD",
-                "torch": "zeroes the grads, computes get_total_norm, brings loss and norm to Python (.item()) "
-                "and steps torch.optim.SGD",
-                "jax": "computes the loss and gradient norm inside its lax.scan and returns them, and updates "
-                "through optax's SGD",
+                "numpy": "flattens the gradient tree every step and updates through shared.optim's SGD",
+                "torch": "steps torch.optim.SGD and checks the params after every chunk of steps",
+                "jax": "updates through optax's SGD and checks the params after every chunk of steps",
             }[backend]
             + "."
         )
     elif speed > 1 / 0.9 and backend == "jax":
-        why = "faster than the bare loop: trigrad's JAX train runs many steps per compiled lax.scan call."
+        why = "faster than the bare loop: trigrad's JAX train runs many steps per compiled call."
     return {
-        "target": f"train ≥ {TARGETS['gpt_train_vs_bare']}× bare loop steps/s ({backend}, {size})",
+        "target": f"train, no losses ≥ {TARGETS['gpt_train_vs_bare']}× bare loop steps/s ({backend}, {size})",
         "value": f"{speed:.2f}×",
         "met": met,
         "why": why,
@@ -496,6 +504,10 @@ def markdown(report: dict) -> str:
         )
     lines += [
         "",
+        f"- variants: *{TRAIN}* is `train(...)` as called by default, keeping every step's loss and gradient "
+        f"norm; *{TRAIN_NO_LOSSES}* is `train(..., record_losses=None)`, which keeps only the final params, "
+        "like the bare loops (`record_losses=k` keeps every k-th step's, for a stride's worth of that cost). "
+        "The speed targets below are measured on the latter. Both run the same teaching code.",
         f"- threads: trigrad's thread policy runs torch and NumPy below 1e7 matmul FLOPs per step on "
         f"one thread (measured; `get_backend(..., threads=n)` overrides it); the bare loops use each "
         f"framework's default. A row marked busy was taken with a 1-minute load average above {BUSY_LOAD} "
