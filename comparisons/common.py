@@ -320,12 +320,13 @@ def make_parser(
     defaults: Defaults | None,
     epilog: str = "",
     one_backend: bool = False,
-    gpt: bool = False,
+    gpt: bool | GPTDefaults = False,
     training: str = "run",
 ) -> argparse.ArgumentParser:
     """A parser with --out and --backends (or --backend, for the lessons, which run one), plus the
-    problem options when `defaults` is given, and --model/--gpt when `gpt` is. With `gpt`, the options
-    whose default depends on the model default to None here; build_problem fills them in.
+    problem options when `defaults` is given, and --model/--gpt when `gpt` is (True: the common GPT
+    defaults; a GPTDefaults: the command's own). With `gpt`, the options whose default depends on the
+    model default to None here; build_problem fills them in from the same defaults the help states.
 
     `training` says which training options a command offers, so none is offered and silently unused:
     "run" (--optimizer, --lr, --steps, --batch-size), "step" (one full-batch step: --optimizer, --lr),
@@ -363,27 +364,28 @@ def make_parser(
     def both(mlp: str, transformer: str) -> str:
         return f"{mlp}; gpt: {transformer}" if gpt else mlp
 
+    G = gpt if isinstance(gpt, GPTDefaults) else GPT
     if gpt:
-        parser.set_defaults(mlp_defaults=d)
+        parser.set_defaults(mlp_defaults=d, gpt_defaults=G)
         g.add_argument(
             "--model",
             choices=("mlp", "gpt"),
             default=None,
             help="mlp (default), or gpt: a tiny transformer on next-token prediction (--gpt sets it)",
         )
-        shape = ",".join(map(str, GPT.gpt))
+        shape = ",".join(map(str, G.gpt))
         g.add_argument(
             "--gpt",
             type=gpt_shorthand,
             default=None,
             metavar="V,T,d,h,L[:ACT]",
-            help=f"the transformer: vocab, sequence length, width, heads, blocks (default: {shape}:{GPT.activation})",
+            help=f"the transformer: vocab, sequence length, width, heads, blocks (default: {shape}:{G.activation})",
         )
     dataset = "(mlp only)" if gpt else ""
     g.add_argument(
         "--dataset", choices=list(DATASETS), default=default(d.dataset), help=f"default: {d.dataset} {dataset}".strip()
     )
-    n_help = both("samples (default: the dataset's; xor: its 4 points)", f"sequences (default: {GPT.n})")
+    n_help = both("samples (default: the dataset's; xor: its 4 points)", f"sequences (default: {G.n})")
     g.add_argument("--n", type=sample_count, default=default(d.n), help=n_help)
     g.add_argument("--noise", type=non_negative_float, default=default(d.noise), help="Gaussian noise of the samples")
     g.add_argument(
@@ -403,7 +405,7 @@ def make_parser(
         "--activation",
         choices=ACTIVATIONS,
         default=default(d.activation),
-        help=both(f"default: {d.activation}", f"{', '.join(GPT_ACTIVATIONS)} (default: {GPT.activation})"),
+        help=both(f"default: {d.activation}", f"{', '.join(GPT_ACTIVATIONS)} (default: {G.activation})"),
     )
     g.add_argument("--loss", choices=LOSSES, default=default(d.loss), help=f"default: {d.loss}")
     if training != "run":
@@ -416,20 +418,27 @@ def make_parser(
         "--optimizer",
         choices=OPTIMIZERS,
         default=default(d.optimizer),
-        help="sgd, momentum (SGD with 0.9), adam, adamw (default: " + both(d.optimizer, GPT.optimizer) + ")",
+        help="sgd, momentum (SGD with 0.9), adam, adamw (default: "
+        + (
+            f"{d.optimizer}; gpt: none, its step prints no update"
+            if gpt and training == "step"
+            else both(d.optimizer, G.optimizer)
+        )
+        + ")",
     )
     g.add_argument(
         "--lr",
         type=positive_float,
         default=default(d.lr),
-        help=f"learning rate (default: {both(f'{d.lr:g}', f'{GPT.lr:g}')})",
+        help=f"learning rate (default: {d.lr:g}"
+        + ("; gpt: none)" if gpt and training == "step" else f"{both('', f'{G.lr:g}')})"),
     )
     if training == "run":
         g.add_argument(
             "--steps",
             type=step_count,
             default=default(d.steps),
-            help=f"training steps (default: {both(d.steps, GPT.steps)})",
+            help=f"training steps (default: {both(d.steps, G.steps)})",
         )
         g.add_argument(
             "--batch-size", type=positive_int, default=d.batch_size, help="minibatch size (default: full batch)"
@@ -516,12 +525,13 @@ def build_gpt_problem(parser: argparse.ArgumentParser, args: argparse.Namespace)
         parser.error(
             f"{given[0]} is an MLP option; with --model gpt describe the transformer with --gpt V,T,d,h,L[:ACT]"
         )
-    sizes, *act = args.gpt if args.gpt is not None else (GPT.gpt,)
-    activation = act[0] if act else args.activation or GPT.activation
+    G = getattr(args, "gpt_defaults", GPT)  # the command's own GPT defaults (make_parser), the ones its --help states
+    sizes, *act = args.gpt if args.gpt is not None else (G.gpt,)
+    activation = act[0] if act else args.activation or G.activation
     if activation not in GPT_ACTIVATIONS:
         parser.error(f"--activation {activation}: a GPT's MLP takes one of {', '.join(GPT_ACTIVATIONS)}")
     spec = GPTSpec(*sizes, activation=activation)  # gpt_shorthand has checked every number
-    n = args.n if args.n is not None else GPT.n
+    n = args.n if args.n is not None else G.n
     if (floats := gpt_floats(spec, n)) > MAX_FLOATS:
         parser.error(
             f"--n {n} sequences × --gpt {','.join(map(str, sizes))} is {floats:.1e} activations per forward pass, "
@@ -530,15 +540,15 @@ def build_gpt_problem(parser: argparse.ArgumentParser, args: argparse.Namespace)
     if args.batch_size is not None and args.batch_size > n:
         parser.error(f"--batch-size {args.batch_size} is larger than the data ({n} sequences)")
     data = strides(n, spec.vocab_size, spec.seq_len, seed=args.seed)
-    optimizer = args.optimizer or GPT.optimizer
+    optimizer = args.optimizer or G.optimizer
     return Problem(
         data,
         spec,
         init_params(spec, seed=args.seed),
         data.X,
         data.y,
-        make_optimizer(optimizer, args.lr if args.lr is not None else GPT.lr),
-        args.steps if args.steps is not None else GPT.steps,
+        make_optimizer(optimizer, args.lr if args.lr is not None else G.lr),
+        args.steps if args.steps is not None else G.steps,
         args.seed,
         args.batch_size,
     )

@@ -23,7 +23,16 @@ import numpy as np
 
 from backends import get_backend
 from backends import numpy_backend as nb
-from comparisons.common import XOR, Problem, build_problem, installed, make_parser, non_negative_int, output_file
+from comparisons.common import (
+    XOR,
+    GPTDefaults,
+    Problem,
+    build_problem,
+    installed,
+    make_parser,
+    non_negative_int,
+    output_file,
+)
 from shared.params import Params, tree_leaves
 from shared.spec import LAYERNORM_EPS, GPTSpec, MLPSpec
 
@@ -232,7 +241,7 @@ def update_rule(opt, p: str) -> str:
 
 # ---- the GPT: one block's intermediates (--model gpt) ----
 
-GPT_STEP = ((8, 4, 8, 2, 1), 2)  # (V, T, d, h, L), sequences: one block, two heads, fits 100 columns
+GPT_STEP = GPTDefaults(gpt=(8, 4, 8, 2, 1), n=2)  # one block, two heads, two sequences: fits 100 columns
 
 GPT_ROWS = (  # (section, key, name, formula): the order they are printed
     ("forward", "x", "x", "tok_emb[X] + pos_emb[:t]: the embedding"),
@@ -514,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         __doc__.split("\n\n")[1],
         XOR,
         training="step",
-        gpt=True,
+        gpt=GPT_STEP,
         epilog="examples:\n  python -m comparisons step\n  python -m comparisons step --sample 3 --activation relu\n"
         "  python -m comparisons step --model gpt\n  python -m comparisons step --html step.html",
     )
@@ -523,12 +532,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--html", type=output_file, metavar="FILE", help="also write the step as one HTML page")
     args = parser.parse_args(argv)
     gpt = args.model == "gpt" or (args.model is None and args.gpt is not None)
-    if gpt:  # step's own small default: one block that fits the screen (common.GPT trains; this one is read)
+    if gpt:  # GPT_STEP, the command's own small default, fits the screen (common.GPT trains; this one is read)
         for option in ("optimizer", "lr"):
             if getattr(args, option) is not None:  # the GPT step prints no update: refuse, never ignore
                 parser.error(f"--{option}: --model gpt prints the forward and backward pass only, no update")
-        args.gpt = args.gpt or (GPT_STEP[0],)
-        args.n = args.n or GPT_STEP[1]
     problem = build_problem(parser, args)
     n = len(problem.X)
     if args.sample is not None and args.sample >= n:

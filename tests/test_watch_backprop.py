@@ -403,3 +403,21 @@ def test_step_command_for_the_gpt_agrees_across_backends(capsys):
     ):
         assert text in out
     assert "-inf" in out and max(len(line) for line in out.splitlines()) <= 100
+
+
+def test_step_help_states_the_gpt_defaults_it_uses(capsys):
+    """step's GPT is smaller than the other commands' (it prints every number): --help must say its
+    own defaults, and --model gpt must use exactly those. (Before, --help stated the common 8,8,16,2,1
+    and 32 sequences while the command ran 8,4,8,2,1 on 2.)"""
+    from comparisons import step
+
+    with pytest.raises(SystemExit):
+        step.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    shape = ",".join(map(str, step.GPT_STEP.gpt))
+    assert f"(default: {shape}:gelu)" in help_text and f"sequences (default: {step.GPT_STEP.n})" in help_text
+    assert "gpt: none, its step prints no update" in help_text
+    assert step.main(["--model", "gpt", "--backends", "numpy", "--out", "out"]) == 0
+    V, T, d, h, L = step.GPT_STEP.gpt
+    title = capsys.readouterr().out.splitlines()[0]
+    assert f"V={V} T={T} d={d} h={h} L={L}" in title and f"{step.GPT_STEP.n}×{T} tokens" in title
