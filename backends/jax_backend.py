@@ -3,8 +3,8 @@
 Pure functions over a params pytree (a list of {"W", "b"} dicts, the canonical layout itself, so
 nothing is transposed). `jax.value_and_grad` turns the loss function into one that also returns its
 gradient; `jax.jit` compiles it with XLA, once per spec (the spec is a static, hashable argument).
-Training uses optax, and runs many steps inside one compiled call with `jax.lax.scan`, so Python and
-the host see the losses once per chunk of steps rather than once per step.
+Training uses optax, and runs many steps inside one compiled call with `jax.lax.fori_loop`, so Python
+and the host see the losses once per chunk of steps rather than once per step.
 
 Three numerical settings, made explicit:
 - float64 must really be float64. JAX computes in float32 unless x64 is enabled, and the flag is

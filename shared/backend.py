@@ -37,7 +37,7 @@ from shared.validation import check_dtype, check_spec, check_tokens, check_X, ch
 
 CHUNK = 1000
 """Steps per call into the backend when nothing is recorded: the rhythm of progress updates and
-divergence checks (JAX compiles one `lax.scan` of this length)."""
+divergence checks (JAX runs each chunk as one compiled loop)."""
 
 
 class Backend(ABC):
