@@ -310,7 +310,11 @@ def _ratio_target(size: str, backend: str, ours: Row, base: Row) -> dict:
         )
     elif ratio < 0.9:
         why = f"faster than the {base.variant}" + (
-            ": trigrad's JAX train runs up to 1000 steps per compiled call." if backend == "jax" else "."
+            ": trigrad's JAX train runs up to 1000 steps per compiled call."
+            if backend == "jax"
+            else f": trigrad ran on {ours.threads} thread(s) (its thread policy), the bare loop on the default."
+            if ours.threads != base.threads
+            else "."
         )
     return {
         "target": f"train, no losses / {base.variant} ≤ {TARGETS['interface_ratio']} ({backend}, {size})",

@@ -138,8 +138,8 @@ def test_time_runner_separates_per_step_from_per_call_cost():
     assert t.steps_per_s == pytest.approx(2000, rel=0.3)
 
 
-def _row(size, backend, variant, steps_per_s, peak_fraction=0.0):
-    return Row(size, backend, variant, steps_per_s, 0.0, peak_fraction, 0.0, 0.0, 1)
+def _row(size, backend, variant, steps_per_s, peak_fraction=0.0, threads="default"):
+    return Row(size, backend, variant, steps_per_s, 0.0, peak_fraction, 0.0, 0.0, 1, threads)
 
 
 def test_targets_say_met_missed_and_why():
@@ -152,6 +152,8 @@ def test_targets_say_met_missed_and_why():
         _row("xor", "numpy", "bare loop", 30_000),
         _row("xor", "torch", q, 900),
         _row("xor", "torch", "bare loop", 1_000),
+        _row("small", "torch", q, 1_000, threads="1"),  # faster: one thread against torch's default
+        _row("small", "torch", "bare loop", 800),
         _row("medium", "numpy", q, 100, 0.40),
         _row("medium", "numpy", "bare loop", 105, 0.42),
         _row("large", "torch", q, 10, 0.55),
@@ -163,6 +165,9 @@ def test_targets_say_met_missed_and_why():
     numpy_xor = targets["train, no losses / bare loop ≤ 1.25 (numpy, xor)"]
     assert not numpy_xor["met"] and numpy_xor["value"] == "3.00×" and "adds 66.7 µs" in numpy_xor["why"]
     assert targets["train, no losses / bare loop ≤ 1.25 (torch, xor)"]["met"]
+    assert (
+        "ran on 1 thread(s) (its thread policy)" in targets["train, no losses / bare loop ≤ 1.25 (torch, small)"]["why"]
+    )
     jax_xor = targets["train, no losses / bare lax.scan ≤ 1.25 (jax, xor)"]
     assert jax_xor["met"] and jax_xor["value"] == "1.17×"
     peak = targets["≥ 50% of peak (numpy trigrad train, no losses, medium)"]
