@@ -217,7 +217,8 @@ class JaxBackend(Backend):
             rows[:n] = batches
             rows = jnp.asarray(rows)  # once per chunk of steps
         keep = "none" if not record else "every" if len(record) == n else "strided"
-        counts = (np.int32(n), np.int32(record.start), np.int32(record.step), np.int32(len(record)))
+        # (a stride beyond the chunk keeps at most one step of it: the same loop, and it fits in int32)
+        counts = (np.int32(n), np.int32(record.start), np.int32(min(record.step, n)), np.int32(len(record)))
         params, opt_state, losses, norms = train_chunk(
             state["params"], state["opt_state"], state["X"], state["y"], rows, *counts, keep=keep, **state["static"]
         )

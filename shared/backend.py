@@ -147,13 +147,15 @@ class Backend(ABC):
             order fixed by `seed` (the same in every backend; see shared.training).
         record_every: keep a params snapshot every this many steps (None: only the final params).
         record_losses: keep the loss and the gradient norm every this many steps (steps 0, k, 2k, ...;
-            None: none). The steps in between skip both: they are not needed to train (backprop
-            starts from dL/dy_hat, not from the loss value), and on a small network they are a large
-            part of a step. A blow-up is still caught: after every chunk of steps the params are
-            checked, and a chunk that went wrong is replayed step by step, so the run stops at the
-            same step as with record_losses=1. (One exception: a loss that overflows while its
-            gradient and the params stay finite, e.g. an MSE residual beyond 1.8e19 in float32, is
-            only seen on a recorded step.)
+            None: none). The steps in between skip the norm and, where the framework allows it, the
+            loss value: neither is needed to train (backprop starts from dL/dy_hat, not from the
+            loss; torch's backward() needs its loss tensor, but not its .item()), and on a small
+            network they are a large part of a step. A blow-up is still caught: after every chunk of
+            steps the params are checked, and a chunk that went wrong is replayed step by step, so the run stops at the
+            same step as with record_losses=1 whenever the blow-up reaches the params. (Not always:
+            a loss or gradient norm can overflow while every parameter stays finite, e.g. an MSE
+            residual or a gradient entry beyond ~1.8e19 in float32, whose square is inf; that is only
+            seen on a kept step.)
         on_nonfinite: "raise" a TrainingDiverged at the first step whose loss, gradient norm or
             updated parameters are not finite, or "stop" and return the trajectory up to that step
             with `diverged_at` set. Either way the params returned are the last finite ones: the bad
@@ -186,13 +188,15 @@ class Backend(ABC):
         start_time = time.perf_counter()
         with self._compute(spec, batch_size or len(X)):
             state = self._train_begin(spec, params, X, y, optimizer)
-            done, chunk = 0, record_every or CHUNK
+            done = 0
             with _progress_bar(steps, progress, f"{self.name} {self.dtype}") as bar:
                 while done < steps:
-                    if record_every:
+                    if record_every and done % record_every == 0:
                         snapshot_steps.append(done)
                         snapshots.append(self._train_params(state))
-                    stop = min(done + chunk, steps)
+                    stop = min(done + CHUNK, steps)  # a chunk: at most CHUNK steps, ending at the next snapshot
+                    if record_every:
+                        stop = min(stop, (done // record_every + 1) * record_every)
                     batches = None if schedule is None else schedule.rows(done, stop)  # (stop - done, b)
                     record = _recorded(done, stop, record_losses)  # the chunk's steps that keep a loss
                     saved = self._train_save(state)

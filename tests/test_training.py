@@ -186,6 +186,25 @@ def test_record_losses_stops_a_blowup_at_the_same_step(backend_name):
         assert _same_params(some.params, every.params)
 
 
+def test_snapshots_further_apart_than_a_chunk(backend_name):
+    """record_every beyond the 1000-step chunk: chunks stay ≤ 1000 steps and the snapshots land on
+    the multiples. (A chunk of record_every steps overflowed JAX's 1000-entry loss buffer: every chunk
+    was replayed step by step, and with minibatches no compiled length fitted.)"""
+    params, X, y = make_problem(SMALL, n=8)
+    args = dict(optimizer=SGD(lr=0.05), steps=3100, batch_size=4, seed=1, record_every=1500)
+    traj = get_backend(backend_name).train(SMALL, params, X, y, **args)
+    assert traj.snapshot_steps.tolist() == [0, 1500, 3000] and len(traj.losses) == 3100
+    reference = get_backend("numpy").train(SMALL, params, X, y, **args)
+    result = compare(reference, traj, tolerance("float64", "trajectory"))
+    assert result.ok, result.message(f"numpy vs {backend_name}")
+
+
+def test_a_stride_longer_than_the_run_keeps_step_0(backend_name):
+    params, X, y = make_problem(SMALL, n=8)
+    traj = get_backend(backend_name).train(SMALL, params, X, y, optimizer=SGD(lr=0.1), steps=5, record_losses=2**40)
+    assert traj.loss_steps.tolist() == [0] and len(traj) == 5
+
+
 def test_compare_uses_the_steps_both_kept_a_loss_for():
     params, X, y = make_problem(SMALL, n=8)
     be = get_backend("numpy")
