@@ -3,7 +3,8 @@
 traj = be.train(spec, params, X, y, optimizer=Adam(lr=0.01), steps=500, record_every=50)
 traj.losses          # (steps,) the loss of the batch each step trained on, before its update
 traj.grad_norms      # (steps,) the global L2 norm of that step's gradient
-traj.loss_steps      # (steps,) 0, 1, 2, ...: the step of each loss (0, k, 2k, ... with record_losses=k)
+traj.loss_steps      # (steps,) 0, 1, 2, ...: the step of each loss
+                     # (with record_losses=k: ⌈steps/k⌉ of each, at steps 0, k, 2k, ...)
 traj.snapshot_steps  # (m,) e.g. [0, 50, ..., 500]: params *before* that step's update
 traj.snapshots       # m params lists (none unless record_every is set)
 traj.params          # final params (canonical numpy layout, the backend's dtype)
