@@ -150,12 +150,12 @@ class Backend(ABC):
             None: none). The steps in between skip the norm and, where the framework allows it, the
             loss value: neither is needed to train (backprop starts from dL/dy_hat, not from the
             loss; torch's backward() needs its loss tensor, but not its .item()), and on a small
-            network they are a large part of a step. A blow-up is still caught: after every chunk of
-            steps the params are checked, and a chunk that went wrong is replayed step by step, so the run stops at the
-            same step as with record_losses=1 whenever the blow-up reaches the params. (Not always:
-            a loss or gradient norm can overflow while every parameter stays finite, e.g. an MSE
-            residual or a gradient entry beyond ~1.8e19 in float32, whose square is inf; that is only
-            seen on a kept step.)
+            network they are a large part of a step. A blow-up is still caught: after every chunk
+            of steps the params are checked, and a chunk that went wrong is replayed step by step,
+            so the run stops at the same step as with record_losses=1 whenever the blow-up reaches
+            the params. (Not always: a loss or gradient norm can overflow while every parameter
+            stays finite, e.g. an MSE residual or a gradient entry beyond ~1.8e19 in float32, whose
+            square is inf; that is only seen on a kept step.)
         on_nonfinite: "raise" a TrainingDiverged at the first step whose loss, gradient norm or
             updated parameters are not finite, or "stop" and return the trajectory up to that step
             with `diverged_at` set. Either way the params returned are the last finite ones: the bad
