@@ -67,6 +67,23 @@ def time_runner(run: Callable[[int], None], target_s: float, repeats: int = 3, m
     return Timing(steps, per_step, max(0.0, t1 - steps * per_step), first, one)
 
 
+def paired_per_step(runs: dict[str, Callable[[int], None]], steps: int, rounds: int = 5) -> dict[str, float]:
+    """Seconds per step of each runner, measured in alternation: every round times run(n) and
+    run(2n) of each runner in turn, and each keeps its fastest. A ratio of two runners is then taken
+    under the same conditions: this VM's speed drifts by up to 2x over minutes, and measuring one
+    runner after the other (as time_runner does, a few seconds each) can put them in different
+    phases of that drift. Per step as in time_runner: (t(2n) − t(n)) / n, fixed costs cancelled."""
+    for run in runs.values():  # warm-up: compile both lengths, first-touch allocations
+        run(steps)
+        run(2 * steps)
+    best = {name: [float("inf"), float("inf")] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            t1, t2 = _timed(lambda run=run: run(steps)), _timed(lambda run=run: run(2 * steps))
+            best[name] = [min(best[name][0], t1), min(best[name][1], t2)]
+    return {name: min(max((t2 - t1) / steps, t2 / (4 * steps)), t2 / (2 * steps)) for name, (t1, t2) in best.items()}
+
+
 def peak_matmul_gflops(framework: str, n: int = 1024, target_s: float = 0.3) -> float:
     """float32 n×n @ n×n in `framework`, in GFLOP/s (2n³ flops per product), fastest of 3."""
     import numpy as np
