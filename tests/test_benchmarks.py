@@ -381,3 +381,13 @@ def test_per_step_cancels_the_call_cost_but_never_claims_more_than_twice_the_see
     # (25 ms) is taken; clamping to half of it reported a 354 GFLOP/s "peak" on a 200 GFLOP/s CPU
     assert per_step_s(t1=0.49, t2=0.50, steps=10) == pytest.approx(0.025)
     assert per_step_s(t1=0.10, t2=0.50, steps=10) == pytest.approx(0.025)  # never above the plain rate
+
+
+def test_a_peak_gap_that_the_paired_ratio_does_not_show_is_called_drift():
+    q = "trigrad train, no losses"
+    rows = [_row("large", "torch", q, 10, 0.54), _row("large", "torch", "bare loop", 12.4, 0.67)]
+    pair = {"workload": "large", "backend": "torch", "baseline": "bare loop", "train_s": 0.108, "base_s": 0.100}
+    pair["threads"] = "default"
+    (ratio, peak) = evaluate_targets(rows, {}, paired=[pair])
+    assert ratio["met"] and not peak["met"]
+    assert "side by side trigrad's step is 1.08× the bare loop's" in peak["why"] and "drifting" in peak["why"]
