@@ -11,7 +11,8 @@ import pytest
 from backends import available_backends
 from benchmarks import bare
 from benchmarks.measure import time_runner
-from benchmarks.report import Row, evaluate_targets, markdown
+from benchmarks.report import markdown
+from benchmarks.targets import Row, evaluate_targets
 from benchmarks.workloads import WORKLOADS, GPTWorkload
 from shared.params import check_params
 from shared.spec import GPTSpec
