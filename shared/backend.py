@@ -36,8 +36,8 @@ from shared.trajectory import TrainingDiverged, Trajectory
 from shared.validation import check_dtype, check_spec, check_tokens, check_X, check_y
 
 CHUNK = 1000
-"""Steps per call into the backend when nothing is recorded: the rhythm of progress updates and
-divergence checks (JAX runs each chunk as one compiled loop)."""
+"""The most steps per call into the backend (fewer when a snapshot falls sooner): the rhythm of
+progress updates and divergence checks (JAX runs each chunk as one compiled loop)."""
 
 
 class Backend(ABC):
