@@ -288,7 +288,12 @@ class TrajectoryComparison:
         return (
             f"{what}: worst parameter gap max rel {self.max_rel.max(initial=0):.3g} "
             f"(abs {self.max_abs.max(initial=0):.3g}) at step {self.steps[worst] if len(self.steps) else '-'}, "
-            f"max loss gap {self.loss_abs.max(initial=0):.3g}; {verdict}"
+            + (
+                f"max loss gap {self.loss_abs.max(initial=0):.3g} over {len(self.loss_steps)} steps"
+                if len(self.loss_steps)
+                else "no step with a loss kept by both (losses not compared)"
+            )
+            + f"; {verdict}"
         )
 
 

@@ -212,14 +212,11 @@ def test_compare_uses_the_steps_both_kept_a_loss_for():
     b = be.train(SMALL, params, X, y, optimizer=SGD(lr=0.1 * (1 + 1e-6)), steps=30, record_losses=7)
     result = compare(a, b, tolerance("float64", "trajectory"))
     assert result.loss_steps.tolist() == [0, 7, 14, 21, 28] and result.first_exceeded == 7
-    assert (
-        compare(
-            b,
-            be.train(SMALL, params, X, y, optimizer=SGD(lr=0.1), steps=30, record_losses=None),
-            tolerance("float64", "trajectory"),
-        ).loss_steps.size
-        == 0
-    )
+    none = be.train(SMALL, params, X, y, optimizer=SGD(lr=0.1), steps=30, record_losses=None)
+    no_losses = compare(b, none, tolerance("float64", "trajectory"))
+    assert no_losses.loss_steps.size == 0
+    assert "no step with a loss kept by both (losses not compared)" in no_losses.message("b vs none")
+    assert "max loss gap 0 over 5 steps" in compare(b, b, tolerance("float64", "trajectory")).message("b vs b")
 
 
 # ---- the Trajectory object ----
