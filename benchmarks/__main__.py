@@ -1,10 +1,11 @@
 """python -m benchmarks [--quick] [--out DIR] — training speed per backend, against the machine's limits.
 
 Measures, in one run so every ratio is side by side: each framework's float32 matmul peak and
-dispatch cost; trigrad's `train` per backend and size, keeping every loss (the default) and none
-(record_losses=None) (steps/s, GFLOP/s, % of peak, compile time);
-the bare loop for the same math and the ratio between the two; fused variants (JAX lax.scan,
-torch.compile). Writes benchmarks.md, benchmarks.json and two figures to --out.
+dispatch cost; trigrad's `train` per backend and size, keeping every loss (the default) and
+keeping none, record_losses=None: steps/s, GFLOP/s, % of peak, first-call time; the bare loop for
+the same math; train (no losses) against each backend's minimal loop (bare loop, or JAX's
+lax.scan), timed paired, in alternation; fused variants (JAX lax.scan, torch.compile). Writes
+benchmarks.md, benchmarks.json and two figures to --out.
 """
 
 from __future__ import annotations

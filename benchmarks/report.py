@@ -324,6 +324,8 @@ def _rate(steps_per_s: float) -> str:
 def markdown(report: dict) -> str:
     facts = report["facts"]
     lines = ["# trigrad benchmark report", ""]
+    if report.get("quick"):
+        lines.append(f"- a --quick run: short timings, without {' and '.join(QUICK_SKIPS)}; noisier than a full run")
     lines.append(f"- CPU: {facts.get('cpu')} ({facts.get('cpu_count')} logical cores), Python {facts.get('python')}")
     for pool in facts.get("threadpools", []):
         lines.append(
@@ -357,7 +359,7 @@ def markdown(report: dict) -> str:
         lines.append(f"| {name} | {peak:.0f} GFLOP/s | {report['dispatch_us'][name]:.2f} µs |")
     lines += [
         "",
-        "| size | FLOPs/step | backend | variant | steps/s | GFLOP/s | % of peak | compile s | per call ms "
+        "| size | FLOPs/step | backend | variant | steps/s | GFLOP/s | % of peak | first call s | per call ms "
         "| threads | load before/after |",
         "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -375,7 +377,12 @@ def markdown(report: dict) -> str:
         f"- variants: *{TRAIN}* is `train(...)` as called by default, keeping every step's loss and gradient "
         f"norm; *{TRAIN_NO_LOSSES}* is `train(..., record_losses=None)`, which keeps only the final params, "
         "like the bare loops (`record_losses=k` keeps every k-th step's, for a stride's worth of that cost). "
-        "The speed targets below are measured on the latter. Both run the same teaching code.",
+        "The speed targets below are measured on the latter. Both run the same teaching code. The *minimal "
+        "loop* each is held to: the bare loop (NumPy, torch) or the fused `lax.scan` (JAX).",
+        "- columns: *first call s* is the first call's extra time over a steady call of the same length "
+        "(JAX's tracing and compiling, torch's lazy initialization, first-touch allocation); *per call ms* "
+        "is what a call costs besides its steps (validation and conversion at trigrad's borders), "
+        "t(n) − n·(time per step): small, and as noisy as the difference of two timings.",
         "- the ratios to the minimal loop in the targets are paired: train (no losses) and the minimal loop "
         "timed in alternation, each keeping its fastest, the minimal loop on the threads trigrad's policy "
         "chose (this VM's speed drifts by up to 2× over minutes, so rows measured one after the other can "

@@ -119,9 +119,17 @@ def _ratio_target(size: str, backend: str, ours: Row, base: Row, pair: dict | No
     ratio = ours_s / base_s
     why = ""
     if ratio > TARGETS["interface_ratio"]:
+        relu = backend == "numpy" and "relu" in getattr(WORKLOADS[size].spec, "activations", ())
         why = (
             f"trigrad adds {1e6 * (ours_s - base_s):.1f} µs to a {base.variant} step of {1e6 * base_s:.1f} µs: it "
-            f"{INTERFACE_COSTS[backend]}. At this size the step itself is so cheap that the extra work shows."
+            f"{INTERFACE_COSTS[backend]}."
+            + (
+                " Its relu′ selects with np.where (an overflowed gradient then gives 0, not inf·0 = NaN), ~3× "
+                "the cost of the bare loop's multiply by a mask."
+                if relu
+                else ""
+            )
+            + (" At this size the step is so cheap that the extra work shows." if base_s < 1e-4 else "")
         )
     elif ratio < 0.9 and backend == "jax":
         why = f"faster than the {base.variant}: trigrad's JAX train runs up to 1000 steps per compiled call."
@@ -181,9 +189,9 @@ def evaluate_targets(
                 ""
                 if met
                 else (
-                    f"{1e6 / r.steps_per_s:.2f} µs per step{floor}. XLA runs the step as ~20 tiny kernels "
-                    "(2 matmuls, tanh, the loss gradient, the backward, 4 updates), each with a fixed cost on the "
-                    "CPU. 1 µs per step would need far fewer, fused kernels."
+                    f"{1e6 / r.steps_per_s:.2f} µs per step{floor}. XLA runs the step as a dozen or more tiny "
+                    "kernels (the matmuls forward and backward, tanh, the loss gradient, the updates), each with a "
+                    "fixed cost on the CPU. 1 µs per step would need far fewer, fused kernels."
                 )
             )
             out.append(

@@ -418,3 +418,26 @@ def test_a_row_above_the_measured_peak_is_said_to_be_so():
     }
     text = markdown(report)
     assert "jax's bare lax.scan on large ran at 197 GFLOP/s, 102% of the 193 GFLOP/s its peak test measured" in text
+
+
+def test_the_report_says_a_quick_run_is_one_and_explains_its_columns():
+    rows = [_row("xor", "numpy", "trigrad train, no losses", 10_000), _row("xor", "numpy", "bare loop", 30_000)]
+    report = {
+        "quick": True,
+        "facts": {"cpu": "c", "cpu_count": 2, "python": "3", "env": {}},
+        "peaks_gflops": {"numpy": 100.0},
+        "dispatch_us": {"numpy": 0.5},
+        "rows": [r.__dict__ for r in rows],
+        "notes": [],
+        "targets": evaluate_targets(rows, {}),
+    }
+    text = markdown(report)
+    assert "a --quick run" in text and "*first call s*" in text and "*per call ms*" in text
+    assert "*minimal loop*" in text
+
+
+def test_a_slow_numpy_relu_step_is_explained_by_its_relu_prime_not_by_a_cheap_step():
+    q = "trigrad train, no losses"
+    rows = [_row("medium", "numpy", q, 750), _row("medium", "numpy", "bare loop", 1_000)]
+    (ratio,) = [t for t in evaluate_targets(rows, {}) if "≤" in t["target"]]
+    assert not ratio["met"] and "np.where" in ratio["why"] and "so cheap" not in ratio["why"]
