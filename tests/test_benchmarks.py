@@ -143,6 +143,20 @@ def _row(size, backend, variant, steps_per_s, peak_fraction=0.0, threads="defaul
     return Row(size, backend, variant, steps_per_s, 0.0, peak_fraction, 0.0, 0.0, 1, threads)
 
 
+def _report(rows, peaks=None, facts=None, **extra) -> dict:
+    """A report as run_report makes it, for markdown(): these rows, their targets, and `extra` keys."""
+    peaks = peaks or {"numpy": 100.0}
+    return {
+        "facts": {"cpu": "test cpu", "cpu_count": 2, "python": "3.11", "env": {}, **(facts or {})},
+        "peaks_gflops": peaks,
+        "dispatch_us": dict.fromkeys(peaks, 0.5),
+        "rows": [r.__dict__ for r in rows],
+        "notes": [],
+        "targets": evaluate_targets(rows, {}, paired=extra.get("paired")),
+        **extra,
+    }
+
+
 def test_targets_say_met_missed_and_why():
     """The speed targets are measured on train(..., record_losses=None) (it does the bare loop's work),
     against the bare loop for NumPy and torch and the fused lax.scan for JAX."""
@@ -209,14 +223,7 @@ def test_gpt_targets_are_train_speed_against_bare_and_fused_jax_peak():
 
 def test_markdown_report_has_gpt_rows_formula_and_gelu_finding():
     rows = [_row("gpt", "numpy", "trigrad train, no losses", 0.8), _row("gpt", "numpy", "bare loop", 1.0)]
-    report = {
-        "facts": {"cpu": "test cpu", "cpu_count": 2, "python": "3.11", "env": {}, "numpy_gpt_gelu_s_per_step": 0.75},
-        "peaks_gflops": {"numpy": 100.0},
-        "dispatch_us": {"numpy": 0.5},
-        "rows": [r.__dict__ for r in rows],
-        "notes": [],
-        "targets": evaluate_targets(rows, {}),
-    }
+    report = _report(rows, facts={"numpy_gpt_gelu_s_per_step": 0.75})
     text = markdown(report)
     assert "| gpt | 5.34e+09 | numpy | trigrad train, no losses | 0.8 |" in text  # slow rates keep 3 digits
     assert "12·n·L·t²·d = 5,335,154,688" in text
@@ -229,14 +236,7 @@ def test_markdown_report_has_gpt_rows_formula_and_gelu_finding():
 
 def test_markdown_report_lists_every_row_and_target():
     rows = [_row("xor", "numpy", "trigrad train, no losses", 10_000), _row("xor", "numpy", "bare loop", 30_000)]
-    report = {
-        "facts": {"cpu": "test cpu", "cpu_count": 2, "python": "3.11", "env": {}},
-        "peaks_gflops": {"numpy": 100.0},
-        "dispatch_us": {"numpy": 0.5},
-        "rows": [r.__dict__ for r in rows],
-        "notes": [],
-        "targets": evaluate_targets(rows, {"numpy": 0.5}),
-    }
+    report = _report(rows)
     text = markdown(report)
     assert "test cpu" in text and "| xor | " in text and "train, no losses / bare loop ≤ 1.25 (numpy, xor)" in text
     assert "record_losses=None" in text  # the variants are explained
@@ -272,14 +272,7 @@ def test_markdown_marks_busy_rows_and_says_threads_and_gpu():
     quiet = _row("xor", "numpy", "trigrad train", 10_000)
     busy = replace(_row("xor", "numpy", "bare loop", 30_000), load=(3.4, 3.1), busy=True, threads="default")
     quiet = replace(quiet, load=(0.9, 1.0), threads="1")
-    report = {
-        "facts": {"cpu": "test cpu", "cpu_count": 2, "python": "3.11", "env": {}, "gpu": "not measured — no GPU"},
-        "peaks_gflops": {"numpy": 100.0},
-        "dispatch_us": {"numpy": 0.5},
-        "rows": [r.__dict__ for r in (quiet, busy)],
-        "notes": [],
-        "targets": evaluate_targets([quiet, busy], {"numpy": 0.5}),
-    }
+    report = _report([quiet, busy], facts={"gpu": "not measured — no GPU"})
     text = markdown(report)
     assert "| 1 | 0.9 / 1.0 |" in text and "| default | 3.4 / 3.1 **busy** |" in text
     assert "- GPU: not measured — no GPU." in text and "thread policy" in text
@@ -323,14 +316,7 @@ def test_jax_has_no_phases_to_time_apart_and_the_report_shows_the_others():
         _row("xor", "numpy", "bare loop", 50_000),
     ]
     phases = {"forward": 5.0, "loss": 8.0, "backward": 12.0, "bookkeeping": 5.0, "update": 6.0}
-    report = {
-        "facts": {"cpu": "c", "cpu_count": 2, "python": "3", "env": {}, "xor_phases_us": {"numpy": phases}},
-        "peaks_gflops": {"numpy": 100.0},
-        "dispatch_us": {"numpy": 0.5},
-        "rows": [r.__dict__ for r in rows],
-        "notes": [],
-        "targets": evaluate_targets(rows, {"numpy": 0.5}),
-    }
+    report = _report(rows, facts={"xor_phases_us": {"numpy": phases}})
     assert "| numpy | 5.0 | 8.0 | 12.0 | 5.0 | 6.0 | 36.0 | 40.0 | 25.0 | 20.0 |" in markdown(report)
 
 
@@ -343,15 +329,7 @@ def test_the_ratio_targets_use_the_paired_measurement_when_there_is_one():
     pair["threads"] = "1"
     targets = evaluate_targets(rows, {"numpy": 0.5}, paired=[pair])
     assert [t["value"] for t in targets] == ["1.10×"] and targets[0]["met"]
-    report = {
-        "facts": {"cpu": "c", "cpu_count": 2, "python": "3", "env": {}},
-        "peaks_gflops": {"numpy": 100.0},
-        "dispatch_us": {"numpy": 0.5},
-        "rows": [r.__dict__ for r in rows],
-        "paired": [pair],
-        "notes": [],
-        "targets": targets,
-    }
+    report = _report(rows, paired=[pair])
     assert "| xor | numpy | 22.0 | bare loop | 20.0 | 1 | 1.10× |" in markdown(report)
 
 
@@ -408,29 +386,14 @@ def test_the_peak_targets_take_the_fastest_speed_seen_for_a_loop():
 def test_a_row_above_the_measured_peak_is_said_to_be_so():
     rows = [_row("large", "jax", "bare lax.scan", 20.0, 1.02)]
     rows[0] = rows[0].__class__(**{**rows[0].__dict__, "gflops": 197.0})
-    report = {
-        "facts": {"cpu": "c", "cpu_count": 2, "python": "3", "env": {}},
-        "peaks_gflops": {"jax": 193.0},
-        "dispatch_us": {"jax": 4.0},
-        "rows": [r.__dict__ for r in rows],
-        "notes": [],
-        "targets": [],
-    }
+    report = _report(rows, peaks={"jax": 193.0})
     text = markdown(report)
     assert "jax's bare lax.scan on large ran at 197 GFLOP/s, 102% of the 193 GFLOP/s its peak test measured" in text
 
 
 def test_the_report_says_a_quick_run_is_one_and_explains_its_columns():
     rows = [_row("xor", "numpy", "trigrad train, no losses", 10_000), _row("xor", "numpy", "bare loop", 30_000)]
-    report = {
-        "quick": True,
-        "facts": {"cpu": "c", "cpu_count": 2, "python": "3", "env": {}},
-        "peaks_gflops": {"numpy": 100.0},
-        "dispatch_us": {"numpy": 0.5},
-        "rows": [r.__dict__ for r in rows],
-        "notes": [],
-        "targets": evaluate_targets(rows, {}),
-    }
+    report = _report(rows, quick=True)
     text = markdown(report)
     assert "a --quick run" in text and "*first call s*" in text and "*per call ms*" in text
     assert "*minimal loop*" in text
