@@ -331,15 +331,16 @@ class NumpyBackend(Backend):
 
     def _train_begin(self, spec, params, X, y, optimizer):
         params = map_params(np.copy, params)  # ours to update in place
+        leaves = tree_leaves(params)  # the same arrays, as the flat list the optimizer updates
         _, model_loss_and_grads = _model(spec)
         return dict(
             spec=spec,
             params=params,
-            leaves=tree_leaves(params),  # the same arrays, as the flat list the optimizer updates
+            leaves=leaves,
             X=X,
             y=y,
             loss_and_grads=model_loss_and_grads,
-            opt=make_optimizer(optimizer, tree_leaves(params)),
+            opt=make_optimizer(optimizer, leaves),
         )
 
     def _train_steps(self, state, n, batches, record):

@@ -107,15 +107,20 @@ INTERFACE_COSTS = {
 }
 
 
+def _step_times(ours: Row, base: Row, pair: dict | None) -> tuple[float, float]:
+    """Seconds per step of train (no losses) and of the minimal loop: from the paired measurement
+    when there is one (both timed in alternation, on the same threads), else from the two rows."""
+    if pair:
+        return pair["train_s"], pair["base_s"]
+    return 1 / ours.steps_per_s, 1 / base.steps_per_s
+
+
 def _ratio_target(size: str, backend: str, ours: Row, base: Row, pair: dict | None = None) -> dict:
     """train (no losses) against the minimal loop: time per step, ≤ 1.25× is ≥ 0.8× the speed. From
     the paired measurement when there is one (both timed in alternation, on the same threads), else
     from the two rows."""
-    if pair:
-        ours_s, base_s, same_threads = pair["train_s"], pair["base_s"], True
-    else:
-        ours_s, base_s = 1 / ours.steps_per_s, 1 / base.steps_per_s
-        same_threads = ours.threads == base.threads
+    ours_s, base_s = _step_times(ours, base, pair)
+    same_threads = pair is not None or ours.threads == base.threads
     ratio = ours_s / base_s
     why = ""
     if ratio > TARGETS["interface_ratio"]:
@@ -239,7 +244,7 @@ def _peak_targets(
 def _gpt_interface_target(size: str, backend: str, ours: Row, base: Row, pair: dict | None = None) -> dict:
     """train (no losses) against the minimal loop on a GPT, as a speed ratio (≥ 0.8 is met); from the
     paired measurement when there is one."""
-    ours_s, base_s = (pair["train_s"], pair["base_s"]) if pair else (1 / ours.steps_per_s, 1 / base.steps_per_s)
+    ours_s, base_s = _step_times(ours, base, pair)
     speed = base_s / ours_s
     met = speed >= TARGETS["gpt_train_vs_bare"]
     why = ""
