@@ -177,6 +177,32 @@ def int_range(low: int, high: int):
     return _number(int, lambda v: low <= v <= high, f"an integer from {low:,} to {high:,}")
 
 
+MAX_SEEDS = 1000
+"""The most seeds a lesson runs: a typo's extra zeros are a usage error, not a run of hours."""
+
+
+def add_seed_options(parser: argparse.ArgumentParser, default: int, what: str = "seeds") -> None:
+    """--seeds N and --first-seed S: a lesson's finding is computed over seeds S … S+N−1, so it can be
+    re-checked on seeds it was never tuned on (`--first-seed 100`). `what` says what one seed is."""
+    parser.add_argument(
+        "--seeds",
+        type=int_range(1, MAX_SEEDS),
+        default=default,
+        help=f"how many {what}, 1 to {MAX_SEEDS} (default: {default})",
+    )
+    parser.add_argument(
+        "--first-seed",
+        type=int_range(0, 2**31 - 1 - MAX_SEEDS),
+        default=0,
+        help="the first seed; the finding is computed over --first-seed … --first-seed + --seeds − 1 (default: 0)",
+    )
+
+
+def seed_range(first: int, count: int) -> str:
+    """'seeds 0–9' or 'seed 3': the seeds a finding was computed over, as its text states them."""
+    return f"seed {first}" if count == 1 else f"seeds {first}–{first + count - 1}"
+
+
 # Bounds that turn a typo (an extra three zeros) into a usage error instead of an allocation of
 # gigabytes or a run of days. Every command's problem is a toy: far below each of them.
 MAX_SAMPLES = 1_000_000

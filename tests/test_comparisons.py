@@ -227,21 +227,24 @@ def test_learning_rate_markers_of_the_two_problems_never_hide_each_other():
     pytest.importorskip("matplotlib")
     from comparisons import learning_rates
 
-    results = learning_rates.sweep("numpy", np.array([0.002, 0.2, 30.0]), steps=60)
+    results = learning_rates.sweep("numpy", np.array([0.002, 0.2, 30.0]), steps=60, seeds=2)
     ax = learning_rates.plot(results, 60).axes[0]
     drawn = {}  # (problem, outcome) -> the learning rates drawn with that marker
     for line in ax.get_lines():
         label = line.get_label()
         if line.get_linestyle() == "None" and not label.startswith("_"):
             name, outcome = label.split(": ")
-            drawn[name, outcome.split(" in ")[0]] = list(zip(line.get_xdata(), line.get_ydata()))
-    for name, runs in results.items():  # each outcome judged here from the losses, independently
-        diverged = [r["lr"] for r in runs if not np.isfinite(r["losses"]).all() or r["losses"][-1] > r["losses"][0]]
-        diverged += [r["lr"] for r in runs if len(r["losses"]) < 60 and r["lr"] not in diverged]
+            drawn[name, outcome] = list(zip(line.get_xdata(), line.get_ydata()))
+    for name, rates in results.items():  # each outcome judged here from the losses, independently
+        diverged, short = [], []
+        for rate in rates:
+            runs = rate["runs"]
+            if any(len(r["losses"]) < 60 or r["losses"][-1] > r["losses"][0] for r in runs):
+                diverged.append(rate["lr"])
+            elif all(r["losses"][-1] >= learning_rates.TARGETS[name] for r in runs):
+                short.append(rate["lr"])
         assert [x for x, _ in drawn[name, "diverged"]] == diverged == [30.0], name
-        target = learning_rates.TARGETS[name]
-        short = [r["lr"] for r in runs if r["lr"] not in diverged and r["losses"].min() >= target]
-        assert [x for x, _ in drawn[name, "not yet"]] == short and 0.002 in short, name
+        assert [x for x, _ in drawn[name, "none converged"]] == short and 0.002 in short, name
     points = [p for pts in drawn.values() for p in pts]
     assert len(points) == len(set(points)) >= 4  # xor's markers sit in their own rows, not under moons'
 

@@ -51,14 +51,25 @@ def test_hidden_layer_rejects_bad_options_with_a_usage_error(option, capsys, tmp
 
 
 def test_the_diverging_learning_rate_really_diverges():
-    results = learning_rates.sweep("numpy", np.array([0.2, 30.0]), steps=300)
+    results = learning_rates.sweep("numpy", np.array([0.2, 30.0]), steps=300, seeds=2)
     for name, (slow_enough, too_fast) in results.items():
-        assert not slow_enough["diverged"] and slow_enough["converged_at"] is not None, name
-        assert too_fast["diverged"] and too_fast["diverged_at"] is not None, name
-        assert np.isfinite(too_fast["losses"]).all()  # kept up to the bad step, never NaN
+        for run in slow_enough["runs"]:
+            assert not run["diverged"] and run["converged_at"] is not None, name
+        for run in too_fast["runs"]:
+            assert run["diverged"] and run["diverged_at"] is not None, name
+            assert np.isfinite(run["losses"]).all()  # kept up to the bad step, never NaN
     summary = learning_rates.summary(results["xor"])
-    assert summary["best_lr"] == 0.2 and summary["first_diverging_lr"] == 30.0
-    assert "from lr 30 — 150× the best — training diverges" in learning_rates.finding(results, 300)
+    assert summary["best_lr"] == 0.2 and summary["first_diverging_lr"] == summary["all_diverge_from"] == 30.0
+    assert "from lr 30 (150× the fastest) 2 of 2 seeds diverge" in learning_rates.finding(results, 300)
+
+
+def test_a_run_that_dips_below_the_target_and_leaves_it_has_not_converged():
+    target = 0.01
+    assert learning_rates.converged_at(np.array([0.5, 0.2, 0.005, 0.001]), target) == 2
+    assert learning_rates.converged_at(np.array([0.5, 0.005, 3.0, 0.02, 0.009, 0.001]), target) == 4  # the spike
+    assert learning_rates.converged_at(np.array([0.5, 0.005, 0.2]), target) is None  # left it at the end
+    assert learning_rates.converged_at(np.array([0.005, 0.001]), target) == 0
+    assert learning_rates.converged_at(np.array([0.5, 0.01]), target) is None  # "below" is strict
 
 
 def _symmetric_copy(params, perm, flip):

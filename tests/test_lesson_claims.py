@@ -1,0 +1,61 @@
+"""Every lesson's printed finding, re-checked on seeds it was never tuned on.
+
+A lesson's finding is a claim: the numbers it interpolates into its text must follow from its runs.
+Each test here runs a lesson on a fresh seed range (FRESH on, small settings so the suite stays fast),
+recomputes every number the text states from the raw runs, independently of the lesson's own summary
+code, and checks the text says exactly that. A lesson that states one seed's luck, rounds a claim
+past its data, or mislabels which quantity it reports fails here.
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+from comparisons import learning_rates
+
+FRESH = 100
+"""Seeds from here on were never used while the lessons and their texts were written."""
+
+
+def _clause(text: str, name: str) -> str:
+    """The part of a finding about one problem: from 'name: ' to the end of that sentence."""
+    match = re.search(rf"\b{name}: (.*?\.)(?: [a-z]+: | [A-Z]|$)", text)
+    assert match, f"no clause for {name!r} in: {text}"
+    return match.group(1)
+
+
+def _range(values) -> str:
+    lo, hi = min(values), max(values)
+    return f"median {np.median(values):.0f} steps, range {lo}–{hi}" if lo != hi else f"{lo} steps"
+
+
+def test_learning_rates_claims_hold_on_fresh_seeds():
+    steps, seeds = 400, 3
+    results = learning_rates.sweep("numpy", np.array([0.05, 0.2, 0.5, 30.0]), steps, seeds, first_seed=FRESH)
+    text = learning_rates.finding(results, steps, FRESH)
+    assert text.startswith(f"Over seeds {FRESH}–{FRESH + seeds - 1},")
+    for name, rates in results.items():
+        clause, target = _clause(text, name), learning_rates.TARGETS[name]
+        converged, diverged = {}, {}
+        for rate in rates:  # judged from the raw losses: below the target from some step to the very end
+            runs = [r["losses"] for r in rate["runs"]]
+            bad = [len(losses) < steps or losses[-1] > losses[0] for losses in runs]
+            diverged[rate["lr"]] = sum(bad)
+            converged[rate["lr"]] = [
+                max((i + 1 for i, v in enumerate(losses) if v >= target), default=0)
+                for losses, b in zip(runs, bad)
+                if not b and losses[-1] < target
+            ]
+        every = {lr: s for lr, s in converged.items() if len(s) == seeds}
+        best = min(every, key=lambda lr: (np.median(every[lr]), lr))
+        assert f"fastest at lr {best:.3g}, where all {seeds} seeds stay below MSE {target} ({_range(every[best])})" in (
+            clause
+        ), clause
+        for lr, s in converged.items():
+            if 0 < len(s) < seeds:
+                assert f"at lr {lr:.3g} {len(s)} of {seeds} converge ({_range(s)})" in clause
+        first = min(lr for lr, k in diverged.items() if k)
+        assert f"from lr {first:.3g} ({first / best:.0f}× the fastest) {diverged[first]} of {seeds} seeds diverge" in (
+            clause
+        )
