@@ -15,13 +15,14 @@ import numpy as np
 
 from backends import get_backend
 from comparisons.common import (
-    int_range,
+    add_seed_options,
     make_parser,
     note,
     one_installed,
     positive_float,
     publish,
     pyplot,
+    seed_range,
     step_count,
 )
 from shared.data import xor
@@ -36,7 +37,6 @@ FLOOR_NAMES = {"mse": "0.25", "bce": "ln 2"}
 THRESHOLDS = {"mse": 0.5, "bce": 0.0}  # the output at which a prediction switches class
 TINY = 1e-32  # losses below this are drawn at it: float64 MSE ends around 1e-31 at best
 SOLVED_BELOW = {"mse": 0.01, "bce": 0.05}  # "solved": every point classified and the loss below this
-MAX_SEEDS = 1000  # a typo's extra zeros are a usage error, not a run of hours
 MAX_LRS = 20  # one group of bars per learning rate in the figure
 
 
@@ -62,7 +62,9 @@ def models(loss: str) -> dict[str, MLPSpec]:
     }
 
 
-def run(backend: str, loss: str, lrs: list[float], seeds: int, steps: int, momentum: float = 0.0) -> dict:
+def run(
+    backend: str, loss: str, lrs: list[float], seeds: int, steps: int, momentum: float = 0.0, first_seed: int = 0
+) -> dict:
     """Every (model, lr, seed) trained the same way. Each run records its final loss, the lowest loss it
     ever reached, how far its outputs end from the decision threshold, and whether it diverged."""
     data = xor()
@@ -71,7 +73,7 @@ def run(backend: str, loss: str, lrs: list[float], seeds: int, steps: int, momen
     for name, spec in models(loss).items():
         X, y = data.X, data.targets(spec)  # (4, 2), (4, 1) in {0, 1}
         for lr in lrs:
-            for seed in range(seeds):
+            for seed in range(first_seed, first_seed + seeds):
                 traj = be.train(
                     spec, init_params(spec, seed), X, y, SGD(lr, momentum=momentum), steps, on_nonfinite="stop"
                 )
@@ -93,7 +95,16 @@ def run(backend: str, loss: str, lrs: list[float], seeds: int, steps: int, momen
                         "params": traj.params,
                     }
                 )
-    return {"loss": loss, "lrs": lrs, "seeds": seeds, "steps": steps, "momentum": momentum, "runs": runs, "X": X}
+    return {
+        "loss": loss,
+        "lrs": lrs,
+        "seeds": seeds,
+        "first_seed": first_seed,
+        "steps": steps,
+        "momentum": momentum,
+        "runs": runs,
+        "X": X,
+    }
 
 
 def summary(r: dict, model: str) -> dict:
@@ -101,6 +112,21 @@ def summary(r: dict, model: str) -> dict:
     runs = [x for x in r["runs"] if x["model"] == model]
     ok = [x for x in runs if not x["diverged"]]
     final = np.array([x["final_loss"] for x in ok])
+
+    def solved(x: dict) -> bool:
+        return not x["diverged"] and x["correct"] == 4 and x["final_loss"] < SOLVED_BELOW[r["loss"]]
+
+    per_lr = [
+        {
+            "lr": lr,
+            "runs": len(at),
+            "solved": sum(map(solved, at)),
+            "diverged": sum(x["diverged"] for x in at),
+            "diverged_seeds": [x["seed"] for x in at if x["diverged"]],
+        }
+        for lr in r["lrs"]
+        for at in [[x for x in runs if x["lr"] == lr]]
+    ]
     return {
         "runs": len(runs),
         "diverged": [(x["lr"], x["seed"]) for x in runs if x["diverged"]],
@@ -109,8 +135,9 @@ def summary(r: dict, model: str) -> dict:
         "final_max": float(final.max()) if len(ok) else None,
         "lowest_ever": float(min(x["min_loss"] for x in ok)) if ok else None,
         "max_margin": float(max(x["margin"] for x in ok)) if ok else None,
-        "solved": sum(x["correct"] == 4 and x["final_loss"] < SOLVED_BELOW[r["loss"]] for x in ok),
+        "solved": sum(map(solved, runs)),
         "all_correct": sum(x["correct"] == 4 for x in ok),
+        "per_lr": per_lr,
     }
 
 
@@ -120,15 +147,23 @@ def finding(r: dict) -> str:
     how = optimizer_name(r["momentum"])
     setup = (
         f"Both models trained alike ({how}, learning rates {', '.join(f'{lr:g}' for lr in r['lrs'])}, "
-        f"seeds 0–{r['seeds'] - 1}, {r['steps']} steps, {loss.upper()})."
+        f"{seed_range(r['first_seed'], r['seeds'])} each, {r['steps']} steps, {loss.upper()})."
     )
 
     def diverged(s: dict) -> str:
+        """How many runs diverged at each rate where any did: a rate, not one seed's story."""
         if not s["diverged"]:
             return ""
-        which = ", ".join(f"lr {lr:g} seed {seed}" for lr, seed in s["diverged"][:4])
-        more = ", …" if len(s["diverged"]) > 4 else ""
-        return f" {len(s['diverged'])} run{'s' if len(s['diverged']) > 1 else ''} diverged ({which}{more})."
+        rates = [p for p in s["per_lr"] if p["diverged"]]
+        return (
+            " Diverged: "
+            + "; ".join(
+                f"{p['diverged']} of {p['runs']} at lr {p['lr']:g} (seed{'s' if p['diverged'] > 1 else ''} "
+                f"{', '.join(map(str, p['diverged_seeds'][:6]))}{', …' if p['diverged'] > 6 else ''})"
+                for p in rates
+            )
+            + "."
+        )
 
     gap = lin["lowest_ever"] - floor if lin["lowest_ever"] is not None else 0.0
     below = (
@@ -141,7 +176,8 @@ def finding(r: dict) -> str:
     else:
         linear = (
             f" Linear (2→1), {lin['runs'] - len(lin['diverged'])} runs: every final {loss.upper()} is within "
-            f"{lin['final_max'] - floor:.1e} of the floor {FLOOR_NAMES[loss]} = {floor:.4f}, and "
+            f"{max(lin['final_max'] - floor, floor - lin['final_min']):.1e} of the floor {FLOOR_NAMES[loss]} = "
+            f"{floor:.4f}, and "
             f"{below}; every output ends within {lin['max_margin']:.1e} of "
             f"{THRESHOLDS[loss]:g}, so which side of {THRESHOLDS[loss]:g} a point lands on is what is left of the "
             f"random start (training shrinks it towards 0), not a decision, and the linear models' accuracy "
@@ -152,7 +188,9 @@ def finding(r: dict) -> str:
     else:
         hidden = (
             f" Hidden layer (2→4→1 tanh): {hid['solved']} of {hid['runs']} runs classify all four points with "
-            f"{loss.upper()} below {SOLVED_BELOW[loss]:g} (final {loss.upper()} median {hid['final_median']:.1e}, "
+            f"{loss.upper()} below {SOLVED_BELOW[loss]:g} ("
+            + ", ".join(f"lr {p['lr']:g}: {p['solved']} of {p['runs']}" for p in hid["per_lr"])
+            + f"; final {loss.upper()} of the runs that did not diverge: median {hid['final_median']:.1e}, "
             f"range {hid['final_min']:.1e}–{hid['final_max']:.1e}).{diverged(hid)}"
         )
     return setup + linear + hidden
@@ -219,14 +257,16 @@ def plot(r: dict, backend: str):
         ax.fill_between(steps, curves.min(0), curves.max(0), color=colors[model], alpha=0.2, lw=0)
         ax.plot(steps, np.median(curves, 0), color=colors[model], lw=2, label=f"{model}: median, band min–max")
     ax.axhline(floor, color="k", ls="--", lw=1)
-    ax.annotate(  # just under the floor line at the right edge; clipped, so a flat run's narrow axis keeps its size
+    # just above the floor line at the right edge (the linear median lies on it); clipped, so a flat run's narrow
+    # axis keeps its size
+    ax.annotate(
         f"{FLOOR_NAMES[loss]}: the best any line can do",
         xy=(1, floor),
         xycoords=ax.get_yaxis_transform(),
-        xytext=(-4, -4),
+        xytext=(-4, 4),
         textcoords="offset points",
         ha="right",
-        va="top",
+        va="bottom",
         fontsize=9,
         annotation_clip=True,
         clip_on=True,
@@ -235,7 +275,8 @@ def plot(r: dict, backend: str):
     ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel(f"training {loss.upper()} (< {TINY:g} drawn at {TINY:g})")
-    ax.set_title(f"Training loss over every run that did not diverge ({len(r['lrs'])} lrs × {r['seeds']} seeds)")
+    shown = ", ".join(f"{m} {len(ok[m])} of {len(r['lrs']) * r['seeds']}" for m in specs)
+    ax.set_title(f"Training loss of every run that did not diverge ({shown})", fontsize=10)
     if any(ok.values()):
         ax.legend(loc="lower left")
 
@@ -265,7 +306,7 @@ def plot(r: dict, backend: str):
     ax.set_xticks(x, ticks)
     ax.set_ylabel(f"final {loss.upper()} (< {TINY:g} drawn at {TINY:g})")
     ax.set_title(f"Final loss per learning rate: median, bar min–max over {r['seeds']} seeds")
-    ax.legend(loc="center right")
+    ax.legend(loc="lower left")
     fig.suptitle(
         f"XOR needs a hidden layer ({backend}, {optimizer_name(r['momentum'])}, both models trained alike)", fontsize=12
     )
@@ -284,12 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"learning rates, both models, at most {MAX_LRS} (default: 0.05,0.2,0.5)",
     )
     parser.add_argument("--momentum", action="store_true", help="SGD with momentum 0.9 for both (default: plain SGD)")
-    parser.add_argument(
-        "--seeds",
-        type=int_range(1, MAX_SEEDS),
-        default=10,
-        help=f"seeds per learning rate, 1 to {MAX_SEEDS} (default: 10)",
-    )
+    add_seed_options(parser, 30, "seeds per learning rate")
     parser.add_argument(
         "--steps", type=step_count, default=1000, help=f"training steps per run, at most {MAX_STEPS:,} (default: 1000)"
     )
@@ -297,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = one_installed(parser, args.backend)
     n = args.seeds * len(args.lrs)
     note(f"training {n} linear models and {n} 2→4→1 networks on {backend}")
-    r = run(backend, args.loss, args.lrs, args.seeds, args.steps, 0.9 if args.momentum else 0.0)
+    r = run(backend, args.loss, args.lrs, args.seeds, args.steps, 0.9 if args.momentum else 0.0, args.first_seed)
     text = finding(r)
     numbers = {
         "linear": summary(r, "linear"),

@@ -10,9 +10,8 @@ past its data, or mislabels which quantity it reports fails here.
 import re
 
 import numpy as np
-import pytest
 
-from comparisons import learning_rates
+from comparisons import hidden_layer, learning_rates
 
 FRESH = 100
 """Seeds from here on were never used while the lessons and their texts were written."""
@@ -59,3 +58,23 @@ def test_learning_rates_claims_hold_on_fresh_seeds():
         assert f"from lr {first:.3g} ({first / best:.0f}× the fastest) {diverged[first]} of {seeds} seeds diverge" in (
             clause
         )
+
+
+def test_hidden_layer_claims_hold_on_fresh_seeds():
+    seeds, lrs = 6, [0.2, 0.5, 0.9]
+    r = hidden_layer.run("numpy", "mse", lrs=lrs, seeds=seeds, steps=600, first_seed=FRESH)
+    text = hidden_layer.finding(r)
+    assert f"seeds {FRESH}–{FRESH + seeds - 1} each" in text
+    hidden = [x for x in r["runs"] if x["model"] == "hidden"]
+    for lr in lrs:  # from the raw losses: diverged = stopped early or ended above its start
+        at = [x for x in hidden if x["lr"] == lr]
+        bad = [x for x in at if len(x["losses"]) < 600 or x["losses"][-1] > x["losses"][0]]
+        solved = [x for x in at if x not in bad and x["correct"] == 4 and x["losses"][-1] < 0.01]
+        assert f"lr {lr:g}: {len(solved)} of {seeds}" in text
+        if bad:
+            assert f"{len(bad)} of {seeds} at lr {lr:g} (seed" in text
+        else:
+            assert f"at lr {lr:g} (seed" not in text
+    linear = [x for x in r["runs"] if x["model"] == "linear" and not x["diverged"]]
+    worst = max(abs(x["losses"][-1] - 0.25) for x in linear)
+    assert f"every final MSE is within {worst:.1e} of the floor" in text

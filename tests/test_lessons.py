@@ -37,7 +37,7 @@ def test_no_linear_model_beats_the_floor_and_decides_nothing_while_the_hidden_ne
     assert hid["solved"] == 3
     text = hidden_layer.finding(r)
     assert f"within {lin['max_margin']:.1e} of 0.5" in text and "3 of 6 runs classify all four points" in text
-    assert "3 runs diverged (lr 5 seed 0" in text
+    assert "(lr 0.2: 3 of 3, lr 5: 0 of 3;" in text and "Diverged: 3 of 3 at lr 5 (seeds 0, 1, 2)." in text
 
 
 @pytest.mark.parametrize(
