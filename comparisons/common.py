@@ -181,9 +181,12 @@ MAX_SEEDS = 1000
 """The most seeds a lesson runs: a typo's extra zeros are a usage error, not a run of hours."""
 
 
-def add_seed_options(parser: argparse.ArgumentParser, default: int, what: str = "seeds") -> None:
+def add_seed_options(
+    parser: argparse.ArgumentParser, default: int, what: str = "seeds", aliases: tuple[str, ...] = ()
+) -> None:
     """--seeds N and --first-seed S: a lesson's finding is computed over seeds S … S+N−1, so it can be
-    re-checked on seeds it was never tuned on (`--first-seed 100`). `what` says what one seed is."""
+    re-checked on seeds it was never tuned on (`--first-seed 100`). `what` says what one seed is;
+    `aliases` are older names of --first-seed that keep working (--seed)."""
     parser.add_argument(
         "--seeds",
         type=int_range(1, MAX_SEEDS),
@@ -192,6 +195,8 @@ def add_seed_options(parser: argparse.ArgumentParser, default: int, what: str = 
     )
     parser.add_argument(
         "--first-seed",
+        *aliases,
+        dest="first_seed",
         type=int_range(0, 2**31 - 1 - MAX_SEEDS),
         default=0,
         help="the first seed; the finding is computed over --first-seed … --first-seed + --seeds − 1 (default: 0)",

@@ -11,7 +11,8 @@ import re
 
 import numpy as np
 
-from comparisons import hidden_layer, learning_rates
+from comparisons import hidden_layer, learning_rates, noise
+from shared.spec import MLPSpec
 
 FRESH = 100
 """Seeds from here on were never used while the lessons and their texts were written."""
@@ -78,3 +79,28 @@ def test_hidden_layer_claims_hold_on_fresh_seeds():
     linear = [x for x in r["runs"] if x["model"] == "linear" and not x["diverged"]]
     worst = max(abs(x["losses"][-1] - 0.25) for x in linear)
     assert f"every final MSE is within {worst:.1e} of the floor" in text
+
+
+def _pm(values, percent=True) -> str:
+    values = np.asarray(values, float) * (100 if percent else 1)
+    return f"{values.mean():.0f} ± {values.std(ddof=1):.0f}"
+
+
+def test_noise_claims_hold_on_fresh_seeds():
+    from backends import get_backend
+
+    seeds, steps, widths = 4, 300, [2, 16]
+    r = noise.run("numpy", "moons", 60, 0.2, 0.2, widths, steps, seeds, first_seed=FRESH)
+    text = noise.finding(r)
+    assert f"seeds {FRESH}–{FRESH + seeds - 1} (mean ± sd)" in text
+    be = get_backend("numpy")
+    for w in widths:
+        memorized, drop = [], []
+        for x in r["runs"][w]:  # recomputed from the trained params and the data, not from the lesson's curves
+            train, _, flipped = noise.noisy_split("moons", 60, 0.2, 0.2, x["seed"])
+            spec = MLPSpec((2, w, w, 1), "tanh", "bce")
+            right = (be.forward(spec, x["params"], train.X)[:, 0] > 0) == train.y
+            memorized.append(right[flipped].mean())
+            drop.append(max(x["test_accuracy"]) - x["test_accuracy"][-1])
+        assert f"width {w}: learns {_pm(memorized)} % of the flipped labels" in text
+        assert f"width {w} loses {_pm(drop)} points" in text  # every width's own drop, not the widest one's

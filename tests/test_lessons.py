@@ -160,7 +160,7 @@ def test_noise_flips_only_training_labels_and_measures_memorization_from_the_wei
     assert s[16]["memorized"] == pytest.approx((mem.mean(), mem.std(ddof=1)))
     text = noise.finding(r)
     assert f"width 16: learns {noise.pm(s[16]['memorized'])} of the flipped labels" in text
-    assert "3 seeds (mean ± sd)" in text
+    assert "seeds 0–2 (mean ± sd)" in text
 
 
 def test_noise_calls_a_difference_clear_only_beyond_two_standard_errors():
