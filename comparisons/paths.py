@@ -14,14 +14,14 @@ import numpy as np
 
 from backends import get_backend
 from comparisons.common import (
-    int_range,
+    add_seed_options,
     make_parser,
-    non_negative_int,
     note,
     one_installed,
     positive_float,
     publish,
     pyplot,
+    seed_range,
     step_count,
 )
 from shared.data import xor
@@ -32,7 +32,6 @@ from shared.training import MAX_STEPS
 
 SPEC = MLPSpec((2, 4, 1), "tanh", "bce")
 INPUTS = ("(0,0)", "(0,1)", "(1,0)", "(1,1)")  # xor().X in this order; targets 0, 1, 1, 0
-MAX_SEEDS = 1000  # a typo's extra zeros are a usage error, not a run of hours
 SATURATED = 2.0  # |z| > 2: tanh(z) is within 4 % of ±1 and its slope below 0.08, so first-order reasoning fails
 
 
@@ -105,6 +104,23 @@ def role_counts(r: dict) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def strategies(r: dict) -> dict[str, list[dict]]:
+    """The solved seeds sorted by how they build XOR: 'xor units' (one unit up only on (0,1), one up
+    only on (1,0)), else 'or and nand' (one down only on (0,0), one down only on (1,1)), else 'neither'."""
+    out: dict[str, list[dict]] = {"xor units": [], "or and nand": [], "neither": []}
+    for x in r["runs"]:
+        if not x["solved"]:
+            continue
+        roles = set(x["roles"])
+        if {"up only on (0,1)", "up only on (1,0)"} <= roles:
+            out["xor units"].append(x)
+        elif {"down only on (0,0)", "down only on (1,1)"} <= roles:
+            out["or and nand"].append(x)
+        else:
+            out["neither"].append(x)
+    return out
+
+
 def finding(r: dict) -> str:
     runs = r["runs"]
     shown = runs[0]
@@ -128,26 +144,30 @@ def finding(r: dict) -> str:
         sat = np.array([x["saturation"][-1] for x in ok])
         sd = sat.std(ddof=1) if len(ok) > 1 else 0.0
         text += (
-            f" Over {len(ok)} seeds, {len(solved)} solve XOR; at the end {sat.mean():.0%} ± {sd:.0%} "
+            f" Over {seed_range(runs[0]['seed'], len(runs))}, {len(solved)} of {len(runs)} solve XOR; at the end "
+            f"{sat.mean():.0%} ± {sd:.0%} "
             f"(mean ± sd) of the 16 unit-input pre-activations are saturated, so a unit's weights alone (a first-order "
             f"'path strength') do not say what it adds."
         )
     if solved:
         counts = role_counts(r)
         common = ", ".join(f"'{name}' in {n}" for name, n in list(counts.items())[:4])
-        both = sum("up only on (0,1)" in x["roles"] and "up only on (1,0)" in x["roles"] for x in solved)
+        kinds = strategies(r)
         text += (
-            f" Roles, by the number of solved seeds that have one: {common}. {both} of {len(solved)} solved seeds have "
-            f"both a unit that pushes up only on (0,1) and one that pushes up only on (1,0) — the two cases XOR says "
-            f"yes to."
+            f" Roles, by the number of solved seeds that have one: {common}. How the {len(solved)} solved seeds build "
+            f"XOR: {len(kinds['xor units'])} with a unit that pushes up only on (0,1) and one that pushes up only on "
+            f"(1,0) (the two cases XOR says yes to); {len(kinds['or and nand'])} as OR and NAND, a unit that pushes "
+            f"down only on (0,0) (x₁ or x₂) and one that pushes down only on (1,1) (not both); "
+            f"{len(kinds['neither'])} fit neither"
         )
-        others = [x for x in solved if not ("up only on (0,1)" in x["roles"] and "up only on (1,0)" in x["roles"])]
-        gates = sum("down only on (0,0)" in x["roles"] and "down only on (1,1)" in x["roles"] for x in others)
-        if others:
+        if kinds["neither"]:
             text += (
-                f" Of the other {len(others)}, {gates} combine a unit that pushes down only on (0,0) (x₁ or x₂) with "
-                f"one that pushes down only on (1,1) (not both): XOR as OR and NAND."
+                " ("
+                + "; ".join(f"seed {x['seed']}: {', '.join(sorted(set(x['roles'])))}" for x in kinds["neither"][:3])
+                + ("; …" if len(kinds["neither"]) > 3 else "")
+                + ")"
             )
+        text += "."
     diverged = [x["seed"] for x in runs if x["diverged_at"] is not None]
     if diverged:
         text += f" Diverged: seed{'s' if len(diverged) > 1 else ''} {', '.join(map(str, diverged))}."
@@ -218,7 +238,13 @@ def plot(r: dict):
         ax.barh(names, [counts[n] for n in names], color="#4393c3")
         ax.axvline(solved, color="k", ls="--", lw=1, label=f"all {solved} solved seeds")
         ax.set_xlabel("solved seeds with at least one unit in this role")
-        ax.set_title("What the units do, over every solved seed")
+        kinds = {kind: len(seeds) for kind, seeds in strategies(r).items()}
+        ax.set_title(
+            f"What the units do, over every solved seed ({seed_range(r['runs'][0]['seed'], len(r['runs']))})\n"
+            f"built as: {kinds['xor units']} up-only-(0,1) + up-only-(1,0), {kinds['or and nand']} OR + NAND, "
+            f"{kinds['neither']} neither",
+            fontsize=10,
+        )
         ax.legend(loc="lower right")
     fig.suptitle(
         f"XOR {SPEC.describe()}, SGD lr {r['lr']:g} momentum 0.9, {r['steps']} steps: what each hidden unit adds",
@@ -231,20 +257,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser("paths", __doc__.split("\n\n")[1], None, one_backend=True)
     parser.add_argument("--steps", type=step_count, default=500, help=f"at most {MAX_STEPS:,} (default: 500)")
     parser.add_argument("--lr", type=positive_float, default=0.3, help="SGD learning rate, momentum 0.9 (default: 0.3)")
-    parser.add_argument(
-        "--seeds",
-        type=int_range(1, MAX_SEEDS),
-        default=20,
-        help=f"how many seeds to count roles over, 1 to {MAX_SEEDS} (default: 20)",
-    )
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="the first seed, shown in detail (default: 0)")
+    add_seed_options(parser, 20, "seeds to count roles over (the first is shown in detail)", ("--seed",))
     args = parser.parse_args(argv)
     backend = one_installed(parser, args.backend)
     note(f"training XOR {SPEC.describe()} from {args.seeds} seeds on {backend}")
-    r = run(backend, args.steps, args.lr, args.seeds, args.seed)
+    r = run(backend, args.steps, args.lr, args.seeds, args.first_seed)
     text = finding(r)
     numbers = {
         "role_counts": role_counts(r),
+        "strategies": {kind: [x["seed"] for x in runs] for kind, runs in strategies(r).items()},
         "runs": [
             {
                 k: v

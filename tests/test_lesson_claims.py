@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from comparisons import hidden_layer, learning_rates, noise
+from comparisons import hidden_layer, learning_rates, noise, paths
 from shared.spec import MLPSpec
 
 FRESH = 100
@@ -104,3 +104,20 @@ def test_noise_claims_hold_on_fresh_seeds():
             drop.append(max(x["test_accuracy"]) - x["test_accuracy"][-1])
         assert f"width {w}: learns {_pm(memorized)} % of the flipped labels" in text
         assert f"width {w} loses {_pm(drop)} points" in text  # every width's own drop, not the widest one's
+
+
+def test_paths_claims_count_every_way_of_building_xor_on_fresh_seeds():
+    seeds = 8
+    r = paths.run("numpy", steps=300, lr=0.3, seeds=seeds, first_seed=FRESH)
+    text = paths.finding(r)
+    solved = [x for x in r["runs"] if x["solved"]]
+    assert f"Over seeds {FRESH}–{FRESH + seeds - 1}, {len(solved)} of {seeds} solve XOR" in text
+    kinds = {"units": 0, "gates": 0, "neither": 0}
+    for x in solved:  # from each unit's signed contributions (final, (4 inputs, 4 units)), not from role names
+        ups = [tuple(c > 0) for c in x["final"].T]
+        units = (False, True, False, False) in ups and (False, False, True, False) in ups
+        gates = (False, True, True, True) in ups and (True, True, True, False) in ups
+        kinds["units" if units else "gates" if gates else "neither"] += 1
+    assert sum(kinds.values()) == len(solved)
+    assert f"How the {len(solved)} solved seeds build XOR: {kinds['units']} with a unit that pushes up only" in text
+    assert f"; {kinds['gates']} as OR and NAND" in text and f"; {kinds['neither']} fit neither" in text
