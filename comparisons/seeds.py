@@ -18,7 +18,7 @@ import numpy as np
 
 from backends import get_backend
 from comparisons.common import (
-    int_range,
+    add_seed_options,
     layer_sizes,
     make_parser,
     note,
@@ -26,6 +26,7 @@ from comparisons.common import (
     positive_float,
     publish,
     pyplot,
+    seed_range,
     step_count,
 )
 from shared.data import xor
@@ -34,7 +35,6 @@ from shared.params import Params, init_params
 from shared.spec import MLPSpec
 from shared.training import MAX_STEPS
 
-MAX_SEEDS = 1000  # every pair of solutions is compared: at 1000 seeds up to 500,000 pairs, minutes for 2,6,1
 MAX_HIDDEN = 6  # solutions are matched over every permutation of the hidden units: 6! = 720 is still quick
 CLEAR_GAP = 3.0
 """A grouping is clear when the nearest-neighbour distance between groups is at least this many times
@@ -117,13 +117,13 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (0.0 if k == 0 else float(centre - half)), (1.0 if k == n else float(centre + half))
 
 
-def run(backend: str, spec: MLPSpec, seeds: int, steps: int, lr: float) -> dict:
+def run(backend: str, spec: MLPSpec, seeds: int, steps: int, lr: float, first_seed: int = 0) -> dict:
     data = xor()
     X, y = data.X, data.targets(spec)
     be = get_backend(backend)
     runs = []
     half = max(1, steps // 2)
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         traj = be.train(
             spec, init_params(spec, seed), X, y, SGD(lr, momentum=0.9), steps, record_every=half, on_nonfinite="stop"
         )
@@ -150,9 +150,19 @@ def run(backend: str, spec: MLPSpec, seeds: int, steps: int, lr: float) -> dict:
     out["drift"] = max((r["drift"] for r in solved), default=0.0)
     out["patterns"] = len({unit_patterns(r["params"], X) for r in solved})
     out |= clear_gap(out["links"], out["drift"])
-    for r, label in zip(solved, groups(D, out["group_threshold"])):
+    labels = groups(D, out["group_threshold"])
+    for r, label in zip(solved, labels):
         r["group"] = label
+    out["diameters"] = diameters(D, labels)
     return out
+
+
+def diameters(D: np.ndarray, labels: list[int]) -> list[float]:
+    """Each group's diameter: the largest distance between two of its solutions (0 for one alone). Not
+    the longest nearest-neighbour link inside it, which is shorter: a chain of close neighbours can
+    stretch further end to end."""
+    labels_ = np.asarray(labels)
+    return [float(D[np.ix_(labels_ == g, labels_ == g)].max()) for g in range(max(labels, default=-1) + 1)]
 
 
 def clear_gap(links: np.ndarray, drift: float) -> dict:
@@ -181,7 +191,9 @@ def finding(results: list[dict]) -> str:
         failed = [x for x in runs if not x["solved"] and not x["diverged"]]
         diverged = [x["seed"] for x in runs if x["diverged"]]
         lo, hi = wilson(len(solved), len(runs))
-        rate = f"{len(solved) / len(runs):.0%}, 95% interval {lo:.0%}–{hi:.0%}"
+        rate = (
+            f"{seed_range(runs[0]['seed'], len(runs))}; {len(solved) / len(runs):.0%}, 95% interval {lo:.0%}–{hi:.0%}"
+        )
         text = f"{arch}: {len(solved)} of {len(runs)} seeds solve XOR ({rate})"
         if failed and solved:
             text += (
@@ -208,10 +220,12 @@ def finding(results: list[dict]) -> str:
                 f"{high / max(low, 1e-12):.1f}× that drift"
             )
         elif r["clear"]:
+            size = " and ".join(f"{d:.3f}" for d in r["diameters"])
             text += (
-                f"; the solutions fall into {r['groups']} group{'s' if r['groups'] > 1 else ''}: inside a group every "
-                f"solution is within {within:.3f} of another, the groups are {high:.3f} apart — {r['groups']} for "
-                f"every threshold from {low:.3f} to {high:.3f}"
+                f"; the solutions fall into {r['groups']} group{'s' if r['groups'] > 1 else ''}: inside a group a "
+                f"chain of steps of at most {within:.3f} joins every solution, and the groups' diameters (each one's "
+                f"two furthest solutions) are {size}; the groups are {high:.3f} apart — {r['groups']} for every "
+                f"threshold from {low:.3f} to {high:.3f}"
             )
         else:
             text += (
@@ -284,6 +298,10 @@ def plot(results: list[dict], backend: str, lr: float):
     if any(len(r["links"]) for r in results):
         ax.set_xscale("log")
         ax.set_yscale("log")
+        top = max(len(r["links"]) + 1 for r in results)
+        ticks = [t for t in (1, 2, 3, 5, 10, 20, 30, 50, 100, 200, 500, 1000) if t <= top]
+        ax.set_yticks(ticks, [str(t) for t in ticks])  # counts read as counts, not as powers of ten
+        ax.minorticks_off()
     else:
         ax.text(0.5, 0.5, "fewer than two solved runs: nothing to compare", transform=ax.transAxes, ha="center")
     ax.set_xlabel("threshold: largest weight difference (unit-length weights, best match of units)")
@@ -335,9 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[(2, 2, 1), (2, 4, 1)],
         help=f"one or more 2,H,1 networks, H ≤ {MAX_HIDDEN} (default: 2,2,1 2,4,1)",
     )
-    parser.add_argument(
-        "--seeds", type=int_range(1, MAX_SEEDS), default=40, help=f"how many seeds each, 1 to {MAX_SEEDS} (default: 40)"
-    )
+    add_seed_options(parser, 40, "seeds for each network")
     parser.add_argument(
         "--steps", type=step_count, default=1500, help=f"steps per run, at most {MAX_STEPS:,} (default: 1500)"
     )
@@ -346,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = one_installed(parser, args.backend)
     specs = [MLPSpec(sizes, "tanh", "bce") for sizes in dict.fromkeys(args.sizes)]
     note(f"training {args.seeds} seeds of {', '.join(s.describe() for s in specs)} on {backend}")
-    results = [run(backend, spec, args.seeds, args.steps, args.lr) for spec in specs]
+    results = [run(backend, spec, args.seeds, args.steps, args.lr, args.first_seed) for spec in specs]
     text = finding(results)
     numbers = {
         "architectures": [
@@ -357,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
                 "clear_gap": r["clear"],
                 "gap": r["gap"],
                 "groups_in_gap": r["groups"],
+                "group_diameters": r["diameters"],
                 "counts_by_threshold": {f"{t:.4g}": count_groups(r["links"], t) for t in THRESHOLDS},
                 "unit_patterns": r["patterns"],
                 "runs": [{k: v for k, v in x.items() if k != "params"} for x in r["runs"]],

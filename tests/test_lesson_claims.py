@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from comparisons import hidden_layer, learning_rates, noise, paths
+from comparisons import hidden_layer, learning_rates, noise, paths, seeds
 from shared.spec import MLPSpec
 
 FRESH = 100
@@ -121,3 +121,40 @@ def test_paths_claims_count_every_way_of_building_xor_on_fresh_seeds():
     assert sum(kinds.values()) == len(solved)
     assert f"How the {len(solved)} solved seeds build XOR: {kinds['units']} with a unit that pushes up only" in text
     assert f"; {kinds['gates']} as OR and NAND" in text and f"; {kinds['neither']} fit neither" in text
+
+
+def test_seeds_claims_name_the_quantity_they_state_on_fresh_seeds():
+    from itertools import combinations
+
+    from backends import get_backend
+    from shared.data import xor
+
+    spec, n = MLPSpec((2, 2, 1), "tanh", "bce"), 30
+    r = seeds.run("numpy", spec, seeds=n, steps=1000, lr=0.3, first_seed=FRESH)
+    text = seeds.finding([r])
+    be, data = get_backend("numpy"), xor()
+    solved = [x for x in r["runs"] if x["solved"]]
+    assert len(solved) == sum(((be.forward(spec, x["params"], data.X)[:, 0] > 0) == data.y).all() for x in r["runs"])
+    assert f"2→2→1: {len(solved)} of {n} seeds solve XOR (seeds {FRESH}–{FRESH + n - 1};" in text
+    assert r["clear"] and 1 < r["groups"] < len(solved), "these seeds were picked to show two groups"
+    members = {}
+    for x in solved:
+        members.setdefault(x["group"], []).append(x["params"])
+
+    def connected(group, t):  # every solution reachable from the first by steps of length ≤ t
+        reached, todo = {0}, [0]
+        while todo:
+            i = todo.pop()
+            new = {j for j in range(len(group)) if j not in reached and seeds.distance(group[i], group[j]) <= t}
+            reached |= new
+            todo += new
+        return len(reached) == len(group)
+
+    diameters = [  # straight from the weights, pair by pair
+        max((seeds.distance(a, b) for a, b in combinations(group, 2)), default=0.0) for group in members.values()
+    ]
+    step = float(re.search(r"a chain of steps of at most ([0-9.]+) joins every solution", text).group(1))
+    assert all(connected(group, step + 5e-4) for group in members.values())  # the stated step (rounded) suffices
+    assert not all(connected(group, step - 5e-4) for group in members.values())  # and is the shortest that does
+    size = " and ".join(f"{v:.3f}" for v in diameters)
+    assert f"the groups' diameters (each one's two furthest solutions) are {size}" in text

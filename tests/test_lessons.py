@@ -124,7 +124,7 @@ def test_seeds_counts_solved_and_stuck_runs_by_their_predictions():
     assert len({run["group"] for run in solved}) == seeds.count_groups(r["links"], r["group_threshold"])
     lo, hi = seeds.wilson(len(solved), 6)
     assert lo <= len(solved) / 6 <= hi
-    assert f"{len(solved)} of 6 seeds solve XOR ({len(solved) / 6:.0%}, 95% interval {lo:.0%}–{hi:.0%})" in (
+    assert f"{len(solved)} of 6 seeds solve XOR (seeds 0–5; {len(solved) / 6:.0%}, 95% interval {lo:.0%}–{hi:.0%})" in (
         seeds.finding([r])
     )
 
