@@ -395,6 +395,15 @@ def fd_check(problem: Problem, bug: str | None = None):
         return run()
 
 
+def verdict(ok_without: bool, ok_with: bool) -> str:
+    """What a check says about a bug. It *catches* the bug only if it passes without it and fails with it;
+    one that fails either way (finite differences at a relu kink) *cannot tell*; one that passes with
+    the bug on *misses* it."""
+    if not ok_without:
+        return "cannot tell"
+    return "misses" if ok_with else "catches"
+
+
 @dataclass
 class Report:
     bug: Bug
@@ -405,6 +414,12 @@ class Report:
 
     def parity_ok(self, with_bug: bool) -> bool:
         return all(c.ok for c in self.parity[self.bug.name if with_bug else None])
+
+    def parity_verdict(self) -> str:
+        return verdict(self.parity_ok(False), self.parity_ok(True))
+
+    def fd_verdict(self) -> str:
+        return verdict(self.fd[None].ok, self.fd[self.bug.name].ok)
 
     def first_failure(self) -> Check | None:
         return next((c for c in self.parity[self.bug.name] if not c.ok), None)
@@ -533,13 +548,15 @@ def main(argv: list[str] | None = None) -> int:
                 "checks": [c.__dict__ for c in r.parity[r.bug.name]],
                 "fd_without": {"ok": r.fd[None].ok, "max_rel": r.fd[None].max_rel},
                 "fd_with": {"ok": r.fd[r.bug.name].ok, "max_rel": r.fd[r.bug.name].max_rel},
+                "parity_verdict": r.parity_verdict(),
+                "fd_verdict": r.fd_verdict(),
                 "losses_without": r.losses[None],
                 "losses_with": r.losses[r.bug.name],
             }
             for r in reports
         ],
     }
-    slipped = [r.bug.name for r in reports if r.parity_ok(True)]
+    slipped = [r.bug.name for r in reports if r.parity_verdict() != "catches"]
     if args.bug:
         print(detail(reports[0]) + "\n")
         finding = (
@@ -549,18 +566,27 @@ def main(argv: list[str] | None = None) -> int:
                 if not slipped
                 else "parity still holds: the catalogue's check missed it"
             )
-            + f"; finite differences {'pass' if reports[0].fd[args.bug].ok else 'fail'}."
+            + f"; finite differences {'pass' if reports[0].fd[args.bug].ok else 'fail'} with it and "
+            + f"{'pass' if reports[0].fd[None].ok else 'fail'} without it: they {reports[0].fd_verdict()} it."
         )
         name = f"bugs-{args.bug}"
     else:
         print(f"{len(reports)} classic backprop bugs in the NumPy backend, each against {', '.join(others)} (float64)")
         print("a → b: without the bug → with it; ↯ the run diverged and stopped\n")
         print(summary_table(reports) + "\n")
-        fd_missed = [r.bug.name for r in reports if r.fd[r.bug.name].ok]
+        fd = {v: [r.bug.name for r in reports if r.fd_verdict() == v] for v in ("catches", "misses", "cannot tell")}
         finding = (
-            f"Parity against {', '.join(others)} catches {len(reports) - len(slipped)} of {len(reports)} bugs; "
-            f"finite differences catch {len(reports) - len(fd_missed)}, and miss {', '.join(fd_missed) or 'none'}: "
-            "an optimizer bug or a wrong-but-consistent forward leaves the gradient check passing. "
+            f"A check catches a bug only if it passes without it and fails with it. Parity against "
+            f"{', '.join(others)} catches {len(reports) - len(slipped)} of {len(reports)} bugs"
+            + (f" (not {', '.join(slipped)})" if slipped else "")
+            + f"; finite differences catch {len(fd['catches'])}, miss {', '.join(fd['misses']) or 'none'}"
+            + (
+                f", and cannot tell for {', '.join(fd['cannot tell'])}: they fail with and without it (at a kink "
+                "they see the average slope, not the derivative either side)"
+                if fd["cannot tell"]
+                else ""
+            )
+            + ". An optimizer bug or a wrong-but-consistent forward leaves the gradient check passing. "
             "`--bug NAME` for one in detail."
         )
         name = "bugs"

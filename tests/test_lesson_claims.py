@@ -10,8 +10,9 @@ past its data, or mislabels which quantity it reports fails here.
 import re
 
 import numpy as np
+import pytest
 
-from comparisons import hidden_layer, learning_rates, noise, paths, seeds
+from comparisons import bugs, hidden_layer, learning_rates, noise, paths, seeds
 from shared.spec import MLPSpec
 
 FRESH = 100
@@ -158,3 +159,34 @@ def test_seeds_claims_name_the_quantity_they_state_on_fresh_seeds():
     assert not all(connected(group, step - 5e-4) for group in members.values())  # and is the shortest that does
     size = " and ".join(f"{v:.3f}" for v in diameters)
     assert f"the groups' diameters (each one's two furthest solutions) are {size}" in text
+
+
+def test_bugs_counts_a_detector_only_where_it_passes_without_the_bug_and_fails_with_it():
+    cases = {  # (finite differences pass without the bug, pass with it) -> what they say
+        (True, False): "catches",
+        (True, True): "misses",
+        (False, False): "cannot tell",
+        (False, True): "cannot tell",
+    }
+    assert {k: bugs.verdict(*k) for k in cases} == cases
+    problem = bugs.problem_for(bugs.BUGS["relu-prime-at-0"], steps=1)
+    assert not bugs.fd_check(problem).ok and not bugs.fd_check(problem, "relu-prime-at-0").ok  # fails either way
+
+
+def test_bugs_summary_counts_what_it_says(tmp_path, capsys):
+    import json
+
+    from backends import available_backends
+
+    others = [b for b in available_backends() if b != "numpy"][:1]
+    if not others:
+        pytest.skip("bugs compares NumPy with torch or JAX; neither is installed")
+    bugs.main(["--steps", "5", "--backends", f"numpy,{others[0]}", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "bugs.json").read_text())
+    text = " ".join(data["finding"].split())
+    caught = [b["name"] for b in data["bugs"] if b["fd_without"]["ok"] and not b["fd_with"]["ok"]]
+    unclear = [b["name"] for b in data["bugs"] if not b["fd_without"]["ok"]]
+    assert f"finite differences catch {len(caught)}," in text and len(caught) == 6
+    assert f"cannot tell for {', '.join(unclear)}:" in text and unclear == ["relu-prime-at-0"]
+    parity = [b for b in data["bugs"] if b["parity_without"] and not b["parity_with"]]
+    assert f"catches {len(parity)} of {len(data['bugs'])} bugs" in text
