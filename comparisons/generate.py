@@ -33,6 +33,8 @@ from shared.spec import GPTSpec
 from shared.trajectory import TrainingDiverged
 
 PROMPT = "And God said"
+FINAL_STEPS = 20
+"""The final training loss is the mean of this many last minibatch losses: one minibatch alone is noisy."""
 
 
 def sample(be, spec: GPTSpec, params, prompt_ids: np.ndarray, length: int, temperatures, seed: int) -> np.ndarray:
@@ -96,7 +98,7 @@ def run(
         log_probs = z - np.log(np.exp(z).sum(-1, keepdims=True))
         runs[name] = {
             "losses": traj.losses,
-            "final_loss": float(traj.losses[-20:].mean()),
+            "final_loss": float(traj.losses[-FINAL_STEPS:].mean()),
             "window_loss": float(-np.take_along_axis(log_probs, Yv[..., None], -1).mean()),
             "greedy": tok.decode(greedy),
             "sampled": tok.decode(sampled),
@@ -141,8 +143,8 @@ def finding(r: dict) -> str:
     ]
     for name, x in runs.items():
         lines.append(
-            f"{name}: final training loss {x['final_loss']:.4f} (mean of the last 20 steps), loss on 256 other "
-            f"windows {x['window_loss']:.4f}."
+            f"{name}: final training loss {x['final_loss']:.4f} (mean of the last {FINAL_STEPS} minibatch losses), "
+            f"loss on 256 other windows {x['window_loss']:.4f}."
         )
     if len(runs) > 1:
         losses = np.array([x["final_loss"] for x in runs.values()])
@@ -170,7 +172,21 @@ def plot(r: dict):
     styles = {"numpy": ("-", 3.0), "torch": ("--", 1.8), "jax": (":", 1.8)}
     for name, x in runs.items():
         ls, lw = styles.get(name, ("-", 1.5))
-        ax.plot(np.arange(1, len(x["losses"]) + 1), x["losses"], color=BACKEND_COLORS[name], ls=ls, lw=lw, label=name)
+        steps = np.arange(1, len(x["losses"]) + 1)
+        ax.plot(
+            steps, x["losses"], color=BACKEND_COLORS[name], ls=ls, lw=lw * 0.6, alpha=0.45, label=f"{name}: each step"
+        )
+    last = len(x["losses"])
+    for name, x in runs.items():  # the number the finding reports, drawn where it is measured
+        ax.hlines(x["final_loss"], max(last - FINAL_STEPS, 0) + 1, last, color=BACKEND_COLORS[name], lw=3, zorder=3)
+    ax.annotate(
+        f"reported: mean of the last {FINAL_STEPS} steps, {x['final_loss']:.2f}",
+        (last, x["final_loss"]),
+        xytext=(-6, 12),
+        textcoords="offset points",
+        ha="right",
+        fontsize=9,
+    )
     ax.axhline(r["unigram_loss"], color="k", ls="--", lw=1)
     ax.text(len(x["losses"]), r["unigram_loss"], "character frequencies only", ha="right", va="bottom", fontsize=9)
     ax.set_xlabel("training step")

@@ -79,6 +79,9 @@ def test_generate_command_end_to_end(tmp_path, capsys):
     assert (tmp_path / "generate.png").exists() and set(numbers["runs"]) == set(here)
     greedy = [x["greedy"] for x in numbers["runs"].values()]
     assert all(len(g) == 12 for g in greedy)
+    for name, x in numbers["runs"].items():  # the reported loss is the labelled quantity, not the curve's last point
+        assert x["final_loss"] == pytest.approx(np.mean(x["losses"][-generate.FINAL_STEPS :]), rel=1e-12)
+        assert f"{name}: final training loss {x['final_loss']:.4f} (mean of the last 20 minibatch losses)" in out
     if len(here) > 1:  # float64 from the same init: the claim in the finding, checked on the texts
         identical = len(set(greedy)) == 1
         assert ("Greedy samples are identical" in out) == identical
