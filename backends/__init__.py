@@ -4,7 +4,7 @@
     be = get_backend("jax", dtype="float32")
 
 Frameworks are imported lazily, as einops does it: `import backends` imports neither torch nor jax.
-A backend's module is imported the first time `get_backend` asks for it, so a numpy-only install
+A backend's module is imported the first time `get_backend` asks for it, so an install without them
 works, and asking for a framework that is not installed says what to install.
 """
 

@@ -41,7 +41,7 @@ CONCEPTS: dict[str, tuple[str, dict[str, list[str]]]] = {
             {
                 "numpy": [f"{act}_forward", f"{act}_backward"]
                 if act != "gelu"
-                else ["_erf", "_std_normal_cdf", "gelu_forward", "gelu_backward"],
+                else ["_std_normal_cdf", "gelu_forward", "gelu_backward"],
                 "torch": [f"ACTIVATIONS:{act}"],
                 "jax": [f"ACTIVATIONS:{act}"],
             },

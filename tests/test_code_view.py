@@ -45,6 +45,13 @@ def test_backprop_columns_each_show_the_forward_they_differentiate():
     assert "def mlp(" in texts["jax"] and "jax.value_and_grad(loss_fn" in texts["jax"]
 
 
+@pytest.mark.parametrize("concept", list(code.CONCEPTS))
+def test_every_concept_finds_each_of_its_symbols(concept):
+    """A symbol renamed or removed in a backend (NumPy's `_erf` once) must not break `code <concept>`."""
+    texts = code.concept_code(concept)
+    assert texts and all(texts.values()), concept
+
+
 @pytest.mark.parametrize("concept", ["embedding", "layernorm", "softmax", "attention", "block"])
 def test_transformer_concepts_render_for_all_three_backends(concept):
     texts = code.concept_code(concept)

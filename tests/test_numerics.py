@@ -4,8 +4,13 @@ An error that is invisible next to 1 can be 100 % of a value like σ(−20) = 2e
 a backend's activation, through its public forward pass or its ACTIVATIONS table, with a reference
 computed from Python's math module in float64, and prints the worst error in units of the dtype's ε.
 
+Where the function itself is ill-conditioned (Φ(z) for very negative z: rounding z by ½ ε moves Φ by
+κ·ε/2, with κ = |z|·φ(z)/Φ(z) ≈ z²), no implementation can do better than its condition number, so the
+tolerance grows with κ: the test asks for backward stability, the exact value at a z within a few ε.
+
 Deliberate bugs these catch: σ(z) as ½(1 + tanh(z/2)) (2e-4 off at z = −10 in float32, exactly 0
-below z ≈ −18 where σ is 2e-9).
+below z ≈ −18 where σ is 2e-9); Φ(z) as ½(1 + erf(z/√2)) in NumPy's GELU and its derivative (1.8 %
+off at z = −8 in float64, 0 below z ≈ −8.3).
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
+from backends import numpy_backend as nb
 from shared.spec import MLPSpec
 
 from .conftest import backend_or_skip
@@ -26,6 +33,13 @@ SIGMOID_EPS = {
     # the same three roundings, and the float64 reference (math.exp) makes as many of its own
     "float64": 4,
 }
+CONDITIONED_EPS = 4
+"""Where the result is ill-conditioned, the allowed error is CONDITIONED_EPS·(1 + κ)·ε: each rounding of
+z on the way (z/√2 inside erfc, z² inside exp), in ours and in the reference, moves the result by up to
+κ·ε/2, and a few such roundings add up. Measured: at most 1.5·(1 + κ)·ε (NumPy's Φ, float64),
+3.2·(1 + κ)·ε (JAX's GELU derivative, float32)."""
+PHI_FLOAT32_EPS = 1
+"""NumPy's float32 Φ: scipy's float32 loop runs its float64 kernel and rounds once (measured ½ ε)."""
 
 
 def one_unit_net(activation: str):
@@ -68,3 +82,113 @@ def test_sigmoid_is_accurate_in_both_tails(backend_name, dtype):
     ref = np.array([sigmoid_reference(v) for v in z])
     err, where = worst(got, ref, z, dtype)
     assert err <= SIGMOID_EPS[dtype], f"{backend_name} {dtype} σ is {err:.3g} ε off at z = {where:g}"
+
+
+# ---- GELU and Φ ----
+
+
+def density(z: float) -> float:
+    """φ(z), the standard normal density."""
+    return math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+
+def cdf_reference(z: float) -> float:
+    """Φ(z) = ½·erfc(−z/√2): erfc(x) for large x is tiny but computed without cancellation."""
+    return 0.5 * math.erfc(-z / math.sqrt(2))
+
+
+def cdf_condition(z: float) -> float:
+    """κ = |z·Φ′(z)/Φ(z)| = |z|·φ(z)/Φ(z): the relative change of Φ per relative change of z (≈ z² as z → −∞)."""
+    return abs(z) * density(z) / cdf_reference(z)
+
+
+def slope_reference(z: float) -> float:
+    """d gelu/dz = Φ(z) + z·φ(z)."""
+    return cdf_reference(z) + z * density(z)
+
+
+def slope_condition(z: float) -> float:
+    """κ of the slope s(z) = Φ(z) + z·φ(z): |z·s′(z)/s(z)| with s′(z) = φ(z)(2 − z²) (∞ where s = 0)."""
+    s = slope_reference(z)
+    return abs(z * density(z) * (2 - z * z) / s) if s else math.inf
+
+
+def within_condition(got, ref, kappa, z, dtype: str, what: str) -> None:
+    """Every |got − ref| / |ref| ≤ CONDITIONED_EPS·(1 + κ)·ε; the message names the worst point."""
+    err = np.abs(np.asarray(got, np.float64) - ref) / np.abs(ref) / np.finfo(dtype).eps  # in ε
+    allowed = CONDITIONED_EPS * (1 + kappa)
+    i = int(np.argmax(err / allowed))
+    assert err[i] <= allowed[i], (
+        f"{what} is {err[i]:.3g} ε off at z = {z[i]:g} (κ = {kappa[i]:.3g}: {allowed[i]:.3g} allowed)"
+    )
+
+
+# the float64 grid reaches Φ's subnormal range (Φ(−38) = 3e-316); float32's normal range ends near z = −13
+CDF_GRIDS = {"float64": (-38.0, 8.0), "float32": (-14.0, 8.0)}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_numpy_normal_cdf_is_accurate_in_both_tails(dtype):
+    """NumPy's Φ (used by its GELU and GELU′) against ½·erfc(−z/√2) from math, in the dtype itself.
+    ½(1 + erf(z/√2)) adds 1 to a number near −1 and keeps only the absolute precision of 1: 1.8 %
+    off at z = −8 in float64, exactly 0 below z ≈ −8.3 (Φ(−8.3) = 5e-17)."""
+    lo, hi = CDF_GRIDS[dtype]
+    rng = np.random.default_rng(0)
+    z = np.concatenate([grid(lo, hi, 4601), rng.uniform(lo, hi, 2000)]).astype(dtype)
+    got = nb._std_normal_cdf(z)
+    assert got.dtype == np.dtype(dtype)  # computed in the dtype, not in float64 and cast
+    ref = np.array([cdf_reference(float(v)) for v in z])
+    normal = ref >= np.finfo(dtype).tiny  # relative error means something only for normal numbers
+    if dtype == "float32":
+        err, where = worst(got[normal], ref[normal], z[normal], dtype)
+        assert err <= PHI_FLOAT32_EPS, f"float32 Φ is {err:.3g} ε off at z = {where:g}"
+    else:
+        kappa = np.array([cdf_condition(float(v)) for v in z[normal]])
+        within_condition(got[normal], ref[normal], kappa, z[normal], dtype, "float64 Φ")
+    # below the smallest normal number: subnormals carry fewer digits, but the value is still ≈ Φ
+    assert np.abs(got[~normal] - ref[~normal]).max(initial=0) <= np.finfo(dtype).tiny
+
+
+# JAX on CPU flushes subnormal intermediates to 0, which costs digits once Φ nears float32's 1.2e-38
+GELU_GRIDS = {"float64": (-37.0, 8.0), "float32": (-12.0, 8.0)}
+
+
+@pytest.mark.parametrize("name", ["numpy", "jax"])
+def test_gelu_is_accurate_in_its_negative_tail(name, dtype):
+    """GELU z·Φ(z) through the public forward pass, down to z = −37 (float64) or −12 (float32), and
+    at z = −8 and −10 exactly, where Φ from ½(1 + erf) was 1.8 % and 100 % off in float64. torch is
+    not here: its GELU is that ½(1 + erf) form (see the next test)."""
+    spec, params = one_unit_net("gelu")
+    lo, hi = GELU_GRIDS[dtype]
+    z = np.concatenate([[-8.0, -10.0], grid(lo, hi, 3601)])
+    got = backend_or_skip(name, dtype).forward(spec, params, z[:, None])[:, 0]
+    nonzero = z != 0
+    z, got = z[nonzero], got[nonzero]
+    ref = np.array([v * cdf_reference(v) for v in z])
+    kappa = np.array([1 + cdf_condition(v) for v in z])  # gelu′·z/gelu = 1 + z·φ/Φ
+    within_condition(got, ref, kappa, z, dtype, f"{name} {dtype} GELU")
+
+
+def gelu_slopes(name: str, z: np.ndarray) -> np.ndarray:
+    """d gelu/dz at every z, from the backend's own GELU derivative (its ACTIVATIONS table)."""
+    if name == "numpy":
+        _, gelu_backward = nb.ACTIVATIONS["gelu"]
+        return gelu_backward(np.ones_like(z), z, nb.ACTIVATIONS["gelu"][0](z))
+    jax = pytest.importorskip("jax")
+    from backends import jax_backend
+
+    with jax.enable_x64(True):
+        return np.asarray(jax.vmap(jax.grad(jax_backend.ACTIVATIONS["gelu"]))(jax.numpy.asarray(z)))
+
+
+@pytest.mark.parametrize("name", ["numpy"])
+def test_gelu_derivative_is_accurate_in_its_negative_tail(name, dtype):
+    """Φ(z) + z·φ(z), each backend's own written-out derivative. Φ from ½(1 + erf(z/√2)) is 0 in
+    float32 from z ≈ −5.5, so the slope was z·φ(z) alone: 2.8 % off at z = −6."""
+    lo, hi = GELU_GRIDS[dtype]
+    z = grid(lo, hi, 3801).astype(dtype)
+    got = gelu_slopes(name, z)
+    assert got.dtype == np.dtype(dtype)
+    ref = np.array([slope_reference(float(v)) for v in z])
+    kappa = np.array([slope_condition(float(v)) for v in z])
+    within_condition(got, ref, kappa, z, dtype, f"{name} {dtype} GELU′")
