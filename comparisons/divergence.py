@@ -239,6 +239,18 @@ def noise_text(noise: dict[str, float], gaps: dict[str, float], adam: bool) -> s
     )
 
 
+def level_labels(ax, levels: dict[str, float]):
+    """Name horizontal reference lines on a secondary axis at the right, outside the data, where no
+    curve can cross the names. Returns that axis."""
+    from matplotlib.ticker import NullLocator
+
+    side = ax.secondary_yaxis("right")
+    side.set_yticks(list(levels.values()), list(levels))
+    side.yaxis.set_minor_locator(NullLocator())
+    side.tick_params(labelsize=8, colors="0.35")
+    return side
+
+
 def plot(numbers: dict, problem: Problem, dtype_tols: dict):
     from matplotlib.lines import Line2D
 
@@ -269,11 +281,10 @@ def plot(numbers: dict, problem: Problem, dtype_tols: dict):
             lw=2.4,
             label=f"{name}: float32 vs its own float64",
         )
-    right = ax.get_yaxis_transform()
-    for dtype, eps in EPS.items():
+    for eps in EPS.values():
         ax.axhline(eps, color="0.55", lw=0.8)
-        ax.text(0.995, eps, f"{dtype} ε", transform=right, ha="right", va="bottom", fontsize=8, color="0.35")
     ax.set_yscale("log")
+    level_labels(ax, {f"{dtype} ε": eps for dtype, eps in EPS.items()})
     ax.set_xlabel("training step")
     ax.set_ylabel("parameter gap  max|θa − θb| / max|θ|")
     ax.set_title(
@@ -283,10 +294,8 @@ def plot(numbers: dict, problem: Problem, dtype_tols: dict):
     )
     ax_tol.axhline(1.0, color="k", lw=1.0)
     tols = ", ".join(f"{d}: rtol {t.rtol:g}, atol {t.atol:g}" for d, t in dtype_tols.items())
-    ax_tol.text(
-        0.995, 1.0, "the tolerance", transform=ax_tol.get_yaxis_transform(), ha="right", va="bottom", fontsize=8
-    )
     ax_tol.set_yscale("log")
+    level_labels(ax_tol, {"the tolerance": 1.0})
     ax_tol.set_ylim(bottom=RATIO_FLOOR / 2)
     ax_tol.set_xlabel("training step")
     ax_tol.set_ylabel("worst |a − b| / (atol + rtol·max(|a|, |b|))")

@@ -461,3 +461,35 @@ def test_gradients_gpt_gaps_are_per_tensor_and_computed_from_the_grads(tmp_path,
     assert "attn.bk" not in where and worst < 1e-5  # the noise tensor is left out of the worst ...
     assert gaps["blocks[0].attn.bk"] > 0.1  # ... where the gap is noise against noise
     assert "Left out: blocks[0].attn.bk" in data["finding"]
+
+
+# ---- what the figures say, read back from the drawn figure ----
+
+
+def _xor_divergence(backends, steps=10):
+    from comparisons.common import Problem
+    from comparisons.parity import trajectory_tolerance
+
+    data = xor()
+    problem = Problem(data, XOR_SPEC, init_params(XOR_SPEC), data.X, data.targets(XOR_SPEC), SGD(0.5), steps, 0, None)
+    numbers = divergence_numbers(train_all(problem, backends, record_every=1), problem)
+    return numbers, problem, {d: trajectory_tolerance(d, problem) for d in ("float32", "float64")}
+
+
+def test_divergence_names_eps_and_the_tolerance_beside_the_axes_where_no_curve_reaches():
+    pytest.importorskip("matplotlib")
+    from comparisons import divergence
+
+    fig = divergence.plot(*_xor_divergence(["numpy"]))
+    fig.canvas.draw()
+    gap_ax, tol_ax = fig.axes[0], fig.axes[1]
+    for ax, levels in [
+        (gap_ax, {"float32 ε": np.finfo(np.float32).eps, "float64 ε": np.finfo(np.float64).eps}),
+        (tol_ax, {"the tolerance": 1.0}),
+    ]:
+        (side,) = ax.child_axes  # the secondary axis at the right
+        labels = [t for t in side.get_yticklabels() if t.get_text()]
+        assert {t.get_text(): t.get_position()[1] for t in labels} == pytest.approx(levels, rel=1e-12)
+        right_edge = ax.get_window_extent().x1
+        assert all(t.get_window_extent().x0 > right_edge for t in labels)  # outside the data area
+        assert not [t.get_text() for t in ax.texts if t.get_text() in levels]  # not written over the curves
