@@ -54,7 +54,8 @@ def linear_backward(dZ: np.ndarray, X: np.ndarray, W: np.ndarray, need_dX: bool 
 
 
 # ============================================================================ 2. activations
-# forward(Z) -> A;  backward(dA, Z, A) -> dZ = dA · f'(Z), elementwise. Every array is (n, width).
+# forward(Z) -> A;  backward(dA, Z, A) -> dZ = dA · f'(Z), elementwise. Every array is (..., width), any
+# leading shape: (n, width) in the MLP, (n, t, d_ff) in the GPT's MLP (numpy_transformer.py).
 
 
 def identity_forward(Z):

@@ -6,7 +6,7 @@ backward's docstring stating the gradient it computes. The pieces, in the order 
 1. embedding            x = tok_emb[X] + pos_emb[:t]         backward *adds* into rows (np.add.at)
 2. layer norm           (x − μ)·rstd·g + b                     backward: the three-term formula
 3. linear               x·W + b over (n, t, ·) arrays          the MLP's linear layer, batched over t
-4. causal attention     softmax(q·kᵀ/√d_head + mask)·v         backward: dS = P ⊙ (dP − Σ dP⊙P)
+4. causal attention     softmax(q·kᵀ/√d_head + mask)·v         backward: dL/d(q·kᵀ) = P ⊙ (dP − Σ dP⊙P)/√d_head
 5. the MLP inside       act(x·W1 + b1)·W2 + b2                 the activations of numpy_backend.py
 6. the block            x + attn(ln1(x)), then + mlp(ln2(x))   a residual passes its gradient through
 7. the whole model      blocks, ln_f, head, softmax cross-entropy over all n·t positions
@@ -52,7 +52,8 @@ def embedding_backward(dx, X, vocab_size, seq_len):
 
 def layernorm_forward(x, g, b, eps=LAYERNORM_EPS):
     """y = g·(x − μ)/√(σ² + ε) + b over the last axis, σ² the biased variance (divide by d, not d − 1).
-    The cache keeps only μ and rstd = 1/√(σ² + ε); the backward recomputes x̂ from them."""
+    The cache is (x, μ, rstd, g) with rstd = 1/√(σ² + ε): μ and rstd are the only statistics kept, and
+    the backward recomputes x̂ = (x − μ)·rstd from x rather than storing a second (n, t, d) array."""
     mu = x.mean(axis=-1, keepdims=True)  # (n, t, 1)
     var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)  # (n, t, 1), biased
     rstd = 1.0 / np.sqrt(var + eps)  # (n, t, 1)
@@ -146,7 +147,8 @@ def attention_backward(dy, cache, p):
     """Backward through the output projection, the heads, the softmax and the three projections:
 
     dconcat = dy·Woᵀ;   per head: dP = dheads·vᵀ,  dv = Pᵀ·dheads
-    dS = softmax_backward(dP, P) · scale   (the 1/√d_head of the forward, again)
+    dS = P ⊙ (dP − Σ dP⊙P) · scale   the softmax backward, times the forward's 1/√d_head again:
+                                     dS is dL/d(q·kᵀ), the gradient of the unscaled scores
     dq = dS·k,   dk = dSᵀ·q;   then each of q, k, v back through its own linear layer into dx."""
     x, q, k, v, P, concat, scale = cache
     n_heads = q.shape[1]
@@ -155,7 +157,7 @@ def attention_backward(dy, cache, p):
     dheads = split_heads(dconcat, n_heads)  # (n, h, t, dh)
     dP = dheads @ v.transpose(0, 1, 3, 2)  # (n, h, t, t)
     dv = P.transpose(0, 1, 3, 2) @ dheads  # (n, h, t, dh)
-    dS = softmax_backward(dP, P) * scale  # (n, h, t, t), 0 at masked positions
+    dS = softmax_backward(dP, P) * scale  # (n, h, t, t): dL/d(q·kᵀ), 0 at masked positions
     dq = dS @ k  # (n, h, t, dh)
     dk = dS.transpose(0, 1, 3, 2) @ q  # (n, h, t, dh)
     dx = np.zeros_like(x)
