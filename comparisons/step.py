@@ -468,7 +468,8 @@ def matrix_lines(a: np.ndarray, indent: str) -> list[str]:
     cols = min(a.shape[1], MAX_SHOWN)
     lines = []
     for i in rows:
-        cells = " ".join(f"{v:>10.4g}" for v in a[i, :cols]) + (" …" if a.shape[1] > cols else "")
+        # v + 0.0: IEEE's signed zero −0 (0 times a negative number, as dS at a masked entry) prints as 0
+        cells = " ".join(f"{v + 0.0:>10.4g}" for v in a[i, :cols]) + (" …" if a.shape[1] > cols else "")
         lines.append(f"{indent}{cells}")
     if len(a) > len(rows):
         lines.append(f"{indent}… {len(a) - len(rows)} more rows")
@@ -484,6 +485,8 @@ def render(quantities: list[Quantity], losses: dict[str, float], spec, dtype: st
     others = [b for b in backends if b != "numpy"]
     eps = float(np.finfo(dtype).eps)
     lines = [title, f"gaps to NumPy in ε·max|NumPy| (ε = {eps:.1e}): ≤ a few ε is rounding; ≫ 1 is a difference"]
+    if isinstance(spec, GPTSpec):
+        lines.append("masked (key j > query i): S = −inf, P = 0 and dS exactly 0: no gradient flows to the future")
     section = layer = None
     for q in quantities:
         if q.section != section:

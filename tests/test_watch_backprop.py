@@ -405,6 +405,19 @@ def test_step_command_for_the_gpt_agrees_across_backends(capsys):
     assert "-inf" in out and max(len(line) for line in out.splitlines()) <= 100
 
 
+def test_step_prints_masked_entries_as_0_and_says_they_are_exactly_0(capsys):
+    """dS = P ⊙ (dP − Σ dP⊙P) at a masked entry is 0 times a negative number: IEEE's signed −0, which
+    step printed as "-0" among the 0s without a word. Every zero prints as 0, and a legend says why
+    masked entries are exactly 0."""
+    from comparisons import step
+
+    assert step.matrix_lines(np.array([[-0.0, 0.0, -1.5]]), "") == [f"{0:>10} {0:>10} {-1.5:>10}"]
+    assert step.main(["--model", "gpt", "--backends", "numpy", "--out", "out"]) == 0
+    out = capsys.readouterr().out
+    assert "-0" not in out.split(), "a signed zero printed as -0"
+    assert "masked (key j > query i): S = −inf, P = 0 and dS exactly 0" in " ".join(out.split())
+
+
 def test_step_help_states_the_gpt_defaults_it_uses(capsys):
     """step's GPT is smaller than the other commands' (it prints every number): --help must say its
     own defaults, and --model gpt must use exactly those. (Before, --help stated the common 8,8,16,2,1
