@@ -251,6 +251,59 @@ def level_labels(ax, levels: dict[str, float]):
     return side
 
 
+CROSSING_FACE = {"float32": "k", "float64": "w"}  # the ✕ of a float32 crossing is filled, a float64 one hollow
+
+
+def crossings(numbers: dict) -> list[dict]:
+    """The steps where pairs first leave their tolerance, one entry per dtype and step, in step order:
+    {"dtype", "step", "pairs": the pairs ("a vs b") that first exceed it at that step, "of": how many
+    pairs of that dtype were compared}."""
+    groups: dict[tuple[str, int], list[str]] = {}
+    for p in numbers["pairs"].values():
+        if p["first_exceeded"] is not None:
+            groups.setdefault((p["dtype"], int(p["first_exceeded"])), []).append(" vs ".join(p["pair"]))
+    total = {d: sum(p["dtype"] == d for p in numbers["pairs"].values()) for d in DTYPES}
+    return [
+        {"dtype": dtype, "step": step, "pairs": pairs, "of": total[dtype]}
+        for (dtype, step), pairs in sorted(groups.items(), key=lambda item: (item[0][1], DTYPES.index(item[0][0])))
+    ]
+
+
+def crossing_label(group: dict) -> str:
+    """'float32 crosses at step 98 (all 3 pairs)', or which pairs, when not all of them do."""
+    n = len(group["pairs"])
+    which = f"all {n} pairs" if n == group["of"] and n > 1 else ", ".join(group["pairs"])
+    return f"{group['dtype']} crosses at step {group['step']} ({which})"
+
+
+def mark_crossings(ax, groups: list[dict]):
+    """One ✕ per crossing, each on its own row just below the tolerance line (above it when the line is
+    near the bottom), with a dotted drop line up to the line at its step and its label beside it: rows
+    never overlap, however close the steps are. Call after the curves are drawn (it fixes the y limits)."""
+    if not groups:
+        return
+    lo, hi = np.log10(ax.get_ylim())
+    ax.set_ylim(10**lo, 10**hi)
+    line = -lo / (hi - lo)  # the tolerance line's height, as a share of the axes
+    row = 0.075
+    below = line - row * len(groups) > 0.02
+    for k, g in enumerate(groups):
+        height = line - row * (k + 1) if below else line + row * (k + 1)
+        y = 10 ** (lo + height * (hi - lo))
+        ax.plot([g["step"], g["step"]], [y, 1.0], ":", color="k", lw=0.9, zorder=4)
+        ax.plot(g["step"], y, "X", mfc=CROSSING_FACE[g["dtype"]], mec="k", color="k", ms=9, zorder=5)
+        ax.annotate(
+            crossing_label(g),
+            (g["step"], y),
+            xytext=(9, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+            bbox={"boxstyle": "round,pad=0.2", "fc": "w", "ec": "0.6", "alpha": 0.9},
+            zorder=6,
+        )
+
+
 def plot(numbers: dict, problem: Problem, dtype_tols: dict):
     from matplotlib.lines import Line2D
 
@@ -258,7 +311,6 @@ def plot(numbers: dict, problem: Problem, dtype_tols: dict):
     fig, (ax, ax_tol, ax_loss) = plt.subplots(
         1, 3, figsize=(20, 6.2), gridspec_kw={"width_ratios": [1.25, 1.25, 1]}, layout="constrained"
     )
-    exceeded = False
     for p in numbers["pairs"].values():
         a, b = p["pair"]
         style = "-" if p["dtype"] == "float32" else "--"
@@ -266,12 +318,6 @@ def plot(numbers: dict, problem: Problem, dtype_tols: dict):
         ax.plot(p["steps"], np.maximum(p["gap"], FLOOR), style, color=PAIR_COLORS[a, b], lw=1.6, label=label)
         ratio = np.maximum(p["ratio"], RATIO_FLOOR)
         ax_tol.plot(p["steps"], ratio, style, color=PAIR_COLORS[a, b], lw=1.6)
-        if p["first_exceeded"] is not None:
-            later = np.flatnonzero(p["steps"] >= p["first_exceeded"])
-            if len(later):  # the first plotted point at or after that step: the first above the line
-                i = later[0]
-                ax_tol.plot(p["steps"][i], ratio[i], "X", color=PAIR_COLORS[a, b], ms=10, mec="k", zorder=5)
-                exceeded = True
     for name, p in numbers["precision"].items():
         ax.plot(
             p["steps"],
@@ -297,6 +343,8 @@ def plot(numbers: dict, problem: Problem, dtype_tols: dict):
     ax_tol.set_yscale("log")
     level_labels(ax_tol, {"the tolerance": 1.0})
     ax_tol.set_ylim(bottom=RATIO_FLOOR / 2)
+    groups = crossings(numbers)
+    mark_crossings(ax_tol, groups)
     ax_tol.set_xlabel("training step")
     ax_tol.set_ylabel("worst |a − b| / (atol + rtol·max(|a|, |b|))")
     ax_tol.set_title(
@@ -330,9 +378,18 @@ def plot(numbers: dict, problem: Problem, dtype_tols: dict):
     ax_loss.set_title(f"Loss curves, all {len(curves)} runs\n({overlap})", fontsize=10)
     ax_loss.legend(loc="upper right")
     handles, _ = ax.get_legend_handles_labels()
-    if exceeded:
+    for dtype in sorted({g["dtype"] for g in groups}):
         handles.append(
-            Line2D([], [], ls="", marker="X", color="0.7", mec="k", ms=9, label="first step beyond its tolerance")
+            Line2D(
+                [],
+                [],
+                ls="",
+                marker="X",
+                mfc=CROSSING_FACE[dtype],
+                mec="k",
+                ms=9,
+                label=f"{dtype}: first step beyond its tolerance (labelled)",
+            )
         )
     fig.legend(handles=handles, loc="outside lower center", ncol=4)
     fig.suptitle(problem.describe(), fontsize=10)

@@ -493,3 +493,84 @@ def test_divergence_names_eps_and_the_tolerance_beside_the_axes_where_no_curve_r
         right_edge = ax.get_window_extent().x1
         assert all(t.get_window_extent().x0 > right_edge for t in labels)  # outside the data area
         assert not [t.get_text() for t in ax.texts if t.get_text() in levels]  # not written over the curves
+
+
+def _first_beyond(a, b, tol) -> int | None:
+    """The first step where a parameter or the loss of two runs recorded at every step differ by more than
+    atol + rtol·max(|a|, |b|), found by walking the steps."""
+    from shared.params import flatten
+
+    for s in range(min(len(a), len(b))):
+        pa, pb = flatten(a.snapshot(s)).astype(np.float64), flatten(b.snapshot(s)).astype(np.float64)
+        la, lb = float(a.losses[s]), float(b.losses[s])
+        if (np.abs(pa - pb) > tol.atol + tol.rtol * np.maximum(np.abs(pa), np.abs(pb))).any():
+            return s
+        if not abs(la - lb) <= tol.atol + tol.rtol * max(abs(la), abs(lb)):
+            return s
+    return None
+
+
+@needs_two
+def test_each_dtypes_tolerance_crossing_is_labelled_with_the_first_step_its_pairs_leave_it():
+    """The chaotic moons run of the README, cut short: every crossing label names the first step each of
+    its pairs leaves the tolerance, walked step by step on the trajectories, and every pair that leaves
+    it is in exactly one label."""
+    pytest.importorskip("matplotlib")
+    import itertools
+    import re
+
+    from comparisons import divergence
+    from comparisons.common import XOR, build_problem, make_parser
+    from comparisons.parity import trajectory_tolerance
+
+    parser = make_parser("test", "", XOR)
+    args = "--dataset moons --n 100 --noise 0.2 --sizes 2,16,16,1 --lr 1.0 --steps 160".split()
+    problem = build_problem(parser, parser.parse_args(args))
+    backends = available_backends()
+    runs = train_all(problem, backends, record_every=1)
+    expected = {}
+    for dtype in divergence.DTYPES:
+        tol = trajectory_tolerance(dtype, problem)
+        for a, b in itertools.combinations(backends, 2):
+            step = _first_beyond(runs[a, dtype], runs[b, dtype], tol)
+            if step is not None:
+                expected[f"{a} vs {b}", dtype] = step
+    assert expected, "the run is chaotic: some pair leaves its tolerance within 160 steps"
+    numbers = divergence_numbers(runs, problem)
+    fig = divergence.plot(numbers, problem, {d: trajectory_tolerance(d, problem) for d in divergence.DTYPES})
+    labelled = {}
+    for text in fig.axes[1].texts:
+        m = re.fullmatch(r"(float\d\d) crosses at step (\d+) \((.*)\)", text.get_text())
+        if m:
+            dtype, step, which = m.group(1), int(m.group(2)), m.group(3)
+            pairs = [f"{a} vs {b}" for a, b in itertools.combinations(backends, 2)] if which.startswith("all") else []
+            for pair in pairs or which.split(", "):
+                assert (pair, dtype) not in labelled, f"{pair} {dtype} labelled twice"
+                labelled[pair, dtype] = step
+    assert labelled == expected
+    pair_count = len(list(itertools.combinations(backends, 2)))
+    for group in divergence.crossings(numbers):  # "all n pairs" only when it is all of them
+        assert ("all" in divergence.crossing_label(group)) == (len(group["pairs"]) == pair_count > 1)
+
+
+def test_crossing_labels_group_a_dtypes_pairs_by_step():
+    from comparisons.divergence import crossing_label, crossings
+
+    def pair(a, b, dtype, step):
+        return {"pair": [a, b], "dtype": dtype, "first_exceeded": step}
+
+    numbers = {
+        "pairs": {
+            "1": pair("numpy", "torch", "float32", 98),
+            "2": pair("numpy", "jax", "float32", 98),
+            "3": pair("torch", "jax", "float32", 98),
+            "4": pair("numpy", "torch", "float64", 119),
+            "5": pair("numpy", "jax", "float64", 112),
+            "6": pair("torch", "jax", "float64", None),
+        }
+    }
+    assert [crossing_label(g) for g in crossings(numbers)] == [
+        "float32 crosses at step 98 (all 3 pairs)",
+        "float64 crosses at step 112 (numpy vs jax)",
+        "float64 crosses at step 119 (numpy vs torch)",
+    ]
