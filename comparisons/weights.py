@@ -107,7 +107,9 @@ def weight_numbers(runs: dict[str, Trajectory], spec) -> dict:
     scale = np.abs(ref).max()
     n = min(len(s) for s in series.values())  # a run stopped early (diverged) is compared up to its end
     gaps = {name: float(np.abs(s[:n] - ref[:n]).max() / scale) for name, s in series.items()}
+    dtypes = {flatten(t.params).dtype.name for t in runs.values()}  # what the backends trained in
     return {
+        "dtype": " and ".join(sorted(dtypes)),
         "names": element_names(spec),
         "series": series,
         "reference": next(iter(series)),
@@ -262,7 +264,7 @@ def plot(numbers: dict, spec, problem_text: str):
         ncol=len(backends),
         title="line style: backend (they lie on top of each other); colour: parameter",
     )
-    fig.suptitle(f"Every parameter during training — {problem_text}", fontsize=10)
+    fig.suptitle(f"Every parameter during training, {numbers['dtype']} — {problem_text}", fontsize=10)
     return fig
 
 
@@ -288,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     fig = plot(numbers, problem.spec, problem.describe())
     data = {
         "problem": problem.describe(),
+        "dtype": numbers["dtype"],
         "definitions": __doc__.split("\n\n")[2],
         "names": numbers["names"],
         "range": numbers["range"],

@@ -574,3 +574,15 @@ def test_crossing_labels_group_a_dtypes_pairs_by_step():
         "float64 crosses at step 112 (numpy vs jax)",
         "float64 crosses at step 119 (numpy vs torch)",
     ]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_weights_title_names_the_dtype_the_runs_trained_in(dtype):
+    pytest.importorskip("matplotlib")
+    data, be = xor(), get_backend("numpy", dtype)
+    run = be.train(XOR_SPEC, init_params(XOR_SPEC), data.X, data.targets(XOR_SPEC), SGD(0.5), 5, record_every=1)
+    assert run.params[0]["W"].dtype == np.dtype(dtype)
+    numbers = weights.weight_numbers({"numpy": run}, XOR_SPEC)
+    assert numbers["dtype"] == dtype
+    title = weights.plot(numbers, XOR_SPEC, "xor").get_suptitle()
+    assert title.startswith(f"Every parameter during training, {dtype} — ")
