@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backends import get_backend, numpy_backend
+from comparisons.bug_catalogue import BUGS, switched_on
 from comparisons.common import (
     XOR,
     Problem,
@@ -146,7 +147,6 @@ def step_reason(h: float, tol: Tolerance) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from comparisons.bugs import BUGS, switched_on  # noqa: PLC0415 (bugs imports this module)
 
     parser = make_parser(
         "gradcheck",

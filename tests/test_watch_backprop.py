@@ -17,7 +17,7 @@ import pytest
 
 from backends import available_backends, get_backend
 from backends import numpy_backend as nb
-from comparisons import bugs, gradcheck
+from comparisons import bug_catalogue, bugs, gradcheck
 from shared.optim import SGD
 from shared.params import init_params
 from shared.spec import MLPSpec
@@ -76,7 +76,7 @@ def test_one_bug_at_a_time_and_only_known_names():
     with pytest.raises(ValueError, match="unknown bug"):
         with bugs.switched_on("off-by-one"):
             pass
-    assert not bugs._active
+    assert not bug_catalogue._active
 
 
 @needs_another
@@ -193,7 +193,7 @@ def test_bugs_command_one_bug_and_the_summary(tmp_path, capsys):
     out = capsys.readouterr().out
     assert all(name in out for name in bugs.BUGS)
     assert max(len(line) for line in out.splitlines()) <= 100
-    assert not bugs._active
+    assert not bug_catalogue._active
 
 
 # ---------------------------------------------------------------- step
