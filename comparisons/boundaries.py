@@ -102,6 +102,15 @@ def next_to_boundary(classes: np.ndarray) -> np.ndarray:
     return near
 
 
+def disagreeing_cells(classes: dict[str, np.ndarray]) -> np.ndarray:
+    """True at the grid cells where the backends do not all predict the same class."""
+    grids = list(classes.values())
+    differ = np.zeros(grids[0].shape, bool) if grids else np.zeros((0, 0), bool)
+    for other in grids[1:]:
+        differ |= other != grids[0]
+    return differ
+
+
 def boundaries(preset: Preset, backends: list[str], dtype: str, seed: int, steps: int | None, resolution: int) -> dict:
     """Train each backend, then its accuracy on the training points and predicted class on a grid."""
     data = make_dataset(preset.dataset, seed=seed, **preset.kwargs)
@@ -115,6 +124,7 @@ def boundaries(preset: Preset, backends: list[str], dtype: str, seed: int, steps
         "gy": gy,
         "accuracy": {},
         "classes": {},
+        "params": {},
         "disagreement": {},
         "seconds": {},
     }
@@ -127,12 +137,14 @@ def boundaries(preset: Preset, backends: list[str], dtype: str, seed: int, steps
         out["seconds"][name] = float(traj.meta["wall_time_s"])
         out["accuracy"][name] = float((predict_classes(be, spec, trained, data.X) == data.y).mean())
         out["classes"][name] = predict_classes(be, spec, trained, grid).reshape(gx.shape)
+        out["params"][name] = trained
     out["off_boundary"] = 0  # disagreeing grid points that are not next to either backend's boundary
     for a, b in itertools.combinations(backends, 2):
         differ = out["classes"][a] != out["classes"][b]
         out["disagreement"][f"{a} vs {b}"] = float(differ.mean())
         near = next_to_boundary(out["classes"][a]) | next_to_boundary(out["classes"][b])
         out["off_boundary"] += int((differ & ~near).sum())
+    out["differ"] = disagreeing_cells(out["classes"])  # (resolution, resolution)
     out["optimizer"] = optimizer.describe()
     out["steps"] = steps or preset.steps
     return out
@@ -163,6 +175,13 @@ def finding(results: dict[str, dict]) -> str:
     )
 
 
+def differ_text(differ: np.ndarray) -> str:
+    """The caption of a row's ✕ marks: how many grid cells the backends classify differently."""
+    if not differ.any():
+        return "the backends agree on every grid cell"
+    return f"✕: the backends differ on {int(differ.sum())} of {differ.size:,} cells ({percent(float(differ.mean()))})"
+
+
 def plot(results: dict[str, dict], backends: list[str], dtype: str):
     from matplotlib.colors import ListedColormap
 
@@ -185,13 +204,21 @@ def plot(results: dict[str, dict], backends: list[str], dtype: str):
             ax.scatter(
                 *r["data"].X.T, c=r["data"].y, cmap=cmap, vmin=-0.5, vmax=k - 0.5, s=14, edgecolors="k", linewidths=0.4
             )
+            differ = r["differ"]
+            if differ.any():  # the same cells on every panel: where one backend's class is not another's
+                ax.scatter(
+                    r["gx"][differ], r["gy"][differ], marker="x", s=22, c="k", linewidths=1.2, zorder=4, gid="differ"
+                )
             ax.set_xticks([])
             ax.set_yticks([])
             ax.grid(False)
             title = f"{name}: {percent(r['accuracy'][name])} train accuracy"
             ax.set_title(title, color=BACKEND_COLORS[name], fontsize=10)
             if col == 0:
-                ax.set_ylabel(f"{dataset}\n{r['spec'].describe()}\n{r['optimizer']}, {r['steps']} steps", fontsize=8)
+                ax.set_ylabel(
+                    f"{dataset}\n{r['spec'].describe()}\n{r['optimizer']}, {r['steps']} steps\n{differ_text(differ)}",
+                    fontsize=8,
+                )
     fig.suptitle(f"Decision boundaries after training, same init on every backend ({dtype})", fontsize=11)
     return fig
 
