@@ -277,7 +277,8 @@ def plot(r: dict):
     ax.set_ylim(0, 105)
     ax.set_ylabel(f"% right, {len(test)} held-out strings")
     ax.set_title("Accuracy per answer digit (dotted: guessing)", fontsize=10)
-    ax.legend(loc="lower right")
+    # beside the axes, not over them: the bars reach 100 % and the guessing line runs the full width
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), title="all answer digits", fontsize=9, title_fontsize=9)
 
     example_text = " ".join(tokens) + " " + test.decode([test.Y[example, -1]])
     rule = {"reverse": "input digit k−1−i: the anti-diagonal", "copy": "input digit i", "sort": "the i-th smallest"}

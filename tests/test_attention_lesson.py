@@ -103,3 +103,19 @@ def test_sampling_is_greedy_at_temperature_zero_and_seeded():
     again = generate.sample(Counting(), spec, None, np.array([0, 1]), 6, (0.0, 1.0), seed=3)[1]
     assert np.array_equal(hot, again) and not np.array_equal(hot, greedy)
     assert generate.first_difference(["abc", "abd"]) == 2 and generate.first_difference(["ab", "ab"]) is None
+
+
+def test_the_accuracy_legend_names_each_backends_accuracy_beside_the_bars_not_over_them():
+    pytest.importorskip("matplotlib", reason="the test draws the figure (pip install matplotlib)")
+    here = available_backends()
+    r = attention.run("reverse", here, length=3, d_model=8, steps=20, batch_size=16, n=64)
+    fig = attention.plot(r)
+    fig.canvas.draw()
+    ax = next(a for a in fig.axes if a.get_title().startswith("Accuracy per answer digit"))
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        f"{name}: {100 * r['runs'][name]['accuracy']:.1f} %" for name in here
+    ]
+    box, data = legend.get_window_extent(), ax.get_window_extent()
+    assert box.x0 >= data.x1  # wholly right of the axes: no bar and no guessing line under it
+    assert box.x1 <= fig.get_window_extent().x1  # and still inside the figure
