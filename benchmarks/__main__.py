@@ -47,17 +47,26 @@ ALPHAS = {
 }
 
 
-def plot(report: dict, out: Path) -> list[Path]:
-    import matplotlib
+LABEL_GAP_PT = 12  # the least height between two peak labels, in points (their font is 8 pt)
 
-    matplotlib.use("Agg")
+
+def dodge_down(ys: dict[str, float], gap: float) -> dict[str, float]:
+    """Label heights, highest first: each at its own y, or `gap` below the label above it if that is lower,
+    so labels of equal or close values stack instead of printing over each other."""
+    placed, previous = {}, np.inf
+    for name, y in sorted(ys.items(), key=lambda item: -item[1]):
+        previous = placed[name] = min(y, previous - gap)
+    return placed
+
+
+def steps_figure(report: dict):
+    """Steps per second against FLOPs per step, one line per backend and variant, and each backend's
+    compute bound."""
     import matplotlib.pyplot as plt
 
     rows = report["rows"]
     flops = {name: w.flops_per_step for name, w in WORKLOADS.items()}
     gpts = {name for name in flops if isinstance(WORKLOADS[name], GPTWorkload)}
-    paths = []
-
     fig, ax = plt.subplots(figsize=(9, 6), layout="constrained")
     for backend in COLORS:
         for variant in MARKERS:
@@ -98,14 +107,19 @@ def plot(report: dict, out: Path) -> list[Path]:
     for name, f in flops.items():  # a GPT's label ends left of its FLOPs: they are close to the large MLP's
         gpt = name in gpts
         ax.text(f / 1.3 if gpt else f, bottom * 1.5, name, ha="right" if gpt else "center", fontsize=9, color="0.3")
-    paths.append(out / "steps_vs_flops.png")
-    fig.savefig(paths[-1])
-    plt.close(fig)
+    return fig
 
+
+def gflops_figure(report: dict):
+    """Achieved GFLOP/s per size, one bar per backend and variant, against each backend's matmul peak."""
+    import matplotlib.pyplot as plt
+
+    rows = report["rows"]
     sizes = [s for s in WORKLOADS if s != "xor" and any(r["workload"] == s for r in rows)]
     bars = [(b, v) for b in COLORS for v in MARKERS if any(r["backend"] == b and r["variant"] == v for r in rows)]
-    fig, ax = plt.subplots(figsize=(10, 5.5), layout="constrained")
+    fig, ax = plt.subplots(figsize=(11.5, 5.5), layout="constrained")
     width = 0.8 / max(len(bars), 1)
+    tallest = 0.0
     for i, (backend, variant) in enumerate(bars):
         vals = [
             next(
@@ -113,6 +127,7 @@ def plot(report: dict, out: Path) -> list[Path]:
             )
             for s in sizes
         ]
+        tallest = max(tallest, *vals)
         ax.bar(
             np.arange(len(sizes)) + (i - len(bars) / 2 + 0.5) * width,
             vals,
@@ -124,27 +139,46 @@ def plot(report: dict, out: Path) -> list[Path]:
             lw=0.4,
             label=f"{backend} {variant}",
         )
-    for backend, peak in report["peaks_gflops"].items():
+    peaks = report["peaks_gflops"]
+    for backend, peak in peaks.items():
         ax.axhline(peak, color=COLORS[backend], ls="--", lw=1)
-        ax.text(
-            len(sizes) - 0.5,
-            peak,
-            f"{backend} matmul peak {peak:.0f}",
-            color=COLORS[backend],
-            ha="right",
-            va="bottom",
-            fontsize=8,
-        )
     ax.set_xticks(
         range(len(sizes)),
         [f"{s}\n{WORKLOADS[s].label}\nbatch {WORKLOADS[s].batch}" for s in sizes],
     )
     ax.set_ylabel("achieved GFLOP/s (float32)")
     ax.set_title("Achieved training throughput against each framework's own matmul peak")
-    ax.legend(fontsize=8, ncol=3, loc="upper left")
-    paths.append(out / "gflops_vs_peak.png")
-    fig.savefig(paths[-1])
-    plt.close(fig)
+    fig.legend(fontsize=8, loc="outside right upper")  # beside the axes: no bar hides behind it
+    ax.set_ylim(0, 1.1 * max([tallest, *peaks.values()], default=1.0))
+    fig.draw_without_rendering()  # the axes' final height, to turn the labels' least gap into data units
+    gap = LABEL_GAP_PT * fig.dpi / 72 * np.diff(ax.get_ylim())[0] / ax.get_window_extent().height
+    for backend, y in dodge_down(peaks, gap).items():  # right of the axes, where their lines end: over no bar
+        ax.text(
+            1.01,
+            y,
+            f"{backend} matmul peak {peaks[backend]:.0f}",
+            transform=ax.get_yaxis_transform(),
+            color=COLORS[backend],
+            ha="left",
+            va="center",
+            fontsize=8,
+            gid=f"peak {backend}",
+        )
+    return fig
+
+
+def plot(report: dict, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for name, figure in [("steps_vs_flops", steps_figure), ("gflops_vs_peak", gflops_figure)]:
+        fig = figure(report)
+        paths.append(out / f"{name}.png")
+        fig.savefig(paths[-1])
+        plt.close(fig)
     return paths
 
 

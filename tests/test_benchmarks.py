@@ -404,3 +404,53 @@ def test_a_slow_numpy_relu_step_is_explained_by_its_relu_prime_not_by_a_cheap_st
     rows = [_row("medium", "numpy", q, 750), _row("medium", "numpy", "bare loop", 1_000)]
     (ratio,) = [t for t in evaluate_targets(rows, {}) if "≤" in t["target"]]
     assert not ratio["met"] and "np.where" in ratio["why"] and "so cheap" not in ratio["why"]
+
+
+# ---- the figures: what they label, read back from the drawn figure ----
+
+PEAKS = {"numpy": 198.0, "torch": 193.0, "jax": 193.0}  # the report's peaks in docs/: torch's and jax's equal
+
+
+def _plotted_report() -> dict:
+    """Rows for every size, as in docs/benchmarks.md's run: bars near the peaks."""
+    rows = []
+    for size, w in WORKLOADS.items():
+        for backend, peak in PEAKS.items():
+            gflops = 0.9 * peak if size == "large" else 0.3 * peak
+            rows.append(Row(size, backend, "trigrad train", gflops * 1e9 / w.flops_per_step, gflops, 0.5, 0, 0, 1))
+    return {"rows": [r.__dict__ for r in rows], "peaks_gflops": PEAKS}
+
+
+def _overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_dodge_down_stacks_equal_values_and_leaves_distant_ones_on_their_own_height():
+    from benchmarks.__main__ import dodge_down
+
+    assert dodge_down({"numpy": 198.0, "torch": 193.0, "jax": 193.0}, gap=8.0) == {
+        "numpy": 198.0,
+        "torch": 190.0,
+        "jax": 182.0,
+    }
+    assert dodge_down({"a": 100.0, "b": 10.0}, gap=8.0) == {"a": 100.0, "b": 10.0}
+
+
+def test_gflops_figure_labels_each_peak_apart_and_keeps_the_legend_off_the_bars():
+    pytest.importorskip("matplotlib")
+    from benchmarks.__main__ import gflops_figure
+
+    fig = gflops_figure(_plotted_report())
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    labels = {t.get_gid(): t for t in ax.texts if (t.get_gid() or "").startswith("peak ")}
+    assert {gid: t.get_text() for gid, t in labels.items()} == {
+        f"peak {b}": f"{b} matmul peak {p:.0f}" for b, p in PEAKS.items()
+    }
+    boxes = [t.get_window_extent() for t in labels.values()]
+    assert not any(_overlap(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])  # none over another
+    assert all(box.x0 > ax.get_window_extent().x1 for box in boxes)  # right of the bars, where the lines end
+    assert not any(_overlap(box, fig.legends[0].get_window_extent()) for box in boxes)
+    lines = {round(line.get_ydata()[0], 6) for line in ax.get_lines()}
+    assert lines == set(PEAKS.values())  # one dashed line per peak, at the peak
+    assert not _overlap(fig.legends[0].get_window_extent(), ax.get_window_extent())
