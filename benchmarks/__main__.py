@@ -47,7 +47,20 @@ ALPHAS = {
 }
 
 
+LABEL_DECADES = 0.8  # a size's name is about this wide on the FLOPs axis: closer names go on another row
 LABEL_GAP_PT = 12  # the least height between two peak labels, in points (their font is 8 pt)
+
+
+def label_rows(xs: dict[str, float], decades: float = LABEL_DECADES) -> dict[str, int]:
+    """A row for each label on a log axis, lowest first: a label goes to the first row where it is at
+    least `decades` from the last label placed there (labels taken in x order), so no two collide."""
+    rows, last = {}, {}
+    for name, x in sorted(xs.items(), key=lambda item: item[1]):
+        row = 0
+        while row in last and np.log10(x) - np.log10(last[row]) < decades:
+            row += 1
+        rows[name], last[row] = row, x
+    return rows
 
 
 def dodge_down(ys: dict[str, float], gap: float) -> dict[str, float]:
@@ -60,14 +73,15 @@ def dodge_down(ys: dict[str, float], gap: float) -> dict[str, float]:
 
 
 def steps_figure(report: dict):
-    """Steps per second against FLOPs per step, one line per backend and variant, and each backend's
-    compute bound."""
+    """Steps per second against FLOPs per step, one line per backend and variant, and for each backend
+    its compute bound: its own matmul peak ÷ FLOPs per step."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
 
     rows = report["rows"]
     flops = {name: w.flops_per_step for name, w in WORKLOADS.items()}
     gpts = {name for name in flops if isinstance(WORKLOADS[name], GPTWorkload)}
-    fig, ax = plt.subplots(figsize=(9, 6), layout="constrained")
+    fig, ax = plt.subplots(figsize=(11.5, 6), layout="constrained")
     for backend in COLORS:
         for variant in MARKERS:
             mine = [r for r in rows if r["backend"] == backend and r["variant"] == variant]
@@ -93,20 +107,35 @@ def steps_figure(report: dict):
     if gpts:
         ax.plot([], [], "o", ms=10, mfc="none", color="0.5", label="hollow, unjoined: the GPT workload")
     x = np.logspace(np.log10(min(flops.values())) - 0.3, np.log10(max(flops.values())) + 0.3, 50)
-    for backend, peak in report["peaks_gflops"].items():
-        ax.plot(x, peak * 1e9 / x, color=COLORS[backend], lw=0.8, alpha=0.5)
-    ax.plot([], [], color="0.5", lw=0.8, label="compute bound: peak GFLOP/s ÷ FLOPs per step")
+    peaks = report["peaks_gflops"]
+    for k, (backend, peak) in enumerate(peaks.items()):
+        # interleaved dashes: peaks a few % apart draw the same line, and each backend's stays visible
+        ax.plot(
+            x,
+            peak * 1e9 / x,
+            ls=(4 * k, (4, 4 * (len(peaks) - 1))) if len(peaks) > 1 else "-",
+            color=COLORS.get(backend, "0.5"),
+            lw=1.4,
+            gid=f"peak {backend}",
+            label=f"{backend} compute bound: {peak:.0f} GFLOP/s ÷ FLOPs per step",
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("matmul FLOPs per training step (forward ×3; MLP: less the input's gradient)")
     ax.set_ylabel("training steps per second")
-    ax.set_title("Overhead-bound (flat, left) to compute-bound (on the peak lines, right)")
+    line = "its backend's peak line" if len(peaks) > 1 else "the peak line"
+    ax.set_title(f"Overhead-bound (flat, left) to compute-bound (on {line}, right)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
-    bottom = ax.get_ylim()[0]
-    for name, f in flops.items():  # a GPT's label ends left of its FLOPs: they are close to the large MLP's
-        gpt = name in gpts
-        ax.text(f / 1.3 if gpt else f, bottom * 1.5, name, ha="right" if gpt else "center", fontsize=9, color="0.3")
+    fig.legend(fontsize=8, loc="outside right upper")  # beside the axes: over none of the lines
+    # the sizes named on an axis at the top, outside the data; names too close for one row (gpt beside
+    # large) go a row higher
+    sizes = ax.secondary_xaxis("top")
+    rows_of = label_rows(flops)
+    sizes.set_xticks(list(flops.values()), list(flops))
+    sizes.xaxis.set_minor_locator(NullLocator())
+    sizes.tick_params(labelsize=9, colors="0.3")
+    for tick, name in zip(sizes.xaxis.get_major_ticks(), flops):
+        tick.set_pad(tick.get_pad() + 11 * rows_of[name])  # 11 pt: one row of 9 pt names
     return fig
 
 

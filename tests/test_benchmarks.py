@@ -412,7 +412,8 @@ PEAKS = {"numpy": 198.0, "torch": 193.0, "jax": 193.0}  # the report's peaks in 
 
 
 def _plotted_report() -> dict:
-    """Rows for every size, as in docs/benchmarks.md's run: bars near the peaks."""
+    """Rows for every size, as in docs/benchmarks.md's run: large and gpt close on the FLOPs axis, bars
+    near the peaks."""
     rows = []
     for size, w in WORKLOADS.items():
         for backend, peak in PEAKS.items():
@@ -423,6 +424,20 @@ def _plotted_report() -> dict:
 
 def _overlap(a, b) -> bool:
     return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_label_rows_put_names_closer_than_a_label_on_another_row():
+    from benchmarks.__main__ import label_rows
+
+    assert label_rows({"a": 1e2, "b": 1e5, "c": 1e9, "d": 2e9, "e": 3e9}, decades=0.8) == {
+        "a": 0,
+        "b": 0,
+        "c": 0,
+        "d": 1,
+        "e": 2,
+    }
+    rows = label_rows({name: w.flops_per_step for name, w in WORKLOADS.items()})
+    assert rows["gpt"] != rows["large"] and rows["xor"] == rows["small"] == rows["medium"] == 0
 
 
 def test_dodge_down_stacks_equal_values_and_leaves_distant_ones_on_their_own_height():
@@ -453,4 +468,30 @@ def test_gflops_figure_labels_each_peak_apart_and_keeps_the_legend_off_the_bars(
     assert not any(_overlap(box, fig.legends[0].get_window_extent()) for box in boxes)
     lines = {round(line.get_ydata()[0], 6) for line in ax.get_lines()}
     assert lines == set(PEAKS.values())  # one dashed line per peak, at the peak
+    assert not _overlap(fig.legends[0].get_window_extent(), ax.get_window_extent())
+
+
+def test_steps_figure_draws_the_peak_line_of_every_backend_and_names_sizes_apart():
+    pytest.importorskip("matplotlib")
+    from benchmarks.__main__ import steps_figure
+
+    fig = steps_figure(_plotted_report())
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    peaks = {line.get_gid(): line for line in ax.get_lines() if (line.get_gid() or "").startswith("peak ")}
+    assert set(peaks) == {f"peak {b}" for b in PEAKS}
+    for backend, peak in PEAKS.items():
+        x, y = peaks[f"peak {backend}"].get_data()
+        np.testing.assert_allclose(y, peak * 1e9 / x)  # the compute bound of that backend's own peak
+        assert f"{backend} compute bound: {peak:.0f} GFLOP/s ÷ FLOPs per step" in [
+            t.get_text() for t in fig.legends[0].get_texts()
+        ]
+    assert "its backend's peak line" in ax.get_title()
+    (sizes,) = ax.child_axes
+    names = {t.get_text().strip(): t for t in sizes.get_xticklabels() if t.get_text()}
+    assert set(names) == set(WORKLOADS)
+    for name, t in names.items():
+        assert t.get_position()[0] == WORKLOADS[name].flops_per_step
+    boxes = {name: t.get_window_extent() for name, t in names.items()}
+    assert not _overlap(boxes["gpt"], boxes["large"])
     assert not _overlap(fig.legends[0].get_window_extent(), ax.get_window_extent())
