@@ -586,3 +586,42 @@ def test_weights_title_names_the_dtype_the_runs_trained_in(dtype):
     assert numbers["dtype"] == dtype
     title = weights.plot(numbers, XOR_SPEC, "xor").get_suptitle()
     assert title.startswith(f"Every parameter during training, {dtype} — ")
+
+
+def test_disagreeing_cells_are_where_any_backend_predicts_another_class():
+    from comparisons.boundaries import disagreeing_cells
+
+    a = np.array([[0, 1], [2, 2]])
+    b = np.array([[0, 1], [2, 1]])
+    c = np.array([[1, 1], [2, 2]])
+    assert disagreeing_cells({"a": a, "b": b, "c": c}).tolist() == [[True, False], [False, True]]
+    assert not disagreeing_cells({"a": a, "a again": a.copy()}).any()
+    assert not disagreeing_cells({"alone": a}).any()
+
+
+@needs_two
+def test_boundaries_marks_exactly_the_cells_where_the_backends_argmax_differs():
+    """Spirals cut to 400 steps, where float32 rounding already moves a boundary: the ✕ on every panel
+    are the grid cells where the argmax of the backends' logits, recomputed here, are not all equal."""
+    pytest.importorskip("matplotlib")
+    from comparisons import boundaries
+
+    backends = available_backends()
+    r = boundaries.boundaries(boundaries.PRESETS["spirals"], backends, "float32", 0, 400, 120)
+    grid = np.column_stack([r["gx"].ravel(), r["gy"].ravel()])
+    argmax = [
+        get_backend(name, "float32").forward(r["spec"], r["params"][name], grid).argmax(axis=1).reshape(r["gx"].shape)
+        for name in backends
+    ]
+    expected = np.any([classes != argmax[0] for classes in argmax[1:]], axis=0)
+    np.testing.assert_array_equal(r["differ"], expected)
+    fig = boundaries.plot({"spirals": r}, backends, "float32")
+    cells = {(x, y) for x, y in zip(r["gx"][expected], r["gy"][expected])}
+    for ax in fig.axes:
+        marks = [c for c in ax.collections if c.get_gid() == "differ"]
+        assert (len(marks) == 1) == bool(expected.any())
+        if marks:
+            assert {tuple(xy) for xy in marks[0].get_offsets()} == cells
+    share = boundaries.percent(expected.mean())
+    caption = f"differ on {int(expected.sum())} of {expected.size:,} cells ({share})"
+    assert (caption in fig.axes[0].get_ylabel()) == bool(expected.any())
