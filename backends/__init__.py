@@ -37,15 +37,15 @@ class _Entry:
 
 
 _REGISTRY = {
-    "numpy": _Entry("backends.numpy_backend", "NumpyBackend", ("numpy",), "pip install numpy"),
+    "numpy": _Entry("backends.numpy.backend", "NumpyBackend", ("numpy",), "pip install numpy"),
     "torch": _Entry(
-        "backends.torch_backend",
+        "backends.torch.backend",
         "TorchBackend",
         ("torch",),
         "pip install -c constraints.txt torch   (constraints.txt pins torch==2.13.0, the CPU build)",
     ),
     "jax": _Entry(
-        "backends.jax_backend",
+        "backends.jax.backend",
         "JaxBackend",
         ("jax", "optax"),
         "pip install -c constraints.txt jax optax",

@@ -193,7 +193,7 @@ def make_jax_scan(w: AnyWorkload) -> Runner:
 
 
 # ============================================================================ the tiny GPT
-# The model code is the backends' own (numpy_transformer, torch_transformer, jax_transformer): the
+# The model code is the backends' own (backends/{numpy,torch,jax}/gpt.py): the
 # bare loops differ from trigrad's `train` only in what surrounds the step — no validation, no
 # conversion per call, no loss or gradient norm recorded, no divergence checks, plain SGD in place.
 
@@ -208,8 +208,8 @@ def _sgd_in_place(params, grads, lr: float) -> None:
 
 
 def numpy_gpt(w: GPTWorkload, lr: float = LR) -> GPTRunner:
-    """numpy_transformer.loss_and_grads (the hand-written backward) and an in-place SGD update."""
-    from backends import numpy_transformer as nt
+    """backends/numpy/gpt.py loss_and_grads (the hand-written backward) and an in-place SGD update."""
+    from backends.numpy import gpt as nt
     from shared.params import map_params
 
     params, X, Y = w.problem()
@@ -227,10 +227,10 @@ def numpy_gpt(w: GPTWorkload, lr: float = LR) -> GPTRunner:
 
 
 def torch_gpt(w: GPTWorkload, lr: float = LR) -> GPTRunner:
-    """torch_transformer.GPT and its loss, torch.autograd.grad, then p −= lr·g under no_grad."""
+    """backends/torch/gpt.py GPT and its softmax_ce, torch.autograd.grad, then p −= lr·g under no_grad."""
     import torch
 
-    from backends import torch_transformer as tt
+    from backends.torch import gpt as tt
     from shared.params import named_leaves
 
     params, X, Y = w.problem()
@@ -245,27 +245,27 @@ def torch_gpt(w: GPTWorkload, lr: float = LR) -> GPTRunner:
 
     def run(steps: int) -> None:
         for _ in range(steps):
-            grads = torch.autograd.grad(tt.loss(model(X_t), Y_t), weights)
+            grads = torch.autograd.grad(tt.softmax_ce(model(X_t), Y_t), weights)
             with torch.no_grad():
                 for p, g in zip(weights, grads):
                     p.sub_(g, alpha=lr)
 
     def loss() -> float:
         with torch.no_grad():
-            return tt.loss(model(X_t), Y_t).item()
+            return tt.softmax_ce(model(X_t), Y_t).item()
 
     return GPTRunner(run, loss)
 
 
 def jax_gpt(w: GPTWorkload, scan: bool = False, lr: float = LR) -> GPTRunner:
-    """jax_transformer.gpt, jax.grad and an SGD tree_map in one jitted step: called from a Python loop
+    """backends/jax/gpt.py gpt, jax.grad and an SGD tree_map in one jitted step: called from a Python loop
     (one dispatch per step), or with scan=True all steps in one compiled jax.lax.scan call (compiled
     once per step count)."""
     import jax
     import jax.numpy as jnp
     import optax
 
-    from backends import jax_transformer as jt
+    from backends.jax import gpt as jt
 
     params, X, Y = w.problem()
     params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)

@@ -232,8 +232,8 @@ def numpy_gelu_s(w, repeats: int = 2) -> float:
     erf with np.vectorize(math.erf): one Python call per element."""
     import numpy as np
 
-    from backends import numpy_transformer as nt
-    from backends.numpy_backend import gelu_backward, gelu_forward
+    from backends.numpy import gpt as nt
+    from backends.numpy.mlp import gelu_backward, gelu_forward
     from shared.params import map_params
 
     params, X, _ = w.problem()
@@ -269,11 +269,13 @@ def phase_times_us(backend: str, w, steps: int = 2000) -> dict[str, float]:
     clock = time.perf_counter
     with be._compute(spec, len(X)):
         if backend == "numpy":
-            from backends import numpy_backend as nb
+            from backends.numpy import mlp as nb
+            from backends.numpy import optim as numpy_optim
+            from backends.numpy import train as numpy_train
             from shared.params import tree_leaves
 
             loss_forward, loss_backward = nb.LOSSES[spec.loss]
-            opt = nb.make_optimizer(SGD(LR), tree_leaves(params))
+            opt = numpy_optim.make_optimizer(SGD(LR), tree_leaves(params))
             for _ in range(steps):
                 t0 = clock()
                 y_hat, cache = nb.mlp_forward(spec, params, X)
@@ -283,7 +285,7 @@ def phase_times_us(backend: str, w, steps: int = 2000) -> dict[str, float]:
                 grads = nb.mlp_backward(spec, params, cache, loss_backward(y_hat, y))
                 t3 = clock()
                 leaves = tree_leaves(grads)
-                ok = np.isfinite(float(loss)) and np.isfinite(nb.global_norm(leaves))
+                ok = np.isfinite(float(loss)) and np.isfinite(numpy_train.global_norm(leaves))
                 t4 = clock()
                 opt.step(tree_leaves(params), leaves)
                 t5 = clock()

@@ -9,7 +9,7 @@ digits put under the loss, and the accuracy of each answer digit; the finding me
 held-out string, the share of each head's attention that falls on the key the answer comes from.
 
 The attention probabilities are recomputed from each backend's trained params with the NumPy pieces
-(numpy_transformer.attention_forward), since torch and JAX do not return theirs; the recomputed logits
+(backends/numpy/gpt.py attention_forward), since torch and JAX do not return theirs; the recomputed logits
 are checked against each backend's own forward and the largest difference is printed.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from backends import get_backend
-from backends import numpy_transformer as nt
+from backends.numpy import gpt as nt
 from comparisons.common import (
     BACKEND_COLORS,
     installed,

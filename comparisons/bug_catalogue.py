@@ -1,7 +1,7 @@
 """The bug catalogue: ten classic backprop bugs, each the one wrong line a learner writes, and the
 switch that turns one on in the NumPy backend.
 
-`switched_on(name)` is a context manager that replaces one function of backends/numpy_backend.py (a
+`switched_on(name)` is a context manager that replaces one function of backends/numpy/mlp.py (or optim.py) (a
 module global, an ACTIVATIONS or LOSSES entry, an optimizer method) and puts the original back in
 `finally`: no file is edited, and nothing stays switched on after the `with` block, even when it
 raises. The GPT's NumPy blocks look activations up in the same ACTIVATIONS table, so an activation
@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backends import numpy_backend as nb
+from backends.numpy import mlp as nb
+from backends.numpy import optim as nopt
 from shared.optim import SGD, Adam, Optimizer
 from shared.spec import MLPSpec
 
@@ -53,7 +54,7 @@ _active: list[str] = []  # the bug switched on now, if any
 
 @contextmanager
 def switched_on(name: str) -> Iterator[Bug]:
-    """Switch on the bug `name` in backends/numpy_backend.py for the body of the `with`; the original
+    """Switch on the bug `name` in backends/numpy/mlp.py (or optim.py) for the body of the `with`; the original
     functions are back afterwards, whatever happens inside. One bug at a time."""
     if name not in BUGS:
         raise ValueError(f"unknown bug {name!r}; expected one of {', '.join(BUGS)}")
@@ -147,21 +148,21 @@ def _adam_no_bias_correction(p: Patches) -> None:
             v += (1 - o.beta2) * g * g
             w -= o.lr * m / (np.sqrt(v) + o.eps)  # BUG: m and v, not m̂ = m/(1−β₁ᵗ) and v̂ = v/(1−β₂ᵗ)
 
-    p.setattr(nb.AdamUpdate, "step", step)
+    p.setattr(nopt.AdamUpdate, "step", step)
 
 
 def _momentum_not_reset(p: Patches) -> None:
-    original = nb.make_optimizer
+    original = nopt.make_optimizer
     leftover: dict[tuple, list[np.ndarray]] = {}  # outlives every training run while the bug is on
 
     def make_optimizer(opt, params):
         update = original(opt, params)
-        if isinstance(update, nb.SGDUpdate) and update.velocity is not None:
+        if isinstance(update, nopt.SGDUpdate) and update.velocity is not None:
             shapes = tuple(w.shape for w in params)
             update.velocity = leftover.setdefault(shapes, update.velocity)  # BUG: the last run's buffer
         return update
 
-    p.setattr(nb, "make_optimizer", make_optimizer)
+    p.setattr(nopt, "make_optimizer", make_optimizer)
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ class Bug:
     name: str
     summary: str  # one line: what is wrong
     wrong: str  # the buggy line
-    right: str  # the line in backends/numpy_backend.py
+    right: str  # the line in backends/numpy/mlp.py (or optim.py)
     install: Callable[[Patches], None]
     spec: MLPSpec  # a network on xor where the bug shows
     optimizer: Optimizer

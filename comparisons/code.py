@@ -21,12 +21,11 @@ from backends import BACKENDS
 from comparisons.common import backend_list, int_range, output_file
 from shared.spec import ACTIVATIONS, LOSSES
 
-BACKEND_FILES = {
-    "numpy": Path(__file__).resolve().parent.parent / "backends" / "numpy_backend.py",
-    "torch": Path(__file__).resolve().parent.parent / "backends" / "torch_backend.py",
-    "jax": Path(__file__).resolve().parent.parent / "backends" / "jax_backend.py",
-}
-TRANSFORMER_FILES = {name: path.with_name(f"{name}_transformer.py") for name, path in BACKEND_FILES.items()}
+BACKENDS_DIR = Path(__file__).resolve().parent.parent / "backends"
+MODULES = ("mlp", "optim", "train", "backend")
+"""Where a symbol is looked for, in each backend's folder (backends/numpy/, ...), first match wins: the
+same file names in all three. The GPT's concepts look in gpt.py first."""
+GPT_MODULES = ("gpt", *MODULES)
 
 # concept -> (one line for the listing, {backend: [symbols]}). A symbol is a top-level function, class
 # or assignment ("mlp"), a method ("TorchBackend._train_steps"), or one entry of a dict ("LOSSES:bce").
@@ -78,7 +77,11 @@ CONCEPTS: dict[str, tuple[str, dict[str, list[str]]]] = {
     ),
     "adam": ("Adam and AdamW", {"numpy": ["AdamUpdate"], "torch": ["make_optimizer"], "jax": ["make_optimizer"]}),
     "train_step": (
-        "the training loop: loss, gradients, norm, update",
+        "one training step: the loss, every gradient, the optimizer's update (train.py)",
+        {"numpy": ["train_step"], "torch": ["loss_fn", "train_step"], "jax": ["loss_fn", "train_step"]},
+    ),
+    "engine_loop": (
+        "the engine's loop: train_step run n at a time, keeping the recorded losses and norms (backend.py)",
         {
             "numpy": ["NumpyBackend._train_steps"],
             "torch": ["TorchBackend._train_steps"],
@@ -126,9 +129,26 @@ TRANSFORMER_CONCEPTS: dict[str, tuple[str, dict[str, list[str]]]] = {
 CONCEPTS.update(TRANSFORMER_CONCEPTS)
 
 
-def source_files(concept: str) -> dict[str, Path]:
-    """{backend: the file a concept's code is read from}."""
-    return TRANSFORMER_FILES if concept in TRANSFORMER_CONCEPTS else BACKEND_FILES
+def locate(backend: str, concept: str, symbol: str) -> Path:
+    """The file of `backend`'s folder that defines `symbol` (see MODULES for the order)."""
+    for module in GPT_MODULES if concept in TRANSFORMER_CONCEPTS else MODULES:
+        path = BACKENDS_DIR / backend / f"{module}.py"
+        try:
+            extract(path.read_text(), symbol)
+        except KeyError:
+            continue
+        return path
+    raise KeyError(f"{symbol!r} is in none of backends/{backend}/{{{', '.join(MODULES)}}}.py")
+
+
+def source_files(concept: str) -> dict[str, str]:
+    """{backend: the files a concept's code is read from, as its column's header says them}."""
+    _, symbols = CONCEPTS[concept]
+    out = {}
+    for backend, names in symbols.items():
+        files = list(dict.fromkeys(locate(backend, concept, name).name for name in names))
+        out[backend] = f"backends/{backend}/" + " + ".join(files)
+    return out
 
 
 def _span(node: ast.AST) -> tuple[int, int]:
@@ -170,8 +190,7 @@ def concept_code(concept: str) -> dict[str, str]:
     _, symbols = CONCEPTS[concept]
     out = {}
     for backend, names in symbols.items():
-        source = source_files(concept)[backend].read_text()
-        out[backend] = "\n\n".join(extract(source, name) for name in names)
+        out[backend] = "\n\n".join(extract(locate(backend, concept, name).read_text(), name) for name in names)
     return out
 
 
@@ -229,10 +248,10 @@ def _pad(text: str, width: int) -> str:
     return text + " " * (width - display_width(text))
 
 
-def columns(code: dict[str, str], width: int, files: dict[str, Path] | None = None) -> str:
+def columns(code: dict[str, str], width: int, files: dict[str, str] | None = None) -> str:
     """Side by side when each column gets ≥ 40 characters, one after another otherwise; each headed by
-    its backend and file (`files`, default BACKEND_FILES)."""
-    files = files or BACKEND_FILES
+    its backend and, when given, its files (`files`, from source_files)."""
+    files = files or {}
     names = list(code)
     gap = " │ "
     col = (width - len(gap) * (len(names) - 1)) // len(names)
@@ -241,10 +260,10 @@ def columns(code: dict[str, str], width: int, files: dict[str, Path] | None = No
         for name in names:
             rule = "─" * min(width, 80)
             text = "\n".join(piece for line in code[name].splitlines() for piece in _wrap(line, width))
-            parts.append(f"{rule}\n{name}: {files[name].name}\n{rule}\n{text}")
+            parts.append(f"{rule}\n{name}: {files.get(name, '')}\n{rule}\n{text}")
         return "\n\n".join(parts)
     blocks = [
-        [f"{name}: {files[name].name}", "─" * col]
+        [f"{name}: {files.get(name, '')}"[:col].rstrip(" :"), "─" * col]
         + [piece for line in code[name].splitlines() for piece in _wrap(line, col)]
         for name in names
     ]
@@ -269,7 +288,7 @@ def html_page(concept: str, code: dict[str, str]) -> str:
         render = lambda text: f"<pre>{html.escape(text)}</pre>"  # noqa: E731
         style = ""
     cells = "".join(
-        f"<section><h2>{name} <small>{source_files(concept)[name].name}</small></h2>{render(text)}</section>"
+        f"<section><h2>{name} <small>{source_files(concept)[name]}</small></h2>{render(text)}</section>"
         for name, text in code.items()
     )
     return f"""<!doctype html>

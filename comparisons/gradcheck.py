@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backends import get_backend, numpy_backend
+from backends import get_backend
+from backends.numpy import mlp as numpy_mlp
 from comparisons.bug_catalogue import BUGS, switched_on
 from comparisons.common import (
     XOR,
@@ -55,8 +56,8 @@ def check_problem_size(parser: argparse.ArgumentParser, problem: Problem) -> Non
 
 def numpy_loss(spec: MLPSpec, params: Params, X: np.ndarray, y: np.ndarray) -> float:
     """The NumPy backend's loss, looked up at call time (so a switched-on bug's forward is the one used)."""
-    loss_forward, _ = numpy_backend.LOSSES[spec.loss]
-    y_hat, _ = numpy_backend.mlp_forward(spec, params, X)
+    loss_forward, _ = numpy_mlp.LOSSES[spec.loss]
+    y_hat, _ = numpy_mlp.mlp_forward(spec, params, X)
     return float(loss_forward(y_hat, y))
 
 
@@ -94,7 +95,7 @@ class TensorCheck:
 
 def kink_distance(spec: MLPSpec, params: Params, X: np.ndarray) -> float:
     """How close any relu pre-activation comes to 0 (inf without relu), by the NumPy forward."""
-    _, cache = numpy_backend.mlp_forward(spec, params, np.asarray(X, np.float64))
+    _, cache = numpy_mlp.mlp_forward(spec, params, np.asarray(X, np.float64))
     hidden = zip(cache[:-1], spec.activations)
     return float(min((np.abs(Z).min() for (_, Z, _), act in hidden if act == "relu"), default=np.inf))
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backends import numpy_backend as nb
+from backends.numpy import mlp as nb
 from comparisons.common import XOR, build_problem, installed, make_parser, report, save_json
 from shared.params import named_leaves
 from shared.spec import MLPSpec
@@ -89,11 +89,11 @@ def numpy_tape(spec: MLPSpec, params, X, y) -> Graph:
 def torch_graph(spec: MLPSpec, params, X, y) -> tuple[Graph, float]:
     import torch  # noqa: PLC0415 (optional)
 
-    from backends import torch_backend as tb  # noqa: PLC0415
+    from backends.torch import backend as tb  # noqa: PLC0415
 
     model = tb.build_model(spec, params, torch.float64)
     names = {id(tensor): (name, transposed) for name, (tensor, transposed) in model.canonical().items()}
-    loss = tb.LOSSES[spec.loss](model(tb.to_torch(X)), tb.to_torch(y))
+    loss = tb.mlp.LOSSES[spec.loss](model(tb.to_torch(X)), tb.to_torch(y))
     g, ids, stack = Graph(), {}, [loss.grad_fn]
     while stack:
         fn = stack.pop(0)
@@ -128,10 +128,10 @@ def torch_graph(spec: MLPSpec, params, X, y) -> tuple[Graph, float]:
 def jax_jaxprs(spec: MLPSpec, params, X, y):
     import jax  # noqa: PLC0415 (optional)
 
-    from backends import jax_backend as jb  # noqa: PLC0415
+    from backends.jax import train as jax_train  # noqa: PLC0415
 
     with jax.enable_x64(True):
-        loss = lambda p: jb.loss_fn(p, spec, np.asarray(X), np.asarray(y))  # noqa: E731
+        loss = lambda p: jax_train.loss_fn(spec, p, np.asarray(X), np.asarray(y))  # noqa: E731
         return jax.make_jaxpr(loss)(params), jax.make_jaxpr(jax.grad(loss))(params)
 
 

@@ -50,7 +50,7 @@ from urllib.parse import parse_qs, urlencode, urlparse
 import numpy as np
 
 from backends import BACKENDS, available_backends, get_backend
-from backends.numpy_backend import ACTIVATIONS as NUMPY_ACTIVATIONS
+from backends.numpy.mlp import ACTIVATIONS as NUMPY_ACTIVATIONS
 from comparisons.common import (
     OPTIMIZERS,
     Defaults,

@@ -2,15 +2,15 @@
 
 The forward pass (Z = X·W + b, A = f(Z), the loss), the backward pass (dL/dA, dL/dZ = dL/dA ⊙ f′(Z),
 dL/dW = Xᵀ·dL/dZ, dL/db = Σ dL/dZ, dL/dX = dL/dZ·Wᵀ) and the update, every matrix printed. The NumPy
-numbers are the ones its forward cached (numpy_backend.mlp_forward) and its backward computed from them;
+numbers are the ones its forward cached (backends/numpy/mlp.py mlp_forward) and its backward computed from them;
 torch's come from the real module with `retain_grad()` on every intermediate; JAX's from `jax.vjp` of
 each layer in turn. Beside each quantity: the largest gap to NumPy, in units of ε·max|NumPy|.
 
 With --model gpt, the first block of a tiny GPT instead (default 1 block, d = 8, 2 heads, 2 sequences
 of 4 tokens): the embedding, LayerNorm's μ and rstd, q/k/v per head, the masked scores S and P, the
 loss, then dL/dlogits, dP, dS, dq/dk/dv, LayerNorm's dx and the embedding gradient. NumPy's from
-numpy_transformer's caches; torch's from the real module (hooks, a TorchFunctionMode for q·kᵀ and P,
-LayerNorm's saved μ and rstd); JAX's from jax.vjp of the pieces, jax_transformer's dense/layernorm.
+backends/numpy/gpt.py's caches; torch's from the real module (hooks, a TorchFunctionMode for q·kᵀ and P,
+LayerNorm's saved μ and rstd); JAX's from jax.vjp of the pieces, backends/jax/gpt.py's linear/layernorm.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backends import get_backend
-from backends import numpy_backend as nb
+from backends.numpy import mlp as nb
+from backends.numpy import optim as numpy_optim
 from comparisons.common import (
     XOR,
     GPTDefaults,
@@ -76,7 +77,7 @@ def numpy_step(spec: MLPSpec, params: Params, X, y, optimizer) -> tuple[float, l
         layer["dX"], layer["dW"], layer["db"] = nb.linear_backward(layer["dZ"], layer["A_in"], layer["W"])
         dA = layer["dX"]
     new = [{"W": p["W"].copy(), "b": p["b"].copy()} for p in params]
-    update = nb.make_optimizer(optimizer, tree_leaves(new))
+    update = numpy_optim.make_optimizer(optimizer, tree_leaves(new))
     update.step(tree_leaves(new), [g for layer in layers for g in (layer["dW"], layer["db"])])
     for layer, p in zip(layers, new):
         layer["W_new"], layer["b_new"] = p["W"], p["b"]
@@ -89,7 +90,7 @@ def numpy_step(spec: MLPSpec, params: Params, X, y, optimizer) -> tuple[float, l
 def torch_step(spec: MLPSpec, params: Params, X, y, optimizer, dtype: str) -> tuple[float, list[dict]]:
     import torch  # noqa: PLC0415 (torch is optional)
 
-    from backends import torch_backend as tb  # noqa: PLC0415
+    from backends.torch import backend as tb  # noqa: PLC0415
 
     model = tb.build_model(spec, params, getattr(torch, dtype))
     outputs = []  # every module's output, in order: Linear, activation, Linear, ...
@@ -100,7 +101,7 @@ def torch_step(spec: MLPSpec, params: Params, X, y, optimizer, dtype: str) -> tu
         h.remove()
     for o in outputs:
         o.retain_grad()  # non-leaf tensors drop their .grad unless asked to keep it
-    loss = tb.LOSSES[spec.loss](y_hat, tb.to_torch(y))
+    loss = tb.mlp.LOSSES[spec.loss](y_hat, tb.to_torch(y))
     loss.backward()
     linears = model.linears()
     layers, i, A_in = [], 0, X_t
@@ -136,7 +137,7 @@ def jax_step(spec: MLPSpec, params: Params, X, y, optimizer, dtype: str) -> tupl
     import jax  # noqa: PLC0415 (jax is optional)
     import jax.numpy as jnp  # noqa: PLC0415
 
-    from backends import jax_backend as jb  # noqa: PLC0415
+    from backends.jax import mlp as jb  # noqa: PLC0415
 
     with jax.enable_x64(True):
         cast = lambda a: jnp.asarray(np.asarray(a, dtype))  # noqa: E731
@@ -266,8 +267,8 @@ GPT_ROWS = (  # (section, key, name, formula): the order they are printed
 
 
 def numpy_gpt_step(spec, params, X, Y) -> tuple[float, dict]:
-    """Block 0's intermediates from numpy_transformer's caches, and its backward piece by piece."""
-    from backends import numpy_transformer as nt  # noqa: PLC0415
+    """Block 0's intermediates from backends/numpy/gpt.py's caches, and its backward piece by piece."""
+    from backends.numpy import gpt as nt  # noqa: PLC0415
 
     logits, (_, block_caches, lnf_cache, h) = nt.gpt_forward(spec, params, X)
     loss = float(nt.softmax_ce_forward(logits, Y))
@@ -303,8 +304,8 @@ def torch_gpt_step(spec, params, X, Y, dtype: str) -> tuple[float, dict]:
     import torch  # noqa: PLC0415 (optional)
     from torch.overrides import TorchFunctionMode  # noqa: PLC0415
 
-    from backends import torch_backend as tb  # noqa: PLC0415
-    from backends import torch_transformer as tt  # noqa: PLC0415
+    from backends.torch import backend as tb  # noqa: PLC0415
+    from backends.torch import gpt as tt  # noqa: PLC0415
 
     model = tb.build_model(spec, params, getattr(torch, dtype))
     block, seen = model.blocks[0], {}
@@ -331,7 +332,7 @@ def torch_gpt_step(spec, params, X, Y, dtype: str) -> tuple[float, dict]:
         hook.remove()
     for tensor in (logits, *seen.values()):
         tensor.retain_grad()
-    loss = tt.loss(logits, tb.to_torch(Y))
+    loss = tt.softmax_ce(logits, tb.to_torch(Y))
     loss.backward(retain_graph=True)
     saved = seen["h1"].grad_fn  # NativeLayerNormBackward0 saved the mean and rstd it computed
     mu, rstd = saved._saved_result1.detach().numpy()[..., 0], saved._saved_result2.detach().numpy()[..., 0]
@@ -354,7 +355,7 @@ def jax_gpt_step(spec, params, X, Y, dtype: str) -> tuple[float, dict]:
     import jax  # noqa: PLC0415 (optional)
     import jax.numpy as jnp  # noqa: PLC0415
 
-    from backends import jax_transformer as jt  # noqa: PLC0415
+    from backends.jax import gpt as jt  # noqa: PLC0415
 
     with jax.enable_x64(True):
         p = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a, dtype)), params)
@@ -370,18 +371,18 @@ def jax_gpt_step(spec, params, X, Y, dtype: str) -> tuple[float, dict]:
 
         def rest(P, v, x):  # P·v, the output projection, the residual, then everything after: logits
             y = jnp.einsum("nhij,nhjd->nhid", P, v, precision="highest").transpose(0, 2, 1, 3).reshape(n, t, -1)
-            x = x + jt.dense(y, a["Wo"], a["bo"])
+            x = x + jt.linear(y, a["Wo"], a["bo"])
             x = x + jt.mlp(jt.layernorm(x, p["blocks"][0]["ln2"]), p["blocks"][0]["mlp"], spec.activation)
             for block in p["blocks"][1:]:
                 x = jt.block(x, block, spec)
-            return jt.dense(jt.layernorm(x, p["ln_f"]), p["head"]["W"], p["head"]["b"])
+            return jt.linear(jt.layernorm(x, p["ln_f"]), p["head"]["W"], p["head"]["b"])
 
         def ce(logits):
             return -jnp.take_along_axis(jax.nn.log_softmax(logits), jnp.asarray(Y)[..., None], axis=-1).mean()
 
         x, emb_vjp = jax.vjp(lambda tok: tok[X] + p["pos_emb"][:t], p["tok_emb"])
         h1, ln_vjp = jax.vjp(lambda x: jt.layernorm(x, p["blocks"][0]["ln1"]), x)
-        (q, k, v), qkv_vjp = jax.vjp(lambda h1: tuple(heads(jt.dense(h1, a[f"W{c}"], a[f"b{c}"])) for c in "qkv"), h1)
+        (q, k, v), qkv_vjp = jax.vjp(lambda h1: tuple(heads(jt.linear(h1, a[f"W{c}"], a[f"b{c}"])) for c in "qkv"), h1)
         R, r_vjp = jax.vjp(lambda q, k: jnp.einsum("nhid,nhjd->nhij", q, k, precision="highest"), q, k)
         P, p_vjp = jax.vjp(scores_to_p, R)
         logits, rest_vjp = jax.vjp(rest, P, v, x)

@@ -92,6 +92,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {path}")
     print(
         f"\nDone in {time.perf_counter() - start:.0f} s. Next: `python -m comparisons` lists every comparison and"
-        " lesson; `make test` runs the parity suite; read backends/numpy_backend.py top to bottom."
+        " lesson; `make test` runs the parity suite; read backends/numpy/mlp.py top to bottom."
     )
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends import numpy_backend
+from backends.numpy import mlp as numpy_mlp
 from shared.params import Params, init_params
 from shared.spec import MLPSpec
 
@@ -30,7 +30,7 @@ def make_targets(spec: MLPSpec, n: int, rng: np.random.Generator) -> np.ndarray:
 
 def pre_activations(spec: MLPSpec, params: Params, X: np.ndarray) -> list[np.ndarray]:
     """Z of every hidden layer, by the numpy reference."""
-    _, cache = numpy_backend.mlp_forward(spec, params, X)
+    _, cache = numpy_mlp.mlp_forward(spec, params, X)
     return [Z for (_, Z, _) in cache[:-1]]
 
 
@@ -41,8 +41,8 @@ def min_distance_to_kink(spec: MLPSpec, params: Params, X: np.ndarray) -> float:
 
 
 def numpy_loss(spec: MLPSpec, params: Params, X: np.ndarray, y: np.ndarray) -> float:
-    loss_forward, _ = numpy_backend.LOSSES[spec.loss]
-    y_hat, _ = numpy_backend.mlp_forward(spec, params, X)
+    loss_forward, _ = numpy_mlp.LOSSES[spec.loss]
+    y_hat, _ = numpy_mlp.mlp_forward(spec, params, X)
     return float(loss_forward(y_hat, y))
 
 

@@ -82,13 +82,13 @@ def test_gpt_flops_per_step_matches_the_matmuls_jax_differentiates():
     import jax
     import optax
 
-    from backends import jax_transformer
+    from backends.jax import gpt as jax_gpt
 
     for w in (WORKLOADS["gpt"], TINY_GPT):
         params, X, Y = w.problem()
 
         def loss(p, w=w, X=X, Y=Y):
-            return optax.softmax_cross_entropy_with_integer_labels(jax_transformer.gpt(w.spec, p, X), Y).mean()
+            return optax.softmax_cross_entropy_with_integer_labels(jax_gpt.gpt(w.spec, p, X), Y).mean()
 
         params32 = jax.tree.map(lambda a: a.astype(np.float32), params)
         assert _dot_flops(jax.make_jaxpr(jax.grad(loss))(params32).jaxpr) == w.flops_per_step

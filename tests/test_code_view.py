@@ -14,7 +14,7 @@ def test_a_combining_accent_takes_no_column():
     assert code.display_width("m̂ / (√v̂ + ε)") == len("m / (√v + ε)")
 
 
-@pytest.mark.parametrize("concept", ["adam", "backprop", "train_step"])
+@pytest.mark.parametrize("concept", ["adam", "backprop", "train_step", "engine_loop"])
 def test_columns_line_up_in_display_width(concept):
     wide = code.columns(code.concept_code(concept), 150)
     for line in wide.splitlines():
@@ -49,7 +49,9 @@ def test_backprop_columns_each_show_the_forward_they_differentiate():
 def test_every_concept_finds_each_of_its_symbols(concept):
     """A symbol renamed or removed in a backend (NumPy's `_erf` once) must not break `code <concept>`."""
     texts = code.concept_code(concept)
-    assert texts and all(texts.values()), concept
+    assert set(texts) == {"numpy", "torch", "jax"} and all(texts.values()), concept  # one concept, three files
+    files = code.source_files(concept)
+    assert all(files[b].startswith(f"backends/{b}/") for b in texts), files
 
 
 @pytest.mark.parametrize("concept", ["embedding", "layernorm", "softmax", "attention", "block"])
@@ -66,7 +68,7 @@ def test_transformer_concepts_render_for_all_three_backends(concept):
     for backend, snippet in zip(("numpy", "torch", "jax"), expected):
         assert snippet in texts[backend], f"{concept} {backend}: no {snippet!r}"
     wide = code.columns(texts, 150, code.source_files(concept))
-    assert "numpy: numpy_transformer.py" in wide and "jax: jax_transformer.py" in wide
+    assert "numpy: backends/numpy/gpt.py" in wide and "jax: backends/jax/gpt.py" in wide
 
 
 def test_listing_shows_the_transformer_concepts(capsys):

@@ -127,7 +127,7 @@ def test_the_reverse_source_is_the_anti_diagonal():
 def test_the_loss_floor_is_what_a_perfect_model_reaches():
     """A model that knows the task exactly but not the random digits: uniform over digits where the next
     input digit is unknown, certain everywhere else. Its mean loss is the floor."""
-    from backends.numpy_transformer import softmax_ce_forward
+    from backends.numpy.gpt import softmax_ce_forward
 
     task = sequence_task("reverse", n=20, length=5, n_digits=10)
     logits = np.full(task.Y.shape + (task.vocab_size,), -1e9)

@@ -113,24 +113,3 @@ def test_the_gpt_on_a_gpu_agrees_with_numpy(accelerator):
     assert result.ok, result.message(f"GPT {name} on {device} vs numpy, grads float32")
     traj = gpu.train(GPT, params, X, Y, Adam(1e-2), steps=20)
     assert traj.losses[-1] < traj.losses[0]
-
-
-@pytest.mark.parametrize("record", [range(0), range(0, 7, 3), range(7)], ids=["none", "stride-3", "every"])
-def test_torchs_gpu_loop_keeps_the_same_steps_as_its_cpu_loop(record):
-    """torch's GPU loop (_gpu_steps: losses kept on the device, one transfer per chunk) has its own
-    bookkeeping. Run on CPU tensors here, so CI checks it too: the same kept losses and norms, and the
-    same params, as the CPU loop. A GPU loop that wrote every step's loss at index kept (or at i)
-    would fail the stride."""
-    if "torch" not in available_backends():
-        pytest.skip("torch is not installed here")
-    params, X, y = make_problem(SPEC, n=8)
-    be = get_backend("torch")
-    spec, params, X, y = be._prepare(SPEC, params, X, y, need_y=True)
-    runs = []
-    for loop in (be._train_steps, be._gpu_steps):
-        state = be._train_begin(spec, params, X, y, Adam(0.01))
-        losses, norms = loop(state, 7, None, record)
-        runs.append((np.asarray(losses), np.asarray(norms), be._train_params(state)))
-    (l_cpu, n_cpu, p_cpu), (l_gpu, n_gpu, p_gpu) = runs
-    assert len(l_gpu) == len(record) and np.array_equal(l_cpu, l_gpu) and np.allclose(n_cpu, n_gpu, rtol=1e-12)
-    assert all(np.array_equal(a[k], b[k]) for a, b in zip(p_cpu, p_gpu) for k in "Wb")

@@ -232,8 +232,8 @@ def test_code_view_finds_every_concept_in_every_backend_file(concept):
 
 def test_code_columns_fit_the_width_or_stack():
     texts = code.concept_code("adam")
-    wide = code.columns(texts, 150)
-    assert max(map(len, wide.splitlines())) <= 150 and "numpy: numpy_backend.py" in wide.splitlines()[0]
+    wide = code.columns(texts, 150, code.source_files("adam"))
+    assert max(map(len, wide.splitlines())) <= 150 and "numpy: backends/numpy/optim.py" in wide.splitlines()[0]
     narrow = code.columns(texts, 80)
     assert narrow.index("numpy:") < narrow.index("torch:") < narrow.index("jax:")
 

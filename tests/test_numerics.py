@@ -24,7 +24,7 @@ import math
 import numpy as np
 import pytest
 
-from backends import numpy_backend as nb
+from backends.numpy import mlp as nb
 from shared.spec import MLPSpec
 
 from .conftest import backend_or_skip
@@ -182,10 +182,10 @@ def gelu_slopes(name: str, z: np.ndarray) -> np.ndarray:
         _, gelu_backward = nb.ACTIVATIONS["gelu"]
         return gelu_backward(np.ones_like(z), z, nb.ACTIVATIONS["gelu"][0](z))
     jax = pytest.importorskip("jax")
-    from backends import jax_backend
+    from backends.jax import mlp as jax_mlp
 
     with jax.enable_x64(True):
-        return np.asarray(jax.vmap(jax.grad(jax_backend.ACTIVATIONS["gelu"]))(jax.numpy.asarray(z)))
+        return np.asarray(jax.vmap(jax.grad(jax_mlp.ACTIVATIONS["gelu"]))(jax.numpy.asarray(z)))
 
 
 @pytest.mark.parametrize("name", ["numpy", "jax"])

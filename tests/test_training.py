@@ -311,7 +311,7 @@ def test_a_learning_rate_sweep_compiles_one_training_chunk():
     record_losses=None a third. A static optimizer compiled once per lr: the learning-rates lesson
     did 26 compiles, ~13 s, for ~0.1 s of compute."""
     pytest.importorskip("jax")
-    from backends import jax_backend
+    from backends.jax import backend as jax_backend
 
     spec = MLPSpec((2, 3, 1), "sigmoid", "mse")  # a spec no other test trains: its compiles are ours
     data = xor()

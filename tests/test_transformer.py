@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from backends import available_backends, get_backend
-from backends import numpy_transformer as nt
+from backends.numpy import gpt as nt
 from shared.optim import SGD, Adam
 from shared.params import gpt_param_shapes, init_params, map_params, named_leaves
 from shared.spec import GPTSpec
@@ -220,7 +220,7 @@ def test_layernorm_backward_matches_with_a_random_upstream_gradient():
         _torch_vjp(lambda x, g, b: F.layer_norm(x, (5,), g, b, eps=1e-5), [x, g, b], dy),
         "torch",
     )
-    from backends import jax_transformer as jt
+    from backends.jax import gpt as jt
 
     _check("layernorm", (dx, dg, db), _jax_vjp(lambda x, g, b: jt.layernorm(x, {"g": g, "b": b}), [x, g, b], dy), "jax")
     torch_y = F.layer_norm(torch.tensor(x), (5,), torch.tensor(g), torch.tensor(b), eps=1e-5).numpy()
@@ -246,7 +246,7 @@ def test_attention_backward_matches_torch_and_jax():
     ours = [dx] + [g[k] for k in ATTN_KEYS]
     inputs = [x] + [p[k] for k in ATTN_KEYS]
     torch = pytest.importorskip("torch")
-    from backends.torch_transformer import CausalSelfAttention
+    from backends.torch.gpt import CausalSelfAttention
 
     def torch_attention(x, *weights):
         module = CausalSelfAttention(GPTSpec(5, 5, 6, 3, 1), torch.float64)
@@ -256,7 +256,7 @@ def test_attention_backward_matches_torch_and_jax():
         return torch.func.functional_call(module, state, (x,))
 
     _check("attention", ours, _torch_vjp(torch_attention, inputs, dy), "torch")
-    from backends import jax_transformer as jt
+    from backends.jax import gpt as jt
 
     _check("attention", ours, _jax_vjp(lambda x, *w: jt.attention(x, dict(zip(ATTN_KEYS, w)), h), inputs, dy), "jax")
     assert closeness(
@@ -282,10 +282,10 @@ def test_softmax_cross_entropy_backward_is_the_mean_over_every_position():
     logits, Y = RNG.normal(size=(2, 3, 5)) * 2, RNG.integers(0, 5, (2, 3))
     ours = nt.softmax_ce_backward(logits, Y)
     torch = pytest.importorskip("torch")
-    from backends import torch_transformer
+    from backends.torch import gpt as torch_gpt
 
     lt = torch.tensor(logits, requires_grad=True)
-    loss = torch_transformer.loss(lt, torch.tensor(Y))
+    loss = torch_gpt.softmax_ce(lt, torch.tensor(Y))
     loss.backward()
     assert abs(loss.item() - nt.softmax_ce_forward(logits, Y)) < 1e-14
     _check("softmax_ce", [ours], [lt.grad.numpy()], "torch")
@@ -300,7 +300,7 @@ def test_block_backward_matches_torch(activation):
     y, cache = nt.block_forward(x, p, spec)
     dx, g = nt.block_backward(dy, cache, p)
     torch = pytest.importorskip("torch")
-    from backends.torch_backend import build_model
+    from backends.torch.backend import build_model
 
     model = build_model(spec, params, torch.float64)
     xt = torch.tensor(x, requires_grad=True)

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from backends import available_backends, get_backend
-from backends import numpy_backend as nb
+from backends.numpy import mlp as nb
+from backends.numpy import optim as numpy_optim
 from comparisons import bug_catalogue, bugs, gradcheck
 from shared.optim import SGD
 from shared.params import init_params
@@ -36,8 +37,9 @@ def _numpy_surface():
         dict(vars(nb)),
         dict(nb.ACTIVATIONS),
         dict(nb.LOSSES),
-        nb.AdamUpdate.step,
-        nb.SGDUpdate.step,
+        dict(vars(numpy_optim)),
+        numpy_optim.AdamUpdate.step,
+        numpy_optim.SGDUpdate.step,
     )
 
 
@@ -354,7 +356,7 @@ def _gpt_problem():
 
 
 def test_the_gpt_steps_numbers_are_numpys_attention_layernorm_and_embedding_gradients():
-    from backends import numpy_transformer as nt
+    from backends.numpy import gpt as nt
     from comparisons import step
 
     spec, params, X, Y = _gpt_problem()

@@ -1,13 +1,9 @@
-"""PyTorch backend: the MLP as torch users write it.
+"""The PyTorch engine: the Backend that runs mlp.py / gpt.py behind the shared interface.
 
-An `nn.Module` built from the spec, the loss from `torch.nn.functional`, and `loss.backward()`:
-autograd records the forward pass and runs the chain rule that numpy_backend.py writes by hand.
-Training is the loop every torch user knows: zero_grad, forward, loss, backward, optimizer.step(),
-with `torch.optim.SGD` / `Adam` / `AdamW`.
-
-The one thing to watch at the border: `nn.Linear` stores its weight as (out, in) and computes
-X @ weight.T, while trigrad's canonical layout is W: (in, out). So W is transposed on the way in
-and the gradient on the way out — here, and nowhere else.
+The border (numpy in, numpy out, each weight transposed between the canonical (in, out) and
+nn.Linear's (out, in), once per call or run), the thread policy, TF32 switched off on a GPU, and the
+training loop: train.py's step run n at a time, keeping the loss and gradient norm of the steps
+that record them as tensors, so a GPU is never waited on inside the loop.
 """
 
 from __future__ import annotations
@@ -17,55 +13,12 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from backends import torch_transformer
+from backends.torch import gpt, mlp, optim, train
 from shared.backend import Backend
-from shared.optim import SGD, AdamW, Optimizer
 from shared.params import Params, named_leaves, unflatten_named
 from shared.spec import GPTSpec, MLPSpec
-
-ACTIVATIONS = {
-    "identity": nn.Identity,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "relu": nn.ReLU,
-    "gelu": lambda: nn.GELU(approximate="none"),  # exact erf form; "tanh" would be the approximation
-}
-
-LOSSES = {
-    "mse": F.mse_loss,  # mean over all elements
-    "bce": F.binary_cross_entropy_with_logits,  # stable on logits; mean over the batch
-    "softmax_ce": F.cross_entropy,  # log-softmax + NLL on integer labels; mean over the batch
-}
-
-
-class MLP(nn.Module):
-    """Linear → activation → … → Linear (logits), from an MLPSpec."""
-
-    def __init__(self, spec: MLPSpec, dtype: torch.dtype) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        for l, (fan_in, fan_out) in enumerate(spec.layer_shapes):
-            layers.append(nn.Linear(fan_in, fan_out, dtype=dtype))
-            if l < spec.n_layers - 1:
-                layers.append(ACTIVATIONS[spec.activations[l]]())
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return self.net(X)  # (n, sizes[-1]) logits
-
-    def linears(self) -> list[nn.Linear]:
-        return [m for m in self.net if isinstance(m, nn.Linear)]
-
-    def canonical(self) -> dict[str, tuple[torch.Tensor, bool]]:
-        """Canonical name -> (this module's tensor, whether it is stored transposed): each Linear's
-        weight is (out, in), the canonical W is (in, out)."""
-        out = {}
-        for l, linear in enumerate(self.linears()):
-            out[f"layer{l}.W"], out[f"layer{l}.b"] = (linear.weight, True), (linear.bias, False)
-        return out
 
 
 def to_torch(a: np.ndarray, device: str = "cpu") -> torch.Tensor:
@@ -76,9 +29,9 @@ def to_torch(a: np.ndarray, device: str = "cpu") -> torch.Tensor:
 
 
 def build_model(spec: MLPSpec | GPTSpec, params: Params, dtype: torch.dtype, device: str = "cpu") -> nn.Module:
-    """The module for `spec` (an MLP, or torch_transformer's GPT) holding `params`, each weight
+    """The module for `spec` (mlp.MLP, or gpt.GPT) holding `params`, each weight
     converted from the canonical (in, out) to torch's (out, in), then moved to `device`."""
-    model = torch_transformer.GPT(spec, dtype) if isinstance(spec, GPTSpec) else MLP(spec, dtype)
+    model = gpt.GPT(spec, dtype) if isinstance(spec, GPTSpec) else mlp.MLP(spec, dtype)
     with torch.no_grad():
         tensors = model.canonical()
         for name, array in named_leaves(params):
@@ -102,21 +55,6 @@ def read_grads(spec: MLPSpec | GPTSpec, model: nn.Module) -> Params:
 def _to_numpy(tensor: torch.Tensor, transposed: bool, grad: bool) -> np.ndarray:
     t = tensor.grad if grad else tensor.detach()
     return (t.T if transposed else t).cpu().numpy().copy()  # .cpu() is a no-op on the CPU
-
-
-def make_optimizer(opt: Optimizer, model: nn.Module) -> torch.optim.Optimizer:
-    """The torch.optim optimizer that a shared.optim description names (same conventions)."""
-    if isinstance(opt, SGD):
-        return torch.optim.SGD(
-            model.parameters(), lr=opt.lr, momentum=opt.momentum, nesterov=opt.nesterov, weight_decay=opt.weight_decay
-        )
-    cls = torch.optim.AdamW if isinstance(opt, AdamW) else torch.optim.Adam
-    return cls(model.parameters(), lr=opt.lr, betas=(opt.beta1, opt.beta2), eps=opt.eps, weight_decay=opt.weight_decay)
-
-
-def _loss_fn(spec):
-    """The loss of an MLPSpec by name; a GPT's is next-token cross-entropy over every position."""
-    return torch_transformer.loss if isinstance(spec, GPTSpec) else LOSSES[spec.loss]
 
 
 class TorchBackend(Backend):
@@ -174,7 +112,7 @@ class TorchBackend(Backend):
     def _loss_and_grads(self, spec, params, X, y):
         model = build_model(spec, params, self.torch_dtype, self.device)
         y_hat = model(to_torch(X, self.device))  # (n, k), or (n, t, V)
-        loss = _loss_fn(spec)(y_hat, to_torch(y, self.device))
+        loss = train.loss_fn(spec)(y_hat, to_torch(y, self.device))
         loss.backward()  # autograd fills every parameter's .grad
         return loss.item(), read_grads(spec, model)
 
@@ -184,54 +122,33 @@ class TorchBackend(Backend):
             spec=spec,
             model=model,
             weights=list(model.parameters()),  # listed once: model.parameters() walks the module tree
-            opt=make_optimizer(optimizer, model),
-            loss_fn=_loss_fn(spec),
+            opt=optim.make_optimizer(optimizer, model),
+            loss_fn=train.loss_fn(spec),
             X=to_torch(X, self.device),  # placed once for the whole run
             y=to_torch(y, self.device),
         )
 
     def _train_steps(self, state, n, batches, record):
+        """train.train_step n times, the loss and gradient norm of the kept steps held as tensors between
+        backward and step: no .item() inside the loop (on a GPU each would wait for the device), one
+        transfer per chunk. A blow-up is found by Backend.train's check of the chunk, which replays it
+        step by step; one loop for every device."""
         model, weights, opt, loss_fn = (state[k] for k in ("model", "weights", "opt", "loss_fn"))
         X, y = state["X"], state["y"]
         batches = None if batches is None else to_torch(batches, self.device)  # once per chunk of steps
-        if self.device != "cpu":
-            return self._gpu_steps(state, n, batches, record)
-        losses = np.zeros(len(record), self.np_dtype)
-        norms = np.zeros(len(record), self.np_dtype)
-        kept = 0
+        losses, norms = [], []
         for i in range(n):
             Xb, yb = (X, y) if batches is None else (X[batches[i]], y[batches[i]])  # (b, d), (b, ...)
             opt.zero_grad()
             loss = loss_fn(model(Xb), yb)
             loss.backward()
-            if i in record:  # the norm and the two .item() only where they are kept
-                norm = torch.nn.utils.get_total_norm([w.grad for w in weights])
-                losses[kept], norms[kept] = loss.item(), norm.item()  # on the CPU, .item() costs no sync
-                kept += 1
-                if not (np.isfinite(losses[kept - 1]) and np.isfinite(norms[kept - 1])):
-                    return losses[:kept], norms[:kept]  # diverged: Backend.train finds out why
+            if i in record:  # the norm only where it is kept
+                losses.append(loss.detach())
+                norms.append(torch.nn.utils.get_total_norm([w.grad for w in weights]))
             opt.step()
-        return losses, norms
-
-    def _gpu_steps(self, state, n, batches, record):
-        """The same loop on a GPU, without a .item() per step (each would wait for the GPU): the losses
-        and norms stay on the device and come back once, at the end of the chunk. A blow-up is then
-        found by Backend.train's check of the chunk, which replays it step by step."""
-        model, weights, opt, loss_fn = (state[k] for k in ("model", "weights", "opt", "loss_fn"))
-        X, y = state["X"], state["y"]
-        losses = torch.zeros(len(record), dtype=self.torch_dtype, device=self.device)
-        norms = torch.zeros(len(record), dtype=self.torch_dtype, device=self.device)
-        kept = 0
-        for i in range(n):
-            Xb, yb = (X, y) if batches is None else (X[batches[i]], y[batches[i]])
-            opt.zero_grad()
-            loss = loss_fn(model(Xb), yb)
-            loss.backward()
-            if i in record:
-                losses[kept], norms[kept] = loss.detach(), torch.nn.utils.get_total_norm([w.grad for w in weights])
-                kept += 1
-            opt.step()
-        return losses.cpu().numpy(), norms.cpu().numpy()
+        if not losses:
+            return np.zeros(0, self.np_dtype), np.zeros(0, self.np_dtype)
+        return torch.stack(losses).cpu().numpy(), torch.stack(norms).cpu().numpy()
 
     def _train_params(self, state):
         return read_params(state["spec"], state["model"])

@@ -1,18 +1,18 @@
 """NumPy transformer: a tiny GPT with every backward written out by hand.
 
-Read this after numpy_backend.py (the MLP): the same habit, forward and backward side by side, each
+Read this after mlp.py (the MLP): the same habit, forward and backward side by side, each
 backward's docstring stating the gradient it computes. The pieces, in the order the data meets them:
 
 1. embedding            x = tok_emb[X] + pos_emb[:t]         backward *adds* into rows (np.add.at)
 2. layer norm           (x − μ)·rstd·g + b                     backward: the three-term formula
 3. linear               x·W + b over (n, t, ·) arrays          the MLP's linear layer, batched over t
 4. causal attention     softmax(q·kᵀ/√d_head + mask)·v         backward: dL/d(q·kᵀ) = P ⊙ (dP − Σ dP⊙P)/√d_head
-5. the MLP inside       act(x·W1 + b1)·W2 + b2                 the activations of numpy_backend.py
+5. the MLP inside       act(x·W1 + b1)·W2 + b2                 the activations of mlp.py
 6. the block            x + attn(ln1(x)), then + mlp(ln2(x))   a residual passes its gradient through
 7. the whole model      blocks, ln_f, head, softmax cross-entropy over all n·t positions
 
 Shapes: n sequences of t tokens; d = d_model, h heads of d_head = d/h columns, V = vocab_size.
-Compare with torch_transformer.py (autograd) and jax_transformer.py (jax.grad).
+Compare with backends/torch/gpt.py (autograd) and backends/jax/gpt.py (jax.grad).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from backends.numpy_backend import ACTIVATIONS
+from backends.numpy.mlp import ACTIVATIONS
 from shared.spec import LAYERNORM_EPS, GPTSpec
 
 # ============================================================================ 1. embedding

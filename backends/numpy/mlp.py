@@ -1,33 +1,30 @@
-"""NumPy backend: backpropagation written out by hand.
+"""NumPy MLP: backpropagation written out by hand.
 
-Read this file top to bottom. Every building block keeps its forward and its backward side by side,
+Read this file first, top to bottom. Every building block keeps its forward and its backward side by side,
 and each backward's docstring states the gradient it computes — the chain rule, one piece at a time:
 
 1. the linear layer          Z = X·W + b
 2. the activations           A = f(Z)
 3. the losses                L = loss(y_hat, y)
 4. the whole network         forward: layer after layer; backward: the same layers in reverse
-5. the optimizers            SGD (with momentum) and Adam, the update rules written out
-6. training                  one step = loss_and_grads + an optimizer update, in a plain loop
+5. loss and gradients        forward, the loss, then backward from dL/dy_hat to every weight
 
 Shapes: n is the batch size; fan_in/fan_out are a layer's input/output widths. Imports numpy, and
 scipy.special for the one function NumPy lacks: Φ, the normal CDF inside GELU.
-Compare with torch_backend.py (autograd does step 4's backward) and jax_backend.py (jax.grad does).
+Then gpt.py (the tiny GPT, built from these pieces), optim.py (the update rules) and train.py (one
+training step). backend.py is the engine that runs them fast; nothing in it is needed to learn.
+Compare with backends/torch/mlp.py (autograd does step 4's backward) and backends/jax/mlp.py (jax.grad).
 """
 
 from __future__ import annotations
 
-import copy
 import math
-from contextlib import nullcontext
 
 import numpy as np
 import scipy.special
 
-from shared.backend import Backend
-from shared.optim import SGD, Adam, AdamW, Optimizer
-from shared.params import Params, map_params, tree_leaves
-from shared.spec import GPTSpec, MLPSpec
+from shared.params import Params
+from shared.spec import MLPSpec
 
 # ============================================================================ 1. linear layer
 
@@ -55,7 +52,7 @@ def linear_backward(dZ: np.ndarray, X: np.ndarray, W: np.ndarray, need_dX: bool 
 
 # ============================================================================ 2. activations
 # forward(Z) -> A;  backward(dA, Z, A) -> dZ = dA · f'(Z), elementwise. Every array is (..., width), any
-# leading shape: (n, width) in the MLP, (n, t, d_ff) in the GPT's MLP (numpy_transformer.py).
+# leading shape: (n, width) in the MLP, (n, t, d_ff) in the GPT's MLP (gpt.py).
 
 
 def identity_forward(Z):
@@ -222,64 +219,7 @@ def mlp_backward(spec: MLPSpec, params: Params, cache, dY: np.ndarray) -> Params
     return grads
 
 
-# ============================================================================ 5. optimizers
-# Each optimizer updates the parameter arrays in place; its state holds one buffer per array. They
-# see a flat list of arrays (tree_leaves: the MLP's W, b layer by layer, or every array of a GPT),
-# so the same update rules train both models.
-
-
-class SGDUpdate:
-    """g ← g + wd·p;  v ← μ·v + g;  p ← p − lr·(g + μ·v if nesterov else v)   (torch's convention:
-    the first step's v is g itself, since v starts at 0)."""
-
-    def __init__(self, opt: SGD, params: list[np.ndarray]):
-        self.opt = opt
-        self.velocity = [np.zeros_like(p) for p in params] if opt.momentum else None
-
-    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
-        lr, mu, wd = self.opt.lr, self.opt.momentum, self.opt.weight_decay
-        for i, (p, g) in enumerate(zip(params, grads)):
-            if wd:
-                g = g + wd * p
-            if mu:
-                v = self.velocity[i]
-                v *= mu
-                v += g  # v ← μ·v + g
-                g = g + mu * v if self.opt.nesterov else v
-            p -= lr * g
-
-
-class AdamUpdate:
-    """m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;  p ← p − lr · m̂ / (√v̂ + ε),
-    with the bias corrections m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ) undoing the zero start of m and v.
-    Adam: weight decay is L2 (g ← g + wd·p). AdamW: decoupled, p ← p·(1 − lr·wd) first."""
-
-    def __init__(self, opt: Adam, params: list[np.ndarray]):
-        self.opt = opt
-        self.m, self.v, self.t = [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params], 0
-
-    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
-        o = self.opt
-        decoupled = isinstance(o, AdamW)
-        self.t += 1
-        correction1, correction2 = 1 - o.beta1**self.t, 1 - o.beta2**self.t
-        for p, g, m, v in zip(params, grads, self.m, self.v):
-            if o.weight_decay and decoupled:
-                p *= 1 - o.lr * o.weight_decay
-            elif o.weight_decay:
-                g = g + o.weight_decay * p
-            m *= o.beta1
-            m += (1 - o.beta1) * g
-            v *= o.beta2
-            v += (1 - o.beta2) * g * g
-            p -= o.lr * (m / correction1) / (np.sqrt(v / correction2) + o.eps)
-
-
-def make_optimizer(opt: Optimizer, params: list[np.ndarray]):
-    return SGDUpdate(opt, params) if isinstance(opt, SGD) else AdamUpdate(opt, params)
-
-
-# ============================================================================ 6. training
+# ============================================================================ 5. loss and gradients
 
 
 def loss_and_grads(spec: MLPSpec, params: Params, X: np.ndarray, y: np.ndarray, need_loss: bool = True):
@@ -291,88 +231,3 @@ def loss_and_grads(spec: MLPSpec, params: Params, X: np.ndarray, y: np.ndarray, 
     loss = loss_forward(y_hat, y) if need_loss else None
     dY = loss_backward(y_hat, y)  # (n, k): dL/dy_hat, where backprop starts
     return loss, mlp_backward(spec, params, cache, dY)
-
-
-def global_norm(grads: list[np.ndarray]) -> float:
-    """‖g‖ = sqrt(Σ g²) over every parameter (np.vdot(g, g) is Σ g², without a temporary array)."""
-    return np.sqrt(sum(np.vdot(g, g) for g in grads))
-
-
-def _model(spec):
-    """This file's functions for an MLPSpec; numpy_transformer's for a GPTSpec (the same names)."""
-    if isinstance(spec, GPTSpec):
-        from backends import numpy_transformer  # imported on first use: it builds on this file
-
-        return numpy_transformer.gpt_forward, numpy_transformer.loss_and_grads
-    return mlp_forward, loss_and_grads
-
-
-class NumpyBackend(Backend):
-    """Backprop by hand: forward keeps a cache, backward walks it in reverse."""
-
-    name = "numpy"
-    single_thread_below = 1e7
-    """Measured on 2 quiet cores (float32 SGD, steps/s with 2 BLAS threads ÷ 1): xor 0.99, small (4.5e5
-    FLOPs/step) 0.98, medium (1.6e8) 1.6–1.7, large (8.6e9) 1.6: one thread below ~1e7 FLOPs a step."""
-
-    def _limit_threads(self, n):
-        if n is None:
-            return nullcontext()
-        try:
-            from threadpoolctl import threadpool_limits  # optional: without it BLAS keeps its threads
-        except ImportError:
-            return nullcontext()
-        return threadpool_limits(limits=n, user_api="blas")
-
-    def _forward(self, spec, params, X):
-        forward, _ = _model(spec)
-        logits, _ = forward(spec, params, X)
-        return logits
-
-    def _loss_and_grads(self, spec, params, X, y):
-        _, model_loss_and_grads = _model(spec)
-        return model_loss_and_grads(spec, params, X, y)
-
-    def _train_begin(self, spec, params, X, y, optimizer):
-        params = map_params(np.copy, params)  # ours to update in place
-        leaves = tree_leaves(params)  # the same arrays, as the flat list the optimizer updates
-        _, model_loss_and_grads = _model(spec)
-        return dict(
-            spec=spec,
-            params=params,
-            leaves=leaves,
-            X=X,
-            y=y,
-            loss_and_grads=model_loss_and_grads,
-            opt=make_optimizer(optimizer, leaves),
-        )
-
-    def _train_steps(self, state, n, batches, record):
-        spec, params, X, y, opt = (state[k] for k in ("spec", "params", "X", "y", "opt"))
-        model_loss_and_grads, leaves = state["loss_and_grads"], state["leaves"]
-        losses = np.zeros(len(record), self.np_dtype)
-        norms = np.zeros(len(record), self.np_dtype)
-        kept = 0
-        with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught below, step by step
-            for i in range(n):
-                Xb, yb = (X, y) if batches is None else (X[batches[i]], y[batches[i]])  # (b, ...), (b, ...)
-                recorded = i in record  # the loss and the norm only where they are kept
-                loss, grads = model_loss_and_grads(spec, params, Xb, yb, need_loss=recorded)
-                grads = tree_leaves(grads)
-                if recorded:
-                    losses[kept], norms[kept] = loss, global_norm(grads)
-                    kept += 1
-                    if not (np.isfinite(losses[kept - 1]) and np.isfinite(norms[kept - 1])):
-                        return losses[:kept], norms[:kept]  # diverged: Backend.train finds out why
-                opt.step(leaves, grads)
-        return losses, norms
-
-    def _train_params(self, state):
-        return map_params(np.copy, state["params"])
-
-    def _train_save(self, state):
-        return copy.deepcopy((state["params"], state["opt"]))  # the params and the optimizer's buffers
-
-    def _train_restore(self, state, saved):
-        state["params"], state["opt"] = saved
-        state["leaves"] = tree_leaves(state["params"])

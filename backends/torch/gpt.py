@@ -1,12 +1,12 @@
 """PyTorch transformer: the tiny GPT as torch users write it (nanoGPT's shape).
 
 `nn.Embedding`, `nn.LayerNorm`, explicit q/k/v/output `nn.Linear` projections, a masked softmax,
-and autograd for the whole backward, which numpy_transformer.py writes out piece by piece. The same
+and autograd for the whole backward, which backends/numpy/gpt.py writes out piece by piece. The same
 order as there: embedding, layer norm, attention, the MLP, the block, the model and its loss.
 
 At the border, as for the MLP: `nn.Linear` stores weights as (out, in), the canonical layout is
 (in, out), so `GPT.canonical()` says which tensor is which canonical array and whether it is
-transposed; torch_backend.py converts with it, once per call or run.
+transposed; backend.py converts with it, once per call or run.
 """
 
 from __future__ import annotations
@@ -17,13 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from backends.torch.mlp import ACTIVATIONS  # the same activations as the MLP (GELU: exact, nanoGPT's)
 from shared.spec import LAYERNORM_EPS, GPTSpec
-
-ACTIVATIONS = {
-    "gelu": lambda: nn.GELU(approximate="none"),  # exact erf form, as nanoGPT's nn.GELU()
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-}
 
 
 class CausalSelfAttention(nn.Module):
@@ -117,6 +112,6 @@ class GPT(nn.Module):
         return out
 
 
-def loss(logits: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+def softmax_ce(logits: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """Mean softmax cross-entropy over all n·t positions (F.cross_entropy wants (N, V) and (N,))."""
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y.reshape(-1))

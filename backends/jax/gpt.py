@@ -1,10 +1,10 @@
 """JAX transformer: the tiny GPT as pure functions over the params pytree.
 
 The params are the canonical nested dict itself, so nothing is transposed; `jax.value_and_grad` of
-the loss (in jax_backend.py) is the whole backward that numpy_transformer.py writes out by hand.
+the loss (in train.py) is the whole backward that backends/numpy/gpt.py writes out by hand.
 The same order as there: embedding, layer norm, attention, the MLP, the block, the model.
 
-Numerics made explicit, as in jax_backend.py: matmuls at precision="highest"; the exact GELU (JAX's
+Numerics made explicit, as in mlp.py: matmuls at precision="highest"; the exact GELU (JAX's
 default is the tanh approximation); LayerNorm's ε = 1e-5 (torch's default, not flax's 1e-6); the
 causal mask as −inf, exactly as NumPy and torch (a large finite negative is the other common choice).
 """
@@ -16,11 +16,11 @@ import math
 import jax
 import jax.numpy as jnp
 
-from backends.jax_backend import ACTIVATIONS
+from backends.jax.mlp import ACTIVATIONS
 from shared.spec import LAYERNORM_EPS, GPTSpec
 
 
-def dense(x: jax.Array, W: jax.Array, b: jax.Array) -> jax.Array:
+def linear(x: jax.Array, W: jax.Array, b: jax.Array) -> jax.Array:
     """x·W + b over the last axis, at full precision."""
     return jnp.matmul(x, W, precision="highest") + b
 
@@ -40,16 +40,16 @@ def attention(x: jax.Array, p: dict, n_heads: int) -> jax.Array:
     def heads(z):  # (n, t, d) -> (n, h, t, dh): head j takes columns j·dh … (j+1)·dh − 1
         return z.reshape(n, t, n_heads, dh).transpose(0, 2, 1, 3)
 
-    q, k, v = (heads(dense(x, p[f"W{c}"], p[f"b{c}"])) for c in "qkv")
+    q, k, v = (heads(linear(x, p[f"W{c}"], p[f"b{c}"])) for c in "qkv")
     S = jnp.einsum("nhid,nhjd->nhij", q, k, precision="highest") / math.sqrt(dh)  # (n, h, t, t)
     causal = jnp.tril(jnp.ones((t, t), bool))  # query i sees keys j ≤ i; the diagonal always
     P = jax.nn.softmax(jnp.where(causal, S, -jnp.inf), axis=-1)
     y = jnp.einsum("nhij,nhjd->nhid", P, v, precision="highest")  # (n, h, t, dh)
-    return dense(y.transpose(0, 2, 1, 3).reshape(n, t, d), p["Wo"], p["bo"])  # heads side by side
+    return linear(y.transpose(0, 2, 1, 3).reshape(n, t, d), p["Wo"], p["bo"])  # heads side by side
 
 
 def mlp(x: jax.Array, p: dict, activation: str) -> jax.Array:
-    return dense(ACTIVATIONS[activation](dense(x, p["W1"], p["b1"])), p["W2"], p["b2"])
+    return linear(ACTIVATIONS[activation](linear(x, p["W1"], p["b1"])), p["W2"], p["b2"])
 
 
 def block(x: jax.Array, p: dict, spec: GPTSpec) -> jax.Array:
@@ -64,4 +64,4 @@ def gpt(spec: GPTSpec, params: dict, X: jax.Array) -> jax.Array:
     x = params["tok_emb"][X] + params["pos_emb"][:t]  # (n, t, d)
     for p in params["blocks"]:
         x = block(x, p, spec)
-    return dense(layernorm(x, params["ln_f"]), params["head"]["W"], params["head"]["b"])  # (n, t, V)
+    return linear(layernorm(x, params["ln_f"]), params["head"]["W"], params["head"]["b"])  # (n, t, V)

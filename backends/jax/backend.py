@@ -1,0 +1,149 @@
+"""The JAX engine: the Backend that runs train.py's step behind the shared interface.
+
+Training runs many steps inside one compiled call (`train_chunk`, a `jax.lax.fori_loop` of the step),
+so Python and the host see the losses once per chunk rather than once per step; the optimizer's
+hyperparameters live in its state, so a new learning rate reuses the compile.
+
+float64 must really be float64. JAX computes in float32 unless x64 is enabled, and the flag is
+global, so rather than flip it for the whole process (and change the dtype of the user's own JAX
+code), every call into this backend runs inside `jax.enable_x64(True)` (`_scope`, entered by
+Backend). A user who turns x64 off does not turn float64 off here, and importing this module
+changes nothing outside it. float32 stays float32 inside the scope: the arrays arrive as float32.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from backends.jax import optim, train
+from shared.backend import CHUNK, Backend
+from shared.optim import Optimizer
+
+LENGTHS = tuple(10**k for k in range(len(str(CHUNK))))  # (1, 10, 100, 1000)
+"""Minibatch rows reach a compiled chunk padded to one of these lengths (its shape is part of the
+compile): at most four compiles per (spec, optimizer structure, dtype, batch shape). Full-batch
+training compiles once."""
+
+
+def compiled_length(n: int) -> int:
+    return next(length for length in LENGTHS if length >= n)
+
+
+@partial(jax.jit, static_argnames=("spec", "structure", "keep"))
+def train_chunk(params, opt_state, X, y, batches, n, first, every, kept, *, spec, structure: Optimizer, keep: str):
+    """n training steps in one compiled call. Steps first, first + every, ... (`kept` of them) also
+    compute their loss and gradient norm; the others only their gradient and update. `batches` is
+    (≥ n, batch_size) sample indices, or None for full-batch steps. Returns the new params and
+    optimizer state, and the kept losses and norms in (CHUNK,) buffers, meaningful up to `kept`
+    (None for "none").
+
+    n and the pattern are traced, so every chunk length and every record_losses stride share the
+    compile; the loops have traced bounds (lax.fori_loop → a while loop), so no step is padding. The
+    static `keep` picks the loop structure, one compile each when used: "none" (no loss kept: the
+    bare loop, nothing else per step), "every" (every step's), "strided" (one in `every`)."""
+    dtype = jax.tree.leaves(params)[0].dtype
+    tx = optim.make_optimizer(structure, dtype)  # its values come from opt_state
+
+    def batch(i):
+        return (X, y) if batches is None else (X[batches[i]], y[batches[i]])  # (b, ...), (b, ...)
+
+    def step(i, carry):  # a step whose loss nobody keeps: the gradient and the update, nothing else
+        params, opt_state = carry
+        grads = jax.grad(train.loss_fn, argnums=1)(spec, params, *batch(i))
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    def kept_step(j, carry):  # the j-th kept step (step first + j·every), and in "strided" the steps up to the next
+        params, opt_state, losses, norms = carry
+        i = first + j * every
+        loss, grads = jax.value_and_grad(train.loss_fn, argnums=1)(spec, params, *batch(i))
+        losses, norms = losses.at[j].set(loss), norms.at[j].set(optax.tree.norm(grads))
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        if keep == "strided":
+            params, opt_state = jax.lax.fori_loop(i + 1, jnp.minimum(i + every, n), step, (params, opt_state))
+        return params, opt_state, losses, norms
+
+    if keep == "none":  # (returning empty buffers would cost a copy of them per call: return none)
+        params, opt_state = jax.lax.fori_loop(0, n, step, (params, opt_state))
+        return params, opt_state, None, None
+    zeros = jnp.zeros(CHUNK, dtype)
+    if keep == "strided":
+        params, opt_state = jax.lax.fori_loop(0, first, step, (params, opt_state))  # before the first kept step
+    params, opt_state, losses, norms = jax.lax.fori_loop(0, kept, kept_step, (params, opt_state, zeros, zeros))
+    return params, opt_state, losses, norms
+
+
+class JaxBackend(Backend):
+    """jax.value_and_grad + jax.jit over a params pytree."""
+
+    name = "jax"
+    devices = ("cpu", "gpu")
+
+    def _forward(self, spec, params, X):
+        return train.forward(spec, params, jnp.asarray(X))
+
+    def _loss_and_grads(self, spec, params, X, y):
+        loss, grads = train.loss_and_grads(spec, params, jnp.asarray(X), jnp.asarray(y))
+        return loss, grads
+
+    def _train_begin(self, spec, params, X, y, optimizer):
+        params = jax.tree.map(jnp.asarray, params)
+        return dict(
+            params=params,
+            opt_state=optim.make_optimizer(optimizer, self.np_dtype).init(params),  # holds lr, betas, ...
+            X=jnp.asarray(X),
+            y=jnp.asarray(y),
+            static=dict(spec=spec, structure=optim.optimizer_structure(optimizer)),
+        )
+
+    def _train_steps(self, state, n, batches, record):
+        # The compiled chunk never stops early (that keeps it fast): it runs all n steps even past a
+        # NaN, and Backend.train replays the chunk to stop before the bad step.
+        rows = None
+        if batches is not None:  # padded to a compiled length: rows ≥ n are never used
+            rows = np.zeros((compiled_length(n), batches.shape[1]), batches.dtype)
+            rows[:n] = batches
+            rows = jnp.asarray(rows)  # once per chunk of steps
+        keep = "none" if not record else "every" if len(record) == n else "strided"
+        # (a stride beyond the chunk keeps at most one step of it: the same loop, and it fits in int32)
+        counts = (np.int32(n), np.int32(record.start), np.int32(min(record.step, n)), np.int32(len(record)))
+        params, opt_state, losses, norms = train_chunk(
+            state["params"], state["opt_state"], state["X"], state["y"], rows, *counts, keep=keep, **state["static"]
+        )
+        state.update(params=params, opt_state=opt_state)
+        if not record:
+            return np.zeros(0, self.np_dtype), np.zeros(0, self.np_dtype)
+        return np.asarray(losses)[: len(record)], np.asarray(norms)[: len(record)]  # one trip to the host
+
+    def _train_params(self, state):
+        return jax.tree.map(np.array, state["params"])
+
+    def _train_save(self, state):
+        return state["params"], state["opt_state"]  # JAX arrays are immutable: keeping them is enough
+
+    def _train_restore(self, state, saved):
+        state["params"], state["opt_state"] = saved
+
+    def _scope(self):
+        """float64 on (see the module docstring) and, on a GPU, every new array placed there."""
+        stack = ExitStack()
+        stack.enter_context(jax.enable_x64(True))
+        if self.device != "cpu":
+            stack.enter_context(jax.default_device(jax.devices(self.device)[0]))
+        return stack
+
+    def _device_present(self) -> bool:
+        try:
+            return bool(jax.devices(self.device))
+        except RuntimeError:  # JAX raises when no backend of that platform is installed
+            return False
+
+    def _device_missing_reason(self) -> str:
+        return f"jax.devices({self.device!r}) finds none; this jaxlib sees {[d.platform for d in jax.devices()]}"

@@ -1,0 +1,39 @@
+"""One JAX training step, as JAX users write it: a pure function, jax.value_and_grad, optax.
+
+The loss is a pure function of the params (argument 1; the spec, argument 0, is static: it fixes the
+network's shapes, so jax.jit compiles once per spec). backend.py runs exactly this step n at a time
+inside one compiled lax.fori_loop; tests/test_reference_step.py holds it to the same params.
+"""
+
+from __future__ import annotations
+
+import jax
+import optax
+
+from backends.jax import gpt, mlp
+from shared.params import Params
+from shared.spec import GPTSpec, MLPSpec
+
+
+def model(spec: MLPSpec | GPTSpec, params: Params, X: jax.Array) -> jax.Array:
+    """The logits of either model: mlp.mlp, or gpt.gpt for a GPTSpec ((n, t, V))."""
+    return gpt.gpt(spec, params, X) if isinstance(spec, GPTSpec) else mlp.mlp(spec, params, X)
+
+
+def loss_fn(spec: MLPSpec | GPTSpec, params: Params, X: jax.Array, y: jax.Array) -> jax.Array:
+    """The mean loss: a pure function of params, which is what jax.grad differentiates. (A GPT's
+    softmax_ce over (n, t, V) logits and (n, t) targets is the mean over all n·t positions.)"""
+    return mlp.LOSSES[spec.loss](model(spec, params, X), y)
+
+
+forward = jax.jit(model, static_argnums=0)
+loss_and_grads = jax.jit(jax.value_and_grad(loss_fn, argnums=1), static_argnums=0)
+
+
+def train_step(spec, tx: optax.GradientTransformation, params: Params, opt_state, X: jax.Array, y: jax.Array):
+    """One step: the loss and its gradient by jax.value_and_grad, then optax's update. Pure: returns the
+    new params, the new optimizer state and the loss (jax.jit(train_step, static_argnums=(0, 1)) to
+    compile it)."""
+    loss, grads = jax.value_and_grad(loss_fn, argnums=1)(spec, params, X, y)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss

@@ -1,0 +1,63 @@
+"""NumPy optimizers: the update rules written out, one buffer per parameter array.
+
+Each optimizer updates the parameter arrays in place. They see a flat list of arrays (tree_leaves: the
+MLP's W, b layer by layer, or every array of a GPT), so the same rules train both models. Compare
+with backends/torch/optim.py (torch.optim) and backends/jax/optim.py (optax): the same conventions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.optim import SGD, Adam, AdamW, Optimizer
+
+
+class SGDUpdate:
+    """g ← g + wd·p;  v ← μ·v + g;  p ← p − lr·(g + μ·v if nesterov else v)   (torch's convention:
+    the first step's v is g itself, since v starts at 0)."""
+
+    def __init__(self, opt: SGD, params: list[np.ndarray]):
+        self.opt = opt
+        self.velocity = [np.zeros_like(p) for p in params] if opt.momentum else None
+
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        lr, mu, wd = self.opt.lr, self.opt.momentum, self.opt.weight_decay
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if wd:
+                g = g + wd * p
+            if mu:
+                v = self.velocity[i]
+                v *= mu
+                v += g  # v ← μ·v + g
+                g = g + mu * v if self.opt.nesterov else v
+            p -= lr * g
+
+
+class AdamUpdate:
+    """m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;  p ← p − lr · m̂ / (√v̂ + ε),
+    with the bias corrections m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ) undoing the zero start of m and v.
+    Adam: weight decay is L2 (g ← g + wd·p). AdamW: decoupled, p ← p·(1 − lr·wd) first."""
+
+    def __init__(self, opt: Adam, params: list[np.ndarray]):
+        self.opt = opt
+        self.m, self.v, self.t = [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params], 0
+
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        o = self.opt
+        decoupled = isinstance(o, AdamW)
+        self.t += 1
+        correction1, correction2 = 1 - o.beta1**self.t, 1 - o.beta2**self.t
+        for p, g, m, v in zip(params, grads, self.m, self.v):
+            if o.weight_decay and decoupled:
+                p *= 1 - o.lr * o.weight_decay
+            elif o.weight_decay:
+                g = g + o.weight_decay * p
+            m *= o.beta1
+            m += (1 - o.beta1) * g
+            v *= o.beta2
+            v += (1 - o.beta2) * g * g
+            p -= o.lr * (m / correction1) / (np.sqrt(v / correction2) + o.eps)
+
+
+def make_optimizer(opt: Optimizer, params: list[np.ndarray]):
+    return SGDUpdate(opt, params) if isinstance(opt, SGD) else AdamUpdate(opt, params)
