@@ -21,7 +21,7 @@ import numpy as np
 from backends import BACKENDS, available_backends
 from benchmarks.report import markdown, run_report
 from benchmarks.workloads import QUICK_SKIPS, WORKLOADS, GPTWorkload
-from comparisons.common import name_list, output_folder
+from comparisons.core.options import name_list, output_folder
 
 COLORS = {"numpy": "#1f77b4", "torch": "#d62728", "jax": "#2ca02c"}  # as in every trigrad figure
 MARKERS = {

@@ -12,7 +12,7 @@ import sys
 from backends import BACKENDS
 from benchmarks.report import measure_backend
 from benchmarks.workloads import WORKLOADS
-from comparisons.common import name_list
+from comparisons.core.options import name_list
 
 
 def main(argv: list[str]) -> int:

@@ -5,17 +5,17 @@ from __future__ import annotations
 import importlib
 import sys
 
-from comparisons import COMMANDS
+from comparisons import COMMANDS, GROUPS
 
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [
         "usage: python -m comparisons <command> [options]     (python -m comparisons <command> --help)",
-        "",
-        "commands:",
     ]
-    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
+    for group, commands in GROUPS.items():  # as the folders are: comparisons/<group>/
+        lines += ["", f"{group}/:"]
+        lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in commands.items()]
     return "\n".join(lines)
 
 

@@ -291,3 +291,31 @@ def char_windows(ids: np.ndarray, seq_len: int, n: int, seed: int = 0) -> tuple[
     offsets = np.random.default_rng(seed).integers(0, len(ids) - seq_len, size=n)  # (n,)
     rows = offsets[:, None] + np.arange(seq_len)  # (n, t)
     return ids[rows].astype(np.int64), ids[rows + 1].astype(np.int64)
+
+
+# ---- token sequences for the tiny GPT ----
+
+
+@dataclass(frozen=True)
+class TokenData:
+    """Token sequences for a GPT: inputs X (n, t) and next-token targets y (n, t), both int64."""
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    vocab_size: int
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+
+def strides(n: int, vocab_size: int, seq_len: int, seed: int = 0) -> TokenData:
+    """n sequences that count up modulo V from a random start by a random stride (1, 2 or 3, less
+    when V is small): 3 6 1 4 7 2 ... for V = 8. The target at each position is the next token. The
+    first target needs the stride, which the model cannot know yet; from the second token on, it can
+    read the stride off the previous tokens: attention has something to learn."""
+    rng = np.random.default_rng(seed)
+    start = rng.integers(0, vocab_size, size=(n, 1))  # (n, 1)
+    stride = rng.integers(1, max(2, min(4, vocab_size)), size=(n, 1))  # (n, 1)
+    tokens = (start + stride * np.arange(seq_len + 1)) % vocab_size  # (n, t + 1)
+    return TokenData("strides", tokens[:, :-1].astype(np.int64), tokens[:, 1:].astype(np.int64), vocab_size)

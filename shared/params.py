@@ -240,3 +240,8 @@ def param_names(spec: MLPSpec | GPTSpec) -> list[str]:
     if isinstance(spec, GPTSpec):
         return [name for name, _ in named_leaves(_build(gpt_param_shapes(spec), lambda p, s: None))]
     return [f"layer{l}.{k}" for l in range(spec.n_layers) for k in ("W", "b")]
+
+
+def without(params: Params, names: set[str]) -> dict[str, np.ndarray]:
+    """A flat {name: array} of params without the tensors in `names` (closeness compares it by name)."""
+    return {name: a for name, a in named_leaves(params) if name not in names}

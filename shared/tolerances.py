@@ -77,6 +77,40 @@ def tolerance(dtype: str, kind: str) -> Tolerance:
         raise KeyError(f"no tolerance for dtype={dtype!r}, kind={kind!r}; known: {known}") from None
 
 
+def trajectory_kind(dtype: str, optimizer) -> str:
+    """Which trajectory tolerance two runs of `optimizer` in `dtype` are held to: float64 has one;
+    float32 Adam (and AdamW) gets more room than float32 SGD (see TOLERANCES)."""
+    if dtype == "float64":
+        return "trajectory"
+    name = optimizer if isinstance(optimizer, str) else type(optimizer).__name__.lower()
+    return "trajectory_adam" if name.startswith("adam") else "trajectory_sgd"
+
+
+def trajectory_tolerance(dtype: str, optimizer) -> Tolerance:
+    """The tolerance for two whole training runs (an Optimizer, or its name: 'sgd', 'adam', ...)."""
+    return tolerance(dtype, trajectory_kind(dtype, optimizer))
+
+
+def _flat(x) -> np.ndarray:
+    """An array, or every array of a params tree (list/dict) in order, as one float64 vector."""
+    if isinstance(x, (list, dict)):
+        return np.concatenate([np.ravel(v) for _, v in named_leaves(x)]).astype(np.float64)
+    return np.ravel(np.asarray(x, np.float64))
+
+
+def gap_in_eps(a, b, dtype: str) -> float:
+    """max|a − b| in units of ε·max(|a|, |b|), ε the machine epsilon of `dtype`: how many roundings
+    apart two results are at their own scale. a and b are arrays or params trees of the same
+    structure; infinities in the same places (a causal mask's −inf) count as equal; a zero gap is 0."""
+    a, b = _flat(a), _flat(b)
+    if a.shape != b.shape or not np.array_equal(np.isinf(a), np.isinf(b)):
+        return float("inf")
+    a, b = np.where(np.isinf(a), 0.0, a), np.where(np.isinf(b), 0.0, b)
+    diff = float(np.abs(a - b).max(initial=0.0))
+    scale = max(float(np.abs(a).max(initial=0.0)), float(np.abs(b).max(initial=0.0))) * float(np.finfo(dtype).eps)
+    return 0.0 if diff == 0 else (diff / scale if scale > 0 else float("inf"))
+
+
 @dataclass(frozen=True)
 class Closeness:
     """How far apart two arrays (or params) are, and whether that is within a tolerance.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from backends.numpy import mlp as numpy_mlp
+from shared.finite_differences import central_differences
 from shared.params import Params, init_params
 from shared.spec import MLPSpec
 
@@ -47,19 +48,5 @@ def numpy_loss(spec: MLPSpec, params: Params, X: np.ndarray, y: np.ndarray) -> f
 
 
 def finite_difference_grads(spec: MLPSpec, params: Params, X, y, h: float) -> Params:
-    """Central differences (L(p + h) − L(p − h)) / 2h, one parameter at a time, in float64."""
-    grads: Params = []
-    for l, layer in enumerate(params):
-        grads.append({})
-        for k, value in layer.items():
-            g = np.zeros_like(value)
-            for i in np.ndindex(value.shape):
-
-                def loss_at(v, i=i, k=k, l=l):
-                    shifted = [{kk: vv.copy() for kk, vv in lay.items()} for lay in params]
-                    shifted[l][k][i] = v
-                    return numpy_loss(spec, shifted, X, y)
-
-                g[i] = (loss_at(value[i] + h) - loss_at(value[i] - h)) / (2 * h)
-            grads[l][k] = g
-    return grads
+    """Central differences (L(p + h) − L(p − h)) / 2h of the NumPy loss, by shared.finite_differences."""
+    return central_differences(lambda p: numpy_loss(spec, p, X, y), params, h)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from backends import available_backends, get_backend
-from comparisons import attention, generate
+from comparisons.lessons import attention, generate
 from shared.data import sequence_task
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from comparisons import COMMANDS
-from comparisons.common import make_parser, output_file, output_folder
+from comparisons.core.options import make_parser, output_file, output_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 A_FILE = "README.md"  # an existing file, relative to ROOT: not a folder, and no folder can be made inside it
@@ -227,7 +227,7 @@ def test_html_file_needs_an_existing_folder_and_is_not_a_folder(tmp_path):
 
 def test_a_new_nested_out_folder_is_created_and_filled(tmp_path, capsys):
     pytest.importorskip("matplotlib", reason="the command draws a figure (pip install matplotlib)")
-    from comparisons import paths
+    from comparisons.lessons import paths
 
     out = tmp_path / "figures" / "paths"
     assert paths.main(["--seeds", "1", "--steps", "20", "--out", str(out)]) in (0, None)

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from comparisons import code
+from comparisons.backprop import code
 
 
 def test_a_combining_accent_takes_no_column():

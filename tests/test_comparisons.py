@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 from backends import available_backends, get_backend
-from comparisons import COMMANDS, weights
+from comparisons import COMMANDS
 from comparisons.__main__ import main as comparisons_main
-from comparisons.boundaries import next_to_boundary
-from comparisons.divergence import divergence_numbers, scaled_gaps, train_all
-from comparisons.gradients import layer_gaps
+from comparisons.agreement.boundaries import next_to_boundary
+from comparisons.agreement.divergence import divergence_numbers, scaled_gaps, train_all
+from comparisons.agreement.gradients import layer_gaps
+from comparisons.lessons import weights
 from shared.data import xor
 from shared.optim import SGD
 from shared.params import init_params
@@ -41,7 +42,7 @@ def test_scaled_gap_is_max_abs_difference_over_max_abs_parameter():
 
 @needs_two
 def test_divergence_separates_float64_agreement_from_float32_drift():
-    from comparisons.common import Problem
+    from comparisons.core.problem import Problem
 
     data = xor()
     problem = Problem(data, XOR_SPEC, init_params(XOR_SPEC), data.X, data.targets(XOR_SPEC), SGD(0.5), 60, 0, None)
@@ -57,7 +58,7 @@ def test_divergence_separates_float64_agreement_from_float32_drift():
 
 
 def test_the_tolerance_marker_sits_where_the_plotted_ratio_first_crosses_one():
-    from comparisons.divergence import check_ratios
+    from comparisons.agreement.divergence import check_ratios
     from shared.tolerances import tolerance
     from shared.trajectory import compare
 
@@ -84,8 +85,8 @@ def test_the_tolerance_marker_sits_where_the_plotted_ratio_first_crosses_one():
 
 
 def test_divergence_says_when_every_run_diverged():
-    from comparisons.common import Problem
-    from comparisons.divergence import finding
+    from comparisons.agreement.divergence import finding
+    from comparisons.core.problem import Problem
 
     data = xor()
     problem = Problem(data, XOR_SPEC, init_params(XOR_SPEC), data.X, data.targets(XOR_SPEC), SGD(1e6), 20, 0, None)
@@ -107,7 +108,7 @@ def test_layer_gaps_are_relative_to_the_layers_largest_gradient():
 
 
 def test_percentages_never_round_to_100_or_0_unless_exact():
-    from comparisons.boundaries import percent
+    from comparisons.agreement.boundaries import percent
 
     assert [percent(x) for x in (1.0, 0.995, 0.9999, 0.5, 0.0007, 0.0)] == [
         "100%",
@@ -120,7 +121,7 @@ def test_percentages_never_round_to_100_or_0_unless_exact():
 
 
 def test_boundaries_reports_the_accuracy_it_measured():
-    from comparisons import boundaries
+    from comparisons.agreement import boundaries
 
     r = boundaries.boundaries(boundaries.PRESETS["moons"], ["numpy"], "float64", 0, None, 20)
     data, spec = r["data"], r["spec"]
@@ -135,8 +136,8 @@ def test_boundaries_reports_the_accuracy_it_measured():
 
 
 def test_gradient_gaps_are_taken_at_init_and_after_the_training_the_options_describe():
-    from comparisons import gradients
-    from comparisons.common import Problem
+    from comparisons.agreement import gradients
+    from comparisons.core.problem import Problem
 
     data = xor()
     y = data.targets(XOR_SPEC)
@@ -150,7 +151,7 @@ def test_gradient_gaps_are_taken_at_init_and_after_the_training_the_options_desc
 
 
 def test_gradients_finding_states_the_spread_it_measured():
-    from comparisons import gradients
+    from comparisons.agreement import gradients
 
     gaps = [np.full((3, 4), 2e-16), np.full((5, 1), 2.6e-16)]  # layer 1 has the larger gap: 1.3×
     numbers = {"gaps": {(0, "float64", "numpy", "torch"): gaps}, "n_layers": 2, "steps": [0]}
@@ -225,7 +226,7 @@ def test_weights_finding_names_what_the_numbers_show():
 
 def test_learning_rate_markers_of_the_two_problems_never_hide_each_other():
     pytest.importorskip("matplotlib")
-    from comparisons import learning_rates
+    from comparisons.lessons import learning_rates
 
     results = learning_rates.sweep("numpy", np.array([0.002, 0.2, 30.0]), steps=60, seeds=2)
     ax = learning_rates.plot(results, 60).axes[0]
@@ -345,7 +346,7 @@ def _numbers(cross32, cross64, precision):
     ],
 )
 def test_divergence_finding_follows_the_numbers(cross32, cross64, precision, says):
-    from comparisons.divergence import finding
+    from comparisons.agreement.divergence import finding
 
     text = finding(_numbers(cross32, cross64, precision))
     assert says in text
@@ -360,7 +361,8 @@ TWO = (["numpy", "torch"] if "torch" in available_backends() else available_back
 
 
 def _gpt_problem():
-    from comparisons.common import XOR, build_problem, make_parser
+    from comparisons.core.options import make_parser
+    from comparisons.core.problem import XOR, build_problem
 
     parser = make_parser("test", "", XOR, gpt=True)
     return build_problem(parser, parser.parse_args(GPT_ARGS))
@@ -381,7 +383,8 @@ def test_the_gpt_problem_is_next_token_prediction_on_strides():
 
 
 def test_mlp_options_keep_their_defaults_beside_model():
-    from comparisons.common import XOR, build_problem, make_parser
+    from comparisons.core.options import make_parser
+    from comparisons.core.problem import XOR, build_problem
 
     parser = make_parser("test", "", XOR, gpt=True)
     problem = build_problem(parser, parser.parse_args([]))
@@ -467,18 +470,18 @@ def test_gradients_gpt_gaps_are_per_tensor_and_computed_from_the_grads(tmp_path,
 
 
 def _xor_divergence(backends, steps=10):
-    from comparisons.common import Problem
-    from comparisons.parity import trajectory_tolerance
+    from comparisons.core.problem import Problem
+    from shared.tolerances import trajectory_tolerance
 
     data = xor()
     problem = Problem(data, XOR_SPEC, init_params(XOR_SPEC), data.X, data.targets(XOR_SPEC), SGD(0.5), steps, 0, None)
     numbers = divergence_numbers(train_all(problem, backends, record_every=1), problem)
-    return numbers, problem, {d: trajectory_tolerance(d, problem) for d in ("float32", "float64")}
+    return numbers, problem, {d: trajectory_tolerance(d, problem.optimizer) for d in ("float32", "float64")}
 
 
 def test_divergence_names_eps_and_the_tolerance_beside_the_axes_where_no_curve_reaches():
     pytest.importorskip("matplotlib")
-    from comparisons import divergence
+    from comparisons.agreement import divergence
 
     fig = divergence.plot(*_xor_divergence(["numpy"]))
     fig.canvas.draw()
@@ -519,9 +522,10 @@ def test_each_dtypes_tolerance_crossing_is_labelled_with_the_first_step_its_pair
     import itertools
     import re
 
-    from comparisons import divergence
-    from comparisons.common import XOR, build_problem, make_parser
-    from comparisons.parity import trajectory_tolerance
+    from comparisons.agreement import divergence
+    from comparisons.core.options import make_parser
+    from comparisons.core.problem import XOR, build_problem
+    from shared.tolerances import trajectory_tolerance
 
     parser = make_parser("test", "", XOR)
     args = "--dataset moons --n 100 --noise 0.2 --sizes 2,16,16,1 --lr 1.0 --steps 160".split()
@@ -530,14 +534,14 @@ def test_each_dtypes_tolerance_crossing_is_labelled_with_the_first_step_its_pair
     runs = train_all(problem, backends, record_every=1)
     expected = {}
     for dtype in divergence.DTYPES:
-        tol = trajectory_tolerance(dtype, problem)
+        tol = trajectory_tolerance(dtype, problem.optimizer)
         for a, b in itertools.combinations(backends, 2):
             step = _first_beyond(runs[a, dtype], runs[b, dtype], tol)
             if step is not None:
                 expected[f"{a} vs {b}", dtype] = step
     assert expected, "the run is chaotic: some pair leaves its tolerance within 160 steps"
     numbers = divergence_numbers(runs, problem)
-    fig = divergence.plot(numbers, problem, {d: trajectory_tolerance(d, problem) for d in divergence.DTYPES})
+    fig = divergence.plot(numbers, problem, {d: trajectory_tolerance(d, problem.optimizer) for d in divergence.DTYPES})
     labelled = {}
     for text in fig.axes[1].texts:
         m = re.fullmatch(r"(float\d\d) crosses at step (\d+) \((.*)\)", text.get_text())
@@ -554,7 +558,7 @@ def test_each_dtypes_tolerance_crossing_is_labelled_with_the_first_step_its_pair
 
 
 def test_crossing_labels_group_a_dtypes_pairs_by_step():
-    from comparisons.divergence import crossing_label, crossings
+    from comparisons.agreement.divergence import crossing_label, crossings
 
     def pair(a, b, dtype, step):
         return {"pair": [a, b], "dtype": dtype, "first_exceeded": step}
@@ -589,7 +593,7 @@ def test_weights_title_names_the_dtype_the_runs_trained_in(dtype):
 
 
 def test_disagreeing_cells_are_where_any_backend_predicts_another_class():
-    from comparisons.boundaries import disagreeing_cells
+    from comparisons.agreement.boundaries import disagreeing_cells
 
     a = np.array([[0, 1], [2, 2]])
     b = np.array([[0, 1], [2, 1]])
@@ -604,7 +608,7 @@ def test_boundaries_marks_exactly_the_cells_where_the_backends_argmax_differs():
     """Spirals cut to 400 steps, where float32 rounding already moves a boundary: the ✕ on every panel
     are the grid cells where the argmax of the backends' logits, recomputed here, are not all equal."""
     pytest.importorskip("matplotlib")
-    from comparisons import boundaries
+    from comparisons.agreement import boundaries
 
     backends = available_backends()
     r = boundaries.boundaries(boundaries.PRESETS["spirals"], backends, "float32", 0, 400, 120)

@@ -58,3 +58,16 @@ def test_losses_stay_finite_and_exact_for_extreme_logits():
     params = [{"W": np.array([[1.0, -1.0]]), "b": np.zeros(2)}]
     loss, _ = be.loss_and_grads(spec, params, np.array([[500.0]]), np.array([1]))
     assert loss == pytest.approx(1000.0)
+
+
+def test_central_differences_of_a_known_function_and_the_params_untouched():
+    """L = Σ sin(W) + Σ b³ has dL/dW = cos(W), dL/db = 3b²; a dropped 1/2h or a nudge left in place fails."""
+    from shared.finite_differences import central_differences
+
+    rng = np.random.default_rng(0)
+    params = [{"W": rng.normal(size=(3, 2)), "b": rng.normal(size=2)}]
+    before = [{k: v.copy() for k, v in layer.items()} for layer in params]
+    grads = central_differences(lambda p: float(np.sin(p[0]["W"]).sum() + (p[0]["b"] ** 3).sum()), params, FD_STEP)
+    np.testing.assert_allclose(grads[0]["W"], np.cos(params[0]["W"]), rtol=1e-8)
+    np.testing.assert_allclose(grads[0]["b"], 3 * params[0]["b"] ** 2, rtol=1e-8)
+    assert all(np.array_equal(params[0][k], before[0][k]) for k in "Wb")

@@ -12,7 +12,8 @@ import re
 import numpy as np
 import pytest
 
-from comparisons import bugs, hidden_layer, learning_rates, noise, paths, seeds
+from comparisons.backprop import bugs
+from comparisons.lessons import hidden_layer, learning_rates, noise, paths, seeds
 from shared.spec import MLPSpec
 
 FRESH = 100

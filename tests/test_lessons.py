@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from backends import get_backend
-from comparisons import code, hidden_layer, learning_rates, noise, paths, seeds
+from comparisons.backprop import code
+from comparisons.lessons import hidden_layer, learning_rates, noise, paths, seeds
 from shared.data import make_dataset, xor
 from shared.optim import SGD
 from shared.params import init_params

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from backends import available_backends, get_backend
-from comparisons import playground as pg
+from comparisons.playground import server as pg
 from shared.trajectory import Trajectory
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,11 +18,11 @@ import pytest
 from backends import available_backends, get_backend
 from backends.numpy import mlp as nb
 from backends.numpy import optim as numpy_optim
-from comparisons import bug_catalogue, bugs, gradcheck
+from comparisons.backprop import bug_catalogue, bugs, gradcheck
 from shared.optim import SGD
 from shared.params import init_params
 from shared.spec import MLPSpec
-from shared.tolerances import FD_STEP, closeness, tolerance
+from shared.tolerances import FD_STEP, closeness, gap_in_eps, tolerance
 
 from .helpers import finite_difference_grads, make_problem
 
@@ -108,7 +108,7 @@ def test_each_bug_is_caught_by_the_test_it_names():
         pytest.skip("the named tests compare against torch and JAX; both must be installed")
     script = (
         "import sys, pytest\n"
-        "from comparisons.bugs import BUGS, switched_on\n"
+        "from comparisons.backprop.bugs import BUGS, switched_on\n"
         "missed = []\n"
         "for bug in BUGS.values():\n"
         "    with switched_on(bug.name):\n"
@@ -202,8 +202,8 @@ def test_bugs_command_one_bug_and_the_summary(tmp_path, capsys):
 
 
 def test_the_steps_numbers_are_numpys_gradients_and_update():
-    from comparisons import step
-    from comparisons.common import XOR, Problem
+    from comparisons.backprop import step
+    from comparisons.core.problem import XOR, Problem
     from shared.data import make_dataset
 
     spec = MLPSpec((2, 4, 3, 1), ("tanh", "relu"), "bce")
@@ -223,13 +223,13 @@ def test_the_steps_numbers_are_numpys_gradients_and_update():
     quantities, losses = step.collect(problem, problem.X, problem.y, available_backends(), "float64")
     for q in quantities:  # every backend's intermediates agree with NumPy's to a few roundings
         for name, value in q.values.items():
-            assert step.eps_gap(q.values["numpy"], value, "float64") < 64, (q.layer, q.name, name)
+            assert gap_in_eps(q.values["numpy"], value, "float64") < 64, (q.layer, q.name, name)
     assert set(losses) == set(available_backends())
     assert XOR.sizes == (2, 4, 1)
 
 
 def test_step_command_one_sample_and_html(tmp_path, capsys):
-    from comparisons import step
+    from comparisons.backprop import step
 
     page = tmp_path / "step.html"
     assert step.main(["--sample", "2", "--html", str(page), "--out", str(tmp_path)]) == 0
@@ -248,7 +248,7 @@ def test_step_command_one_sample_and_html(tmp_path, capsys):
 
 
 def test_numpy_tape_lists_the_forward_then_the_backward_functions():
-    from comparisons import graph
+    from comparisons.backprop import graph
 
     spec = MLPSpec((2, 4, 1), "tanh", "bce")
     params, X, y = make_problem(spec, n=4)
@@ -268,7 +268,7 @@ def test_numpy_tape_lists_the_forward_then_the_backward_functions():
 
 def test_torch_graph_of_a_two_layer_tanh_mlp_has_exactly_the_expected_nodes():
     pytest.importorskip("torch")
-    from comparisons import graph
+    from comparisons.backprop import graph
 
     spec = MLPSpec((2, 4, 1), "tanh", "bce")
     params, X, y = make_problem(spec, n=4)
@@ -287,7 +287,7 @@ def test_torch_graph_of_a_two_layer_tanh_mlp_has_exactly_the_expected_nodes():
 
 def test_jax_gradient_jaxpr_has_a_dot_general_pair_per_layer_but_the_first():
     pytest.importorskip("jax")
-    from comparisons import graph
+    from comparisons.backprop import graph
 
     spec = MLPSpec((2, 4, 3, 1), "tanh", "mse")
     params, X, y = make_problem(spec, n=4)
@@ -297,7 +297,7 @@ def test_jax_gradient_jaxpr_has_a_dot_general_pair_per_layer_but_the_first():
 
 
 def test_graph_command_writes_dot_with_one_cluster_per_backend(tmp_path, capsys):
-    from comparisons import graph
+    from comparisons.backprop import graph
 
     assert graph.main(["--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -315,7 +315,7 @@ def test_graph_command_writes_dot_with_one_cluster_per_backend(tmp_path, capsys)
 
 def test_jaxpr_graph_links_the_params_through_the_equations_to_their_gradients():
     pytest.importorskip("jax")
-    from comparisons import graph
+    from comparisons.backprop import graph
     from shared.params import named_leaves
 
     spec = MLPSpec((2, 4, 1), "tanh", "bce")
@@ -331,7 +331,7 @@ def test_jaxpr_graph_links_the_params_through_the_equations_to_their_gradients()
 
 
 def test_graph_writes_an_svg_only_when_dot_is_installed(tmp_path, monkeypatch, capsys):
-    from comparisons import graph
+    from comparisons.backprop import graph
 
     monkeypatch.setattr(graph.shutil, "which", lambda name: None)  # graphviz absent: DOT and JSON only
     assert graph.main(["--backends", "numpy", "--out", str(tmp_path)]) == 0
@@ -347,7 +347,7 @@ def test_graph_writes_an_svg_only_when_dot_is_installed(tmp_path, monkeypatch, c
 
 
 def _gpt_problem():
-    from comparisons.common import strides
+    from shared.data import strides
     from shared.spec import GPTSpec
 
     spec = GPTSpec(8, 4, 8, 2, 1, activation="gelu")
@@ -357,7 +357,7 @@ def _gpt_problem():
 
 def test_the_gpt_steps_numbers_are_numpys_attention_layernorm_and_embedding_gradients():
     from backends.numpy import gpt as nt
-    from comparisons import step
+    from comparisons.backprop import step
 
     spec, params, X, Y = _gpt_problem()
     loss, out = step.numpy_gpt_step(spec, params, X, Y)
@@ -380,8 +380,8 @@ def test_the_gpt_steps_numbers_are_numpys_attention_layernorm_and_embedding_grad
 
 
 def test_step_command_for_the_gpt_agrees_across_backends(capsys):
-    from comparisons import step
-    from comparisons.common import Problem
+    from comparisons.backprop import step
+    from comparisons.core.problem import Problem
     from shared.optim import Adam
 
     spec, params, X, Y = _gpt_problem()
@@ -390,7 +390,7 @@ def test_step_command_for_the_gpt_agrees_across_backends(capsys):
     assert set(losses) == set(available_backends())
     for q in quantities:
         for name, value in q.values.items():
-            assert step.eps_gap(q.values["numpy"], value, "float64") < 64, (q.name, name)
+            assert gap_in_eps(q.values["numpy"], value, "float64") < 64, (q.name, name)
     assert step.main(["--model", "gpt", "--out", "out"]) == 0
     out = capsys.readouterr().out
     for text in (
@@ -411,7 +411,7 @@ def test_step_prints_masked_entries_as_0_and_says_they_are_exactly_0(capsys):
     """dS = P ⊙ (dP − Σ dP⊙P) at a masked entry is 0 times a negative number: IEEE's signed −0, which
     step printed as "-0" among the 0s without a word. Every zero prints as 0, and a legend says why
     masked entries are exactly 0."""
-    from comparisons import step
+    from comparisons.backprop import step
 
     assert step.matrix_lines(np.array([[-0.0, 0.0, -1.5]]), "") == [f"{0:>10} {0:>10} {-1.5:>10}"]
     assert step.main(["--model", "gpt", "--backends", "numpy", "--out", "out"]) == 0
@@ -424,7 +424,7 @@ def test_step_help_states_the_gpt_defaults_it_uses(capsys):
     """step's GPT is smaller than the other commands' (it prints every number): --help must say its
     own defaults, and --model gpt must use exactly those. (Before, --help stated the common 8,8,16,2,1
     and 32 sequences while the command ran 8,4,8,2,1 on 2.)"""
-    from comparisons import step
+    from comparisons.backprop import step
 
     with pytest.raises(SystemExit):
         step.main(["--help"])

@@ -14,21 +14,17 @@ import argparse
 import numpy as np
 
 from backends import get_backend
-from comparisons.common import (
-    MAX_FLOATS,
-    MAX_SAMPLES,
+from comparisons.core.options import (
     add_seed_options,
     int_range,
     make_parser,
     non_negative_float,
-    note,
-    one_installed,
-    publish,
-    pyplot,
     sample_count,
     seed_range,
     step_count,
 )
+from comparisons.core.output import note, publish, pyplot
+from comparisons.core.problem import MAX_FLOATS, MAX_SAMPLES, one_installed
 from shared.data import Dataset, make_dataset
 from shared.optim import Adam
 from shared.params import init_params

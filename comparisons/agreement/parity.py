@@ -12,20 +12,12 @@ import itertools
 from dataclasses import dataclass
 
 from backends import get_backend
-from comparisons.common import (
-    XOR,
-    Problem,
-    build_problem,
-    installed,
-    make_parser,
-    note,
-    rounding_noise_tensors,
-    save_json,
-)
-from shared.optim import SGD
-from shared.params import named_leaves
+from comparisons.core.options import make_parser
+from comparisons.core.output import note, save_json
+from comparisons.core.problem import XOR, Problem, build_problem, installed, rounding_noise_tensors
+from shared.params import without
 from shared.spec import GPTSpec
-from shared.tolerances import Tolerance, closeness, tolerance
+from shared.tolerances import Tolerance, closeness, tolerance, trajectory_tolerance
 from shared.trajectory import TrainingDiverged
 
 
@@ -39,17 +31,6 @@ class Row:
     tol: Tolerance
     ok: bool  # elementwise |a − b| ≤ atol + rtol·max(|a|, |b|) everywhere
     worst: str = ""  # the entry nearest to (or furthest beyond) the tolerance, e.g. 'layer1.W[2, 0]'
-
-
-def trajectory_tolerance(dtype: str, problem: Problem) -> Tolerance:
-    if dtype == "float64":
-        return tolerance(dtype, "trajectory")
-    return tolerance(dtype, "trajectory_sgd" if isinstance(problem.optimizer, SGD) else "trajectory_adam")
-
-
-def without(params, names: set[str]) -> dict:
-    """A flat {name: array} of params without the tensors in `names` (closeness compares it by name)."""
-    return {name: a for name, a in named_leaves(params) if name not in names}
 
 
 def parity_rows(problem: Problem, backends: list[str], dtypes: list[str], exclude: tuple[str, ...] = ()) -> list[Row]:
@@ -75,7 +56,7 @@ def parity_rows(problem: Problem, backends: list[str], dtypes: list[str], exclud
                 ("grads", ra[2], rb[2], tolerance(dtype, "grads")),
             ]
             if ra[3] is not None and rb[3] is not None:
-                quantity, tol = f"params after {problem.steps} steps", trajectory_tolerance(dtype, problem)
+                quantity, tol = f"params after {problem.steps} steps", trajectory_tolerance(dtype, problem.optimizer)
                 checks.append((quantity, ra[3], rb[3], tol))
                 if exclude:
                     names = set(exclude)

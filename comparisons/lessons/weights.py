@@ -19,15 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from comparisons.common import (
-    XOR,
-    build_problem,
-    installed,
-    make_parser,
-    note,
-    publish,
-    pyplot,
-)
+from comparisons.core.options import make_parser
+from comparisons.core.output import note, publish, pyplot
+from comparisons.core.problem import XOR, build_problem, installed
 from shared.params import flatten, param_names
 from shared.trajectory import Trajectory
 

@@ -3,7 +3,7 @@
     python -m comparisons playground            # serves http://127.0.0.1:8765/ and opens it
     python -m comparisons playground --dataset spirals --loss softmax_ce --sizes 2,16,16,3
 
-The page (comparisons/playground.html: plain HTML, CSS and JavaScript, nothing fetched from the
+The page (comparisons/playground/page.html: plain HTML, CSS and JavaScript, nothing fetched from the
 internet) shows the decision boundary, every hidden unit over the input plane, the train and test loss
 of every backend and dtype, and the parity gap between each pair of backends in ε units. This module is
 its server: the standard library's ThreadingHTTPServer on 127.0.0.1 only, and these endpoints:
@@ -51,22 +51,16 @@ import numpy as np
 
 from backends import BACKENDS, available_backends, get_backend
 from backends.numpy.mlp import ACTIVATIONS as NUMPY_ACTIVATIONS
-from comparisons.common import (
-    OPTIMIZERS,
-    Defaults,
-    build_problem,
-    make_parser,
-    name_list,
-    positive_int,
-)
+from comparisons.core.options import make_parser, name_list, positive_int
+from comparisons.core.problem import OPTIMIZERS, Defaults, build_problem
 from shared.data import DATASETS
 from shared.params import Params, map_params, named_leaves
 from shared.spec import ACTIVATIONS, LOSSES, MLPSpec, spec_to_dict
-from shared.tolerances import closeness, tolerance
+from shared.tolerances import closeness, gap_in_eps, trajectory_kind, trajectory_tolerance
 from shared.trajectory import Trajectory
 from shared.validation import DTYPES
 
-PAGE = Path(__file__).with_name("playground.html")
+PAGE = Path(__file__).with_name("page.html")
 HOST = "127.0.0.1"  # loopback only: the server runs code for whoever can reach it
 DEFAULT_PORT = 8765
 
@@ -141,7 +135,7 @@ def _resolution(text: str) -> int:
 
 
 def make_playground_parser() -> argparse.ArgumentParser:
-    """The common problem options (comparisons.common.make_parser) plus the playground's own."""
+    """The common problem options (comparisons.core.options.make_parser) plus the playground's own."""
     parser = make_parser(
         "playground",
         __doc__.split("\n\n")[0].split(": ", 1)[1],
@@ -388,25 +382,9 @@ def _loss(lane: Lane, params: Params, X, y, spec) -> float | None:
         return None
 
 
-def parity_gap(a: Params, b: Params, dtype: str) -> float:
-    """max |θa − θb| / (ε · max |θ|), ε = np.finfo(dtype).eps: how many ε apart two params are."""
-    leaves_a = [np.asarray(x, np.float64).ravel() for _, x in named_leaves(a)]
-    leaves_b = [np.asarray(x, np.float64).ravel() for _, x in named_leaves(b)]
-    flat_a, flat_b = np.concatenate(leaves_a), np.concatenate(leaves_b)
-    scale = max(np.abs(flat_a).max(), np.abs(flat_b).max())
-    eps = float(np.finfo(dtype).eps)
-    return float(np.abs(flat_a - flat_b).max() / (eps * scale)) if scale > 0 else 0.0
-
-
-def tolerance_kind(dtype: str, optimizer: str) -> str:
-    if dtype == "float64":
-        return "trajectory"
-    return "trajectory_adam" if optimizer.startswith("adam") else "trajectory_sgd"
-
-
 def tolerance_eps(dtype: str, optimizer: str, params: Params) -> float:
     """The trajectory tolerance, atol + rtol · max|θ|, in the parity gap's units (ε · max|θ|)."""
-    tol = tolerance(dtype, tolerance_kind(dtype, optimizer))
+    tol = trajectory_tolerance(dtype, optimizer)
     scale = max(float(np.abs(np.asarray(x, np.float64)).max()) for _, x in named_leaves(params))
     eps = float(np.finfo(dtype).eps)
     return (tol.atol + tol.rtol * scale) / (eps * scale) if scale > 0 else tol.atol / eps
@@ -504,7 +482,7 @@ def describe_run(run: Run) -> dict:
             }
             for lane in run.lanes
         ],
-        "tolerance_kind": {d: tolerance_kind(d, s.config["optimizer"]) for d in s.config["dtypes"]},
+        "tolerance_kind": {d: trajectory_kind(d, s.config["optimizer"]) for d in s.config["dtypes"]},
         "view": view(s, first),
     }
 
@@ -572,7 +550,7 @@ def step(run: Run, steps: int, view_lane: str | None = None):
     pairs = []
     for dtype in s.config["dtypes"]:
         names = [lane.name for lane in run.lanes if lane.dtype == dtype and lane.name in recorded]
-        tol = tolerance(dtype, tolerance_kind(dtype, s.config["optimizer"]))
+        tol = trajectory_tolerance(dtype, s.config["optimizer"])
         for a, b in itertools.combinations(names, 2):
             common = dict(recorded[b])
             at = [(k, p, common[k]) for k, p in recorded[a] if k in common]
@@ -582,7 +560,7 @@ def step(run: Run, steps: int, view_lane: str | None = None):
                     "b": b.split("-")[0],
                     "dtype": dtype,
                     "steps": [run.step + k for k, _, _ in at],
-                    "gap_eps": [parity_gap(pa, pb, dtype) for _, pa, pb in at],
+                    "gap_eps": [gap_in_eps(pa, pb, dtype) for _, pa, pb in at],
                     "tol_eps": [tolerance_eps(dtype, s.config["optimizer"], pa) for _, pa, _ in at],
                     "within": [closeness(pa, pb, tol).ok for _, pa, pb in at],
                 }

@@ -18,10 +18,10 @@ import unicodedata
 from pathlib import Path
 
 from backends import BACKENDS
-from comparisons.common import backend_list, int_range, output_file
+from comparisons.core.options import backend_list, int_range, output_file
 from shared.spec import ACTIVATIONS, LOSSES
 
-BACKENDS_DIR = Path(__file__).resolve().parent.parent / "backends"
+BACKENDS_DIR = Path(__file__).resolve().parents[2] / "backends"
 MODULES = ("mlp", "optim", "train", "backend")
 """Where a symbol is looked for, in each backend's folder (backends/numpy/, ...), first match wins: the
 same file names in all three. The GPT's concepts look in gpt.py first."""

@@ -14,17 +14,9 @@ import argparse
 import numpy as np
 
 from backends import get_backend
-from comparisons.common import (
-    add_seed_options,
-    make_parser,
-    note,
-    one_installed,
-    positive_float,
-    publish,
-    pyplot,
-    seed_range,
-    step_count,
-)
+from comparisons.core.options import add_seed_options, make_parser, positive_float, seed_range, step_count
+from comparisons.core.output import note, publish, pyplot
+from comparisons.core.problem import one_installed
 from shared.data import xor
 from shared.optim import SGD
 from shared.params import init_params

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backends.numpy import mlp as nb
-from comparisons.common import XOR, build_problem, installed, make_parser, report, save_json
+from comparisons.core.options import make_parser
+from comparisons.core.output import report, save_json
+from comparisons.core.problem import XOR, build_problem, installed
 from shared.params import named_leaves
 from shared.spec import MLPSpec
 

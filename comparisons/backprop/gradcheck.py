@@ -17,16 +17,11 @@ import numpy as np
 
 from backends import get_backend
 from backends.numpy import mlp as numpy_mlp
-from comparisons.bug_catalogue import BUGS, switched_on
-from comparisons.common import (
-    XOR,
-    Problem,
-    build_problem,
-    installed,
-    make_parser,
-    positive_float,
-    save_json,
-)
+from comparisons.backprop.bug_catalogue import BUGS, switched_on
+from comparisons.core.options import make_parser, positive_float
+from comparisons.core.output import save_json
+from comparisons.core.problem import XOR, Problem, build_problem, installed
+from shared.finite_differences import central_differences
 from shared.params import Params
 from shared.spec import MLPSpec
 from shared.tolerances import FD_STEP, Tolerance, closeness, tolerance
@@ -62,24 +57,9 @@ def numpy_loss(spec: MLPSpec, params: Params, X: np.ndarray, y: np.ndarray) -> f
 
 
 def finite_differences(spec: MLPSpec, params: Params, X: np.ndarray, y: np.ndarray, h: float = FD_STEP) -> Params:
-    """Central differences (L(p + h) − L(p − h)) / 2h, one entry at a time, in float64."""
-    work = [{k: np.array(v, np.float64) for k, v in layer.items()} for layer in params]
+    """Central differences of the NumPy backend's loss (a switched-on bug's forward included), in float64."""
     X = np.asarray(X, np.float64)
-    grads: Params = []
-    for layer in work:
-        grads.append({})
-        for k, value in layer.items():
-            g = np.zeros_like(value)
-            for i in np.ndindex(value.shape):
-                original = value[i]
-                value[i] = original + h
-                up = numpy_loss(spec, work, X, y)
-                value[i] = original - h
-                down = numpy_loss(spec, work, X, y)
-                value[i] = original
-                g[i] = (up - down) / (2 * h)
-            grads[-1][k] = g
-    return grads
+    return central_differences(lambda p: numpy_loss(spec, p, X, y), params, h)
 
 
 @dataclass(frozen=True)

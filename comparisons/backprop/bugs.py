@@ -20,9 +20,11 @@ from functools import cache
 import numpy as np
 
 from backends import get_backend
-from comparisons.bug_catalogue import BUGS, Bug, switched_on
-from comparisons.common import Problem, installed, make_parser, note, publish, pyplot, step_count
-from comparisons.gradcheck import finite_differences
+from comparisons.backprop.bug_catalogue import BUGS, Bug, switched_on
+from comparisons.backprop.gradcheck import finite_differences
+from comparisons.core.options import make_parser, step_count
+from comparisons.core.output import note, publish, pyplot
+from comparisons.core.problem import Problem, installed
 from shared.data import make_dataset
 from shared.optim import Optimizer
 from shared.params import init_params

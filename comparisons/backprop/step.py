@@ -24,18 +24,11 @@ import numpy as np
 from backends import get_backend
 from backends.numpy import mlp as nb
 from backends.numpy import optim as numpy_optim
-from comparisons.common import (
-    XOR,
-    GPTDefaults,
-    Problem,
-    build_problem,
-    installed,
-    make_parser,
-    non_negative_int,
-    output_file,
-)
+from comparisons.core.options import make_parser, non_negative_int, output_file
+from comparisons.core.problem import XOR, GPTDefaults, Problem, build_problem, installed
 from shared.params import Params, tree_leaves
 from shared.spec import LAYERNORM_EPS, GPTSpec, MLPSpec
+from shared.tolerances import gap_in_eps
 
 MAX_SHOWN = 8  # rows and columns of a matrix printed; the rest is "…"
 WIDTH = 100
@@ -432,17 +425,6 @@ def jax_free_cast(params, dtype: str):
 # ---- text ----
 
 
-def eps_gap(a: np.ndarray, b: np.ndarray, dtype: str) -> float:
-    """max |a − b| in units of ε·max|a| (ε of `dtype`): how many roundings apart at the scale of a."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape or not np.array_equal(np.isinf(a), np.isinf(b)):
-        return float("inf")
-    a, b = np.where(np.isinf(a), 0.0, a), np.where(np.isinf(b), 0.0, b)  # the masked −inf: equal, compared above
-    diff = float(np.abs(a - b).max(initial=0.0))
-    scale = float(np.abs(a).max(initial=0.0)) * float(np.finfo(dtype).eps)
-    return 0.0 if diff == 0 else (diff / scale if scale > 0 else float("inf"))
-
-
 def gap_text(gap: float) -> str:
     if gap == 0:
         return "0"
@@ -494,7 +476,7 @@ def render(quantities: list[Quantity], losses: dict[str, float], spec, dtype: st
             section, layer = q.section, None
             lines += ["", f"══ {section.upper()} " + "═" * (WIDTH - 5 - len(section))]
             if section == "backward":
-                gaps = "  ".join(f"{o} {gap_text(eps_gap(losses['numpy'], losses[o], dtype))}ε" for o in others)
+                gaps = "  ".join(f"{o} {gap_text(gap_in_eps(losses['numpy'], losses[o], dtype))}ε" for o in others)
                 lines += [
                     f"loss  L = {loss_name(spec)} = {losses['numpy']:.10g}" + (f"     {gaps}" if gaps else ""),
                     "",
@@ -503,7 +485,7 @@ def render(quantities: list[Quantity], losses: dict[str, float], spec, dtype: st
             layer = q.layer
             lines.append(f"── {layer}")
         a = q.values["numpy"]
-        gaps = "  ".join(f"{o} {gap_text(eps_gap(a, q.values[o], dtype))}ε" for o in others)
+        gaps = "  ".join(f"{o} {gap_text(gap_in_eps(a, q.values[o], dtype))}ε" for o in others)
         head = f"  {q.name} = {q.formula}" if q.formula else f"  {q.name}"
         shape = "×".join(map(str, a.shape))
         left = f"{head}  ({shape})"
@@ -536,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--html", type=output_file, metavar="FILE", help="also write the step as one HTML page")
     args = parser.parse_args(argv)
     gpt = args.model == "gpt" or (args.model is None and args.gpt is not None)
-    if gpt:  # GPT_STEP, the command's own small default, fits the screen (common.GPT trains; this one is read)
+    if gpt:  # GPT_STEP, the command's own small default, fits the screen (problem.GPT trains; this one is read)
         for option in ("optimizer", "lr"):
             if getattr(args, option) is not None:  # the GPT step prints no update: refuse, never ignore
                 parser.error(f"--{option}: --model gpt prints the forward and backward pass only, no update")

@@ -19,18 +19,9 @@ import numpy as np
 
 from backends import get_backend
 from backends.numpy import gpt as nt
-from comparisons.common import (
-    BACKEND_COLORS,
-    installed,
-    int_range,
-    make_parser,
-    non_negative_int,
-    note,
-    positive_float,
-    publish,
-    pyplot,
-    step_count,
-)
+from comparisons.core.options import int_range, make_parser, non_negative_int, positive_float, step_count
+from comparisons.core.output import BACKEND_COLORS, note, publish, pyplot
+from comparisons.core.problem import installed, single_threaded
 from shared.data import SEQUENCE_TASKS, SequenceTask, sequence_task
 from shared.optim import Adam
 from shared.params import init_params, map_params
@@ -39,18 +30,6 @@ from shared.trajectory import TrainingDiverged
 
 N_TEST = 500  # held-out strings (seed + 1) on which accuracy and attention shares are measured
 LEARNED = 0.5  # a head "points at the source" when over half its attention from answer queries lands there
-
-
-def single_threaded():
-    """One BLAS/OpenMP thread while training, if threadpoolctl is installed: the matrices here are
-    tiny (64·10 × 32), and on a busy machine extra BLAS threads make each NumPy step 3–4× slower."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        import contextlib
-
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1)
 
 
 def attention_maps(spec: GPTSpec, params: dict, X: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:

@@ -13,19 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from backends import get_backend
-from comparisons.common import (
-    BACKEND_COLORS,
-    installed,
-    int_range,
-    make_optimizer,
-    make_parser,
-    name_list,
-    non_negative_int,
-    note,
-    publish,
-    pyplot,
-    step_count,
-)
+from comparisons.core.options import int_range, make_parser, name_list, non_negative_int, step_count
+from comparisons.core.output import BACKEND_COLORS, note, publish, pyplot
+from comparisons.core.problem import installed, make_optimizer
 from shared.data import make_dataset
 from shared.params import init_params
 from shared.spec import MLPSpec

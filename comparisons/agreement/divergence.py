@@ -19,25 +19,13 @@ import itertools
 
 import numpy as np
 
-from comparisons.common import (
-    BACKEND_COLORS,
-    PAIR_COLORS,
-    XOR,
-    Problem,
-    build_problem,
-    installed,
-    make_parser,
-    note,
-    positive_int,
-    publish,
-    pyplot,
-    rounding_noise_tensors,
-)
-from comparisons.parity import trajectory_tolerance, without
+from comparisons.core.options import make_parser, positive_int
+from comparisons.core.output import BACKEND_COLORS, PAIR_COLORS, note, publish, pyplot
+from comparisons.core.problem import XOR, Problem, build_problem, installed, rounding_noise_tensors
 from shared.optim import SGD
-from shared.params import flatten
+from shared.params import flatten, without
 from shared.spec import GPTSpec
-from shared.tolerances import Tolerance
+from shared.tolerances import Tolerance, trajectory_tolerance
 from shared.trajectory import Trajectory, compare
 
 DTYPES = ("float32", "float64")
@@ -105,7 +93,7 @@ def divergence_numbers(runs: dict[tuple[str, str], Trajectory], problem: Problem
     backends = sorted({name for name, _ in runs}, key=list(BACKEND_COLORS).index)
     out: dict = {"pairs": {}, "precision": {}}
     for dtype in DTYPES:
-        tol = trajectory_tolerance(dtype, problem)
+        tol = trajectory_tolerance(dtype, problem.optimizer)
         for a, b in itertools.combinations(backends, 2):
             c = compare(runs[a, dtype], runs[b, dtype], tol)
             out["pairs"][f"{a} vs {b} {dtype}"] = {
@@ -210,7 +198,7 @@ def finding(numbers: dict) -> str:
 
 def without_noise(runs: dict[tuple[str, str], Trajectory], noise: dict[str, float]) -> dict[str, float]:
     """{dtype: the largest final max|θa − θb| / max|θ| over backend pairs}, leaving out the tensors in
-    `noise` (those whose gradient is rounding noise, see common.rounding_noise_tensors)."""
+    `noise` (those whose gradient is rounding noise, see core.problem.rounding_noise_tensors)."""
     backends = sorted({name for name, _ in runs}, key=list(BACKEND_COLORS).index)
     out = {}
     for dtype in DTYPES:
@@ -415,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     backends = installed(args.backends)
     runs = train_all(problem, backends, record_every=max(1, problem.steps // max(args.points, 1)))
     numbers = divergence_numbers(runs, problem)
-    tols = {dtype: trajectory_tolerance(dtype, problem) for dtype in DTYPES}
+    tols = {dtype: trajectory_tolerance(dtype, problem.optimizer) for dtype in DTYPES}
     fig = plot(numbers, problem, tols)
     text = finding(numbers)
     if isinstance(problem.spec, GPTSpec) and len(backends) > 1:

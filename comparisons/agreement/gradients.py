@@ -17,17 +17,9 @@ import itertools
 import numpy as np
 
 from backends import get_backend
-from comparisons.common import (
-    PAIR_COLORS,
-    SPIRALS,
-    Problem,
-    build_problem,
-    installed,
-    make_parser,
-    publish,
-    pyplot,
-    rounding_noise_tensors,
-)
+from comparisons.core.options import make_parser
+from comparisons.core.output import PAIR_COLORS, publish, pyplot
+from comparisons.core.problem import SPIRALS, Problem, build_problem, installed, rounding_noise_tensors
 from shared.params import named_leaves
 from shared.spec import GPTSpec
 from shared.training import minibatch_schedule

@@ -12,8 +12,11 @@ import time
 import numpy as np
 
 from backends import get_backend
-from comparisons import boundaries, divergence, parity
-from comparisons.common import XOR, build_problem, installed, make_parser, save_figure, save_json
+from comparisons.agreement import boundaries, divergence, parity
+from comparisons.core.options import make_parser
+from comparisons.core.output import save_figure, save_json
+from comparisons.core.problem import XOR, build_problem, installed
+from shared.tolerances import trajectory_tolerance
 from shared.trajectory import TrainingDiverged
 
 
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         heading("3. Divergence: framework or precision?")
         runs = divergence.train_all(problem, backends, record_every=max(1, problem.steps // 200))
         numbers = divergence.divergence_numbers(runs, problem)
-        tols = {d: parity.trajectory_tolerance(d, problem) for d in divergence.DTYPES}
+        tols = {d: trajectory_tolerance(d, problem.optimizer) for d in divergence.DTYPES}
         text = divergence.finding(numbers)
         paths.append(save_figure(divergence.plot(numbers, problem, tols), args.out, "divergence"))
         paths.append(save_json({"problem": problem.describe(), "finding": text, **numbers}, args.out, "divergence"))

@@ -12,20 +12,16 @@ from __future__ import annotations
 import numpy as np
 
 from backends import get_backend
-from comparisons.attention import single_threaded
-from comparisons.common import (
-    BACKEND_COLORS,
-    installed,
+from comparisons.core.options import (
     int_range,
     make_parser,
     non_negative_float,
     non_negative_int,
-    note,
     positive_float,
-    publish,
-    pyplot,
     step_count,
 )
+from comparisons.core.output import BACKEND_COLORS, note, publish, pyplot
+from comparisons.core.problem import installed, single_threaded
 from shared.data import CharTokenizer, char_windows, load_corpus
 from shared.optim import Adam
 from shared.params import init_params
