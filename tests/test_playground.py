@@ -27,6 +27,8 @@ import numpy as np
 import pytest
 
 from backends import available_backends, get_backend
+from comparisons.playground import config as pg_config
+from comparisons.playground import runs as pg_runs
 from comparisons.playground import server as pg
 from shared.trajectory import Trajectory
 
@@ -89,7 +91,7 @@ def test_it_listens_on_the_loopback_address_only(server):
     assert server.server_address[0] == "127.0.0.1"
     status, options = call(server, "/api/options")
     assert status == 200 and options["installed"] == available_backends()
-    assert set(options["defaults"]) == set(pg.CONFIG_FIELDS)
+    assert set(options["defaults"]) == set(pg_config.CONFIG_FIELDS)
 
 
 def test_the_page_is_served_and_fetches_nothing_from_elsewhere(server):
@@ -101,7 +103,7 @@ def test_the_page_is_served_and_fetches_nothing_from_elsewhere(server):
 
 def test_each_chunk_equals_a_direct_train_call_from_the_last_params(run):
     started, chunks = run
-    s = pg.setup(CONFIG)
+    s = pg_config.setup(CONFIG)
     assert started["lanes"] == [f"{b}-{d}" for d in ("float64", "float32") for b in available_backends()]
     assert started["config"] == s.config
     for backend, dtype in s.lanes:
@@ -174,7 +176,7 @@ def test_full_batch_sgd_in_chunks_is_one_long_run(server):
     for _ in range(3):
         _, lines = call(server, "/api/step", {"run": started["run"]})
         losses += lines[0]["losses"]
-    s = pg.setup(config)
+    s = pg_config.setup(config)
     direct = get_backend("numpy").train(s.spec, s.params, s.X_train, s.y_train, s.optimizer, 21)
     np.testing.assert_array_equal(losses, direct.losses)
 
@@ -182,14 +184,14 @@ def test_full_batch_sgd_in_chunks_is_one_long_run(server):
 def test_the_view_is_the_backends_own_forward_over_the_grid(run):
     started, chunks = run
     (view,) = [line for line in chunks[1] if line["type"] == "view"]
-    s = pg.setup(CONFIG)
+    s = pg_config.setup(CONFIG)
     lane = [line for line in chunks[1] if line["type"] == "lane"][0]
     params = [{k: np.array(layer[k]) for k in ("W", "b")} for layer in lane["params"]]
-    logits = get_backend("numpy").forward(s.spec, params, pg.grid_points(s.extent, 12))
+    logits = get_backend("numpy").forward(s.spec, params, pg_runs.grid_points(s.extent, 12))
     p1 = 1 / (1 + np.exp(-logits[:, 0]))
     np.testing.assert_allclose(view["probs"][1], p1, atol=6e-4)  # sent rounded to 3 decimals
     assert [len(units) for units in view["hidden"]] == [5, 3]
-    assert all(len(unit) == pg.HIDDEN_RESOLUTION**2 for units in view["hidden"] for unit in units)
+    assert all(len(unit) == pg_config.HIDDEN_RESOLUTION**2 for units in view["hidden"] for unit in units)
 
 
 def test_the_export_is_a_trajectory_file_of_the_whole_run(server, run):

@@ -1,0 +1,289 @@
+"""The playground's configuration: its defaults and bounds, and a page's JSON config checked by the
+command line's own parser (so a bad value is refused with the same message as on the command line,
+before any work), then built into a `Setup` (the problem, the test split, the lanes to train)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from backends import BACKENDS, available_backends
+from comparisons.core.options import make_parser, name_list, positive_int
+from comparisons.core.problem import OPTIMIZERS, Defaults, build_problem
+from shared.data import DATASETS
+from shared.params import Params
+from shared.spec import ACTIVATIONS, LOSSES, MLPSpec
+from shared.validation import DTYPES
+
+HOST = "127.0.0.1"  # loopback only: the server runs code for whoever can reach it
+DEFAULT_PORT = 8765
+
+DEFAULTS = Defaults(
+    dataset="xor",
+    n=200,
+    noise=0.15,
+    sizes=(2, 4, 4, 1),
+    activation="tanh",
+    loss="bce",
+    optimizer="sgd",  # plain full-batch SGD: chunks chain into exactly one long run
+    lr=0.3,
+    steps=25,  # per chunk: one `train` call per backend and dtype
+    batch_size=None,
+)
+
+# Bounds on what one page can ask for. A request is refused (400, naming the field) beyond them.
+MAX_POINTS = 2000  # samples, train and test together
+MAX_HIDDEN_LAYERS = 6
+MAX_WIDTH = 16  # units per layer (the page draws every hidden unit)
+MAX_CHUNK_STEPS = 1000  # steps of one `train` call
+MAX_RECORDS = 100  # points recorded per chunk (steps / every)
+MAX_WORK = 4 * 10**8  # steps × samples × params of one chunk per lane: about a second of NumPy
+MAX_RESOLUTION = 100  # boundary grid points per axis
+HIDDEN_RESOLUTION = 24  # grid points per axis of each hidden unit's picture
+MAX_CHUNKS = 1000  # chunks per run (each keeps a params snapshot for the export)
+MAX_RUNS = 3  # runs kept in memory; the least recently used is dropped
+MAX_BODY = 64 * 1024  # bytes of a request body
+
+CONFIG_FIELDS = {
+    # JSON field: (option, help text shown by the page)
+    "dataset": ("--dataset", "dataset"),
+    "n": ("--n", "samples (train + test)"),
+    "noise": ("--noise", "noise"),
+    "test_fraction": ("--test-fraction", "share of samples held out for testing"),
+    "sizes": ("--sizes", "layer widths, input to output"),
+    "activation": ("--activation", "hidden activation"),
+    "loss": ("--loss", "loss"),
+    "optimizer": ("--optimizer", "optimizer"),
+    "lr": ("--lr", "learning rate"),
+    "batch_size": ("--batch-size", "minibatch size (empty: full batch)"),
+    "seed": ("--seed", "seed of data, init and batches"),
+    "steps": ("--steps", "steps per chunk (one train call)"),
+    "every": ("--every", "record the losses and the parity gap every this many steps"),
+    "resolution": ("--resolution", "boundary grid points per axis"),
+    "dtypes": ("--dtypes", "dtypes"),
+    "backends": ("--backends", "backends"),
+}
+OPTION_FIELDS = {option: name for name, (option, _) in CONFIG_FIELDS.items()}
+
+
+class ConfigError(ValueError):
+    """A config value that does not fit: `field` is its JSON name, the message names the option."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+def _fraction(text: str) -> float:
+    value = float(text)  # ValueError -> argparse's "invalid _fraction value"
+    if not 0.05 <= value <= 0.9:
+        raise argparse.ArgumentTypeError(f"expected a number from 0.05 to 0.9, got {text}")
+    return value
+
+
+def _resolution(text: str) -> int:
+    value = positive_int(text)
+    if not 10 <= value <= MAX_RESOLUTION:
+        raise argparse.ArgumentTypeError(f"expected an integer from 10 to {MAX_RESOLUTION}, got {text}")
+    return value
+
+
+def make_playground_parser() -> argparse.ArgumentParser:
+    """The common problem options (comparisons.core.options.make_parser) plus the playground's own."""
+    parser = make_parser(
+        "playground",
+        __doc__.split("\n\n")[0].split(": ", 1)[1],
+        DEFAULTS,
+        epilog="Every option sets the page's starting config (also in its URL). Bounds: "
+        f"{MAX_POINTS} samples, {MAX_HIDDEN_LAYERS} hidden layers of at most {MAX_WIDTH} units, "
+        f"{MAX_CHUNK_STEPS} steps per chunk.",
+    )
+    for action in parser._actions:  # the page's meaning of the shared options
+        action.help = {
+            "out": argparse.SUPPRESS,  # the page's export buttons download instead
+            "n": f"samples, train and test together (default: {DEFAULTS.n}, at most {MAX_POINTS})",
+            "steps": f"steps per chunk, one Backend.train call (default: {DEFAULTS.steps}, at most {MAX_CHUNK_STEPS})",
+        }.get(action.dest, action.help)
+    g = parser.add_argument_group("the playground")
+    g.add_argument("--test-fraction", type=_fraction, default=0.25, help="held-out share (default: 0.25)")
+    g.add_argument("--every", type=positive_int, default=5, help="record every this many steps (default: 5)")
+    g.add_argument("--resolution", type=_resolution, default=50, help="boundary grid per axis (default: 50)")
+    g.add_argument("--dtypes", type=name_list(DTYPES), default=["float64", "float32"], help="default: float64,float32")
+    g.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"0 picks a free one (default: {DEFAULT_PORT})")
+    g.add_argument("--no-open", action="store_true", help="do not open a browser")
+    return parser
+
+
+# ---- a config: JSON from the page, checked by the command line's own parser ----
+
+
+def _raise_config_error(message: str):
+    """parser.error for configs from the page: raise, naming the field, instead of exiting."""
+    for option in re.findall(r"--[a-z][a-z-]*", message):  # the first option the message names
+        if option in OPTION_FIELDS:
+            raise ConfigError(OPTION_FIELDS[option], message)
+    raise ConfigError("config", message)
+
+
+def config_argv(config: object) -> list[str]:
+    """A JSON config as command-line options; values must be strings, numbers or lists of them."""
+    if not isinstance(config, dict):
+        raise ConfigError("config", f"expected a JSON object of settings; got {type(config).__name__}")
+    argv = []
+    for name, value in config.items():
+        if name not in CONFIG_FIELDS:
+            raise ConfigError(name, f"unknown setting {name!r}; expected some of {', '.join(CONFIG_FIELDS)}")
+        if value is None or value == "":
+            continue  # the default
+        if isinstance(value, list) and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+            value = ",".join(map(str, value))
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ConfigError(name, f"{CONFIG_FIELDS[name][0]} expected a string or a number; got {value!r}")
+        argv += [CONFIG_FIELDS[name][0], str(value)]
+    return argv
+
+
+@dataclass
+class Setup:
+    """A checked config, the data split and the problem: everything a run needs before any training."""
+
+    config: dict  # normalized: every field, defaults filled in, as the command line spells the values
+    spec: MLPSpec
+    params: Params
+    optimizer: object
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    labels_train: np.ndarray
+    labels_test: np.ndarray
+    n_classes: int
+    lanes: list[tuple[str, str]]  # (backend, dtype)
+    extent: tuple[float, float, float, float]  # x0, x1, y0, y1 of the pictures
+
+
+def setup(config: object) -> Setup:
+    """Validate a config and build the problem; ConfigError (naming the field) on any bad value."""
+    parser = make_playground_parser()
+    parser.error = _raise_config_error  # instead of printing the usage and exiting
+    args = parser.parse_args(config_argv(config))
+    return setup_from_args(parser, args)
+
+
+def setup_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Setup:
+    """The playground's bounds, then build_problem (the other commands' checks), then the split."""
+    if args.n is not None and args.n > MAX_POINTS:
+        parser.error(f"--n {args.n}: the playground takes at most {MAX_POINTS} samples")
+    hidden = args.sizes[1:-1]
+    if len(hidden) > MAX_HIDDEN_LAYERS:
+        parser.error(f"--sizes has {len(hidden)} hidden layers; the playground draws at most {MAX_HIDDEN_LAYERS}")
+    if max(args.sizes[1:]) > MAX_WIDTH:
+        parser.error(f"--sizes {','.join(map(str, args.sizes))}: the playground takes at most {MAX_WIDTH} per layer")
+    if args.steps > MAX_CHUNK_STEPS:
+        parser.error(f"--steps {args.steps}: at most {MAX_CHUNK_STEPS} steps per chunk")
+    if math.ceil(args.steps / args.every) > MAX_RECORDS:
+        parser.error(
+            f"--every {args.every} records {math.ceil(args.steps / args.every)} points per chunk of "
+            f"--steps {args.steps}; at most {MAX_RECORDS}: raise --every"
+        )
+    problem = build_problem(parser, args)  # checks dataset, noise, sizes against the data, loss, batch size
+    try:
+        train, test = problem.data.split(args.test_fraction, seed=args.seed)
+    except ValueError as e:
+        parser.error(f"--test-fraction {args.test_fraction} of {len(problem.data)} samples: {e}")
+    if args.batch_size is not None and args.batch_size > len(train):
+        parser.error(f"--batch-size {args.batch_size} is larger than the training split ({len(train)} samples)")
+    spec = problem.spec
+    if (work := args.steps * len(train) * spec.n_params) > MAX_WORK:
+        parser.error(
+            f"--steps {args.steps} × {len(train)} samples × {spec.n_params} params is {work:.1e} per "
+            f"chunk, more than {MAX_WORK:.0e}: fewer steps, samples or units"
+        )
+    here = available_backends()
+    backends = [name for name in args.backends if name in here]
+    if not backends:
+        parser.error(f"--backends {','.join(args.backends)}: none installed here (installed: {', '.join(here)})")
+    dtypes = list(dict.fromkeys(args.dtypes))
+    X = problem.data.X
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    pad = 0.15 * np.maximum(hi - lo, 1e-3)
+    config = {
+        "dataset": args.dataset,
+        "n": len(problem.data),
+        "noise": args.noise,
+        "test_fraction": args.test_fraction,
+        "sizes": list(spec.sizes),
+        "activation": args.activation,
+        "loss": args.loss,
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "steps": args.steps,
+        "every": args.every,
+        "resolution": args.resolution,
+        "dtypes": dtypes,
+        "backends": backends,
+    }
+    return Setup(
+        config,
+        spec,
+        problem.params,
+        problem.optimizer,
+        train.X,
+        train.targets(spec),
+        test.X,
+        test.targets(spec),
+        train.y,
+        test.y,
+        problem.data.n_classes,
+        [(b, d) for d in dtypes for b in backends],
+        (float(lo[0] - pad[0]), float(hi[0] + pad[0]), float(lo[1] - pad[1]), float(hi[1] + pad[1])),
+    )
+
+
+def options() -> dict:
+    """What the page needs to draw its controls."""
+    d = DEFAULTS
+    return {
+        "defaults": {
+            "dataset": d.dataset,
+            "n": d.n,
+            "noise": d.noise,
+            "test_fraction": 0.25,
+            "sizes": list(d.sizes),
+            "activation": d.activation,
+            "loss": d.loss,
+            "optimizer": d.optimizer,
+            "lr": d.lr,
+            "batch_size": d.batch_size,
+            "seed": 0,
+            "steps": d.steps,
+            "every": 5,
+            "resolution": 50,
+            "dtypes": ["float64", "float32"],
+            "backends": list(BACKENDS),
+        },
+        "choices": {
+            "dataset": list(DATASETS),
+            "activation": [a for a in ACTIVATIONS if a != "identity"] + ["identity"],
+            "loss": list(LOSSES),
+            "optimizer": list(OPTIMIZERS),
+            "dtypes": list(DTYPES),
+            "backends": list(BACKENDS),
+        },
+        "installed": available_backends(),
+        "fields": {name: {"option": option, "help": text} for name, (option, text) in CONFIG_FIELDS.items()},
+        "limits": {
+            "points": MAX_POINTS,
+            "hidden_layers": MAX_HIDDEN_LAYERS,
+            "width": MAX_WIDTH,
+            "chunk_steps": MAX_CHUNK_STEPS,
+            "resolution": MAX_RESOLUTION,
+            "chunks": MAX_CHUNKS,
+        },
+    }
