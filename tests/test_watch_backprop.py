@@ -202,7 +202,7 @@ def test_bugs_command_one_bug_and_the_summary(tmp_path, capsys):
 
 
 def test_the_steps_numbers_are_numpys_gradients_and_update():
-    from comparisons.backprop import step
+    from comparisons.backprop import step_mlp
     from comparisons.core.problem import XOR, Problem
     from shared.data import make_dataset
 
@@ -210,7 +210,7 @@ def test_the_steps_numbers_are_numpys_gradients_and_update():
     data = make_dataset("xor")
     params = make_problem(spec)[0]
     problem = Problem(data, spec, params, data.X, data.targets(spec), SGD(0.5), 1, 0, None)
-    loss, layers, _ = step.numpy_step(spec, params, problem.X, problem.y, problem.optimizer)
+    loss, layers, _ = step_mlp.numpy_step(spec, params, problem.X, problem.y, problem.optimizer)
     ref_loss, grads = get_backend("numpy").loss_and_grads(spec, params, problem.X, problem.y)
     assert loss == ref_loss
     for layer, g, p in zip(layers, grads, params):
@@ -220,7 +220,7 @@ def test_the_steps_numbers_are_numpys_gradients_and_update():
     # dL/dX of a layer is the next-earlier layer's dL/dA, and dZ = dA ⊙ f′(Z)
     np.testing.assert_array_equal(layers[1]["dX"], layers[0]["dA"])
     np.testing.assert_allclose(layers[0]["dZ"], layers[0]["dA"] * (1 - np.tanh(layers[0]["Z"]) ** 2), atol=1e-15)
-    quantities, losses = step.collect(problem, problem.X, problem.y, available_backends(), "float64")
+    quantities, losses = step_mlp.collect(problem, problem.X, problem.y, available_backends(), "float64")
     for q in quantities:  # every backend's intermediates agree with NumPy's to a few roundings
         for name, value in q.values.items():
             assert gap_in_eps(q.values["numpy"], value, "float64") < 64, (q.layer, q.name, name)
@@ -357,10 +357,10 @@ def _gpt_problem():
 
 def test_the_gpt_steps_numbers_are_numpys_attention_layernorm_and_embedding_gradients():
     from backends.numpy import gpt as nt
-    from comparisons.backprop import step
+    from comparisons.backprop import step_gpt
 
     spec, params, X, Y = _gpt_problem()
-    loss, out = step.numpy_gpt_step(spec, params, X, Y)
+    loss, out = step_gpt.numpy_gpt_step(spec, params, X, Y)
     ref_loss, grads = get_backend("numpy").loss_and_grads(spec, params, X, Y)
     assert loss == ref_loss
     P, t = out["P"], X.shape[1]
@@ -380,13 +380,13 @@ def test_the_gpt_steps_numbers_are_numpys_attention_layernorm_and_embedding_grad
 
 
 def test_step_command_for_the_gpt_agrees_across_backends(capsys):
-    from comparisons.backprop import step
+    from comparisons.backprop import step, step_gpt
     from comparisons.core.problem import Problem
     from shared.optim import Adam
 
     spec, params, X, Y = _gpt_problem()
     problem = Problem(None, spec, params, X, Y, Adam(0.01), 1, 0, None)
-    quantities, losses = step.collect_gpt(problem, X, Y, available_backends(), "float64")
+    quantities, losses = step_gpt.collect_gpt(problem, X, Y, available_backends(), "float64")
     assert set(losses) == set(available_backends())
     for q in quantities:
         for name, value in q.values.items():
