@@ -40,6 +40,37 @@ CHUNK = 1000
 progress updates and divergence checks (JAX runs each chunk as one compiled loop)."""
 
 
+class _RunRecord:
+    """What a training run keeps as it goes: the kept losses and gradient norms (filled up to `kept`),
+    the params snapshots, how many steps ran, and the bad step, if any: (step, quantity, value)."""
+
+    def __init__(self, n_kept: int, dtype: np.dtype) -> None:
+        self.losses, self.grad_norms = np.zeros(n_kept, dtype), np.zeros(n_kept, dtype)
+        self.kept = self.done = 0
+        self.snapshot_steps: list[int] = []
+        self.snapshots: list[Params] = []
+        self.diverged: tuple[int, str, float] | None = None
+
+    def keep(self, losses: np.ndarray, norms: np.ndarray, ran: int) -> None:
+        self.losses[self.kept : self.kept + len(losses)] = losses
+        self.grad_norms[self.kept : self.kept + len(losses)] = norms
+        self.kept += len(losses)
+        self.done += ran
+
+    def trajectory(self, params: Params, record_losses: int | None, meta: dict) -> Trajectory:
+        return Trajectory(
+            losses=self.losses[: self.kept],
+            grad_norms=self.grad_norms[: self.kept],
+            params=params,
+            snapshot_steps=np.array(self.snapshot_steps, np.int64),
+            snapshots=self.snapshots,
+            diverged_at=self.diverged[0] if self.diverged else None,
+            loss_every=record_losses,
+            steps_run=self.done,
+            meta=meta,
+        )
+
+
 class Backend(ABC):
     """One framework's implementation of the MLP, behind the shared numpy interface."""
 
@@ -177,82 +208,61 @@ class Backend(ABC):
         )
         optimizer = check_optimizer_fits(optimizer, self.np_dtype)
         schedule = None if batch_size is None else MinibatchSchedule(len(X), batch_size, seed)
-        kept = len(_recorded(0, steps, record_losses))
-        losses = np.zeros(kept, self.np_dtype)
-        grad_norms = np.zeros(kept, self.np_dtype)
-        n_kept = 0  # losses and norms filled so far
-        snapshot_steps: list[int] = []
-        snapshots: list[Params] = []
-        diverged = None  # (step, quantity, value)
+        run = _RunRecord(len(_recorded(0, steps, record_losses)), self.np_dtype)
 
         start_time = time.perf_counter()
         with self._compute(spec, batch_size or len(X)):
             state = self._train_begin(spec, params, X, y, optimizer)
-            done = 0
             with _progress_bar(steps, progress, f"{self.name} {self.dtype}") as bar:
-                while done < steps:
-                    if record_every and done % record_every == 0:
-                        snapshot_steps.append(done)
-                        snapshots.append(self._train_params(state))
-                    stop = min(done + CHUNK, steps)  # a chunk: at most CHUNK steps, ending at the next snapshot
-                    if record_every:
-                        stop = min(stop, (done // record_every + 1) * record_every)
-                    batches = None if schedule is None else schedule.rows(done, stop)  # (stop - done, b)
-                    record = _recorded(done, stop, record_losses)  # the chunk's steps that keep a loss
-                    saved = self._train_save(state)
-                    chunk_losses, chunk_norms = self._train_steps(state, stop - done, batches, record)
-                    ran = stop - done
-                    if len(chunk_losses) < len(record) or not _all_finite(
-                        chunk_losses, chunk_norms, *self._train_flat(state)
-                    ):
-                        self._train_restore(state, saved)
-                        chunk_losses, chunk_norms, diverged = self._find_first_bad_step(state, done, stop, batches)
-                        ran = len(chunk_losses)
-                        keep = _recorded(done, done + ran, record_losses)
-                        chunk_losses = chunk_losses[keep.start : keep.stop : keep.step]
-                        chunk_norms = chunk_norms[keep.start : keep.stop : keep.step]
-                    losses[n_kept : n_kept + len(chunk_losses)] = chunk_losses
-                    grad_norms[n_kept : n_kept + len(chunk_losses)] = chunk_norms
-                    n_kept += len(chunk_losses)
-                    done += ran
-                    bar.update(ran)
-                    if diverged:
-                        break
+                while run.done < steps and not run.diverged:
+                    bar.update(self._train_chunk(state, run, steps, schedule, record_every, record_losses))
             final_params = self._train_params(state)
-        wall = time.perf_counter() - start_time
-
-        traj = Trajectory(
-            losses=losses[:n_kept],
-            grad_norms=grad_norms[:n_kept],
-            params=final_params,
-            snapshot_steps=np.array(snapshot_steps, np.int64),
-            snapshots=snapshots,
-            diverged_at=diverged[0] if diverged else None,
-            loss_every=record_losses,
-            steps_run=done,
-            meta={
-                "backend": self.name,
-                "dtype": self.dtype,
-                "device": self.device,
-                "threads": self.threads_for(spec.step_flops(batch_size or len(X))),
-                "spec": spec_to_dict(spec),
-                "optimizer": optimizer.to_dict(),
-                "seed": seed,
-                "steps": steps,
-                "batch_size": batch_size,
-                "record_every": record_every,
-                "record_losses": record_losses,
-                "wall_time_s": wall,
-            },
-        )
-        if diverged and on_nonfinite == "raise":
-            hint = (
-                f"The learning rate (lr={optimizer.lr:g}) is probably too high. "
-                if diverged[1] != "gradient norm"
-                else ""
+        meta = {
+            "backend": self.name,
+            "dtype": self.dtype,
+            "device": self.device,
+            "threads": self.threads_for(spec.step_flops(batch_size or len(X))),
+            "spec": spec_to_dict(spec),
+            "optimizer": optimizer.to_dict(),
+            "seed": seed,
+            "steps": steps,
+            "batch_size": batch_size,
+            "record_every": record_every,
+            "record_losses": record_losses,
+            "wall_time_s": time.perf_counter() - start_time,
+        }
+        traj = run.trajectory(final_params, record_losses, meta)
+        if run.diverged and on_nonfinite == "raise":
+            hint = f"The learning rate (lr={optimizer.lr:g}) is probably too high. "
+            raise TrainingDiverged(
+                *run.diverged, trajectory=traj, hint=hint if run.diverged[1] != "gradient norm" else ""
             )
-            raise TrainingDiverged(*diverged, trajectory=traj, hint=hint)
         return traj
+
+    def _train_chunk(self, state, run: _RunRecord, steps: int, schedule, record_every, record_losses) -> int:
+        """One chunk of the run: a snapshot if one is due, then up to CHUNK steps (ending at the next
+        snapshot) in one call into the backend, checked after; a chunk that went wrong is replayed
+        step by step, to stop before its first bad step. Returns the steps run."""
+        done = run.done
+        if record_every and done % record_every == 0:
+            run.snapshot_steps.append(done)
+            run.snapshots.append(self._train_params(state))
+        stop = min(done + CHUNK, steps)  # a chunk: at most CHUNK steps, ending at the next snapshot
+        if record_every:
+            stop = min(stop, (done // record_every + 1) * record_every)
+        batches = None if schedule is None else schedule.rows(done, stop)  # (stop - done, b)
+        record = _recorded(done, stop, record_losses)  # the chunk's steps that keep a loss
+        saved = self._train_save(state)
+        losses, norms = self._train_steps(state, stop - done, batches, record)
+        ran = stop - done
+        if len(losses) < len(record) or not _all_finite(losses, norms, *self._train_flat(state)):
+            self._train_restore(state, saved)
+            losses, norms, run.diverged = self._find_first_bad_step(state, done, stop, batches)
+            ran = len(losses)
+            keep = _recorded(done, done + ran, record_losses)
+            losses, norms = losses[keep.start : keep.stop : keep.step], norms[keep.start : keep.stop : keep.step]
+        run.keep(losses, norms, ran)
+        return ran
 
     def _find_first_bad_step(self, state, start: int, stop: int, batches):
         """Replay steps start..stop−1 one at a time from a state restored to `start`, checking the
