@@ -237,6 +237,34 @@ def make_parser(
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_output_and_backends(parser, one_backend)
+    if defaults is None:
+        return parser
+    g = parser.add_argument_group("the problem")
+    models = _Models(defaults, gpt)
+    if gpt:
+        _add_gpt_options(parser, g, models.G)
+    _add_mlp_options(g, models)
+    _add_training_options(parser, g, models, training)
+    return parser
+
+
+class _Models:
+    """The MLP's defaults `d` and, with --model, the GPT's `G`: what each option's help states."""
+
+    def __init__(self, d: Defaults, gpt: bool | GPTDefaults) -> None:
+        self.d, self.gpt = d, bool(gpt)
+        self.G = gpt if isinstance(gpt, GPTDefaults) else GPT
+
+    def default(self, value):
+        """The option's default: with --model, None (build_problem fills in the chosen model's)."""
+        return None if self.gpt else value
+
+    def both(self, mlp: str, transformer: str) -> str:
+        return f"{mlp}; gpt: {transformer}" if self.gpt else mlp
+
+
+def _add_output_and_backends(parser: argparse.ArgumentParser, one_backend: bool) -> None:
     parser.add_argument(
         "--out", type=output_folder, default="out", metavar="DIR", help="folder for figures and numbers (default: out/)"
     )
@@ -251,45 +279,42 @@ def make_parser(
             default=list(BACKENDS),
             help="comma-separated backends to run (default: all installed of numpy,torch,jax)",
         )
-    if defaults is None:
-        return parser
-    d = defaults
-    g = parser.add_argument_group("the problem")
 
-    def default(value):  # with --model, build_problem fills in the chosen model's default
-        return None if gpt else value
 
-    def both(mlp: str, transformer: str) -> str:
-        return f"{mlp}; gpt: {transformer}" if gpt else mlp
-
-    G = gpt if isinstance(gpt, GPTDefaults) else GPT
-    if gpt:
-        parser.set_defaults(mlp_defaults=d, gpt_defaults=G)
-        g.add_argument(
-            "--model",
-            choices=("mlp", "gpt"),
-            default=None,
-            help="mlp (default), or gpt: a tiny transformer on next-token prediction (--gpt sets it)",
-        )
-        shape = ",".join(map(str, G.gpt))
-        g.add_argument(
-            "--gpt",
-            type=gpt_shorthand,
-            default=None,
-            metavar="V,T,d,h,L[:ACT]",
-            help=f"the transformer: vocab, sequence length, width, heads, blocks (default: {shape}:{G.activation})",
-        )
-    dataset = "(mlp only)" if gpt else ""
+def _add_gpt_options(parser: argparse.ArgumentParser, g, G: GPTDefaults) -> None:
+    parser.set_defaults(gpt_defaults=G)
     g.add_argument(
-        "--dataset", choices=list(DATASETS), default=default(d.dataset), help=f"default: {d.dataset} {dataset}".strip()
+        "--model",
+        choices=("mlp", "gpt"),
+        default=None,
+        help="mlp (default), or gpt: a tiny transformer on next-token prediction (--gpt sets it)",
     )
-    n_help = both("samples (default: the dataset's; xor: its 4 points)", f"sequences (default: {G.n})")
-    g.add_argument("--n", type=sample_count, default=default(d.n), help=n_help)
-    g.add_argument("--noise", type=non_negative_float, default=default(d.noise), help="Gaussian noise of the samples")
+    shape = ",".join(map(str, G.gpt))
+    g.add_argument(
+        "--gpt",
+        type=gpt_shorthand,
+        default=None,
+        metavar="V,T,d,h,L[:ACT]",
+        help=f"the transformer: vocab, sequence length, width, heads, blocks (default: {shape}:{G.activation})",
+    )
+
+
+def _add_mlp_options(g, m: _Models) -> None:
+    d, G = m.d, m.G
+    dataset = "(mlp only)" if m.gpt else ""
+    g.add_argument(
+        "--dataset",
+        choices=list(DATASETS),
+        default=m.default(d.dataset),
+        help=f"default: {d.dataset} {dataset}".strip(),
+    )
+    n_help = m.both("samples (default: the dataset's; xor: its 4 points)", f"sequences (default: {G.n})")
+    g.add_argument("--n", type=sample_count, default=m.default(d.n), help=n_help)
+    g.add_argument("--noise", type=non_negative_float, default=m.default(d.noise), help="Gaussian noise of the samples")
     g.add_argument(
         "--sizes",
         type=layer_sizes,
-        default=default(d.sizes),
+        default=m.default(d.sizes),
         help=f"layer widths, input to output (default: {','.join(map(str, d.sizes))})",
     )
     g.add_argument(
@@ -302,44 +327,43 @@ def make_parser(
     g.add_argument(
         "--activation",
         choices=ACTIVATIONS,
-        default=default(d.activation),
-        help=both(f"default: {d.activation}", f"{', '.join(GPT_ACTIVATIONS)} (default: {G.activation})"),
+        default=m.default(d.activation),
+        help=m.both(f"default: {d.activation}", f"{', '.join(GPT_ACTIVATIONS)} (default: {G.activation})"),
     )
-    g.add_argument("--loss", choices=LOSSES, default=default(d.loss), help=f"default: {d.loss}")
+    g.add_argument("--loss", choices=LOSSES, default=m.default(d.loss), help=f"default: {d.loss}")
+
+
+def _add_training_options(parser: argparse.ArgumentParser, g, m: _Models, training: str) -> None:
+    """--optimizer and --lr ("run" and "step"), --steps and --batch-size ("run"), and --seed."""
+    d, G = m.d, m.G
+    if m.gpt:
+        parser.set_defaults(mlp_defaults=d)
     if training != "run":
         parser.set_defaults(steps=1, batch_size=None)
     if training == "none":
         parser.set_defaults(optimizer=d.optimizer, lr=d.lr)
         g.add_argument("--seed", type=non_negative_int, default=0, help="seed of the data and init (default: 0)")
-        return parser
+        return
+    step_only_gpt = m.gpt and training == "step"  # a GPT's step prints no update
+    optimizer_default = (
+        f"{d.optimizer}; gpt: none, its step prints no update" if step_only_gpt else m.both(d.optimizer, G.optimizer)
+    )
     g.add_argument(
         "--optimizer",
         choices=OPTIMIZERS,
-        default=default(d.optimizer),
-        help="sgd, momentum (SGD with 0.9), adam, adamw (default: "
-        + (
-            f"{d.optimizer}; gpt: none, its step prints no update"
-            if gpt and training == "step"
-            else both(d.optimizer, G.optimizer)
-        )
-        + ")",
+        default=m.default(d.optimizer),
+        help=f"sgd, momentum (SGD with 0.9), adam, adamw (default: {optimizer_default})",
     )
-    g.add_argument(
-        "--lr",
-        type=positive_float,
-        default=default(d.lr),
-        help=f"learning rate (default: {d.lr:g}"
-        + ("; gpt: none)" if gpt and training == "step" else f"{both('', f'{G.lr:g}')})"),
-    )
+    lr_default = f"{d.lr:g}; gpt: none" if step_only_gpt else f"{d.lr:g}{m.both('', f'{G.lr:g}')}"
+    g.add_argument("--lr", type=positive_float, default=m.default(d.lr), help=f"learning rate (default: {lr_default})")
     if training == "run":
         g.add_argument(
             "--steps",
             type=step_count,
-            default=default(d.steps),
-            help=f"training steps (default: {both(d.steps, G.steps)})",
+            default=m.default(d.steps),
+            help=f"training steps (default: {m.both(d.steps, G.steps)})",
         )
         g.add_argument(
             "--batch-size", type=positive_int, default=d.batch_size, help="minibatch size (default: full batch)"
         )
     g.add_argument("--seed", type=non_negative_int, default=0, help="seed of the data, init and batches (default: 0)")
-    return parser
