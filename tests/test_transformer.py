@@ -23,6 +23,7 @@ import pytest
 
 from backends import available_backends, get_backend
 from backends.numpy import gpt as nt
+from shared.finite_differences import central_differences
 from shared.optim import SGD, Adam
 from shared.params import gpt_param_shapes, init_params, map_params, named_leaves
 from shared.spec import GPTSpec
@@ -325,16 +326,7 @@ def test_numpy_gradients_match_central_finite_differences():
     def loss(p):
         return nt.softmax_ce_forward(nt.gpt_forward(spec, p, X)[0], Y)
 
-    numeric = map_params(np.zeros_like, params)
-    for (_, a), (_, num) in zip(named_leaves(params), named_leaves(numeric)):
-        for i in np.ndindex(a.shape):
-            old = a[i]
-            a[i] = old + FD_STEP
-            up = loss(params)
-            a[i] = old - FD_STEP
-            down = loss(params)
-            a[i] = old
-            num[i] = (up - down) / (2 * FD_STEP)
+    numeric = central_differences(loss, params, FD_STEP)  # shared/finite_differences.py, as gradcheck's
     result = closeness(grads, numeric, tolerance("float64", "fd"))
     assert result.ok, result.message("numpy GPT vs finite differences")
 
