@@ -279,7 +279,7 @@ def _us(seconds: float) -> str:
 
 def _gpu_note(backends: list[str]) -> str:
     """Whether GPU rows could be measured here. This report measures the CPU; on a machine with a GPU it
-    says one is present, and tests/test_devices.py checks the GPU paths there."""
+    says one is present, and tests/backends/test_devices.py checks the GPU paths there."""
     from backends import available_devices
 
     gpus = [f"{name} {device}" for name in backends for device in available_devices(name)[1:]]

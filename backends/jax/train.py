@@ -2,7 +2,7 @@
 
 The loss is a pure function of the params (argument 1; the spec, argument 0, is static: it fixes the
 network's shapes, so jax.jit compiles once per spec). backend.py runs exactly this step n at a time
-inside one compiled lax.fori_loop; tests/test_reference_step.py holds it to the same params.
+inside one compiled lax.fori_loop; tests/backends/test_reference_step.py holds it to the same params.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One NumPy training step, as a learner writes it: gradients by hand, then the optimizer's update.
 
 backend.py runs exactly this step n at a time (with the losses recorded and blow-ups checked);
-tests/test_reference_step.py holds it to the same params, bit for bit.
+tests/backends/test_reference_step.py holds it to the same params, bit for bit.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One PyTorch training step, as every torch user writes it.
 
 backend.py runs exactly this step n at a time (recording the kept losses and norms);
-tests/test_reference_step.py holds it to the same params, bit for bit.
+tests/backends/test_reference_step.py holds it to the same params, bit for bit.
 """
 
 from __future__ import annotations

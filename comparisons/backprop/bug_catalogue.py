@@ -174,7 +174,7 @@ class Bug:
     install: Callable[[Patches], None]
     spec: MLPSpec  # a network on xor where the bug shows
     optimizer: Optimizer
-    caught_by: str  # a test that fails with the bug on (tests/test_watch_backprop.py checks each)
+    caught_by: str  # a test that fails with the bug on (tests/comparisons/test_watch_backprop.py checks each)
     lesson: str  # what the checks show, and why
 
 
@@ -190,7 +190,7 @@ BUGS: dict[str, Bug] = {
             _dropped_transpose,
             MLPSpec((2, 3, 3, 3), "tanh", "softmax_ce"),
             SGD(0.5),
-            "tests/test_gradcheck.py::test_two_hidden_layers_match_finite_differences[tanh-mse]",
+            "tests/shared/test_gradcheck.py::test_two_hidden_layers_match_finite_differences[tanh-mse]",
             "Square layers let it run (a non-square W raises a shape error: the lucky case). The last layer's "
             "gradients are right, every earlier one is wrong: the error enters where dL/dX flows back.",
         ),
@@ -202,7 +202,7 @@ BUGS: dict[str, Bug] = {
             _missing_1_over_n,
             TANH,
             SGD(0.5),
-            "tests/test_gradcheck.py::test_two_hidden_layers_match_finite_differences[tanh-bce]",
+            "tests/shared/test_gradcheck.py::test_two_hidden_layers_match_finite_differences[tanh-bce]",
             "Every gradient is exactly n times too large (n = 4 on xor): the same as an n-times larger "
             "learning rate, so training may even look better, until a larger batch makes it diverge.",
         ),
@@ -214,7 +214,7 @@ BUGS: dict[str, Bug] = {
             _tanh_prime_from_z,
             TANH,
             SGD(0.5),
-            "tests/test_gradcheck.py::test_two_hidden_layers_match_finite_differences[tanh-mse]",
+            "tests/shared/test_gradcheck.py::test_two_hidden_layers_match_finite_differences[tanh-mse]",
             "Close to right for small Z (1 − Z² ≈ 1 − tanh²Z near 0) and wrong in sign for |Z| > 1: the "
             "hidden-layer gradients drift from the truth as the weights grow.",
         ),
@@ -226,7 +226,7 @@ BUGS: dict[str, Bug] = {
             _sigmoid_prime_from_z,
             MLPSpec((2, 4, 1), "sigmoid", "bce"),
             SGD(0.5),
-            "tests/test_gradcheck.py::test_two_hidden_layers_match_finite_differences[sigmoid-mse]",
+            "tests/shared/test_gradcheck.py::test_two_hidden_layers_match_finite_differences[sigmoid-mse]",
             "Z(1 − Z) is 0 at Z = 0, where σ′ is largest (¼), and negative for Z > 1: the hidden layer "
             "gets no gradient at init (xor's zero biases and the (0, 0) input) and the wrong one later.",
         ),
@@ -238,7 +238,7 @@ BUGS: dict[str, Bug] = {
             _relu_prime_at_0,
             MLPSpec((2, 4, 1), "relu", "bce"),
             SGD(0.5),
-            "tests/test_watch_backprop.py::test_relu_prime_at_zero_matches_torch_and_jax",
+            "tests/comparisons/test_watch_backprop.py::test_relu_prime_at_zero_matches_torch_and_jax",
             "Invisible unless some Z is exactly 0, and then only a comparison with torch/JAX finds it: "
             "finite differences at a kink give ½, so they disagree with both conventions (xor's (0, 0) "
             "input with zero biases sits there). No test in the parity suite puts a Z at exactly 0.",
@@ -251,7 +251,7 @@ BUGS: dict[str, Bug] = {
             _db_mean,
             TANH,
             SGD(0.5),
-            "tests/test_gradcheck.py::test_two_hidden_layers_match_finite_differences[tanh-mse]",
+            "tests/shared/test_gradcheck.py::test_two_hidden_layers_match_finite_differences[tanh-mse]",
             "Only the biases are wrong, n times too small (the 1/n is already in dL/dZ): the weights "
             "are right, so a check that looks only at dW misses it.",
         ),
@@ -263,7 +263,7 @@ BUGS: dict[str, Bug] = {
             _softmax_no_onehot,
             MLPSpec((2, 4, 2), "tanh", "softmax_ce"),
             SGD(0.5),
-            "tests/test_gradcheck.py::test_two_hidden_layers_match_finite_differences[tanh-softmax_ce]",
+            "tests/shared/test_gradcheck.py::test_two_hidden_layers_match_finite_differences[tanh-softmax_ce]",
             "The gradient no longer depends on the labels: training pushes every logit down alike and "
             "learns nothing (the loss stays near ln 2 on two classes).",
         ),
@@ -275,7 +275,7 @@ BUGS: dict[str, Bug] = {
             _adam_no_bias_correction,
             TANH,
             Adam(0.05),
-            "tests/test_optim.py::test_two_steps_follow_the_documented_update_rule[numpy-Adam(lr=0.05)]",
+            "tests/backends/test_optim.py::test_two_steps_follow_the_documented_update_rule[numpy-Adam(lr=0.05)]",
             "The gradients are right, so parity of the gradients and finite differences both pass: only "
             "the trained params differ. The first step is √(1−β₂)/(1−β₁) ≈ 0.32 of Adam's.",
         ),
@@ -287,7 +287,7 @@ BUGS: dict[str, Bug] = {
             _momentum_not_reset,
             TANH,
             SGD(0.1, momentum=0.9),
-            "tests/test_watch_backprop.py::test_momentum_buffer_starts_at_zero_in_every_run",
+            "tests/comparisons/test_watch_backprop.py::test_momentum_buffer_starts_at_zero_in_every_run",
             "The first run is right; the second starts with the first one's velocity. Gradients and "
             "finite differences are fine, and a test that trains once passes: only training twice finds it.",
         ),
@@ -299,7 +299,7 @@ BUGS: dict[str, Bug] = {
             _approximate_gelu,
             MLPSpec((2, 4, 1), "gelu", "bce"),
             SGD(0.5),
-            "tests/test_parity.py::test_forward_agrees[numpy-torch-float64-3-5-4-2_gelu.gelu_mse]",
+            "tests/backends/test_parity.py::test_forward_agrees[numpy-torch-float64-3-5-4-2_gelu.gelu_mse]",
             "Its derivative is right for the function it computes, so finite differences pass: only a "
             "comparison with another implementation of GELU (torch, JAX with approximate=False) finds "
             "the ~5e-4 gap in the forward pass.",

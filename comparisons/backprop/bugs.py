@@ -173,7 +173,7 @@ def summary_table(reports: list[Report]) -> str:
                 (fail.quantity.split(" after")[0].replace("params", "trained params") if fail else "none"),
                 ("ok" if r.fd[None].ok else "FAIL") + " → " + ("ok" if r.fd[r.bug.name].ok else "FAIL"),
                 f"{_final(r.losses[None])} → {_final(r.losses[r.bug.name])}{diverged}",
-                r.bug.caught_by.split("::")[0].removeprefix("tests/").removesuffix(".py"),
+                r.bug.caught_by.split("::")[0].rpartition("/")[2].removesuffix(".py"),
             )
         )
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]

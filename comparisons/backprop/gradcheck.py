@@ -1,6 +1,6 @@
 """gradcheck: every backend's gradient against central finite differences, tensor by tensor.
 
-The check the test suite anchors everything to (tests/test_gradcheck.py), as a command: for each
+The check the test suite anchors everything to (tests/shared/test_gradcheck.py), as a command: for each
 parameter tensor, the analytic gradient next to (L(p + h) − L(p − h)) / 2h computed one entry at a
 time from the NumPy forward pass in float64, the largest relative error, and a verdict against the
 "fd" tolerance of shared/tolerances.py. `--bug NAME` switches on one of the classic mistakes of

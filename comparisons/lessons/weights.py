@@ -5,7 +5,7 @@ coloured, labelled line per parameter, the backends on top of each other (solid,
 The finding says which parameters have settled and which are still moving at the end, which
 oscillate, and how far apart the backends' curves ever get.
 
-What the words mean (the finding uses exactly these, and tests/test_comparisons.py checks them):
+What the words mean (the finding uses exactly these, and tests/comparisons/test_comparisons.py checks them):
   range     a parameter's max − min over the run
   settled   in the last 10 % of the steps it moved (Σ|Δθ|) less than 0.1 % of its range; its settle
             step is the first step after which it stays within 0.1 % of its range of its final value

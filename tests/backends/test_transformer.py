@@ -29,8 +29,7 @@ from shared.params import gpt_param_shapes, init_params, map_params, named_leave
 from shared.spec import GPTSpec
 from shared.tolerances import FD_STEP, closeness, tolerance
 from shared.trajectory import Trajectory, compare
-
-from .conftest import backend_or_skip
+from tests.conftest import backend_or_skip
 
 SMALL = GPTSpec(vocab_size=7, seq_len=6, d_model=8, n_heads=2, n_layers=2, d_ff=12, activation="gelu")
 TOL = tolerance("float64", "grads")

@@ -26,11 +26,10 @@ from shared.params import init_params
 from shared.spec import MLPSpec
 from shared.training import MAX_STEPS, MinibatchSchedule, minibatch_schedule
 from shared.trajectory import TrainingDiverged
-
-from .conftest import backend_or_skip
+from tests.conftest import backend_or_skip
 
 XOR_SPEC = MLPSpec((2, 4, 1), "tanh", "bce")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _all_finite(params):

@@ -15,9 +15,8 @@ from shared.spec import MLPSpec
 from shared.tolerances import tolerance
 from shared.training import minibatch_schedule
 from shared.trajectory import TrainingDiverged, Trajectory, compare
-
-from .conftest import backend_or_skip
-from .helpers import make_problem
+from tests.conftest import backend_or_skip
+from tests.helpers import make_problem
 
 XOR_SPEC = MLPSpec((2, 4, 1), "tanh", "bce")
 SMALL = MLPSpec((3, 6, 5, 2), ("tanh", "gelu"), "mse")

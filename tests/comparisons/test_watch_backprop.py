@@ -23,10 +23,9 @@ from shared.optim import SGD
 from shared.params import init_params
 from shared.spec import MLPSpec
 from shared.tolerances import FD_STEP, closeness, gap_in_eps, tolerance
+from tests.helpers import finite_difference_grads, make_problem
 
-from .helpers import finite_difference_grads, make_problem
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 OTHERS = [name for name in available_backends() if name != "numpy"]
 needs_another = pytest.mark.skipif(not OTHERS, reason="parity needs torch or jax installed")
 

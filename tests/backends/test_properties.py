@@ -12,9 +12,8 @@ from hypothesis import assume, given, settings  # noqa: E402
 
 from backends import available_backends, get_backend  # noqa: E402
 from shared.tolerances import closeness, tolerance  # noqa: E402
-
-from .helpers import make_problem, min_distance_to_kink  # noqa: E402
-from .strategies import batch_sizes, seeds, specs  # noqa: E402
+from tests.helpers import make_problem, min_distance_to_kink  # noqa: E402
+from tests.strategies import batch_sizes, seeds, specs  # noqa: E402
 
 
 @pytest.mark.skipif(len(available_backends()) < 2, reason="needs torch or jax beside numpy")

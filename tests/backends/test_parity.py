@@ -16,9 +16,8 @@ import pytest
 from shared.params import map_params
 from shared.spec import ACTIVATIONS, LOSSES, MLPSpec
 from shared.tolerances import closeness, tolerance
-
-from .conftest import backend_or_skip
-from .helpers import make_problem
+from tests.conftest import backend_or_skip
+from tests.helpers import make_problem
 
 OUTPUTS = {"mse": 2, "bce": 1, "softmax_ce": 3}
 SPECS = [MLPSpec((3, 5, 4, OUTPUTS[loss]), act, loss) for act in ACTIVATIONS for loss in LOSSES]

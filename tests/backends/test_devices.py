@@ -17,8 +17,7 @@ from shared.params import init_params
 from shared.spec import GPTSpec, MLPSpec
 from shared.tolerances import closeness, tolerance
 from shared.trajectory import compare
-
-from .helpers import make_problem
+from tests.helpers import make_problem
 
 ACCELERATORS = [("torch", "cuda"), ("jax", "gpu")]
 SPEC = MLPSpec((3, 16, 8, 2), ("tanh", "gelu"), "mse")

@@ -22,7 +22,7 @@ import pytest
 from comparisons import COMMANDS
 from comparisons.core.options import make_parser, output_file, output_folder
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 A_FILE = "README.md"  # an existing file, relative to ROOT: not a folder, and no folder can be made inside it
 UNDER_PROC = "/proc/trigrad-out"  # root may write anywhere by permission bits; /proc still takes no files
 MISSING = "no-such-folder-for-trigrad/page.html"

@@ -16,8 +16,7 @@ from backends import available_backends, get_backend
 from shared.optim import SGD, Adam
 from shared.params import init_params, map_params, named_leaves, tree_leaves
 from shared.spec import GPTSpec, MLPSpec
-
-from .helpers import make_problem
+from tests.helpers import make_problem
 
 MLP = MLPSpec((3, 5, 4, 2), "tanh", "softmax_ce")
 GPT = GPTSpec(vocab_size=6, seq_len=5, d_model=8, n_heads=2, n_layers=1, activation="gelu")

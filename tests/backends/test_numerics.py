@@ -26,8 +26,7 @@ import pytest
 
 from backends.numpy import mlp as nb
 from shared.spec import MLPSpec
-
-from .conftest import backend_or_skip
+from tests.conftest import backend_or_skip
 
 # ---- tolerances, in units of the dtype's ε (relative error), each with its reason ----
 

@@ -15,8 +15,7 @@ import pytest
 from backends import get_backend
 from shared.spec import ACTIVATIONS, LOSSES, MLPSpec
 from shared.tolerances import FD_STEP, closeness, tolerance
-
-from .helpers import finite_difference_grads, make_problem, min_distance_to_kink
+from tests.helpers import finite_difference_grads, make_problem, min_distance_to_kink
 
 OUTPUTS = {"mse": 2, "bce": 1, "softmax_ce": 3}  # mse with 2 outputs: the mean is over n·k elements
 

@@ -12,8 +12,7 @@ from shared.optim import SGD, Adam, AdamW, Optimizer
 from shared.params import map_params
 from shared.spec import MLPSpec
 from shared.tolerances import closeness, tolerance
-
-from .helpers import make_problem
+from tests.helpers import make_problem
 
 
 @pytest.mark.parametrize(

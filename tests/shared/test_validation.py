@@ -9,8 +9,7 @@ import pytest
 from backends import get_backend
 from shared.params import init_params
 from shared.spec import MLPSpec
-
-from .conftest import backend_or_skip
+from tests.conftest import backend_or_skip
 
 BCE = MLPSpec((2, 3, 1), "tanh", "bce")
 MSE = MLPSpec((2, 3, 1), "tanh", "mse")

@@ -32,7 +32,7 @@ from comparisons.playground import runs as pg_runs
 from comparisons.playground import server as pg
 from shared.trajectory import Trajectory
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # A small run that exercises what chunking touches: minibatches (the seed of each chunk), Adam (state).
 CONFIG = {

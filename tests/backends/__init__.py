@@ -1,0 +1,1 @@
+"""Tests of backends/, found by the same folder name."""

@@ -1,0 +1,1 @@
+"""Tests of benchmarks/, found by the same folder name."""

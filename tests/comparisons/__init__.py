@@ -1,0 +1,1 @@
+"""Tests of comparisons/, found by the same folder name."""

@@ -1,0 +1,1 @@
+"""Tests of shared/, found by the same folder name."""
