@@ -228,8 +228,8 @@ def scan_iteration_us(target_s: float = 0.2) -> float:
 def numpy_gelu_s(w, repeats: int = 2) -> float:
     """NumPy only: seconds per training step of a GPT workload spent in its exact GELU, gelu_forward and
     gelu_backward on every layer's pre-activations (taken from a forward at the initial params, so
-    math.erf sees the values it sees in training), fastest of `repeats`. The NumPy backend computes
-    erf with np.vectorize(math.erf): one Python call per element."""
+    Φ sees the values it sees in training), fastest of `repeats`. The NumPy backend computes Φ with
+    scipy.special.ndtr, vectorized."""
     import numpy as np
 
     from backends.numpy import gpt as nt

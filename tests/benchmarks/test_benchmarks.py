@@ -254,7 +254,7 @@ def test_pytest_benchmark_suite_runs_once_each():
             "-q",
             "-p",
             "no:cacheprovider",
-            # NumPy's GPT step takes a second or more (its exact GELU is a Python call per element);
+            # NumPy's GPT step takes ~0.15 s, the slowest of the suite's;
             # its path through the suite is the one torch-gpt and jax-gpt take
             "-k",
             "not numpy-gpt",
@@ -272,9 +272,12 @@ def test_markdown_marks_busy_rows_and_says_threads_and_gpu():
     quiet = _row("xor", "numpy", "trigrad train", 10_000)
     busy = replace(_row("xor", "numpy", "bare loop", 30_000), load=(3.4, 3.1), busy=True, threads="default")
     quiet = replace(quiet, load=(0.9, 1.0), threads="1")
-    report = _report([quiet, busy], facts={"gpu": "not measured — no GPU"})
+    facts = {"gpu": "not measured — no GPU", "numpy": "2.4.6"}
+    facts["threadpools"] = [{"internal_api": "openblas", "num_threads": 2, "architecture": "SkylakeX"}]
+    report = _report([quiet, busy], facts=facts)
     text = markdown(report)
-    assert "| 1 | 0.9 / 1.0 |" in text and "| default | 3.4 / 3.1 **busy** |" in text
+    engine = "numpy 2.4.6, openblas SkylakeX"  # each row says which version and BLAS kernel computed it
+    assert f"| 1 | {engine} | 0.9 / 1.0 |" in text and f"| default | {engine} | 3.4 / 3.1 **busy** |" in text
     assert "- GPU: not measured — no GPU." in text and "thread policy" in text
 
 
