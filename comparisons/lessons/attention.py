@@ -19,7 +19,13 @@ import numpy as np
 
 from backends import get_backend
 from backends.numpy import gpt as nt
-from comparisons.core.options import int_range, make_parser, non_negative_int, positive_float, step_count
+from comparisons.core.options import (
+    add_seed_options,
+    int_range,
+    make_parser,
+    positive_float,
+    step_count,
+)
 from comparisons.core.output import BACKEND_COLORS, note, publish, pyplot
 from comparisons.core.problem import installed, single_threaded
 from shared.data import SEQUENCE_TASKS, SequenceTask, sequence_task
@@ -115,6 +121,33 @@ def run(
         "uniform": uniform_share(test),
         "runs": runs,
     }
+
+
+def over_seeds(r: dict, backend: str, seeds: int, **settings) -> list[dict]:
+    """The lesson's claim over seeds: r's own run of `backend` for its seed, then one run per further
+    seed on that backend alone. Per seed: the share of answer digits right, the best head's share of
+    attention on the source key, and the other heads' shares."""
+    rows = []
+    for seed in range(r["seed"], r["seed"] + seeds):
+        x = r["runs"][backend] if seed == r["seed"] else run(backends=[backend], seed=seed, **settings)["runs"][backend]
+        shares = sorted((float(s) for layer in x["share"] for s in layer), reverse=True)
+        rows.append({"seed": seed, "accuracy": x["accuracy"], "best": shares[0], "others": shares[1:]})
+    return rows
+
+
+def seeds_finding(rows: list[dict], backend: str, uniform: float) -> str:
+    """One sentence: the spread over the seeds of what the single-seed finding states."""
+    acc = [100 * x["accuracy"] for x in rows]
+    best = [100 * x["best"] for x in rows]
+    others = [100 * v for x in rows for v in x["others"]]
+    span = f"seeds {rows[0]['seed']}–{rows[-1]['seed']}" if len(rows) > 1 else f"seed {rows[0]['seed']}"
+    text = (
+        f"Over {span} on {backend}: answer digits right {min(acc):.1f}–{max(acc):.1f} %; the best head puts "
+        f"{min(best):.0f}–{max(best):.0f} % of its attention on the source key (spread evenly: {100 * uniform:.0f} %)"
+    )
+    if others:
+        text += f"; the other heads {min(others):.0f}–{max(others):.0f} %"
+    return text + "."
 
 
 def _as_float64(params):
@@ -283,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int_range(1, 4096), default=64, help="strings per step (default: 64)")
     parser.add_argument("--n", type=int_range(1, 100_000), default=2000, help="training strings (default: 2000)")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="default: float64")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="data, init and batches (default: 0)")
+    add_seed_options(
+        parser, 5, "seeds: the first on every backend (the figure), each further one on the first", ("--seed",)
+    )
     args = parser.parse_args(argv)
     if args.d_model % args.heads:
         parser.error(f"--d-model {args.d_model} must be divisible by --heads {args.heads}")
@@ -293,11 +328,15 @@ def main(argv: list[str] | None = None) -> int:
     if not backends:
         parser.error(f"--backends {','.join(args.backends)}: none of them is installed")
     note(f"training a {args.layers}-layer GPT to {args.task} digit strings on {', '.join(backends)}")
+    settings = dict(
+        task_name=args.task, length=args.length, layers=args.layers, heads=args.heads, d_model=args.d_model,
+        steps=args.steps, lr=args.lr, batch_size=args.batch_size, n=args.n, dtype=args.dtype,
+    )  # fmt: skip
     try:
-        r = run(
-            args.task, backends, args.length, args.layers, args.heads, args.d_model, args.steps, args.lr,
-            args.batch_size, args.n, args.dtype, args.seed,
-        )  # fmt: skip
+        r = run(backends=backends, seed=args.first_seed, **settings)
+        if args.seeds > 1:
+            note(f"and {args.seeds - 1} more seeds on {backends[0]}")
+        seeds = over_seeds(r, backends[0], args.seeds, **settings)
     except TrainingDiverged as e:
         parser.error(f"--lr {args.lr:g}: training diverged at step {e.step} ({e.quantity}); try a smaller --lr")
     numbers = {
@@ -306,10 +345,13 @@ def main(argv: list[str] | None = None) -> int:
         "loss_floor": r["test"].loss_floor,
         "uniform_share": r["uniform"],
         "map_gaps": map_gaps(r) if len(backends) > 1 else {},
+        "over_seeds": seeds,
         "runs": {
             name: {key: x[key] for key in x if key not in ("maps", "losses", "params")} | {"losses": x["losses"]}
             for name, x in r["runs"].items()
         },
     }
-    publish(args.out, "attention", plot(r), numbers, finding(r))
+    publish(
+        args.out, "attention", plot(r), numbers, finding(r) + "\n" + seeds_finding(seeds, backends[0], r["uniform"])
+    )
     return 0

@@ -191,3 +191,21 @@ def test_bugs_summary_counts_what_it_says(tmp_path, capsys):
     assert f"cannot tell for {', '.join(unclear)}:" in text and unclear == ["relu-prime-at-0"]
     parity = [b for b in data["bugs"] if b["parity_without"] and not b["parity_with"]]
     assert f"catches {len(parity)} of {len(data['bugs'])} bugs" in text
+
+
+def test_attention_claims_over_seeds_hold_on_fresh_seeds():
+    from comparisons.lessons import attention
+
+    settings = dict(task_name="reverse", length=3, layers=1, heads=2, d_model=8, steps=40, batch_size=16, n=64)
+    r = attention.run(backends=["numpy"], seed=FRESH, **settings)
+    rows = attention.over_seeds(r, "numpy", 3, **settings)
+    text = attention.seeds_finding(rows, "numpy", r["uniform"])
+    assert [x["seed"] for x in rows] == [FRESH, FRESH + 1, FRESH + 2] and text.startswith(f"Over seeds {FRESH}–")
+    best, others = [], []
+    for x in rows:  # each seed's shares recomputed from its own maps, best head first
+        again = attention.run(backends=["numpy"], seed=x["seed"], **settings)["runs"]["numpy"]
+        shares = sorted((float(s) for layer in again["share"] for s in layer), reverse=True)
+        best.append(100 * shares[0])
+        others += [100 * v for v in shares[1:]]
+    assert f"the best head puts {min(best):.0f}–{max(best):.0f} % of its attention" in text
+    assert f"the other heads {min(others):.0f}–{max(others):.0f} %" in text
