@@ -17,9 +17,11 @@ What the words mean (the finding uses exactly these, and tests/comparisons/test_
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 
-from comparisons.core.options import make_parser
+from comparisons.core.options import MAX_SEEDS, int_range, make_parser
 from comparisons.core.output import note, publish, pyplot
 from comparisons.core.problem import XOR, build_problem, installed
 from shared.params import flatten, param_names
@@ -262,6 +264,39 @@ def plot(numbers: dict, spec, problem_text: str):
     return fig
 
 
+def seed_counts(parser, args, backend: str, seeds: int) -> list[dict]:
+    """The finding's counts over seeds --seed … --seed + seeds − 1 on one backend: how many parameters
+    settled, oscillate, turned back, and how little the stillest moved in the last steps."""
+    rows = []
+    for seed in range(args.seed, args.seed + seeds):
+        problem = build_problem(parser, argparse.Namespace(**{**vars(args), "seed": seed}))
+        series = weight_series(problem.train(backend, args.dtype, record_every=1, on_nonfinite="stop"))
+        turns = reversals(series)
+        rows.append(
+            {
+                "seed": seed,
+                "settled": int(settled(series).sum()),
+                "oscillating": int((turns >= OSCILLATING).sum()),
+                "turned_back": int(((turns > 0) & (turns < OSCILLATING)).sum()),
+                "stillest_moved": float(tail_movement(series).min()),
+            }
+        )
+    return rows
+
+
+def seeds_finding(rows: list[dict], backend: str, n_params: int) -> str:
+    def span(key: str, fmt: str = "d") -> str:
+        lo, hi = min(r[key] for r in rows), max(r[key] for r in rows)
+        return f"{lo:{fmt}}" if lo == hi else f"{lo:{fmt}}–{hi:{fmt}}"
+
+    which = f"seeds {rows[0]['seed']}–{rows[-1]['seed']}" if len(rows) > 1 else f"seed {rows[0]['seed']}"
+    return (
+        f"Over {which} on {backend}, of the {n_params} parameters: {span('settled')} settled, "
+        f"{span('oscillating')} oscillate, {span('turned_back')} turned back once or twice; the stillest moved "
+        f"{span('stillest_moved', '.2%')} of its range in the last {TAIL:.0%} of the steps."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser(
         "weights",
@@ -270,6 +305,12 @@ def main(argv: list[str] | None = None) -> int:
         epilog="example: python -m comparisons weights --optimizer momentum --lr 0.3",
     )
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="default: float64")
+    parser.add_argument(
+        "--seeds",
+        type=int_range(1, MAX_SEEDS),
+        default=5,
+        help=f"seeds --seed … --seed + N − 1 to count over on the first backend, 1 to {MAX_SEEDS} (default: 5)",
+    )
     args = parser.parse_args(argv)
     problem = build_problem(parser, args)
     if problem.spec.n_params > 2000:
@@ -280,7 +321,10 @@ def main(argv: list[str] | None = None) -> int:
         note(f"training {name} {args.dtype}")
         runs[name] = problem.train(name, args.dtype, record_every=1, on_nonfinite="stop")
     numbers = weight_numbers(runs, problem.spec)
-    text = finding(numbers, problem.steps)
+    if args.seeds > 1:
+        note(f"and the counts over {args.seeds} seeds on {backends[0]}")
+    counts = seed_counts(parser, args, backends[0], args.seeds)
+    text = finding(numbers, problem.steps) + " " + seeds_finding(counts, backends[0], problem.spec.n_params)
     fig = plot(numbers, problem.spec, problem.describe())
     data = {
         "problem": problem.describe(),
@@ -293,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         "settle_step": numbers["settle"],
         "reversals": numbers["reversals"],
         "max_gap": numbers["gap"],
+        "over_seeds": counts,
     }
     publish(args.out, "weights", fig, data, text)
     return 0

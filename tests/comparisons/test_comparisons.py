@@ -303,12 +303,12 @@ COMMAND_RUNS = {
     "divergence": (["--steps", "40", "--points", "10"], ["divergence.png", "divergence.json"]),
     "gradients": (["--n", "60", "--sizes", "2,6,3"], ["gradients.png", "gradients.json"]),
     "boundaries": (["--datasets", "xor", "--steps", "50", "--resolution", "40"], ["boundaries.png", "boundaries.json"]),
-    "weights": (["--steps", "40"], ["weights.png", "weights.json"]),
+    "weights": (["--steps", "40", "--seeds", "2"], ["weights.png", "weights.json"]),
     "tour": (["--steps", "60"], ["divergence.png", "boundaries.png"]),
     "hidden-layer": (["--steps", "200", "--seeds", "1"], ["hidden-layer.png", "hidden-layer.json"]),
     "learning-rates": (["--steps", "100", "--points", "3"], ["learning-rates.png", "learning-rates.json"]),
     "seeds": (["--seeds", "3", "--steps", "200"], ["seeds.png", "seeds.json"]),
-    "noise": (["--steps", "100", "--widths", "2,8", "--n", "40"], ["noise.png", "noise.json"]),
+    "noise": (["--steps", "100", "--widths", "2,8", "--n", "40", "--seeds", "3"], ["noise.png", "noise.json"]),
     "paths": (["--steps", "50"], ["paths.png", "paths.json"]),
 }
 

@@ -91,7 +91,7 @@ def _pm(values, percent=True) -> str:
 def test_noise_claims_hold_on_fresh_seeds():
     from backends import get_backend
 
-    seeds, steps, widths = 4, 300, [2, 16]
+    seeds, steps, widths = 3, 200, [2, 16]
     r = noise.run("numpy", "moons", 60, 0.2, 0.2, widths, steps, seeds, first_seed=FRESH)
     text = noise.finding(r)
     assert f"seeds {FRESH}–{FRESH + seeds - 1} (mean ± sd)" in text
@@ -209,3 +209,31 @@ def test_attention_claims_over_seeds_hold_on_fresh_seeds():
         others += [100 * v for v in shares[1:]]
     assert f"the best head puts {min(best):.0f}–{max(best):.0f} % of its attention" in text
     assert f"the other heads {min(others):.0f}–{max(others):.0f} %" in text
+
+
+def test_weights_counts_over_seeds_hold_on_fresh_seeds(tmp_path):
+    import json
+
+    from backends import get_backend
+    from comparisons.lessons import weights
+    from shared.data import xor
+    from shared.optim import SGD
+    from shared.params import init_params
+
+    pytest.importorskip("matplotlib")
+    args = ["--steps", "80", "--seed", str(FRESH), "--seeds", "3", "--backends", "numpy", "--out", str(tmp_path)]
+    assert weights.main(args) == 0
+    data = json.loads((tmp_path / "weights.json").read_text())
+    spec, xs = MLPSpec((2, 4, 1), "tanh", "bce"), xor()
+    settled, oscillating = [], []
+    for seed in range(FRESH, FRESH + 3):  # trained here, straight from the defaults the command states
+        traj = get_backend("numpy").train(
+            spec, init_params(spec, seed), xs.X, xs.targets(spec), SGD(0.5), 80, record_every=1
+        )
+        series = weights.weight_series(traj)
+        settled.append(int(weights.settled(series).sum()))
+        oscillating.append(int((weights.reversals(series) >= weights.OSCILLATING).sum()))
+    assert [r["settled"] for r in data["over_seeds"]] == settled
+    assert [r["oscillating"] for r in data["over_seeds"]] == oscillating
+    span = f"{min(settled)}" if min(settled) == max(settled) else f"{min(settled)}–{max(settled)}"
+    assert f"Over seeds {FRESH}–{FRESH + 2} on numpy, of the 17 parameters: {span} settled" in data["finding"]
