@@ -13,10 +13,10 @@ import numpy as np
 
 from backends import get_backend
 from comparisons.core.options import (
+    add_seed_options,
     int_range,
     make_parser,
     non_negative_float,
-    non_negative_int,
     positive_float,
     step_count,
 )
@@ -113,6 +113,17 @@ def run(
         "unigram_loss": unigram_loss(ids),
         "runs": runs,
     }
+
+
+def seeds_finding(losses: list[tuple[int, float, float]], backend: str, steps: int) -> str:
+    """The training and held-out losses over the seeds, as ranges: (seed, final loss, window loss) each."""
+    first, last = losses[0][0], losses[-1][0]
+    which = f"seeds {first}–{last}" if len(losses) > 1 else f"seed {first}"
+    final, window = [x[1] for x in losses], [x[2] for x in losses]
+    return (
+        f"Over {which} on {backend}, after {steps} steps: training loss {min(final):.2f}–{max(final):.2f} (mean of "
+        f"the last {FINAL_STEPS} minibatch losses), held-out windows {min(window):.2f}–{max(window):.2f}."
+    )
 
 
 def unigram_loss(ids: np.ndarray) -> float:
@@ -215,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--length", type=int_range(1, 2000), default=120, help="characters to sample (default: 120)")
     parser.add_argument("--temperature", type=non_negative_float, default=0.8, help="0 is greedy (default: 0.8)")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="default: float64")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="init, windows, batches (default: 0)")
+    what = "seeds (init, windows, batches): the first on every backend, each further one on the first backend"
+    add_seed_options(parser, 3, what, ("--seed",))
     args = parser.parse_args(argv)
     if args.d_model % args.heads:
         parser.error(f"--d-model {args.d_model} must be divisible by --heads {args.heads}")
@@ -223,11 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     if not backends:
         parser.error(f"--backends {','.join(args.backends)}: none of them is installed")
     note(f"training a character GPT on Genesis on {', '.join(backends)}")
+    settings = (args.steps, args.seq_len, args.d_model, args.heads, args.layers, args.lr, args.batch_size,
+                args.length, args.temperature, args.dtype)  # fmt: skip
     try:
-        r = run(
-            backends, args.steps, args.seq_len, args.d_model, args.heads, args.layers, args.lr, args.batch_size,
-            args.length, args.temperature, args.dtype, args.seed,
-        )  # fmt: skip
+        r = run(backends, *settings, args.first_seed)
+        losses = [(args.first_seed, r["runs"][backends[0]]["final_loss"], r["runs"][backends[0]]["window_loss"])]
+        for seed in range(args.first_seed + 1, args.first_seed + args.seeds):  # the spread, on one backend
+            note(f"seed {seed} on {backends[0]}")
+            x = run([backends[0]], *settings, seed)["runs"][backends[0]]
+            losses.append((seed, x["final_loss"], x["window_loss"]))
     except TrainingDiverged as e:
         parser.error(f"--lr {args.lr:g}: training diverged at step {e.step} ({e.quantity}); try a smaller --lr")
     numbers = {
@@ -235,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         "vocabulary": r["tokenizer"].chars,
         "unigram_loss": r["unigram_loss"],
         "runs": r["runs"],
+        "over_seeds": [{"seed": seed, "final_loss": a, "window_loss": b} for seed, a, b in losses],
     }
-    publish(args.out, "generate", plot(r), numbers, finding(r))
+    publish(args.out, "generate", plot(r), numbers, finding(r) + "\n" + seeds_finding(losses, backends[0], args.steps))
     return 0
