@@ -337,6 +337,14 @@ def _engines(facts: dict) -> dict[str, str]:
 
 
 def markdown(report: dict) -> str:
+    """The report as Markdown: the machine, the peaks, every row, what the columns mean, the paired ratios,
+    the targets and the findings, in that order."""
+    parts = (_header_lines, _peak_lines, _row_lines, _note_lines, _paired_lines, _target_lines)
+    return "\n".join(line for part in parts for line in part(report)) + "\n"
+
+
+def _header_lines(report: dict) -> list[str]:
+    """The machine and what ran: CPU, BLAS and thread pools, framework versions, environment, FLOPs."""
     facts = report["facts"]
     lines = ["# trigrad benchmark report", ""]
     if report.get("quick"):
@@ -365,6 +373,12 @@ def markdown(report: dict) -> str:
             f"12·n·L·t²·d = {w.flops_per_step:,} (attention's q·kᵀ and P·v counted in full, though the causal "
             "mask zeroes half)"
         )
+    return lines
+
+
+def _peak_lines(report: dict) -> list[str]:
+    """Each framework's float32 matmul peak and its dispatch cost."""
+    lines = []
     lines += [
         "",
         "| framework | float32 matmul peak (best of 1024², 2048²) | dispatch (1-element add) |",
@@ -372,6 +386,13 @@ def markdown(report: dict) -> str:
     ]
     for name, peak in report["peaks_gflops"].items():
         lines.append(f"| {name} | {peak:.0f} GFLOP/s | {report['dispatch_us'][name]:.2f} µs |")
+    return lines
+
+
+def _row_lines(report: dict) -> list[str]:
+    """One line per measurement: size, backend, variant, speed, % of peak, threads, engine, load."""
+    facts = report["facts"]
+    lines = []
     lines += [
         "",
         "| size | FLOPs/step | backend | variant | steps/s | GFLOP/s | % of peak | first call s | per call ms "
@@ -388,6 +409,13 @@ def markdown(report: dict) -> str:
             f"{r['gflops']:.2f} | {r['peak_fraction']:.1%} | {r['compile_s']:.2f} | {r['per_call_ms']:.2f} | "
             f"{r.get('threads', 'default')} | {engines.get(r['backend'], '-')} | {load[0]:.1f} / {load[1]:.1f}{busy} |"
         )
+    return lines
+
+
+def _note_lines(report: dict) -> list[str]:
+    """What the variants, the columns, the pairing and the thread policy mean."""
+    facts = report["facts"]
+    lines = []
     lines += [
         "",
         f"- variants: *{TRAIN}* is `train(...)` as called by default, keeping every step's loss and gradient "
@@ -409,6 +437,12 @@ def markdown(report: dict) -> str:
         "(something else running) even after one repeat.",
         f"- GPU: {facts.get('gpu', 'not measured')}.",
     ]
+    return lines
+
+
+def _paired_lines(report: dict) -> list[str]:
+    """train (no losses) against its minimal loop, timed paired."""
+    lines = []
     if report.get("paired"):
         lines += [
             "",
@@ -420,6 +454,12 @@ def markdown(report: dict) -> str:
                 f"| {p['workload']} | {p['backend']} | {_us(p['train_s'])} | {p['baseline']} | {_us(p['base_s'])} | "
                 f"{p['threads']} | {p['train_s'] / p['base_s']:.2f}× |"
             )
+    return lines
+
+
+def _target_lines(report: dict) -> list[str]:
+    """The speed targets, the per-phase table, the notes and findings."""
+    lines = []
     lines += ["", "| target | measured | met | why missed |", "| --- | ---: | :---: | --- |"]
     for t in report["targets"]:
         lines.append(f"| {t['target']} | {t['value']} | {'yes' if t['met'] else '**no**'} | {t['why']} |")
@@ -436,4 +476,4 @@ def markdown(report: dict) -> str:
         lines.append(f"\n- {finding}")
     for n in report["notes"]:
         lines.append(f"\n- note: {n}")
-    return "\n".join(lines) + "\n"
+    return lines
