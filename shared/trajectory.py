@@ -172,95 +172,113 @@ def _file_name(name: str) -> str:
     return f"{match[1]}.{match[2]}" if match else name
 
 
-def _fields(source: str, arrays: dict[str, np.ndarray]) -> dict:
-    """Check a saved trajectory's arrays and metadata against each other; return Trajectory's fields."""
+class _FileReader:
+    """A saved trajectory's arrays, read and checked one field at a time; every error names the file
+    and the field (TrajectoryFileError)."""
 
-    def fail(message: str):
-        raise TrajectoryFileError(f"{source}: {message}")
+    def __init__(self, source: str, arrays: dict[str, np.ndarray]) -> None:
+        self.source, self.arrays = source, arrays
+        self.dtype: np.dtype | None = None
+        self.spec = None
 
-    def get(name: str) -> np.ndarray:
-        if name not in arrays:
-            fail(f"{name} is missing")
-        return arrays[name]
+    def fail(self, message: str):
+        raise TrajectoryFileError(f"{self.source}: {message}")
 
-    def checked(what, check, *args):
+    def get(self, name: str) -> np.ndarray:
+        if name not in self.arrays:
+            self.fail(f"{name} is missing")
+        return self.arrays[name]
+
+    def checked(self, what, check, *args):
         try:
             return check(*args)
         except (TypeError, ValueError, KeyError) as e:
-            fail(f"{what}{': ' if what else ''}{e.args[0] if e.args else e}")
+            self.fail(f"{what}{': ' if what else ''}{e.args[0] if e.args else e}")
 
-    try:
-        meta = json.loads(str(get("meta")))
-    except json.JSONDecodeError:
-        fail("meta is not valid JSON")
-    if not isinstance(meta, dict):
-        fail(f"meta must be a JSON object; got {type(meta).__name__}")
-    meta = dict(meta)
-    for key in ("spec", "dtype", "n_layers", "diverged_at"):
-        if key not in meta:
-            fail(f"{key} is missing (train() writes it into the Trajectory's meta)")
-    dtype = np.dtype(checked("", check_dtype, meta["dtype"]))
-    if not isinstance(meta["spec"], dict):
-        fail(f"spec must be a dict like {{'sizes': [2, 4, 1], ...}}; got {meta['spec']!r}")
-    spec = checked("spec", spec_from_dict, meta["spec"])
-    n_layers = meta.pop("n_layers")
-    if n_layers != spec.n_layers or isinstance(n_layers, bool):
-        fail(f"n_layers must be the spec's {spec.n_layers} layers; got {n_layers!r}")
-    if "optimizer" in meta:
-        if not isinstance(meta["optimizer"], dict) or meta["optimizer"].get("name") not in OPTIMIZERS:
-            fail(f"optimizer must name one of {', '.join(OPTIMIZERS)}; got {meta['optimizer']!r}")
-        checked("optimizer", Optimizer.from_dict, meta["optimizer"])
-
-    def same_dtype(a: np.ndarray, arg: str) -> np.ndarray:
-        if a.dtype != dtype:
-            fail(f"{arg} must be {dtype.name} like the run's dtype; got {a.dtype}")
+    def same_dtype(self, a: np.ndarray, arg: str) -> np.ndarray:
+        if a.dtype != self.dtype:
+            self.fail(f"{arg} must be {self.dtype.name} like the run's dtype; got {a.dtype}")
         return a
 
-    losses = same_dtype(checked("", as_float_array, get("losses"), "losses"), "losses")
-    if losses.ndim != 1:
-        fail(f"losses must be 1-D; got shape {losses.shape}")
-    loss_every = meta.pop("loss_every", 1)  # files written before record_losses existed: every step
-    if loss_every is not None and (isinstance(loss_every, bool) or not isinstance(loss_every, int) or loss_every < 1):
-        fail(f"loss_every must be None or an integer ≥ 1; got {loss_every!r}")
-    steps_run = meta.pop("steps_run", len(losses))
-    if isinstance(steps_run, bool) or not isinstance(steps_run, int) or steps_run < 0:
-        fail(f"steps_run must be an integer ≥ 0; got {steps_run!r}")
-    kept = 0 if loss_every is None else len(range(0, steps_run, loss_every))
-    if len(losses) != kept:
-        fail(f"losses must have {kept} entries ({steps_run} steps, one loss every {loss_every}); got {len(losses)}")
-    grad_norms = same_dtype(checked("", as_float_array, get("grad_norms"), "grad_norms"), "grad_norms")
-    if grad_norms.shape != losses.shape:
-        fail(f"grad_norms must have one entry per loss ({len(losses)}); got shape {grad_norms.shape}")
-    diverged_at = meta.pop("diverged_at")
-    if diverged_at is not None and (
-        isinstance(diverged_at, bool) or not isinstance(diverged_at, int) or diverged_at != steps_run
-    ):
-        fail(f"diverged_at must be None or the number of steps run ({steps_run}); got {diverged_at!r}")
-    snapshot_steps = get("snapshot_steps")
-    if snapshot_steps.ndim != 1 or not (snapshot_steps.size == 0 or snapshot_steps.dtype.kind in "iu"):
-        fail(f"snapshot_steps must be a 1-D integer array; got {snapshot_steps.dtype} of shape {snapshot_steps.shape}")
-    if np.any(np.diff(snapshot_steps) <= 0):
-        fail(f"snapshot_steps must increase; got {snapshot_steps.tolist()}")
-    if len(snapshot_steps) and not 0 <= snapshot_steps[0] <= snapshot_steps[-1] <= steps_run:
-        fail(f"snapshot_steps must lie in [0, {steps_run}]; got {snapshot_steps.tolist()}")
+    def meta(self) -> dict:
+        """The metadata, with the spec and dtype checked (and kept on self for the arrays)."""
+        try:
+            meta = json.loads(str(self.get("meta")))
+        except json.JSONDecodeError:
+            self.fail("meta is not valid JSON")
+        if not isinstance(meta, dict):
+            self.fail(f"meta must be a JSON object; got {type(meta).__name__}")
+        meta = dict(meta)
+        for key in ("spec", "dtype", "n_layers", "diverged_at"):
+            if key not in meta:
+                self.fail(f"{key} is missing (train() writes it into the Trajectory's meta)")
+        self.dtype = np.dtype(self.checked("", check_dtype, meta["dtype"]))
+        if not isinstance(meta["spec"], dict):
+            self.fail(f"spec must be a dict like {{'sizes': [2, 4, 1], ...}}; got {meta['spec']!r}")
+        self.spec = self.checked("spec", spec_from_dict, meta["spec"])
+        n_layers = meta.pop("n_layers")
+        if n_layers != self.spec.n_layers or isinstance(n_layers, bool):
+            self.fail(f"n_layers must be the spec's {self.spec.n_layers} layers; got {n_layers!r}")
+        if "optimizer" in meta:
+            if not isinstance(meta["optimizer"], dict) or meta["optimizer"].get("name") not in OPTIMIZERS:
+                self.fail(f"optimizer must name one of {', '.join(OPTIMIZERS)}; got {meta['optimizer']!r}")
+            self.checked("optimizer", Optimizer.from_dict, meta["optimizer"])
+        return meta
 
-    def params(prefix: str, arg: str) -> Params:
-        raw = unflatten_named(spec, lambda name: get(f"{prefix}.{_file_name(name)}"))
-        checked_params = checked("", check_params, spec, raw, arg)
+    def losses(self, meta: dict) -> dict:
+        """losses, grad_norms, loss_every, steps_run and diverged_at, consistent with each other."""
+        losses = self.same_dtype(self.checked("", as_float_array, self.get("losses"), "losses"), "losses")
+        if losses.ndim != 1:
+            self.fail(f"losses must be 1-D; got shape {losses.shape}")
+        every = meta.pop("loss_every", 1)  # files written before record_losses existed: every step
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+            self.fail(f"loss_every must be None or an integer ≥ 1; got {every!r}")
+        steps_run = meta.pop("steps_run", len(losses))
+        if isinstance(steps_run, bool) or not isinstance(steps_run, int) or steps_run < 0:
+            self.fail(f"steps_run must be an integer ≥ 0; got {steps_run!r}")
+        kept = 0 if every is None else len(range(0, steps_run, every))
+        if len(losses) != kept:
+            self.fail(f"losses must have {kept} entries ({steps_run} steps, one loss every {every}); got {len(losses)}")
+        norms = self.same_dtype(self.checked("", as_float_array, self.get("grad_norms"), "grad_norms"), "grad_norms")
+        if norms.shape != losses.shape:
+            self.fail(f"grad_norms must have one entry per loss ({len(losses)}); got shape {norms.shape}")
+        diverged_at = meta.pop("diverged_at")
+        if diverged_at is not None and (
+            isinstance(diverged_at, bool) or not isinstance(diverged_at, int) or diverged_at != steps_run
+        ):
+            self.fail(f"diverged_at must be None or the number of steps run ({steps_run}); got {diverged_at!r}")
+        return dict(losses=losses, grad_norms=norms, loss_every=every, steps_run=steps_run, diverged_at=diverged_at)
+
+    def snapshot_steps(self, steps_run: int) -> np.ndarray:
+        steps = self.get("snapshot_steps")
+        if steps.ndim != 1 or not (steps.size == 0 or steps.dtype.kind in "iu"):
+            self.fail(f"snapshot_steps must be a 1-D integer array; got {steps.dtype} of shape {steps.shape}")
+        if np.any(np.diff(steps) <= 0):
+            self.fail(f"snapshot_steps must increase; got {steps.tolist()}")
+        if len(steps) and not 0 <= steps[0] <= steps[-1] <= steps_run:
+            self.fail(f"snapshot_steps must lie in [0, {steps_run}]; got {steps.tolist()}")
+        return steps.astype(np.int64)
+
+    def params(self, prefix: str, arg: str) -> Params:
+        raw = unflatten_named(self.spec, lambda name: self.get(f"{prefix}.{_file_name(name)}"))
+        checked_params = self.checked("", check_params, self.spec, raw, arg)
         for name, a in named_leaves(checked_params):
-            same_dtype(a, f"{arg}[{name!r}]" if isinstance(spec, GPTSpec) else _mlp_arg(arg, name))
+            self.same_dtype(a, f"{arg}[{name!r}]" if isinstance(self.spec, GPTSpec) else _mlp_arg(arg, name))
         return checked_params
 
+
+def _fields(source: str, arrays: dict[str, np.ndarray]) -> dict:
+    """Check a saved trajectory's arrays and metadata against each other; return Trajectory's fields."""
+    r = _FileReader(source, arrays)
+    meta = r.meta()
+    fields = r.losses(meta)
+    steps = r.snapshot_steps(fields["steps_run"])
     return dict(
-        losses=losses,
-        grad_norms=grad_norms,
-        params=params("params", "params"),
-        snapshot_steps=snapshot_steps.astype(np.int64),
-        snapshots=[params(f"snapshot{i}", f"snapshots[{i}]") for i in range(len(snapshot_steps))],
-        diverged_at=diverged_at,
+        **fields,
+        params=r.params("params", "params"),
+        snapshot_steps=steps,
+        snapshots=[r.params(f"snapshot{i}", f"snapshots[{i}]") for i in range(len(steps))],
         meta=meta,
-        loss_every=loss_every,
-        steps_run=steps_run,
     )
 
 
