@@ -188,12 +188,27 @@ def finding(r: dict) -> str:
     return setup + linear + hidden
 
 
+COLORS = {"linear": "#1f77b4", "hidden": "#d62728"}
+
+
 def plot(r: dict, backend: str):
     plt = pyplot()
     fig = plt.figure(figsize=(15, 9), layout="constrained")
     grid = fig.add_gridspec(2, 2)
+    ok = {m: [x for x in r["runs"] if x["model"] == m and not x["diverged"]] for m in models(r["loss"])}
+    _median_boundaries(fig, [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])], r, ok, backend)
+    _loss_curves(fig.add_subplot(grid[1, 0]), r, ok)
+    _final_losses(fig.add_subplot(grid[1, 1]), r)
+    fig.suptitle(
+        f"XOR needs a hidden layer ({backend}, {optimizer_name(r['momentum'])}, both models trained alike)", fontsize=12
+    )
+    return fig
+
+
+def _median_boundaries(fig, top: list, r: dict, ok: dict, backend: str) -> None:
+    """Each model's median run: its output over the input plane, the threshold line, the four points."""
     be = get_backend(backend)
-    specs, loss, floor = models(r["loss"]), r["loss"], FLOORS[r["loss"]]
+    specs, loss = models(r["loss"]), r["loss"]
     gx, gy = np.meshgrid(np.linspace(-0.5, 1.5, 200), np.linspace(-0.5, 1.5, 200))
     points = np.column_stack([gx.ravel(), gy.ravel()])
     threshold = THRESHOLDS[loss]
@@ -201,8 +216,6 @@ def plot(r: dict, backend: str):
     # within rounding of the threshold is drawn in one colour, not split by noise
     half = 0.125 if loss == "mse" else 1.0
     levels = threshold + half * np.arange(-6.5, 7)  # (14,)
-    ok = {m: [x for x in r["runs"] if x["model"] == m and not x["diverged"]] for m in specs}
-    top = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])]
     im = None
     for ax, model in zip(top, specs):
         if not ok[model]:
@@ -238,8 +251,11 @@ def plot(r: dict, backend: str):
             label=f"network {what} (black line: {threshold:g})",
         )
 
-    colors = {"linear": "#1f77b4", "hidden": "#d62728"}
-    ax = fig.add_subplot(grid[1, 0])
+
+def _loss_curves(ax, r: dict, ok: dict) -> None:
+    """The training loss of every run that did not diverge: median and min–max band per model."""
+    specs, loss, floor = models(r["loss"]), r["loss"], FLOORS[r["loss"]]
+    colors = COLORS
     steps = np.arange(1, r["steps"] + 1)
     for model in specs:
         curves = [x["losses"] for x in ok[model]]
@@ -272,7 +288,11 @@ def plot(r: dict, backend: str):
     if any(ok.values()):
         ax.legend(loc="lower left")
 
-    ax = fig.add_subplot(grid[1, 1])
+
+def _final_losses(ax, r: dict) -> None:
+    """Final loss per learning rate: median and min–max over the seeds, diverged runs counted in the ticks."""
+    specs, loss, floor = models(r["loss"]), r["loss"], FLOORS[r["loss"]]
+    colors = COLORS
     x = np.arange(len(r["lrs"]))
     ticks = [f"lr {lr:g}" for lr in r["lrs"]]
     for k, model in enumerate(specs):
@@ -299,10 +319,6 @@ def plot(r: dict, backend: str):
     ax.set_ylabel(f"final {loss.upper()} (< {TINY:g} drawn at {TINY:g})")
     ax.set_title(f"Final loss per learning rate: median, bar min–max over {r['seeds']} seeds")
     ax.legend(loc="lower left")
-    fig.suptitle(
-        f"XOR needs a hidden layer ({backend}, {optimizer_name(r['momentum'])}, both models trained alike)", fontsize=12
-    )
-    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
