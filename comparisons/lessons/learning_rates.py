@@ -208,7 +208,14 @@ def marker_rows(steps: int) -> dict[tuple[str, str], float]:
 def plot(results: dict, steps: int, first_seed: int = 0):
     plt = pyplot()
     fig, axes = plt.subplots(1, 1 + len(results), figsize=(7 + 6 * len(results), 5.2), layout="constrained")
-    ax = axes[0]
+    _steps_panel(axes[0], results, steps, first_seed)
+    _curve_panels(plt, axes[1:], results)
+    return fig
+
+
+def _steps_panel(ax, results: dict, steps: int, first_seed: int) -> None:
+    """Steps to converge against the learning rate: median and range over the seeds, per problem, with
+    the rates where some seed diverged or none converged marked in their own rows above."""
     colors = {"xor": "#1f77b4", "moons": "#ff7f0e"}
     rows = marker_rows(steps)
     n_seeds = len(next(iter(results.values()))[0]["runs"])
@@ -272,8 +279,12 @@ def plot(results: dict, steps: int, first_seed: int = 0):
     )
     ax.set_title(f"Too small is slow, too large diverges ({seed_range(first_seed, n_seeds)}; k/n: seeds)", fontsize=10)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+
+
+def _curve_panels(plt, axes, results: dict) -> None:
+    """Per problem, the loss curve of the first seed at every rate, each rate its own colour."""
     palette = [*plt.get_cmap("tab20").colors[::2], *plt.get_cmap("tab20").colors[1::2]]  # neighbours unlike
-    for ax, (name, rates) in zip(axes[1:], results.items()):
+    for ax, (name, rates) in zip(axes, results.items()):
         shown = [rate["runs"][0] for rate in rates]  # one seed per rate: the first
         floor = min(float(np.min(r["losses"])) for r in shown)
         for i, (rate, r) in enumerate(zip(rates, shown)):
@@ -295,7 +306,6 @@ def plot(results: dict, steps: int, first_seed: int = 0):
             f"{name}, seed {shown[0]['seed']}: loss curves (dashed: diverged; dotted: the target)", fontsize=10
         )
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
