@@ -243,7 +243,27 @@ def plot(results: list[dict], backend: str, lr: float):
     be = get_backend(backend)
     colors = plt.get_cmap("tab10")
 
-    # top: for each architecture in turn, one solution from each of its largest groups and a stuck run
+    pictures = _shown_runs(results)
+    for i, (r, x, title) in enumerate(pictures[:4]):
+        _boundary(fig.add_subplot(grid[0, i]), be, r, x, title)
+    _count_panel(fig.add_subplot(grid[1, :2]), results, colors)
+    _links_panel(fig.add_subplot(grid[1, 2:]), results, colors)
+    rates = []
+    for r in results:
+        k, n = sum(x["solved"] for x in r["runs"]), len(r["runs"])
+        lo, hi = wilson(k, n)
+        rates.append(f"{'→'.join(map(str, r['spec'].sizes))}: {k}/{n} solved (95% interval {lo:.0%}–{hi:.0%})")
+    fig.suptitle(
+        f"XOR from different seeds ({backend}, SGD lr {lr:g}, momentum 0.9, {results[0]['steps']} steps) — "
+        + "; ".join(rates),
+        fontsize=11,
+    )
+    return fig
+
+
+def _shown_runs(results: list[dict]) -> list[tuple[dict, dict, str]]:
+    """For each architecture in turn, one solution from each of its largest groups and a stuck run:
+    (result, run, title)."""
     shown = []  # (result, run, title)
     for r in results:
         arch = "→".join(map(str, r["spec"].sizes))
@@ -262,19 +282,24 @@ def plot(results: list[dict], backend: str, lr: float):
         stuck = [x for x in r["runs"] if not x["solved"] and not x["diverged"]]
         if stuck:
             shown.append((r, stuck[0], f"{arch} seed {stuck[0]['seed']}: stuck ({len(stuck)} seeds)"))
+    return shown
+
+
+def _boundary(ax, be, r: dict, x: dict, title: str) -> None:
+    """One run's decision regions over the input plane, with the four XOR points."""
     gx, gy = np.meshgrid(np.linspace(-0.5, 1.5, 80), np.linspace(-0.5, 1.5, 80))
     points = np.column_stack([gx.ravel(), gy.ravel()])
-    for i, (r, x, title) in enumerate(shown[:4]):
-        ax = fig.add_subplot(grid[0, i])
-        out = be.forward(r["spec"], x["params"], points)[:, 0].reshape(gx.shape)
-        ax.contourf(gx, gy, out > 0, levels=[-0.5, 0.5, 1.5], colors=["#c6dbef", "#fcbba1"])
-        ax.scatter(*r["X"].T, c=np.where(r["y"] == 1, "#b2182b", "#2166ac"), s=50, edgecolors="k")
-        ax.set_title(title, fontsize=9, color="k" if x["solved"] else "#b2182b")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.grid(False)
+    out = be.forward(r["spec"], x["params"], points)[:, 0].reshape(gx.shape)
+    ax.contourf(gx, gy, out > 0, levels=[-0.5, 0.5, 1.5], colors=["#c6dbef", "#fcbba1"])
+    ax.scatter(*r["X"].T, c=np.where(r["y"] == 1, "#b2182b", "#2166ac"), s=50, edgecolors="k")
+    ax.set_title(title, fontsize=9, color="k" if x["solved"] else "#b2182b")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
 
-    ax = fig.add_subplot(grid[1, :2])
+
+def _count_panel(ax, results: list[dict], colors) -> None:
+    """How many distinct solutions at every threshold, with the drift and any clear gap."""
     for k, r in enumerate(results):
         if len(r["links"]) < 1:
             continue
@@ -300,7 +325,9 @@ def plot(results: list[dict], backend: str, lr: float):
     ax.set_title("How many solutions? It depends on the threshold — unless a gap separates them")
     ax.legend(loc="lower left")
 
-    ax = fig.add_subplot(grid[1, 2:])
+
+def _links_panel(ax, results: list[dict], colors) -> None:
+    """The minimum spanning tree's links, shortest first: where groups merge."""
     for k, r in enumerate(results):
         links = r["links"]
         if not len(links):
@@ -314,17 +341,6 @@ def plot(results: list[dict], backend: str, lr: float):
     ax.set_xlabel("nearest-neighbour link, shortest first")
     ax.set_ylabel("link length = the threshold at which two groups merge")
     ax.set_title("Where groups merge: the links of the minimum spanning tree (dotted: drift)")
-    rates = []
-    for r in results:
-        k, n = sum(x["solved"] for x in r["runs"]), len(r["runs"])
-        lo, hi = wilson(k, n)
-        rates.append(f"{'→'.join(map(str, r['spec'].sizes))}: {k}/{n} solved (95% interval {lo:.0%}–{hi:.0%})")
-    fig.suptitle(
-        f"XOR from different seeds ({backend}, SGD lr {lr:g}, momentum 0.9, {results[0]['steps']} steps) — "
-        + "; ".join(rates),
-        fontsize=11,
-    )
-    return fig
 
 
 def one_hidden_layer(text: str) -> tuple[int, ...]:
