@@ -299,6 +299,30 @@ def plot(numbers: dict, problem: Problem, dtype_tols: dict):
     fig, (ax, ax_tol, ax_loss) = plt.subplots(
         1, 3, figsize=(20, 6.2), gridspec_kw={"width_ratios": [1.25, 1.25, 1]}, layout="constrained"
     )
+    _gap_panels(ax, ax_tol, numbers)
+    groups = _tolerance_panel(ax_tol, numbers, dtype_tols)
+    _loss_panel(ax_loss, numbers)
+    handles, _ = ax.get_legend_handles_labels()
+    for dtype in sorted({g["dtype"] for g in groups}):
+        handles.append(
+            Line2D(
+                [],
+                [],
+                ls="",
+                marker="X",
+                mfc=CROSSING_FACE[dtype],
+                mec="k",
+                ms=9,
+                label=f"{dtype}: first step beyond its tolerance (labelled)",
+            )
+        )
+    fig.legend(handles=handles, loc="outside lower center", ncol=4)
+    fig.suptitle(problem.describe(), fontsize=10)
+    return fig
+
+
+def _gap_panels(ax, ax_tol, numbers: dict) -> None:
+    """Every pair's parameter gap (left) and tolerance ratio (middle), and each backend's float32 vs float64."""
     for p in numbers["pairs"].values():
         a, b = p["pair"]
         style = "-" if p["dtype"] == "float32" else "--"
@@ -326,6 +350,10 @@ def plot(numbers: dict, problem: Problem, dtype_tols: dict):
         "solid: float32 pairs, dashed: float64 pairs, dotted: float32 vs float64 of one backend",
         fontsize=10,
     )
+
+
+def _tolerance_panel(ax_tol, numbers: dict, dtype_tols: dict) -> list[dict]:
+    """The parity check's axis: the line at 1, each dtype's first crossing labelled. Returns the crossings."""
     ax_tol.axhline(1.0, color="k", lw=1.0)
     tols = ", ".join(f"{d}: rtol {t.rtol:g}, atol {t.atol:g}" for d, t in dtype_tols.items())
     ax_tol.set_yscale("log")
@@ -340,6 +368,11 @@ def plot(numbers: dict, problem: Problem, dtype_tols: dict):
         f"(above 1 = beyond the trajectory tolerance; {tols})",
         fontsize=10,
     )
+    return groups
+
+
+def _loss_panel(ax_loss, numbers: dict) -> None:
+    """Every run's loss curve, ○ where one diverged."""
     for key, losses in numbers["losses"].items():
         name, dtype = key.split()
         ax_loss.plot(
@@ -365,23 +398,6 @@ def plot(numbers: dict, problem: Problem, dtype_tols: dict):
         overlap += "; ○ where a run diverged"
     ax_loss.set_title(f"Loss curves, all {len(curves)} runs\n({overlap})", fontsize=10)
     ax_loss.legend(loc="upper right")
-    handles, _ = ax.get_legend_handles_labels()
-    for dtype in sorted({g["dtype"] for g in groups}):
-        handles.append(
-            Line2D(
-                [],
-                [],
-                ls="",
-                marker="X",
-                mfc=CROSSING_FACE[dtype],
-                mec="k",
-                ms=9,
-                label=f"{dtype}: first step beyond its tolerance (labelled)",
-            )
-        )
-    fig.legend(handles=handles, loc="outside lower center", ncol=4)
-    fig.suptitle(problem.describe(), fontsize=10)
-    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
