@@ -218,7 +218,7 @@ def finding(r: dict) -> str:
 
 def plot(r: dict):
     plt = pyplot()
-    runs, test, k = r["runs"], r["test"], r["test"].length
+    runs, test = r["runs"], r["test"]
     names = list(runs)
     n_layers, n_heads = r["spec"].n_layers, r["spec"].n_heads
     rows = n_layers * n_heads  # one row per (layer, head), one column per backend
@@ -227,6 +227,29 @@ def plot(r: dict):
     grid = fig.add_gridspec(rows + 1, cols, height_ratios=[1] * rows + [1.0])
     example = 0
     tokens = [test.decode([t]) for t in test.X[example]]
+    _map_panels(fig, grid, r, example, tokens)
+    bottom = grid[rows, :].subgridspec(1, 2, width_ratios=[1.5, 1])
+    _loss_panel(fig.add_subplot(bottom[0]), r)
+    _accuracy_panel(fig.add_subplot(bottom[1]), r)
+    example_text = " ".join(tokens) + " " + test.decode([test.Y[example, -1]])
+    rule = {"reverse": "input digit k−1−i: the anti-diagonal", "copy": "input digit i", "sort": "the i-th smallest"}
+    fig.suptitle(
+        f"What does attention learn? {r['task'].capitalize()}: {example_text}   (answer digit i reads "
+        f"{rule[r['task']]}; green circles)\n"
+        f"A held-out string. Attention recomputed with the NumPy pieces from each backend's trained params; "
+        f"{r['dtype']}, {r['spec'].describe()}",
+        fontsize=10,
+    )
+    return fig
+
+
+def _map_panels(fig, grid, r: dict, example: int, tokens: list[str]) -> None:
+    """One attention map per backend (column) and layer and head (row), for one held-out string, the
+    source key of each answer digit circled."""
+    runs, test, k = r["runs"], r["test"], r["test"].length
+    names = list(runs)
+    n_layers, n_heads = r["spec"].n_layers, r["spec"].n_heads
+    rows = n_layers * n_heads
     t = len(tokens)
     src = test.source[example]  # the key each answer digit comes from
     image = None
@@ -255,8 +278,10 @@ def plot(r: dict):
     if image is not None:
         fig.colorbar(image, ax=map_axes, shrink=0.6, label="attention weight (each row sums to 1)")
 
-    bottom = grid[rows, :].subgridspec(1, 2, width_ratios=[1.5, 1])
-    ax = fig.add_subplot(bottom[0])
+
+def _loss_panel(ax, r: dict) -> None:
+    """The minibatch loss of every backend from the same init, and the floor no model can beat."""
+    runs, test = r["runs"], r["test"]
     styles = {"numpy": ("-", 3.0), "torch": ("--", 1.8), "jax": (":", 1.8)}
     for name, x in runs.items():
         steps = np.arange(1, len(x["losses"]) + 1)
@@ -273,7 +298,11 @@ def plot(r: dict):
     ax.set_title(f"Loss, from the same init on every backend{same}", fontsize=10)
     ax.legend(loc="upper right")
 
-    ax = fig.add_subplot(bottom[1])
+
+def _accuracy_panel(ax, r: dict) -> None:
+    """Accuracy per answer digit on the held-out strings, per backend, against guessing."""
+    runs, test, k = r["runs"], r["test"], r["test"].length
+    names = list(runs)
     width = 0.8 / len(names)
     for i, (name, x) in enumerate(runs.items()):
         ax.bar(
@@ -291,17 +320,6 @@ def plot(r: dict):
     ax.set_title("Accuracy per answer digit (dotted: guessing)", fontsize=10)
     # beside the axes, not over them: the bars reach 100 % and the guessing line runs the full width
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), title="all answer digits", fontsize=9, title_fontsize=9)
-
-    example_text = " ".join(tokens) + " " + test.decode([test.Y[example, -1]])
-    rule = {"reverse": "input digit k−1−i: the anti-diagonal", "copy": "input digit i", "sort": "the i-th smallest"}
-    fig.suptitle(
-        f"What does attention learn? {r['task'].capitalize()}: {example_text}   (answer digit i reads "
-        f"{rule[r['task']]}; green circles)\n"
-        f"A held-out string. Attention recomputed with the NumPy pieces from each backend's trained params; "
-        f"{r['dtype']}, {r['spec'].describe()}",
-        fontsize=10,
-    )
-    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
