@@ -172,44 +172,63 @@ def plot(r: dict):
     colors = plt.get_cmap("tab10")
     shown = r["runs"][0]
     if shown["diverged_at"] is None:
-        hidden = shown["final"].shape[1]
-        # (a) at the end: each unit's share on each input, the output bias, and the total
-        ax = axes[0, 0]
-        width = 0.8 / (hidden + 1)
-        x = np.arange(len(INPUTS))
-        for j in range(hidden):
-            ax.bar(
-                x + (j - hidden / 2) * width,
-                shown["final"][:, j],
-                width,
-                color=colors(j),
-                label=f"h{j + 1}: {shown['roles'][j]}",
-            )
-        ax.bar(x + (hidden / 2) * width, shown["output_bias"], width, color="0.6", label="output bias b₁")
-        ax.scatter(x, shown["logit"], marker="_", s=900, color="k", zorder=3, label="logit = sum of the bars")
-        ax.axhline(0, color="k", lw=0.7)
-        ax.set_xticks(x, [f"{name}\ntarget {t}" for name, t in zip(INPUTS, xor().y)])
-        ax.set_ylabel("added to the output logit")
-        ax.set_title(f"Seed {shown['seed']} after {r['steps']} steps: what each unit adds, per input")
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), markerscale=0.4)
-        # (b) the same over training, one small line per unit and input
-        ax = axes[0, 1]
-        series = shown["contributions"]  # (records, inputs, hidden)
-        styles = ("-", "--", "-.", ":")
-        for j in range(hidden):
-            for i, style in enumerate(styles):
-                ax.plot(shown["steps"], series[:, i, j], style, color=colors(j), lw=1.3)
+        _shares_panel(axes[0, 0], r, colors)
+        _shares_over_training(axes[0, 1], r, colors)
+    _saturation_panel(axes[1, 0], r)
+    _roles_panel(axes[1, 1], r)
+    fig.suptitle(
+        f"XOR {SPEC.describe()}, SGD lr {r['lr']:g} momentum 0.9, {r['steps']} steps: what each hidden unit adds",
+        fontsize=12,
+    )
+    return fig
+
+
+def _shares_panel(ax, r: dict, colors) -> None:
+    """The first seed at the end: each unit's share of the logit on each input, the output bias, the total."""
+    shown = r["runs"][0]
+    hidden = shown["final"].shape[1]
+    width = 0.8 / (hidden + 1)
+    x = np.arange(len(INPUTS))
+    for j in range(hidden):
+        ax.bar(
+            x + (j - hidden / 2) * width,
+            shown["final"][:, j],
+            width,
+            color=colors(j),
+            label=f"h{j + 1}: {shown['roles'][j]}",
+        )
+    ax.bar(x + (hidden / 2) * width, shown["output_bias"], width, color="0.6", label="output bias b₁")
+    ax.scatter(x, shown["logit"], marker="_", s=900, color="k", zorder=3, label="logit = sum of the bars")
+    ax.axhline(0, color="k", lw=0.7)
+    ax.set_xticks(x, [f"{name}\ntarget {t}" for name, t in zip(INPUTS, xor().y)])
+    ax.set_ylabel("added to the output logit")
+    ax.set_title(f"Seed {shown['seed']} after {r['steps']} steps: what each unit adds, per input")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), markerscale=0.4)
+
+
+def _shares_over_training(ax, r: dict, colors) -> None:
+    """The same shares over training, one small line per unit and input."""
+    shown = r["runs"][0]
+    hidden = shown["final"].shape[1]
+    series = shown["contributions"]  # (records, inputs, hidden)
+    styles = ("-", "--", "-.", ":")
+    for j in range(hidden):
         for i, style in enumerate(styles):
-            ax.plot([], [], style, color="k", label=f"on {INPUTS[i]}")
-        for j in range(hidden):
-            ax.plot([], [], color=colors(j), lw=4, label=f"h{j + 1}")
-        ax.axhline(0, color="0.6", lw=0.7)
-        ax.set_xlabel("training step")
-        ax.set_ylabel("W₁[j]·tanh(zⱼ(x))")
-        ax.set_title(f"Seed {shown['seed']}: what each unit adds during training")
-        ax.legend(fontsize=7, ncol=2, loc="lower left")
+            ax.plot(shown["steps"], series[:, i, j], style, color=colors(j), lw=1.3)
+    for i, style in enumerate(styles):
+        ax.plot([], [], style, color="k", label=f"on {INPUTS[i]}")
+    for j in range(hidden):
+        ax.plot([], [], color=colors(j), lw=4, label=f"h{j + 1}")
+    ax.axhline(0, color="0.6", lw=0.7)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("W₁[j]·tanh(zⱼ(x))")
+    ax.set_title(f"Seed {shown['seed']}: what each unit adds during training")
+    ax.legend(fontsize=7, ncol=2, loc="lower left")
+
+
+def _saturation_panel(ax, r: dict) -> None:
+    """The share of unit–input pre-activations with |z| > SATURATED over training: mean ± sd over seeds."""
     ok = [x for x in r["runs"] if x["diverged_at"] is None]
-    ax = axes[1, 0]
     if ok:
         grid = ok[-1]["steps"]  # every seed records these steps (the first seed records every step)
         sat = np.array([x["saturation"][[x["steps"].index(t) for t in grid]] for x in ok])  # (seeds, records)
@@ -222,7 +241,10 @@ def plot(r: dict):
         ax.set_ylabel(f"share of unit-input pairs with |z| > {SATURATED:g}")
         ax.set_title("How saturated the hidden units are")
         ax.legend(loc="lower right")
-    ax = axes[1, 1]
+
+
+def _roles_panel(ax, r: dict) -> None:
+    """In how many solved seeds each role appears, and how the seeds build XOR."""
     counts = role_counts(r)
     solved = sum(x["solved"] for x in r["runs"])
     if counts:
@@ -238,11 +260,6 @@ def plot(r: dict):
             fontsize=10,
         )
         ax.legend(loc="lower right")
-    fig.suptitle(
-        f"XOR {SPEC.describe()}, SGD lr {r['lr']:g} momentum 0.9, {r['steps']} steps: what each hidden unit adds",
-        fontsize=12,
-    )
-    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
