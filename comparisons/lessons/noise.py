@@ -227,9 +227,19 @@ def plot(r: dict, title: str):
     widths = r["widths"]
     s = summary(r)
     color = {w: cmap(i / max(len(widths) - 1, 1)) for i, w in enumerate(widths)}
+    _curve_panels(axes[0, 0], axes[0, 1], r, color)
+    _end_panel(axes[1, 0], r, s)
+    _loss_panel(axes[1, 1], r, s)
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def _curve_panels(ax_test, ax_memorized, r: dict, color: dict) -> None:
+    """Test accuracy and the share of flipped labels learned over training: mean ± sd per width."""
+    widths = r["widths"]
     panels = [
-        (axes[0, 0], "test_accuracy", "test accuracy (clean labels)"),
-        (axes[0, 1], "memorized", "share of the flipped training labels learned"),
+        (ax_test, "test_accuracy", "test accuracy (clean labels)"),
+        (ax_memorized, "memorized", "share of the flipped training labels learned"),
     ]
     for ax, key, label in panels:
         for w in widths:
@@ -244,7 +254,11 @@ def plot(r: dict, title: str):
         ax.set_ylabel(label)
         ax.set_title(f"{label[0].upper() + label[1:]}: mean ± sd over seeds")
         ax.legend(loc="lower right")
-    ax = axes[1, 0]
+
+
+def _end_panel(ax, r: dict, s: dict) -> None:
+    """At the end of training, per width: train accuracy, flipped labels learned, test accuracy, its peak."""
+    widths = r["widths"]
     x = np.arange(len(widths))
     for k, (key, label, marker) in enumerate(
         [
@@ -270,7 +284,12 @@ def plot(r: dict, title: str):
     ax.set_ylabel("at the end of training (mean ± sd)")
     ax.set_title("Wider nets learn the flipped labels; what happens to test accuracy?")
     ax.legend(loc="center right")
-    ax = axes[1, 1]
+
+
+def _loss_panel(ax, r: dict, s: dict) -> None:
+    """The train and test loss at the end, per width."""
+    widths = r["widths"]
+    x = np.arange(len(widths))
     for key, label, marker in [
         ("train_loss", "train loss (noisy labels)", "o"),
         ("test_loss", "test loss (clean)", "s"),
@@ -289,8 +308,6 @@ def plot(r: dict, title: str):
     ax.set_ylabel("BCE loss at the end (mean ± sd)")
     ax.set_title("Loss: confident answers on memorized noise cost on the test set")
     ax.legend(loc="upper left")
-    fig.suptitle(title, fontsize=11)
-    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
