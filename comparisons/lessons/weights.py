@@ -206,49 +206,14 @@ def plot(numbers: dict, spec, problem_text: str):
         layout="constrained",
         gridspec_kw={"width_ratios": [1.4, 1]},
     )
-    names, done, settle, turns = numbers["names"], numbers["settled"], numbers["settle"], numbers["reversals"]
+    done, settle, turns = numbers["settled"], numbers["settle"], numbers["reversals"]
     osc = turns >= OSCILLATING
     busiest = set(np.argsort(-np.where(done, -np.inf, numbers["tail_movement"]))[:3]) - set(np.flatnonzero(done))
     named = set(np.flatnonzero(osc)) | busiest | {i for i in np.argsort(settle) if done[i]}
     colors = plt.get_cmap("tab20").colors
-    for panel, (title, start, stop, shape) in enumerate(_tensor_blocks(spec)):
-        ax = axes[panel // 2, panel % 2]
-        few = stop - start <= LABELLED
-        for k, i in enumerate(range(start, stop)):
-            shown = few or i in named
-            color = colors[(2 * k) % 20 if stop - start <= 10 else k % 20] if shown else "0.75"
-            for name, series in numbers["series"].items():
-                ax.plot(
-                    np.arange(len(series)),
-                    series[:, i],
-                    ls=LINESTYLES.get(name, "-"),
-                    color=color,
-                    lw=1.5 if name == numbers["reference"] else 1.1,
-                    zorder=3 if shown else 1,
-                )
-            if shown:
-                short = names[i].split(".", 1)[1]
-                notes = []
-                if done[i]:
-                    notes.append(f"settled @{settle[i]}")
-                    ref = numbers["series"][numbers["reference"]]
-                    ax.plot(settle[i], ref[settle[i], i], "o", color=color, mec="k", ms=6, zorder=4)
-                if turns[i]:
-                    notes.append(_count(int(turns[i]), "reversal", "reversals") + (" (oscillates)" if osc[i] else ""))
-                ax.plot([], [], color=color, lw=2, label=short + (f"  {', '.join(notes)}" if notes else ""))
-        hidden = (stop - start) - sum(1 for i in range(start, stop) if few or i in named)
-        if hidden:
-            ax.plot([], [], color="0.75", lw=2, label=f"{hidden} others (grey)")
-        kind = "weights" if shape == () or len(shape) == 2 else "biases"
-        size = _count(stop - start, kind[:-1] if kind == "weights" else "bias", kind)
-        layout = f" (W[i,j]: input i → unit j, {shape[0]}×{shape[1]})" if len(shape) == 2 else ""
-        ax.set_title(f"{title}: {size}{layout}", fontsize=10)
-        ax.axhline(0, color="0.6", lw=0.6)
-        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
-        if panel // 2 == n_layers - 1:
-            ax.set_xlabel("training step")
-        if panel % 2 == 0:
-            ax.set_ylabel("parameter value")
+    for panel, block in enumerate(_tensor_blocks(spec)):
+        last_row, first_col = panel // 2 == n_layers - 1, panel % 2 == 0
+        _tensor_panel(axes[panel // 2, panel % 2], numbers, block, named, colors, last_row, first_col)
     backends = [
         Line2D([], [], color="k", ls=LINESTYLES.get(name, "-"), lw=1.4, label=name) for name in numbers["series"]
     ]
@@ -262,6 +227,50 @@ def plot(numbers: dict, spec, problem_text: str):
     )
     fig.suptitle(f"Every parameter during training, {numbers['dtype']} — {problem_text}", fontsize=10)
     return fig
+
+
+def _tensor_panel(ax, numbers: dict, block, named: set, colors, last_row: bool, first_col: bool) -> None:
+    """One weight matrix or bias vector: every element over training on every backend; the few worth
+    naming in colour, with when they settled and how often they turned back, the others grey."""
+    title, start, stop, shape = block
+    names, done, settle, turns = numbers["names"], numbers["settled"], numbers["settle"], numbers["reversals"]
+    osc = turns >= OSCILLATING
+    few = stop - start <= LABELLED
+    for k, i in enumerate(range(start, stop)):
+        shown = few or i in named
+        color = colors[(2 * k) % 20 if stop - start <= 10 else k % 20] if shown else "0.75"
+        for name, series in numbers["series"].items():
+            ax.plot(
+                np.arange(len(series)),
+                series[:, i],
+                ls=LINESTYLES.get(name, "-"),
+                color=color,
+                lw=1.5 if name == numbers["reference"] else 1.1,
+                zorder=3 if shown else 1,
+            )
+        if shown:
+            short = names[i].split(".", 1)[1]
+            notes = []
+            if done[i]:
+                notes.append(f"settled @{settle[i]}")
+                ref = numbers["series"][numbers["reference"]]
+                ax.plot(settle[i], ref[settle[i], i], "o", color=color, mec="k", ms=6, zorder=4)
+            if turns[i]:
+                notes.append(_count(int(turns[i]), "reversal", "reversals") + (" (oscillates)" if osc[i] else ""))
+            ax.plot([], [], color=color, lw=2, label=short + (f"  {', '.join(notes)}" if notes else ""))
+    hidden = (stop - start) - sum(1 for i in range(start, stop) if few or i in named)
+    if hidden:
+        ax.plot([], [], color="0.75", lw=2, label=f"{hidden} others (grey)")
+    kind = "weights" if shape == () or len(shape) == 2 else "biases"
+    size = _count(stop - start, kind[:-1] if kind == "weights" else "bias", kind)
+    layout = f" (W[i,j]: input i → unit j, {shape[0]}×{shape[1]})" if len(shape) == 2 else ""
+    ax.set_title(f"{title}: {size}{layout}", fontsize=10)
+    ax.axhline(0, color="0.6", lw=0.6)
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
+    if last_row:
+        ax.set_xlabel("training step")
+    if first_col:
+        ax.set_ylabel("parameter value")
 
 
 def seed_counts(parser, args, backend: str, seeds: int) -> list[dict]:
