@@ -32,7 +32,21 @@ def main(argv: list[str] | None = None) -> int:
     backends = installed(args.backends)
     print("trigrad: one network, written three times — hand-written NumPy backprop, PyTorch autograd, JAX grad.")
     print(f"Installed backends: {', '.join(backends)}.  Problem: {problem.describe()}.")
+    train_every_backend(parser, args, problem, backends)
+    paths = parity_and_divergence(args, problem, backends) if len(backends) >= 2 else []
+    paths += decision_boundaries(args, backends)
+    heading("Figures")
+    for path in paths:
+        print(f"  {path}")
+    print(
+        f"\nDone in {time.perf_counter() - start:.0f} s. Next: `python -m comparisons` lists every comparison and"
+        " lesson; `make test` runs the parity suite; read backends/numpy/mlp.py top to bottom."
+    )
+    return 0
 
+
+def train_every_backend(parser, args, problem, backends: list[str]) -> None:
+    """1. XOR on every backend from the same weights: the losses, the predictions, the time."""
     heading("1. Train XOR on every backend, from the same initial weights")
     learned = []
     for name in backends:
@@ -61,26 +75,33 @@ def main(argv: list[str] | None = None) -> int:
         print("  Every backend classifies every training point right.")
     print("  (Times include first-call costs: importing torch.optim, compiling JAX. See python -m benchmarks.)")
 
+
+def parity_and_divergence(args, problem, backends: list[str]) -> list:
+    """2. The parity table; 3. the divergence figure. Returns the files written."""
     paths = []
-    if len(backends) >= 2:
-        heading("2. Parity: how close is close? (tolerances in shared/tolerances.py)")
-        rows = parity.parity_rows(problem, backends, ["float64", "float32"])
-        print(parity.format_table(rows))
-        failed = sum(not r.ok for r in rows)
-        print(
-            f"  {len(rows) - failed} of {len(rows)} comparisons within tolerance. float64 gaps are a few ε (1e-16);"
-            " float32 gaps a few float32 ε (1e-7)."
-        )
+    heading("2. Parity: how close is close? (tolerances in shared/tolerances.py)")
+    rows = parity.parity_rows(problem, backends, ["float64", "float32"])
+    print(parity.format_table(rows))
+    failed = sum(not r.ok for r in rows)
+    print(
+        f"  {len(rows) - failed} of {len(rows)} comparisons within tolerance. float64 gaps are a few ε (1e-16);"
+        " float32 gaps a few float32 ε (1e-7)."
+    )
 
-        heading("3. Divergence: framework or precision?")
-        runs = divergence.train_all(problem, backends, record_every=max(1, problem.steps // 200))
-        numbers = divergence.divergence_numbers(runs, problem)
-        tols = {d: trajectory_tolerance(d, problem.optimizer) for d in divergence.DTYPES}
-        text = divergence.finding(numbers)
-        paths.append(save_figure(divergence.plot(numbers, problem, tols), args.out, "divergence"))
-        paths.append(save_json({"problem": problem.describe(), "finding": text, **numbers}, args.out, "divergence"))
-        print(f"  {text}")
+    heading("3. Divergence: framework or precision?")
+    runs = divergence.train_all(problem, backends, record_every=max(1, problem.steps // 200))
+    numbers = divergence.divergence_numbers(runs, problem)
+    tols = {d: trajectory_tolerance(d, problem.optimizer) for d in divergence.DTYPES}
+    text = divergence.finding(numbers)
+    paths.append(save_figure(divergence.plot(numbers, problem, tols), args.out, "divergence"))
+    paths.append(save_json({"problem": problem.describe(), "finding": text, **numbers}, args.out, "divergence"))
+    print(f"  {text}")
+    return paths
 
+
+def decision_boundaries(args, backends: list[str]) -> list:
+    """4. Decision boundaries of every backend on XOR and moons. Returns the files written."""
+    paths = []
     heading("4. Decision boundaries: do they learn the same function?")
     results = {
         name: boundaries.boundaries(boundaries.PRESETS[name], backends, "float32", args.seed, None, 150)
@@ -90,11 +111,4 @@ def main(argv: list[str] | None = None) -> int:
     paths.append(save_figure(boundaries.plot(results, backends, "float32"), args.out, "boundaries"))
     print(f"  {text}")
 
-    heading("Figures")
-    for path in paths:
-        print(f"  {path}")
-    print(
-        f"\nDone in {time.perf_counter() - start:.0f} s. Next: `python -m comparisons` lists every comparison and"
-        " lesson; `make test` runs the parity suite; read backends/numpy/mlp.py top to bottom."
-    )
-    return 0
+    return paths

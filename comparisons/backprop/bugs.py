@@ -229,29 +229,10 @@ def loss_figure(reports: list[Report]):
     return fig
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = make_parser(
-        "bugs",
-        __doc__.split("\n\n")[1],
-        None,
-        epilog="examples:\n  python -m comparisons bugs\n  python -m comparisons bugs --bug tanh-prime-from-z",
-    )
-    parser.add_argument("--bug", choices=list(BUGS), help="one bug in detail (default: the summary of all)")
-    parser.add_argument("--steps", type=step_count, default=300, help="training steps per run (default: 300)")
-    args = parser.parse_args(argv)
-    if args.steps > 100_000:
-        parser.error(f"--steps {args.steps}: the catalogue trains 20 runs; use at most 100,000")
-    others = [name for name in installed(args.backends) if name != "numpy"]
-    if not others:
-        parser.error("--backends: bugs compares NumPy with torch or JAX, and neither is installed or requested")
-    chosen = [BUGS[args.bug]] if args.bug else list(BUGS.values())
-    reports = []
-    for bug in chosen:
-        if not args.bug:
-            note(f"{bug.name}…")
-        reports.append(examine(bug, args.steps, others))
-    numbers = {
-        "steps": args.steps,
+def report_numbers(reports: list[Report], steps: int, others: list[str]) -> dict:
+    """Everything the command found, per bug, for the JSON beside the figure."""
+    return {
+        "steps": steps,
         "against": others,
         "bugs": [
             {
@@ -273,39 +254,67 @@ def main(argv: list[str] | None = None) -> int:
             for r in reports
         ],
     }
+
+
+def one_bug_finding(r: Report, others: list[str]) -> str:
+    parity = (
+        f"parity with {', '.join(others)} fails first at {r.first_failure().quantity}"
+        if r.parity_verdict() == "catches"
+        else "parity still holds: the catalogue's check missed it"
+    )
+    return (
+        f"With {r.bug.name} switched on, {parity}; finite differences {'pass' if r.fd[r.bug.name].ok else 'fail'} "
+        f"with it and {'pass' if r.fd[None].ok else 'fail'} without it: they {r.fd_verdict()} it."
+    )
+
+
+def summary_finding(reports: list[Report], others: list[str]) -> str:
     slipped = [r.bug.name for r in reports if r.parity_verdict() != "catches"]
+    fd = {v: [r.bug.name for r in reports if r.fd_verdict() == v] for v in ("catches", "misses", "cannot tell")}
+    return (
+        f"A check catches a bug only if it passes without it and fails with it. Parity against "
+        f"{', '.join(others)} catches {len(reports) - len(slipped)} of {len(reports)} bugs"
+        + (f" (not {', '.join(slipped)})" if slipped else "")
+        + f"; finite differences catch {len(fd['catches'])}, miss {', '.join(fd['misses']) or 'none'}"
+        + (
+            f", and cannot tell for {', '.join(fd['cannot tell'])}: they fail with and without it (at a kink "
+            "they see the average slope, not the derivative either side)"
+            if fd["cannot tell"]
+            else ""
+        )
+        + ". An optimizer bug or a wrong-but-consistent forward leaves the gradient check passing. "
+        "`--bug NAME` for one in detail."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(
+        "bugs",
+        __doc__.split("\n\n")[1],
+        None,
+        epilog="examples:\n  python -m comparisons bugs\n  python -m comparisons bugs --bug tanh-prime-from-z",
+    )
+    parser.add_argument("--bug", choices=list(BUGS), help="one bug in detail (default: the summary of all)")
+    parser.add_argument("--steps", type=step_count, default=300, help="training steps per run (default: 300)")
+    args = parser.parse_args(argv)
+    if args.steps > 100_000:
+        parser.error(f"--steps {args.steps}: the catalogue trains 20 runs; use at most 100,000")
+    others = [name for name in installed(args.backends) if name != "numpy"]
+    if not others:
+        parser.error("--backends: bugs compares NumPy with torch or JAX, and neither is installed or requested")
+    reports = []
+    for bug in [BUGS[args.bug]] if args.bug else list(BUGS.values()):
+        if not args.bug:
+            note(f"{bug.name}…")
+        reports.append(examine(bug, args.steps, others))
     if args.bug:
         print(detail(reports[0]) + "\n")
-        finding = (
-            f"With {args.bug} switched on, "
-            + (
-                f"parity with {', '.join(others)} fails first at {reports[0].first_failure().quantity}"
-                if not slipped
-                else "parity still holds: the catalogue's check missed it"
-            )
-            + f"; finite differences {'pass' if reports[0].fd[args.bug].ok else 'fail'} with it and "
-            + f"{'pass' if reports[0].fd[None].ok else 'fail'} without it: they {reports[0].fd_verdict()} it."
-        )
-        name = f"bugs-{args.bug}"
+        finding, name = one_bug_finding(reports[0], others), f"bugs-{args.bug}"
     else:
         print(f"{len(reports)} classic backprop bugs in the NumPy backend, each against {', '.join(others)} (float64)")
         print("a → b: without the bug → with it; ↯ the run diverged and stopped\n")
         print(summary_table(reports) + "\n")
-        fd = {v: [r.bug.name for r in reports if r.fd_verdict() == v] for v in ("catches", "misses", "cannot tell")}
-        finding = (
-            f"A check catches a bug only if it passes without it and fails with it. Parity against "
-            f"{', '.join(others)} catches {len(reports) - len(slipped)} of {len(reports)} bugs"
-            + (f" (not {', '.join(slipped)})" if slipped else "")
-            + f"; finite differences catch {len(fd['catches'])}, miss {', '.join(fd['misses']) or 'none'}"
-            + (
-                f", and cannot tell for {', '.join(fd['cannot tell'])}: they fail with and without it (at a kink "
-                "they see the average slope, not the derivative either side)"
-                if fd["cannot tell"]
-                else ""
-            )
-            + ". An optimizer bug or a wrong-but-consistent forward leaves the gradient check passing. "
-            "`--bug NAME` for one in detail."
-        )
-        name = "bugs"
+        finding, name = summary_finding(reports, others), "bugs"
+    numbers = report_numbers(reports, args.steps, others)
     publish(args.out, name, loss_figure(reports), numbers, textwrap.fill(finding, WIDTH))
-    return 1 if slipped else 0
+    return 0 if all(r.parity_verdict() == "catches" for r in reports) else 1

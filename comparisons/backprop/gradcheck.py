@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,7 +129,6 @@ def step_reason(h: float, tol: Tolerance) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-
     parser = make_parser(
         "gradcheck",
         __doc__.split("\n\n")[1],
@@ -151,51 +151,49 @@ def main(argv: list[str] | None = None) -> int:
     if not backends:
         parser.error("--backends: none of them is installed here")
     tol = tolerance("float64", "fd")
-    print(f"Gradient check on {problem.data.name} (n={len(problem.X)}), {problem.spec.describe()}, seed {args.seed}")
-    if args.bug:
-        print(f"with the bug {args.bug!r} switched on in the NumPy backend:\n  {BUGS[args.bug].summary}")
-    print("central differences (L(p + h) − L(p − h)) / 2h, one entry at a time, NumPy forward, float64;")
-    print(textwrap.fill(step_reason(args.h, tol), 100))
-    print(f"verdict: ok when |analytic − numeric| ≤ atol + rtol·max(|a|, |n|) everywhere, {tol}\n")
-    if args.bug:
-        with switched_on(args.bug):
-            numeric, rows = check(problem, backends, args.h)
-    else:
+    print_header(problem, args, tol)
+    with switched_on(args.bug) if args.bug else nullcontext():
         numeric, rows = check(problem, backends, args.h)
     at_kink = kink_distance(problem.spec, problem.params, problem.X) < KINK_MARGIN * args.h
     print(format_rows(rows, at_kink))
-    failed = [r for r in rows if not r.ok]
     if at_kink:
         print(
             f"\nA relu pre-activation lies within {KINK_MARGIN}·h of 0: there the central difference averages the "
             "two one-sided slopes (½ for relu) and is no reference. (xor's (0, 0) input meets zero biases "
             "exactly there; try another --dataset or --seed.)"
         )
+    numbers = {"problem": problem.describe(), "bug": args.bug, "h": args.h, "rtol": tol.rtol, "atol": tol.atol}
     path = save_json(
-        {
-            "problem": problem.describe(),
-            "bug": args.bug,
-            "h": args.h,
-            "rtol": tol.rtol,
-            "atol": tol.atol,
-            "relu_at_kink": at_kink,
-            "numeric": numeric,
-            "rows": [r.__dict__ for r in rows],
-        },
+        {**numbers, "relu_at_kink": at_kink, "numeric": numeric, "rows": [r.__dict__ for r in rows]},
         args.out,
         "gradcheck",
     )
     print(f"\nwrote {path}\n")
+    print(verdict(rows))
+    return 1 if any(not r.ok for r in rows) else 0
+
+
+def print_header(problem: Problem, args, tol: Tolerance) -> None:
+    """What is checked, how, and by which rule."""
+    print(f"Gradient check on {problem.data.name} (n={len(problem.X)}), {problem.spec.describe()}, seed {args.seed}")
+    if args.bug:
+        print(f"with the bug {args.bug!r} switched on in the NumPy backend:\n  {BUGS[args.bug].summary}")
+    print("central differences (L(p + h) − L(p − h)) / 2h, one entry at a time, NumPy forward, float64;")
+    print(textwrap.fill(step_reason(args.h, tol), 100))
+    print(f"verdict: ok when |analytic − numeric| ≤ atol + rtol·max(|a|, |n|) everywhere, {tol}\n")
+
+
+def verdict(rows: list[TensorCheck]) -> str:
+    """The last line: how many tensors disagree and the worst, or the largest error when all agree."""
+    failed = [r for r in rows if not r.ok]
     if failed:
         worst = max(failed, key=lambda r: r.max_rel)
-        print(
+        return (
             f"{len(failed)} of {len(rows)} tensors disagree with finite differences; the worst is {worst.backend} "
             f"{worst.name} (max relative error {worst.max_rel:.1e} at {worst.worst})."
         )
-    else:
-        worst = max(rows, key=lambda r: r.max_rel)
-        print(
-            f"All {len(rows)} tensors agree with finite differences; the largest relative error is "
-            f"{worst.max_rel:.1e} ({worst.backend} {worst.name})."
-        )
-    return 1 if failed else 0
+    worst = max(rows, key=lambda r: r.max_rel)
+    return (
+        f"All {len(rows)} tensors agree with finite differences; the largest relative error is "
+        f"{worst.max_rel:.1e} ({worst.backend} {worst.name})."
+    )
