@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from backends import BACKENDS, available_backends
-from benchmarks.report import markdown, run_report
+from benchmarks.markdown import markdown
+from benchmarks.report import run_report
 from benchmarks.workloads import QUICK_SKIPS, WORKLOADS, GPTWorkload
 from comparisons.core.options import name_list, output_folder
 

@@ -8,9 +8,15 @@ which does the work the minimal loops do (they keep no loss either).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 
 from benchmarks.workloads import WORKLOADS, GPTWorkload
+
+BUSY_LOAD = (os.cpu_count() or 1) + 0.5
+"""A measurement runs one process on up to every core (its own load ≈ the core count); a 1-minute load
+average above that plus 0.5, before or after, means something else was running, and the measurement
+is repeated once."""
 
 TARGETS = {
     "interface_ratio": 1.25,  # train (no losses) within 1.25× of the minimal loop's step: ≥ 0.8× its speed

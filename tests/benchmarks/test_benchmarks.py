@@ -10,8 +10,8 @@ import pytest
 
 from backends import available_backends
 from benchmarks import bare
+from benchmarks.markdown import markdown
 from benchmarks.measure import time_runner
-from benchmarks.report import markdown
 from benchmarks.targets import Row, evaluate_targets
 from benchmarks.workloads import WORKLOADS, GPTWorkload
 from shared.params import check_params
