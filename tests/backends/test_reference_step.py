@@ -77,11 +77,18 @@ def _steps(backend, be, spec, params, X, y, optimizer):
         return jax.tree.map(np.asarray, params), losses
 
 
-CASES = [("mlp", "momentum"), ("mlp", "adam"), ("gpt", "adam")]  # the GPT with Adam, as transformers train
+# The GPT with Adam, as transformers train, on NumPy and torch, whose GPT steps are their own code; JAX's
+# engine loop is one train_chunk for either model (the spec is static), checked on the MLP: compiling
+# the GPT's chunk alone would take seconds.
+CASES = [
+    (backend, model, optimizer)
+    for backend in ("numpy", "torch", "jax")
+    for model, optimizer in (("mlp", "momentum"), ("mlp", "adam"), ("gpt", "adam"))
+    if (backend, model) != ("jax", "gpt")
+]
 
 
-@pytest.mark.parametrize("model, optimizer", CASES, ids=[f"{m}-{o}" for m, o in CASES])
-@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+@pytest.mark.parametrize("backend, model, optimizer", CASES, ids=["-".join(c) for c in CASES])
 def test_the_engine_loop_is_the_reference_step_run_n_times(backend, model, optimizer):
     if backend not in available_backends():
         pytest.skip(f"{backend} is not installed here")
