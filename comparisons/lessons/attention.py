@@ -24,6 +24,7 @@ from comparisons.core.options import (
     int_range,
     make_parser,
     positive_float,
+    seed_range,
     step_count,
 )
 from comparisons.core.output import BACKEND_COLORS, note, publish, pyplot
@@ -140,7 +141,7 @@ def seeds_finding(rows: list[dict], backend: str, uniform: float) -> str:
     acc = [100 * x["accuracy"] for x in rows]
     best = [100 * x["best"] for x in rows]
     others = [100 * v for x in rows for v in x["others"]]
-    span = f"seeds {rows[0]['seed']}–{rows[-1]['seed']}" if len(rows) > 1 else f"seed {rows[0]['seed']}"
+    span = seed_range(rows[0]["seed"], len(rows))
     text = (
         f"Over {span} on {backend}: answer digits right {min(acc):.1f}–{max(acc):.1f} %; the best head puts "
         f"{min(best):.0f}–{max(best):.0f} % of its attention on the source key (spread evenly: {100 * uniform:.0f} %)"

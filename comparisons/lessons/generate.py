@@ -18,6 +18,7 @@ from comparisons.core.options import (
     make_parser,
     non_negative_float,
     positive_float,
+    seed_range,
     step_count,
 )
 from comparisons.core.output import BACKEND_COLORS, note, publish, pyplot
@@ -117,8 +118,7 @@ def run(
 
 def seeds_finding(losses: list[tuple[int, float, float]], backend: str, steps: int) -> str:
     """The training and held-out losses over the seeds, as ranges: (seed, final loss, window loss) each."""
-    first, last = losses[0][0], losses[-1][0]
-    which = f"seeds {first}–{last}" if len(losses) > 1 else f"seed {first}"
+    which = seed_range(losses[0][0], len(losses))
     final, window = [x[1] for x in losses], [x[2] for x in losses]
     return (
         f"Over {which} on {backend}, after {steps} steps: training loss {min(final):.2f}–{max(final):.2f} (mean of "

@@ -21,7 +21,7 @@ import argparse
 
 import numpy as np
 
-from comparisons.core.options import MAX_SEEDS, int_range, make_parser
+from comparisons.core.options import MAX_SEEDS, int_range, make_parser, seed_range
 from comparisons.core.output import note, publish, pyplot
 from comparisons.core.problem import XOR, build_problem, installed
 from shared.params import flatten, param_names
@@ -298,7 +298,7 @@ def seeds_finding(rows: list[dict], backend: str, n_params: int) -> str:
         lo, hi = min(r[key] for r in rows), max(r[key] for r in rows)
         return f"{lo:{fmt}}" if lo == hi else f"{lo:{fmt}}–{hi:{fmt}}"
 
-    which = f"seeds {rows[0]['seed']}–{rows[-1]['seed']}" if len(rows) > 1 else f"seed {rows[0]['seed']}"
+    which = seed_range(rows[0]["seed"], len(rows))
     return (
         f"Over {which} on {backend}, of the {n_params} parameters: {span('settled')} settled, "
         f"{span('oscillating')} oscillate, {span('turned_back')} turned back once or twice; the stillest moved "
