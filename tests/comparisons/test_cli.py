@@ -2,19 +2,19 @@
 that names the option, and never with a traceback.
 
 BAD_OPTIONS is one table for every command that `python -m comparisons` lists, `python -m benchmarks`
-and `python -m benchmarks.worker`. Each row runs as a real subprocess from the repository root; the
-rows run in parallel threads (each pays ~0.5 s of imports), so the table takes seconds. A row that got
-as far as training or measuring would take from tens of seconds to minutes and hit ROW_TIMEOUT_S.
+and `python -m benchmarks.worker`. The rows run in one child process (tests/comparisons/cli_rows.py),
+each exactly as `python -m` runs it (runpy, `__main__`, its own argv and captured stdout/stderr), so
+the imports are paid once, not 90 times. A row that got as far as training or measuring would take
+from tens of seconds to minutes and is stopped at ROW_TIMEOUT_S.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -135,26 +135,20 @@ BAD_OPTIONS = [
 ]
 
 
-def _run(command: str, options: list[str]) -> tuple[subprocess.CompletedProcess | None, float]:
-    start = time.perf_counter()
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", *command.split(), *options],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=ROW_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired:
-        done = None
-    return done, time.perf_counter() - start
-
-
 @pytest.fixture(scope="module")
-def results():
-    """Every row of BAD_OPTIONS run once, four at a time."""
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return list(pool.map(lambda row: _run(*row[:2]), BAD_OPTIONS))
+def results() -> list[dict]:
+    """Every row of BAD_OPTIONS run once, in one child process: [{"code", "stdout", "stderr", "seconds"}]."""
+    rows = [{"command": command, "options": options} for command, options, _ in BAD_OPTIONS]
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("cli_rows.py")), str(ROW_TIMEOUT_S)],
+        cwd=ROOT,
+        input=json.dumps(rows),
+        capture_output=True,
+        text=True,
+        timeout=ROW_TIMEOUT_S * 4 + 120,  # only if the runner itself hangs; each row has its own alarm
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_the_table_covers_every_command():
@@ -168,12 +162,12 @@ def test_the_table_covers_every_command():
 )
 def test_a_bad_option_is_a_usage_error_that_names_it(row, results):
     command, options, option = BAD_OPTIONS[row]
-    done, seconds = results[row]
-    assert done is not None, f"python -m {command} {' '.join(options)}: still running after {ROW_TIMEOUT_S} s"
-    text = done.stdout + done.stderr
+    done = results[row]
+    assert done["code"] != "timeout", f"python -m {command} {' '.join(options)}: still running after {ROW_TIMEOUT_S} s"
+    text = done["stdout"] + done["stderr"]
     assert "Traceback" not in text, text[-2000:]
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2, f"exit code {done.returncode} after {seconds:.1f} s; stderr ends {lines[-3:]}"
+    lines = done["stderr"].strip().splitlines()
+    assert done["code"] == 2, f"exit code {done['code']} after {done['seconds']:.1f} s; stderr ends {lines[-3:]}"
     assert option in lines[-1], f"the last line does not name {option}: {lines[-1]!r}"
 
 
