@@ -294,7 +294,7 @@ def phase_times_us(backend: str, w, steps: int = 2000) -> dict[str, float]:
         else:
             import torch
 
-            state = be._train_begin(spec, params, X, y, SGD(LR))
+            state = be._train_begin(spec, params, X, y, SGD(LR), None)
             model, weights, opt, loss_fn = (state[k] for k in ("model", "weights", "opt", "loss_fn"))
             Xt, yt = state["X"], state["y"]
             for _ in range(steps):

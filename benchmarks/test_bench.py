@@ -27,7 +27,7 @@ def _begin(backend: str, size: str):
     be = get_backend(backend, "float32")
     w = WORKLOADS[size]
     spec, params, X, y = be._prepare(w.spec, *w.problem(), need_y=True)  # validated and cast, as train() does
-    return be, lambda: be._train_begin(spec, params, X, y, SGD(LR))
+    return be, lambda: be._train_begin(spec, params, X, y, SGD(LR), None)
 
 
 @pytest.mark.parametrize("backend, size", CASES, ids=[f"{b}-{s}" for b, s in CASES])

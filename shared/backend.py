@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from shared.continuation import cast_state, check_continuation, check_same_spec, joined
 from shared.optim import Optimizer, check_optimizer_fits
 from shared.params import Params, check_params, map_params, named_leaves, tree_leaves
 from shared.spec import GPTSpec, MLPSpec, spec_to_dict
@@ -44,9 +45,9 @@ class _RunRecord:
     """What a training run keeps as it goes: the kept losses and gradient norms (filled up to `kept`),
     the params snapshots, how many steps ran, and the bad step, if any: (step, quantity, value)."""
 
-    def __init__(self, n_kept: int, dtype: np.dtype) -> None:
+    def __init__(self, n_kept: int, dtype: np.dtype, start: int = 0) -> None:
         self.losses, self.grad_norms = np.zeros(n_kept, dtype), np.zeros(n_kept, dtype)
-        self.kept = self.done = 0
+        self.kept, self.done = 0, start  # a continued run counts its steps on from the trajectory's
         self.snapshot_steps: list[int] = []
         self.snapshots: list[Params] = []
         self.diverged: tuple[int, str, float] | None = None
@@ -57,7 +58,7 @@ class _RunRecord:
         self.kept += len(losses)
         self.done += ran
 
-    def trajectory(self, params: Params, record_losses: int | None, meta: dict) -> Trajectory:
+    def trajectory(self, params: Params, record_losses: int | None, meta: dict, optimizer_state: dict) -> Trajectory:
         return Trajectory(
             losses=self.losses[: self.kept],
             grad_norms=self.grad_norms[: self.kept],
@@ -68,6 +69,7 @@ class _RunRecord:
             loss_every=record_losses,
             steps_run=self.done,
             meta=meta,
+            optimizer_state=optimizer_state,
         )
 
 
@@ -174,6 +176,11 @@ class Backend(ABC):
     ) -> Trajectory:
         """Train from `params` for `steps` updates and return the Trajectory.
 
+        params: the starting params, or a Trajectory to continue: its final params, its optimizer
+            state and its place in the minibatch schedule, so that train(traj_60, steps=40) equals one
+            run of 100 bit for bit and returns the whole run's Trajectory. The optimizer's
+            hyperparameters may change; its type, the spec, dtype, batch_size, seed and record_losses
+            may not (see shared.continuation).
         batch_size: None trains on the full batch every step; an integer draws minibatches in an
             order fixed by `seed` (the same in every backend; see shared.training).
         record_every: keep a params snapshot every this many steps (None: only the final params).
@@ -193,7 +200,10 @@ class Backend(ABC):
             step's update is never applied.
         progress: a progress bar on stderr; None shows one on a terminal for runs over ~2 s.
         """
-        spec, params, X, y = self._prepare(spec, params, X, y, need_y=True)
+        prior = params if isinstance(params, Trajectory) else None
+        if prior is not None:
+            check_same_spec(prior, check_spec(spec))
+        spec, params, X, y = self._prepare(spec, params if prior is None else prior.params, X, y, need_y=True)
         steps, batch_size, seed, record_every, record_losses = check_train_args(
             len(X),
             spec.n_params,
@@ -207,16 +217,21 @@ class Backend(ABC):
             record_losses,
         )
         optimizer = check_optimizer_fits(optimizer, self.np_dtype)
+        opt_state, start = None, 0  # a fresh optimizer, at step 0
+        if prior is not None:
+            opt_state = check_continuation(prior, spec, optimizer, self.dtype, batch_size, seed, record_losses)
+            opt_state, start = cast_state(opt_state, lambda p: _cast_params(p, self.np_dtype)), prior.steps_run
         schedule = None if batch_size is None else MinibatchSchedule(len(X), batch_size, seed)
-        run = _RunRecord(len(_recorded(0, steps, record_losses)), self.np_dtype)
+        end = start + steps
+        run = _RunRecord(len(_recorded(start, end, record_losses)), self.np_dtype, start)
 
         start_time = time.perf_counter()
         with self._compute(spec, batch_size or len(X)):
-            state = self._train_begin(spec, params, X, y, optimizer)
+            state = self._train_begin(spec, params, X, y, optimizer, opt_state)
             with _progress_bar(steps, progress, f"{self.name} {self.dtype}") as bar:
-                while run.done < steps and not run.diverged:
-                    bar.update(self._train_chunk(state, run, steps, schedule, record_every, record_losses))
-            final_params = self._train_params(state)
+                while run.done < end and not run.diverged:
+                    bar.update(self._train_chunk(state, run, end, schedule, record_every, record_losses))
+            final_params, final_state = self._train_params(state), self._train_optimizer_state(state)
         meta = {
             "backend": self.name,
             "dtype": self.dtype,
@@ -231,7 +246,9 @@ class Backend(ABC):
             "record_losses": record_losses,
             "wall_time_s": time.perf_counter() - start_time,
         }
-        traj = run.trajectory(final_params, record_losses, meta)
+        traj = run.trajectory(final_params, record_losses, meta, final_state)
+        if prior is not None:
+            traj = joined(prior, traj)
         if run.diverged and on_nonfinite == "raise":
             hint = f"The learning rate (lr={optimizer.lr:g}) is probably too high. "
             raise TrainingDiverged(
@@ -302,9 +319,10 @@ class Backend(ABC):
         """(loss, grads) with grads in the canonical layout; arrays numpy can read."""
 
     @abstractmethod
-    def _train_begin(self, spec, params, X, y, optimizer: Optimizer) -> Any:
-        """Convert everything to the backend's own arrays, once, and build its optimizer. Returns the
-        training state that `_train_steps` advances."""
+    def _train_begin(self, spec, params, X, y, optimizer: Optimizer, opt_state: dict | None) -> Any:
+        """Convert everything to the backend's own arrays, once, and build its optimizer, fresh or (for
+        a continued run) holding `opt_state`, a canonical optimizer state (shared.continuation) in this
+        backend's dtype. Returns the training state that `_train_steps` advances."""
 
     @abstractmethod
     def _train_steps(
@@ -319,6 +337,10 @@ class Backend(ABC):
     @abstractmethod
     def _train_params(self, state: Any) -> Params:
         """The current params of a training state, canonical layout, numpy, this backend's dtype."""
+
+    @abstractmethod
+    def _train_optimizer_state(self, state: Any) -> dict:
+        """The optimizer's state now, canonical layout (shared.continuation), numpy, this backend's dtype."""
 
     @abstractmethod
     def _train_save(self, state: Any) -> Any:

@@ -235,6 +235,12 @@ def unflatten_named(spec: MLPSpec | GPTSpec, get: Callable[[str], np.ndarray]) -
     return [{k: get(f"layer{l}.{k}") for k in ("W", "b")} for l in range(spec.n_layers)]
 
 
+def from_leaves(spec: MLPSpec | GPTSpec, leaves: Sequence[np.ndarray]) -> Params:
+    """The params tree of `spec` from its arrays in tree_leaves order (the inverse of tree_leaves)."""
+    named = dict(zip(param_names(spec), leaves, strict=True))
+    return unflatten_named(spec, named.__getitem__)
+
+
 def param_names(spec: MLPSpec | GPTSpec) -> list[str]:
     """Readable names in `flatten` order of the arrays: ['layer0.W', 'layer0.b', ...]."""
     if isinstance(spec, GPTSpec):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.continuation import BUFFERS
 from shared.optim import OPTIMIZERS, Optimizer
 from shared.params import Params, as_float_array, check_params, named_leaves, unflatten_named
 from shared.spec import GPTSpec, spec_from_dict
@@ -64,6 +65,9 @@ class Trajectory:
     losses were recorded."""
     steps_run: int | None = None
     """How many steps ran; None means len(losses), which is only right when loss_every is 1."""
+    optimizer_state: dict | None = None
+    """The optimizer's state after the last step, in the canonical layout (shared.continuation):
+    what `train(spec, traj, ...)` continues from. None: not kept (a file from before it was)."""
 
     def __post_init__(self) -> None:
         if self.steps_run is None:
@@ -106,6 +110,10 @@ class Trajectory:
         arrays |= _pack("params", self.params)
         for i, snap in enumerate(self.snapshots):
             arrays |= _pack(f"snapshot{i}", snap)
+        state = self.optimizer_state
+        for name in BUFFERS if state is not None else ():
+            if name in state:
+                arrays |= _pack(f"optimizer_state.{name}", state[name])
         n_layers = len(self.params["blocks"]) if isinstance(self.params, dict) else len(self.params)
         meta = {
             **self.meta,
@@ -113,6 +121,10 @@ class Trajectory:
             "n_layers": n_layers,
             "loss_every": self.loss_every,
             "steps_run": len(self),
+            # which buffers the file holds, and Adam's step count (None: no state kept)
+            "optimizer_state": None
+            if state is None
+            else {"buffers": [b for b in BUFFERS if b in state], **({"t": state["t"]} if "t" in state else {})},
         }
         arrays = {k: np.asarray(v) for k, v in arrays.items()} | {"meta": np.array(json.dumps(meta))}
         _fields(f"trajectory to save as {path}", arrays)
@@ -266,6 +278,25 @@ class _FileReader:
             self.same_dtype(a, f"{arg}[{name!r}]" if isinstance(self.spec, GPTSpec) else _mlp_arg(arg, name))
         return checked_params
 
+    def optimizer_state(self, meta: dict) -> dict | None:
+        """The optimizer state's buffers and step count, checked like the params (None in files written
+        before it was kept, which then load but cannot be continued)."""
+        described = meta.pop("optimizer_state", None)
+        if described is None:
+            return None
+        if not isinstance(described, dict) or not isinstance(described.get("buffers"), list):
+            self.fail(f"optimizer_state must be None or {{'buffers': [...], 't': steps}}; got {described!r}")
+        unknown = [b for b in described["buffers"] if b not in BUFFERS]
+        if unknown:
+            self.fail(f"optimizer_state names buffers {unknown}; known: {list(BUFFERS)}")
+        state = {b: self.params(f"optimizer_state.{b}", f"optimizer_state[{b!r}]") for b in described["buffers"]}
+        if "t" in described:
+            t = described["t"]
+            if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+                self.fail(f"optimizer_state t must be an integer ≥ 0; got {t!r}")
+            state["t"] = t
+        return state
+
 
 def _fields(source: str, arrays: dict[str, np.ndarray]) -> dict:
     """Check a saved trajectory's arrays and metadata against each other; return Trajectory's fields."""
@@ -278,6 +309,7 @@ def _fields(source: str, arrays: dict[str, np.ndarray]) -> dict:
         params=r.params("params", "params"),
         snapshot_steps=steps,
         snapshots=[r.params(f"snapshot{i}", f"snapshots[{i}]") for i in range(len(steps))],
+        optimizer_state=r.optimizer_state(meta),
         meta=meta,
     )
 

@@ -80,6 +80,39 @@ def train_chunk(params, opt_state, X, y, batches, n, first, every, kept, *, spec
     return params, opt_state, losses, norms
 
 
+# optax keeps its state as a tree of named tuples (the hyperparameters' InjectStatefulHyperparamsState
+# around the transformations' own); the canonical state (shared.continuation) needs only the two that
+# carry the math: ScaleByAdamState (count, mu, nu) and TraceState (trace, SGD's momentum buffer).
+
+
+def load_optimizer_state(opt_state, state: dict):
+    """`opt_state` (a fresh tx.init) holding a canonical optimizer state, found by the state's names."""
+    if "m" in state:
+        adam = optax.ScaleByAdamState(
+            count=jnp.asarray(state["t"], jnp.int32),
+            mu=jax.tree.map(jnp.asarray, state["m"]),
+            nu=jax.tree.map(jnp.asarray, state["v"]),
+        )
+        return optax.tree_utils.tree_set(opt_state, ScaleByAdamState=adam)
+    if "velocity" in state:
+        trace = optax.TraceState(trace=jax.tree.map(jnp.asarray, state["velocity"]))
+        return optax.tree_utils.tree_set(opt_state, TraceState=trace)
+    return opt_state  # plain SGD: no state
+
+
+def read_optimizer_state(opt_state) -> dict:
+    """The canonical optimizer state (numpy) of an optax state."""
+    found = dict(optax.tree_utils.tree_get_all_with_path(opt_state, "ScaleByAdamState"))
+    if found:
+        (adam,) = found.values()
+        return {"t": int(adam.count), "m": jax.tree.map(np.array, adam.mu), "v": jax.tree.map(np.array, adam.nu)}
+    found = dict(optax.tree_utils.tree_get_all_with_path(opt_state, "TraceState"))
+    if found:
+        (trace,) = found.values()
+        return {"velocity": jax.tree.map(np.array, trace.trace)}
+    return {}
+
+
 class JaxBackend(Backend):
     """jax.value_and_grad + jax.jit over a params pytree."""
 
@@ -93,11 +126,12 @@ class JaxBackend(Backend):
         loss, grads = train.loss_and_grads(spec, params, jnp.asarray(X), jnp.asarray(y))
         return loss, grads
 
-    def _train_begin(self, spec, params, X, y, optimizer):
+    def _train_begin(self, spec, params, X, y, optimizer, opt_state):
         params = jax.tree.map(jnp.asarray, params)
+        state = optim.make_optimizer(optimizer, self.np_dtype).init(params)  # holds lr, betas, ...
         return dict(
             params=params,
-            opt_state=optim.make_optimizer(optimizer, self.np_dtype).init(params),  # holds lr, betas, ...
+            opt_state=state if opt_state is None else load_optimizer_state(state, opt_state),
             X=jnp.asarray(X),
             y=jnp.asarray(y),
             static=dict(spec=spec, structure=optim.optimizer_structure(optimizer)),
@@ -124,6 +158,9 @@ class JaxBackend(Backend):
 
     def _train_params(self, state):
         return jax.tree.map(np.array, state["params"])
+
+    def _train_optimizer_state(self, state):
+        return read_optimizer_state(state["opt_state"])
 
     def _train_save(self, state):
         return state["params"], state["opt_state"]  # JAX arrays are immutable: keeping them is enough

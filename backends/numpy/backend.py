@@ -14,7 +14,7 @@ import numpy as np
 
 from backends.numpy import optim, train
 from shared.backend import Backend
-from shared.params import map_params, tree_leaves
+from shared.params import from_leaves, map_params, tree_leaves
 
 
 class NumpyBackend(Backend):
@@ -41,9 +41,10 @@ class NumpyBackend(Backend):
     def _loss_and_grads(self, spec, params, X, y):
         return train.model(spec).loss_and_grads(spec, params, X, y)
 
-    def _train_begin(self, spec, params, X, y, optimizer):
+    def _train_begin(self, spec, params, X, y, optimizer, opt_state):
         params = map_params(np.copy, params)  # ours to update in place
         leaves = tree_leaves(params)  # the same arrays, as the flat list the optimizer updates
+        opt_state = {k: v if k == "t" else tree_leaves(v) for k, v in (opt_state or {}).items()}  # flat, too
         return dict(
             spec=spec,
             params=params,
@@ -51,7 +52,7 @@ class NumpyBackend(Backend):
             X=X,
             y=y,
             loss_and_grads=train.model(spec).loss_and_grads,
-            opt=optim.make_optimizer(optimizer, leaves),  # looked up now: a switched-on bug can replace it
+            opt=optim.make_optimizer(optimizer, leaves, opt_state),  # looked up now: a switched-on bug can replace it
         )
 
     def _train_steps(self, state, n, batches, record):
@@ -76,6 +77,10 @@ class NumpyBackend(Backend):
 
     def _train_params(self, state):
         return map_params(np.copy, state["params"])
+
+    def _train_optimizer_state(self, state):
+        spec = state["spec"]  # the optimizer's flat lists of buffers, back into params trees
+        return {k: v if k == "t" else from_leaves(spec, v) for k, v in state["opt"].state().items()}
 
     def _train_save(self, state):
         return copy.deepcopy((state["params"], state["opt"]))  # the params and the optimizer's buffers

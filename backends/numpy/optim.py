@@ -16,9 +16,15 @@ class SGDUpdate:
     """g ← g + wd·p;  v ← μ·v + g;  p ← p − lr·(g + μ·v if nesterov else v)   (torch's convention:
     the first step's v is g itself, since v starts at 0)."""
 
-    def __init__(self, opt: SGD, params: list[np.ndarray]):
-        self.opt = opt
-        self.velocity = [np.zeros_like(p) for p in params] if opt.momentum else None
+    def __init__(self, opt: SGD, params: list[np.ndarray], velocity: list[np.ndarray] | None = None):
+        self.opt = opt  # velocity: the buffers of a run being continued (copied), else zeros
+        self.velocity = None
+        if opt.momentum:
+            self.velocity = [np.zeros_like(p) for p in params] if velocity is None else [v.copy() for v in velocity]
+
+    def state(self) -> dict:
+        """The buffers, as the canonical state names them (shared.continuation), copied."""
+        return {} if self.velocity is None else {"velocity": [v.copy() for v in self.velocity]}
 
     def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         lr, mu, wd = self.opt.lr, self.opt.momentum, self.opt.weight_decay
@@ -38,9 +44,15 @@ class AdamUpdate:
     with the bias corrections m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ) undoing the zero start of m and v.
     Adam: weight decay is L2 (g ← g + wd·p). AdamW: decoupled, p ← p·(1 − lr·wd) first."""
 
-    def __init__(self, opt: Adam, params: list[np.ndarray]):
-        self.opt = opt
-        self.m, self.v, self.t = [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params], 0
+    def __init__(self, opt: Adam, params: list[np.ndarray], m=None, v=None, t: int = 0):
+        self.opt = opt  # m, v, t: the state of a run being continued (copied), else zeros and step 0
+        self.m = [np.zeros_like(p) for p in params] if m is None else [a.copy() for a in m]
+        self.v = [np.zeros_like(p) for p in params] if v is None else [a.copy() for a in v]
+        self.t = t
+
+    def state(self) -> dict:
+        """The moments and the step count, as the canonical state names them, copied."""
+        return {"t": self.t, "m": [a.copy() for a in self.m], "v": [a.copy() for a in self.v]}
 
     def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         o = self.opt
@@ -59,5 +71,8 @@ class AdamUpdate:
             p -= o.lr * (m / correction1) / (np.sqrt(v / correction2) + o.eps)
 
 
-def make_optimizer(opt: Optimizer, params: list[np.ndarray]):
-    return SGDUpdate(opt, params) if isinstance(opt, SGD) else AdamUpdate(opt, params)
+def make_optimizer(opt: Optimizer, params: list[np.ndarray], state: dict | None = None):
+    """The update for `opt`, fresh or holding `state` (the canonical names, each buffer a list of
+    arrays like `params`)."""
+    state = state or {}
+    return SGDUpdate(opt, params, **state) if isinstance(opt, SGD) else AdamUpdate(opt, params, **state)

@@ -52,6 +52,49 @@ def read_grads(spec: MLPSpec | GPTSpec, model: nn.Module) -> Params:
     return unflatten_named(spec, lambda name: _to_numpy(*tensors[name], grad=True))
 
 
+# torch.optim keeps its state per parameter tensor, under its own names; the canonical state
+# (shared.continuation) keeps params-shaped buffers in the (in, out) layout.
+_TORCH_NAMES = {"velocity": "momentum_buffer", "m": "exp_avg", "v": "exp_avg_sq"}
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, model: nn.Module, state: dict, device: str = "cpu") -> None:
+    """Put a canonical optimizer state into `opt` (built on `model`): each buffer transposed to the
+    tensor's (out, in) where needed, Adam's step count as the float tensor torch.optim keeps."""
+    buffers = {ours: dict(named_leaves(state[ours])) for ours in _TORCH_NAMES if ours in state}
+    for name, (tensor, transposed) in model.canonical().items():
+        per_tensor = {}
+        for ours, arrays in buffers.items():
+            array = arrays[name].T if transposed else arrays[name]  # (in, out) -> (out, in)
+            per_tensor[_TORCH_NAMES[ours]] = to_torch(array, device).clone()
+        if "t" in state:
+            per_tensor["step"] = torch.tensor(float(state["t"]), dtype=torch.float32)
+        opt.state[tensor] = per_tensor
+
+
+def read_optimizer_state(spec: MLPSpec | GPTSpec, opt: torch.optim.Optimizer, model: nn.Module) -> dict:
+    """The optimizer's state in the canonical layout, numpy. A momentum buffer torch has not made yet
+    (no step taken) reads as zeros, which is what it starts from."""
+    tensors = model.canonical()
+    per_tensor = {name: opt.state.get(tensor, {}) for name, (tensor, _) in tensors.items()}
+    momentum = opt.param_groups[0].get("momentum", 0)
+    buffers = ["velocity"] if isinstance(opt, torch.optim.SGD) and momentum else []
+    buffers = ["m", "v"] if not isinstance(opt, torch.optim.SGD) else buffers
+    state = {}
+    for ours in buffers:
+
+        def get(name, ours=ours):
+            tensor, transposed = tensors[name]
+            value = per_tensor[name].get(_TORCH_NAMES[ours])
+            value = torch.zeros_like(tensor) if value is None else value.detach()
+            return (value.T if transposed else value).cpu().numpy().copy()  # (out, in) -> (in, out)
+
+        state[ours] = unflatten_named(spec, get)
+    if buffers == ["m", "v"]:
+        steps = [int(s["step"]) for s in per_tensor.values() if "step" in s]
+        state["t"] = steps[0] if steps else 0
+    return state
+
+
 def _to_numpy(tensor: torch.Tensor, transposed: bool, grad: bool) -> np.ndarray:
     t = tensor.grad if grad else tensor.detach()
     return (t.T if transposed else t).cpu().numpy().copy()  # .cpu() is a no-op on the CPU
@@ -116,13 +159,16 @@ class TorchBackend(Backend):
         loss.backward()  # autograd fills every parameter's .grad
         return loss.item(), read_grads(spec, model)
 
-    def _train_begin(self, spec, params, X, y, optimizer):
+    def _train_begin(self, spec, params, X, y, optimizer, opt_state):
         model = build_model(spec, params, self.torch_dtype, self.device)
+        opt = optim.make_optimizer(optimizer, model)
+        if opt_state is not None:
+            load_optimizer_state(opt, model, opt_state, self.device)
         return dict(
             spec=spec,
             model=model,
             weights=list(model.parameters()),  # listed once: model.parameters() walks the module tree
-            opt=optim.make_optimizer(optimizer, model),
+            opt=opt,
             loss_fn=train.loss_fn(spec),
             X=to_torch(X, self.device),  # placed once for the whole run
             y=to_torch(y, self.device),
@@ -152,6 +198,9 @@ class TorchBackend(Backend):
 
     def _train_params(self, state):
         return read_params(state["spec"], state["model"])
+
+    def _train_optimizer_state(self, state):
+        return read_optimizer_state(state["spec"], state["opt"], state["model"])
 
     def _train_save(self, state):
         return copy.deepcopy((state["model"].state_dict(), state["opt"].state_dict()))

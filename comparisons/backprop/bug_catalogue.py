@@ -155,8 +155,8 @@ def _momentum_not_reset(p: Patches) -> None:
     original = nopt.make_optimizer
     leftover: dict[tuple, list[np.ndarray]] = {}  # outlives every training run while the bug is on
 
-    def make_optimizer(opt, params):
-        update = original(opt, params)
+    def make_optimizer(opt, params, state=None):
+        update = original(opt, params, state)
         if isinstance(update, nopt.SGDUpdate) and update.velocity is not None:
             shapes = tuple(w.shape for w in params)
             update.velocity = leftover.setdefault(shapes, update.velocity)  # BUG: the last run's buffer
