@@ -7,7 +7,7 @@ import itertools
 import secrets
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -24,50 +24,41 @@ from shared.trajectory import Trajectory
 
 @dataclass
 class Lane:
-    """One backend in one dtype: its current params and everything its chunks recorded."""
+    """One backend in one dtype: the run so far, one Trajectory that each chunk continues."""
 
     backend: str
     dtype: str
-    params: Params
-    losses: list[np.ndarray] = field(default_factory=list)  # per chunk: the loss of every step
-    grad_norms: list[np.ndarray] = field(default_factory=list)
+    params: Params  # the current params (the start's until the first chunk)
+    run: Trajectory | None = None  # the whole run, continued chunk after chunk (its snapshots dropped)
     chunk_starts: list[int] = field(default_factory=list)  # the step each chunk started at
     chunk_params: list[Params] = field(default_factory=list)  # the params each chunk started from
-    wall_s: float = 0.0
-    diverged_at: int | None = None
 
     @property
     def name(self) -> str:
         return f"{self.backend}-{self.dtype}"
 
+    @property
+    def diverged_at(self) -> int | None:
+        return None if self.run is None else self.run.diverged_at
+
     def trajectory(self, s: Setup) -> Trajectory:
-        """The whole run as one Trajectory: losses of every step, a snapshot at each chunk start."""
-        empty = np.zeros(0, np.dtype(self.dtype))
-        config = s.config
-        meta = {
-            "backend": self.backend,
-            "dtype": self.dtype,
-            "device": get_backend(self.backend, self.dtype).device,
-            "spec": spec_to_dict(s.spec),
-            "optimizer": s.optimizer.to_dict(),
-            "batch_size": config["batch_size"],
-            "seed": config["seed"],
-            "steps": int(sum(map(len, self.losses))),
-            "wall_time_s": self.wall_s,
-            "playground": {
-                "config": config,
-                "chunks": "chunk k is one Backend.train call from chunk k-1's final params with seed + k; "
-                "the optimizer state restarts at each chunk; snapshots are the params at each chunk start",
-            },
+        """The whole run as one Trajectory: losses of every step, a snapshot at each chunk start, and
+        the optimizer state, so `train(spec, Trajectory.load(...), ...)` continues it."""
+        playground = {
+            "config": s.config,
+            "chunks": "chunk k is one Backend.train call continuing the run so far (params, optimizer state, "
+            "minibatch schedule): together one run; snapshots are the params at each chunk start",
         }
-        return Trajectory(
-            losses=np.concatenate(self.losses) if self.losses else empty,
-            grad_norms=np.concatenate(self.grad_norms) if self.grad_norms else empty,
-            params=self.params,
+        if self.run is None:  # no chunk yet: step 0
+            empty = np.zeros(0, np.dtype(self.dtype))
+            meta = {"backend": self.backend, "dtype": self.dtype, "spec": spec_to_dict(s.spec), "steps": 0}
+            meta |= {"optimizer": s.optimizer.to_dict(), "batch_size": s.config["batch_size"], "seed": s.config["seed"]}
+            return Trajectory(empty, empty, self.params, meta=meta | {"playground": playground})
+        return replace(
+            self.run,
             snapshot_steps=np.array(self.chunk_starts, np.int64),
             snapshots=list(self.chunk_params),
-            meta=meta,
-            diverged_at=self.diverged_at,
+            meta=self.run.meta | {"playground": playground},
         )
 
 
@@ -240,44 +231,41 @@ def step(run: Run, steps: int, view_lane: str | None = None):
             continue
         traj = get_backend(lane.backend, lane.dtype).train(
             spec,
-            lane.params,
+            lane.params if lane.run is None else lane.run,  # the run so far, continued exactly
             s.X_train,
             s.y_train,
             s.optimizer,
             steps,
             batch_size=s.config["batch_size"],
-            seed=s.config["seed"] + run.chunks,
+            seed=s.config["seed"],
             record_every=every,
             on_nonfinite="stop",
             progress=False,
         )
         points = [*zip(traj.snapshot_steps.tolist(), traj.snapshots), (len(traj), traj.params)]
-        if points[-2][0] == points[-1][0]:  # diverged right after a snapshot: the same params twice
+        if len(points) > 1 and points[-2][0] == points[-1][0]:  # diverged right after a snapshot: the same params twice
             points.pop(-2)
         recorded[lane.name] = points
         results[lane.name] = traj
         yield {
             "type": "lane",
             "lane": lane.name,
-            "steps": [run.step + k for k, _ in points],
+            "steps": [k for k, _ in points],
             "train_loss": [_loss(lane, p, s.X_train, s.y_train, spec) for _, p in points],
             "test_loss": [_loss(lane, p, s.X_test, s.y_test, spec) for _, p in points],
-            "losses": _floats(traj.losses),
+            "losses": _floats(traj.losses[run.step :]),  # this chunk's
             "params": _params_json(traj.params),
-            "diverged_at": None if traj.diverged_at is None else run.step + traj.diverged_at,
-            "wall_s": traj.meta["wall_time_s"],
+            "diverged_at": traj.diverged_at,
+            "wall_s": (traj.meta["segments"][-1] if "segments" in traj.meta else traj.meta)["wall_time_s"],
         }
     for lane in run.lanes:  # every lane trained: commit
         if (traj := results.get(lane.name)) is None:
             continue
         lane.chunk_starts.append(run.step)
         lane.chunk_params.append(lane.params)
-        lane.losses.append(traj.losses)
-        lane.grad_norms.append(traj.grad_norms)
+        # the next chunk needs the params, the optimizer state and the losses, not this chunk's snapshots
+        lane.run = replace(traj, snapshot_steps=np.zeros(0, np.int64), snapshots=[])
         lane.params = traj.params
-        lane.wall_s += traj.meta["wall_time_s"]
-        if traj.diverged_at is not None:
-            lane.diverged_at = run.step + traj.diverged_at
     pairs = []
     for dtype in s.config["dtypes"]:
         names = [lane.name for lane in run.lanes if lane.dtype == dtype and lane.name in recorded]
@@ -290,7 +278,7 @@ def step(run: Run, steps: int, view_lane: str | None = None):
                     "a": a.split("-")[0],
                     "b": b.split("-")[0],
                     "dtype": dtype,
-                    "steps": [run.step + k for k, _, _ in at],
+                    "steps": [k for k, _, _ in at],
                     "gap_eps": [gap_in_eps(pa, pb, dtype) for _, pa, pb in at],
                     "tol_eps": [tolerance_eps(dtype, s.config["optimizer"], pa) for _, pa, _ in at],
                     "within": [closeness(pa, pb, tol).ok for _, pa, pb in at],

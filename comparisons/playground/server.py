@@ -21,12 +21,10 @@ very parser and `build_problem` that every other command uses, so a bad value is
 message, before any work. On top come the playground's own bounds (MAX_*): a page request can never
 ask for more than a few seconds of work or a few MB of memory.
 
-How a run continues. `Backend.train` starts from the params it is given and returns when it is done, so
-a run is a chain of chunks: chunk k is one `train` call of `steps` steps from chunk k−1's final params,
-with seed + k for its minibatch order (the same in every backend). Nothing else is re-implemented.
-The cost, said plainly: an optimizer's state (momentum, Adam's moments and step count) starts afresh at
-each chunk. Full-batch SGD without momentum is exactly one long run; with momentum or Adam, a larger
-chunk makes restarts rarer (the loss plot marks every chunk boundary).
+How a run continues. A run is a chain of chunks, and chunk k is one `Backend.train` call that
+continues the run so far (`train(spec, traj, ...)`: its params, its optimizer state, its place in the
+minibatch schedule), so N chunks of `steps` are exactly one run of N·steps, momentum and Adam
+included. Nothing else is re-implemented.
 """
 
 from __future__ import annotations
