@@ -24,6 +24,7 @@ The state is kept like the params, in the canonical layout (every buffer params-
 from __future__ import annotations
 
 import numbers
+from dataclasses import replace
 
 import numpy as np
 
@@ -134,7 +135,6 @@ def joined(prior, new):
     """One Trajectory for a run and its continuation: `prior`'s losses, norms and snapshots, then
     `new`'s (whose steps already count on from prior.steps_run); the final params and optimizer state
     are `new`'s. meta["segments"] lists each call's backend, steps, optimizer and wall time."""
-    from shared.trajectory import Trajectory
 
     def segment(meta: dict, steps: int) -> dict:
         keys = ("backend", "device", "optimizer", "wall_time_s")
@@ -143,15 +143,11 @@ def joined(prior, new):
     segments = prior.meta.get("segments") or [segment(prior.meta, prior.steps_run)]
     ran = new.steps_run - prior.steps_run
     meta = {**new.meta, "steps": prior.steps_run + new.meta["steps"], "segments": [*segments, segment(new.meta, ran)]}
-    return Trajectory(
+    return replace(
+        new,
         losses=np.concatenate([prior.losses, new.losses]),
         grad_norms=np.concatenate([prior.grad_norms, new.grad_norms]),
-        params=new.params,
         snapshot_steps=np.concatenate([prior.snapshot_steps, new.snapshot_steps]).astype(np.int64),
         snapshots=[*prior.snapshots, *new.snapshots],
         meta=meta,
-        diverged_at=new.diverged_at,
-        loss_every=new.loss_every,
-        steps_run=new.steps_run,
-        optimizer_state=new.optimizer_state,
     )
