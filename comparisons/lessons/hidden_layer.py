@@ -16,6 +16,7 @@ import numpy as np
 from backends import get_backend
 from comparisons.core.options import add_seed_options, make_parser, positive_float, seed_range, step_count
 from comparisons.core.output import note, publish, pyplot
+from comparisons.core.plots import band, spread_bars
 from comparisons.core.problem import one_installed
 from shared.data import xor
 from shared.optim import SGD
@@ -262,8 +263,8 @@ def _loss_curves(ax, r: dict, ok: dict) -> None:
         if not curves:
             continue
         curves = np.maximum(np.stack(curves), TINY)  # (runs, steps)
-        ax.fill_between(steps, curves.min(0), curves.max(0), color=colors[model], alpha=0.2, lw=0)
-        ax.plot(steps, np.median(curves, 0), color=colors[model], lw=2, label=f"{model}: median, band min–max")
+        median, label = np.median(curves, 0), f"{model}: median, band min–max"
+        band(ax, steps, median, curves.min(0), curves.max(0), colors[model], label=label)
     ax.axhline(floor, color="k", ls="--", lw=1)
     # just above the floor line at the right edge (the linear median lies on it); clipped, so a flat run's narrow
     # axis keeps its size
@@ -301,11 +302,12 @@ def _final_losses(ax, r: dict) -> None:
             final = np.maximum([v["final_loss"] for v in runs if not v["diverged"]], TINY)
             n_div = sum(v["diverged"] for v in runs)
             if len(final):
-                med = np.median(final)
-                ax.errorbar(
-                    i + (k - 0.5) * 0.3,
-                    med,
-                    yerr=[[med - final.min()], [final.max() - med]],
+                spread_bars(
+                    ax,
+                    [i + (k - 0.5) * 0.3],
+                    [np.median(final)],
+                    [final.min()],
+                    [final.max()],
                     fmt="o",
                     color=colors[model],
                     capsize=4,

@@ -24,6 +24,7 @@ from comparisons.core.options import (
     step_count,
 )
 from comparisons.core.output import note, publish, pyplot
+from comparisons.core.plots import band, mean_sd, spread_bars
 from comparisons.core.problem import MAX_FLOATS, MAX_SAMPLES, one_installed
 from shared.data import Dataset, make_dataset
 from shared.optim import Adam
@@ -247,9 +248,8 @@ def _curve_panels(ax_test, ax_memorized, r: dict, color: dict) -> None:
             if not ok:
                 continue
             curves = np.array([x[key] for x in ok])  # (seeds, records)
-            mean, sd = curves.mean(0), curves.std(0, ddof=1) if len(ok) > 1 else np.zeros(curves.shape[1])
-            ax.fill_between(ok[0]["steps"], mean - sd, mean + sd, color=color[w], alpha=0.2, lw=0)
-            ax.plot(ok[0]["steps"], mean, color=color[w], lw=1.8, label=f"width {w}")
+            mean, sd = mean_sd(curves)
+            band(ax, ok[0]["steps"], mean, mean - sd, mean + sd, color[w], label=f"width {w}", lw=1.8)
         ax.set_xlabel("training step")
         ax.set_ylabel(label)
         ax.set_title(f"{label[0].upper() + label[1:]}: mean ± sd over seeds")
@@ -269,10 +269,11 @@ def _end_panel(ax, r: dict, s: dict) -> None:
         ]
     ):
         ok = [w for w in widths if s[w]["seeds"]]
-        ax.errorbar(
+        spread_bars(
+            ax,
             [x[widths.index(w)] + (k - 1.5) * 0.08 for w in ok],
             [s[w][key][0] for w in ok],
-            yerr=[s[w][key][1] for w in ok],
+            sd=[s[w][key][1] for w in ok],
             fmt=marker + "-",
             capsize=4,
             label=label,
@@ -295,10 +296,11 @@ def _loss_panel(ax, r: dict, s: dict) -> None:
         ("test_loss", "test loss (clean)", "s"),
     ]:
         ok = [w for w in widths if s[w]["seeds"]]
-        ax.errorbar(
+        spread_bars(
+            ax,
             [x[widths.index(w)] for w in ok],
             [s[w][key][0] for w in ok],
-            yerr=[s[w][key][1] for w in ok],
+            sd=[s[w][key][1] for w in ok],
             fmt=marker + "-",
             capsize=4,
             label=label,

@@ -15,6 +15,7 @@ import numpy as np
 from backends import get_backend
 from comparisons.core.options import add_seed_options, make_parser, positive_float, seed_range, step_count
 from comparisons.core.output import note, publish, pyplot
+from comparisons.core.plots import band, mean_sd
 from comparisons.core.problem import one_installed
 from shared.data import xor
 from shared.optim import SGD
@@ -232,10 +233,9 @@ def _saturation_panel(ax, r: dict) -> None:
     if ok:
         grid = ok[-1]["steps"]  # every seed records these steps (the first seed records every step)
         sat = np.array([x["saturation"][[x["steps"].index(t) for t in grid]] for x in ok])  # (seeds, records)
-        mean, sd = sat.mean(0), sat.std(0, ddof=1) if len(ok) > 1 else np.zeros(sat.shape[1])
-        steps = grid
-        ax.fill_between(steps, mean - sd, mean + sd, color="#1f77b4", alpha=0.25, lw=0, label="± sd")
-        ax.plot(steps, mean, color="#1f77b4", lw=2, label=f"mean over {len(ok)} seeds")
+        mean, sd = mean_sd(sat)
+        label = f"mean over {len(ok)} seeds"
+        band(ax, grid, mean, mean - sd, mean + sd, "#1f77b4", label=label, band_label="± sd", alpha=0.25)
         ax.set_ylim(0, 1)
         ax.set_xlabel("training step")
         ax.set_ylabel(f"share of unit-input pairs with |z| > {SATURATED:g}")
