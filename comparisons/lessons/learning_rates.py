@@ -17,6 +17,7 @@ import numpy as np
 from backends import get_backend
 from comparisons.core.options import add_seed_options, int_range, make_parser, positive_float, seed_range, step_count
 from comparisons.core.output import note, publish, pyplot
+from comparisons.core.plots import spread_bars
 from comparisons.core.problem import one_installed
 from shared.data import make_dataset
 from shared.optim import SGD
@@ -213,60 +214,18 @@ def plot(results: dict, steps: int, first_seed: int = 0):
     return fig
 
 
+COLORS = {"xor": "#1f77b4", "moons": "#ff7f0e"}
+
+
 def _steps_panel(ax, results: dict, steps: int, first_seed: int) -> None:
     """Steps to converge against the learning rate: median and range over the seeds, per problem, with
     the rates where some seed diverged or none converged marked in their own rows above."""
-    colors = {"xor": "#1f77b4", "moons": "#ff7f0e"}
     rows = marker_rows(steps)
     n_seeds = len(next(iter(results.values()))[0]["runs"])
     for j, (name, rates) in enumerate(results.items()):
         per = summary(rates)["rates"]
-        ok = [p for p in per if p["converged"]]
-        shift = 1.03 ** (j - 0.5)  # the problems' bars side by side, not on top of each other
-        med = np.array([max(p["steps_median"], 1) for p in ok])
-        ax.errorbar(
-            [p["lr"] * shift for p in ok],
-            med,
-            yerr=[med - [max(p["steps_min"], 1) for p in ok], [max(p["steps_max"], 1) for p in ok] - med],
-            fmt="o-",
-            color=colors[name],
-            capsize=3,
-            label=f"{name}: steps to converge, median and range over the seeds that did",
-        )
-        for p in ok:
-            if p["converged"] < p["seeds"]:
-                ax.annotate(
-                    f"{p['converged']}/{p['seeds']}",
-                    (p["lr"] * shift, max(p["steps_median"], 1)),
-                    xytext=(4, 4),
-                    textcoords="offset points",
-                    fontsize=7,
-                    color=colors[name],
-                )
-        for outcome, which in (
-            ("diverged", [p for p in per if p["diverged"]]),
-            ("none converged", [p for p in per if not p["converged"] and not p["diverged"]]),
-        ):
-            ax.plot(
-                [p["lr"] for p in which],
-                [rows[name, outcome]] * len(which),
-                "X" if outcome == "diverged" else "o",
-                color=colors[name],
-                ms=10 if outcome == "diverged" else 7,
-                mec="k" if outcome == "diverged" else colors[name],
-                mfc=colors[name] if outcome == "diverged" else "none",
-                label=f"{name}: {outcome}" if which else None,
-            )
-            for p in which:
-                if outcome == "diverged" and p["diverged"] < p["seeds"]:
-                    ax.annotate(
-                        f"{p['diverged']}/{p['seeds']}",
-                        (p["lr"], rows[name, outcome]),
-                        xytext=(0, 7),
-                        textcoords="offset points",
-                        ha="center",
-                        fontsize=7,
-                    )
+        _converged_bars(ax, name, [p for p in per if p["converged"]], shift=1.03 ** (j - 0.5))
+        _outcome_rows(ax, name, per, rows)
     for outcome in ("none converged", "diverged"):
         y = np.sqrt(np.prod([rows[name, outcome] for name in PROBLEMS]))  # between the problems' rows
         ax.text(1.0, y, f" {outcome}", transform=ax.get_yaxis_transform(), va="center", fontsize=8, color="0.3")
@@ -279,6 +238,60 @@ def _steps_panel(ax, results: dict, steps: int, first_seed: int) -> None:
     )
     ax.set_title(f"Too small is slow, too large diverges ({seed_range(first_seed, n_seeds)}; k/n: seeds)", fontsize=10)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+
+
+def _converged_bars(ax, name: str, ok: list[dict], shift: float) -> None:
+    """The rates where some seed converged: median steps and range, k/n where not every seed did.
+    `shift` sets the problems' bars side by side, not on top of each other."""
+    spread_bars(
+        ax,
+        [p["lr"] * shift for p in ok],
+        [max(p["steps_median"], 1) for p in ok],
+        [max(p["steps_min"], 1) for p in ok],
+        [max(p["steps_max"], 1) for p in ok],
+        fmt="o-",
+        color=COLORS[name],
+        capsize=3,
+        label=f"{name}: steps to converge, median and range over the seeds that did",
+    )
+    for p in ok:
+        if p["converged"] < p["seeds"]:
+            ax.annotate(
+                f"{p['converged']}/{p['seeds']}",
+                (p["lr"] * shift, max(p["steps_median"], 1)),
+                xytext=(4, 4),
+                textcoords="offset points",
+                fontsize=7,
+                color=COLORS[name],
+            )
+
+
+def _outcome_rows(ax, name: str, per: list[dict], rows: dict) -> None:
+    """The rates where some seed diverged (✕, k/n) or none converged (○), each in its own row."""
+    for outcome, which in (
+        ("diverged", [p for p in per if p["diverged"]]),
+        ("none converged", [p for p in per if not p["converged"] and not p["diverged"]]),
+    ):
+        ax.plot(
+            [p["lr"] for p in which],
+            [rows[name, outcome]] * len(which),
+            "X" if outcome == "diverged" else "o",
+            color=COLORS[name],
+            ms=10 if outcome == "diverged" else 7,
+            mec="k" if outcome == "diverged" else COLORS[name],
+            mfc=COLORS[name] if outcome == "diverged" else "none",
+            label=f"{name}: {outcome}" if which else None,
+        )
+        for p in which:
+            if outcome == "diverged" and p["diverged"] < p["seeds"]:
+                ax.annotate(
+                    f"{p['diverged']}/{p['seeds']}",
+                    (p["lr"], rows[name, outcome]),
+                    xytext=(0, 7),
+                    textcoords="offset points",
+                    ha="center",
+                    fontsize=7,
+                )
 
 
 def _curve_panels(plt, axes, results: dict) -> None:
