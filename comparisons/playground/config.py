@@ -174,8 +174,8 @@ def setup(config: object) -> Setup:
     return setup_from_args(parser, args)
 
 
-def setup_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Setup:
-    """The playground's bounds, then build_problem (the other commands' checks), then the split."""
+def _check_bounds(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The playground's own bounds on what one request may ask for (before any work)."""
     if args.n is not None and args.n > MAX_POINTS:
         parser.error(f"--n {args.n}: the playground takes at most {MAX_POINTS} samples")
     hidden = args.sizes[1:-1]
@@ -190,6 +190,11 @@ def setup_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -
             f"--every {args.every} records {math.ceil(args.steps / args.every)} points per chunk of "
             f"--steps {args.steps}; at most {MAX_RECORDS}: raise --every"
         )
+
+
+def setup_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Setup:
+    """The playground's bounds, then build_problem (the other commands' checks), then the split."""
+    _check_bounds(parser, args)
     problem = build_problem(parser, args)  # checks dataset, noise, sizes against the data, loss, batch size
     try:
         train, test = problem.data.split(args.test_fraction, seed=args.seed)

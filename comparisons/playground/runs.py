@@ -209,63 +209,42 @@ def describe_run(run: Run) -> dict:
     }
 
 
-def step(run: Run, steps: int, view_lane: str | None = None):
-    """Train one chunk of `steps` on every lane; yield JSON-ready dicts as they are ready:
+def _train_lane(s: Setup, lane: Lane, steps: int, every: int) -> Trajectory:
+    """One chunk of `lane`: a `train` call that continues the lane's run so far (or starts it)."""
+    return get_backend(lane.backend, lane.dtype).train(
+        s.spec,
+        lane.params if lane.run is None else lane.run,  # the run so far, continued exactly
+        s.X_train,
+        s.y_train,
+        s.optimizer,
+        steps,
+        batch_size=s.config["batch_size"],
+        seed=s.config["seed"],
+        record_every=every,
+        on_nonfinite="stop",
+        progress=False,
+    )
 
-    {"type": "lane", ...}    per lane, as soon as it has trained: its recorded steps, train and test
-                             loss there, every step's training loss, its final params
-    {"type": "parity", ...}  per dtype and pair of backends: the gap in ε at every recorded step,
-                             the tolerance line in the same units, and closeness()'s verdict
-    {"type": "view", ...}    the pictures of `view_lane` (default: the first lane)
-    {"type": "done", ...}    the run's step and chunk count
 
-    The run's state changes only after every lane has trained: a generator closed early (the tab was
-    closed) leaves the run as it was."""
-    s, spec = run.setup, run.setup.spec
-    if run.chunks >= MAX_CHUNKS:
-        raise ConfigError("steps", f"this run has reached {MAX_CHUNKS} chunks: press reset to start another")
-    every = min(s.config["every"], steps)
-    recorded, results = {}, {}
-    for lane in run.lanes:
-        if lane.diverged_at is not None:
-            continue
-        traj = get_backend(lane.backend, lane.dtype).train(
-            spec,
-            lane.params if lane.run is None else lane.run,  # the run so far, continued exactly
-            s.X_train,
-            s.y_train,
-            s.optimizer,
-            steps,
-            batch_size=s.config["batch_size"],
-            seed=s.config["seed"],
-            record_every=every,
-            on_nonfinite="stop",
-            progress=False,
-        )
-        points = [*zip(traj.snapshot_steps.tolist(), traj.snapshots), (len(traj), traj.params)]
-        if len(points) > 1 and points[-2][0] == points[-1][0]:  # diverged right after a snapshot: the same params twice
-            points.pop(-2)
-        recorded[lane.name] = points
-        results[lane.name] = traj
-        yield {
-            "type": "lane",
-            "lane": lane.name,
-            "steps": [k for k, _ in points],
-            "train_loss": [_loss(lane, p, s.X_train, s.y_train, spec) for _, p in points],
-            "test_loss": [_loss(lane, p, s.X_test, s.y_test, spec) for _, p in points],
-            "losses": _floats(traj.losses[run.step :]),  # this chunk's
-            "params": _params_json(traj.params),
-            "diverged_at": traj.diverged_at,
-            "wall_s": (traj.meta["segments"][-1] if "segments" in traj.meta else traj.meta)["wall_time_s"],
-        }
-    for lane in run.lanes:  # every lane trained: commit
-        if (traj := results.get(lane.name)) is None:
-            continue
-        lane.chunk_starts.append(run.step)
-        lane.chunk_params.append(lane.params)
-        # the next chunk needs the params, the optimizer state and the losses, not this chunk's snapshots
-        lane.run = replace(traj, snapshot_steps=np.zeros(0, np.int64), snapshots=[])
-        lane.params = traj.params
+def _lane_message(s: Setup, lane: Lane, traj: Trajectory, points: list, chunk_start: int) -> dict:
+    """What the page is sent for one lane's chunk (see `step`)."""
+    spec = s.spec
+    return {
+        "type": "lane",
+        "lane": lane.name,
+        "steps": [k for k, _ in points],
+        "train_loss": [_loss(lane, p, s.X_train, s.y_train, spec) for _, p in points],
+        "test_loss": [_loss(lane, p, s.X_test, s.y_test, spec) for _, p in points],
+        "losses": _floats(traj.losses[chunk_start:]),  # this chunk's
+        "params": _params_json(traj.params),
+        "diverged_at": traj.diverged_at,
+        "wall_s": (traj.meta["segments"][-1] if "segments" in traj.meta else traj.meta)["wall_time_s"],
+    }
+
+
+def _parity_pairs(s: Setup, run: Run, recorded: dict) -> list[dict]:
+    """Per dtype and pair of lanes: the gap in ε at each step both recorded, the tolerance line in the
+    same units, and closeness()'s verdict."""
     pairs = []
     for dtype in s.config["dtypes"]:
         names = [lane.name for lane in run.lanes if lane.dtype == dtype and lane.name in recorded]
@@ -284,7 +263,44 @@ def step(run: Run, steps: int, view_lane: str | None = None):
                     "within": [closeness(pa, pb, tol).ok for _, pa, pb in at],
                 }
             )
-    yield {"type": "parity", "pairs": pairs}
+    return pairs
+
+
+def step(run: Run, steps: int, view_lane: str | None = None):
+    """Train one chunk of `steps` on every lane; yield JSON-ready dicts as they are ready:
+
+    {"type": "lane", ...}    per lane, as soon as it has trained: its recorded steps, train and test
+                             loss there, every step's training loss, its final params
+    {"type": "parity", ...}  per dtype and pair of backends: the gap in ε at every recorded step,
+                             the tolerance line in the same units, and closeness()'s verdict
+    {"type": "view", ...}    the pictures of `view_lane` (default: the first lane)
+    {"type": "done", ...}    the run's step and chunk count
+
+    The run's state changes only after every lane has trained: a generator closed early (the tab was
+    closed) leaves the run as it was."""
+    s = run.setup
+    if run.chunks >= MAX_CHUNKS:
+        raise ConfigError("steps", f"this run has reached {MAX_CHUNKS} chunks: press reset to start another")
+    every = min(s.config["every"], steps)
+    recorded, results = {}, {}
+    for lane in run.lanes:
+        if lane.diverged_at is not None:
+            continue
+        traj = results[lane.name] = _train_lane(s, lane, steps, every)
+        points = [*zip(traj.snapshot_steps.tolist(), traj.snapshots), (len(traj), traj.params)]
+        if len(points) > 1 and points[-2][0] == points[-1][0]:  # diverged right after a snapshot: the same params twice
+            points.pop(-2)
+        recorded[lane.name] = points
+        yield _lane_message(s, lane, traj, points, run.step)
+    for lane in run.lanes:  # every lane trained: commit
+        if (traj := results.get(lane.name)) is None:
+            continue
+        lane.chunk_starts.append(run.step)
+        lane.chunk_params.append(lane.params)
+        # the next chunk needs the params, the optimizer state and the losses, not this chunk's snapshots
+        lane.run = replace(traj, snapshot_steps=np.zeros(0, np.int64), snapshots=[])
+        lane.params = traj.params
+    yield {"type": "parity", "pairs": _parity_pairs(s, run, recorded)}
     lanes = {lane.name: lane for lane in run.lanes}
     yield {"type": "view", **view(s, lanes.get(view_lane or "", run.lanes[0]))}
     run.step += steps if results else 0
