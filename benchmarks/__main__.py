@@ -77,7 +77,6 @@ def steps_figure(report: dict):
     """Steps per second against FLOPs per step, one line per backend and variant, and for each backend
     its compute bound: its own matmul peak ÷ FLOPs per step."""
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullLocator
 
     rows = report["rows"]
     flops = {name: w.flops_per_step for name, w in WORKLOADS.items()}
@@ -107,8 +106,22 @@ def steps_figure(report: dict):
                     )
     if gpts:
         ax.plot([], [], "o", ms=10, mfc="none", color="0.5", label="hollow, unjoined: the GPT workload")
+    _peak_lines(ax, report["peaks_gflops"], flops)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("matmul FLOPs per training step (forward ×3; MLP: less the input's gradient)")
+    ax.set_ylabel("training steps per second")
+    line = "its backend's peak line" if len(report["peaks_gflops"]) > 1 else "the peak line"
+    ax.set_title(f"Overhead-bound (flat, left) to compute-bound (on {line}, right)")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.legend(fontsize=8, loc="outside right upper")  # beside the axes: over none of the lines
+    _size_axis(ax, flops)
+    return fig
+
+
+def _peak_lines(ax, peaks: dict, flops: dict) -> None:
+    """Each backend's compute bound, its matmul peak ÷ FLOPs per step, across the figure."""
     x = np.logspace(np.log10(min(flops.values())) - 0.3, np.log10(max(flops.values())) + 0.3, 50)
-    peaks = report["peaks_gflops"]
     for k, (backend, peak) in enumerate(peaks.items()):
         # interleaved dashes: peaks a few % apart draw the same line, and each backend's stays visible
         ax.plot(
@@ -120,16 +133,13 @@ def steps_figure(report: dict):
             gid=f"peak {backend}",
             label=f"{backend} compute bound: {peak:.0f} GFLOP/s ÷ FLOPs per step",
         )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("matmul FLOPs per training step (forward ×3; MLP: less the input's gradient)")
-    ax.set_ylabel("training steps per second")
-    line = "its backend's peak line" if len(peaks) > 1 else "the peak line"
-    ax.set_title(f"Overhead-bound (flat, left) to compute-bound (on {line}, right)")
-    ax.grid(True, which="both", alpha=0.3)
-    fig.legend(fontsize=8, loc="outside right upper")  # beside the axes: over none of the lines
-    # the sizes named on an axis at the top, outside the data; names too close for one row (gpt beside
-    # large) go a row higher
+
+
+def _size_axis(ax, flops: dict) -> None:
+    """The sizes named on an axis at the top, outside the data; names too close for one row (gpt beside
+    large) go a row higher."""
+    from matplotlib.ticker import NullLocator
+
     sizes = ax.secondary_xaxis("top")
     rows_of = label_rows(flops)
     sizes.set_xticks(list(flops.values()), list(flops))
@@ -137,7 +147,6 @@ def steps_figure(report: dict):
     sizes.tick_params(labelsize=9, colors="0.3")
     for tick, name in zip(sizes.xaxis.get_major_ticks(), flops):
         tick.set_pad(tick.get_pad() + 11 * rows_of[name])  # 11 pt: one row of 9 pt names
-    return fig
 
 
 def gflops_figure(report: dict):

@@ -249,6 +249,9 @@ def numpy_gelu_s(w, repeats: int = 2) -> float:
     return min(_timed(both) for _ in range(repeats))
 
 
+PHASES = ("forward", "loss", "backward", "bookkeeping", "update")
+
+
 def phase_times_us(backend: str, w, steps: int = 2000) -> dict[str, float]:
     """Where one step of trigrad's training loop spends its time on workload `w` (float32, SGD), in µs
     per step, phase by phase: the same calls the backend's `_train_steps` makes, each timed on its own.
@@ -260,58 +263,74 @@ def phase_times_us(backend: str, w, steps: int = 2000) -> dict[str, float]:
     import numpy as np
 
     from backends import get_backend
-    from benchmarks.workloads import LR
-    from shared.optim import SGD
 
     be = get_backend(backend, "float32")
     spec, params, X, y = be._prepare(w.spec, *w.problem(), need_y=True)
-    totals = dict.fromkeys(("forward", "loss", "backward", "bookkeeping", "update"), 0.0)
-    clock = time.perf_counter
+    totals = dict.fromkeys(PHASES, 0.0)
+    phased_step = _numpy_phases if backend == "numpy" else _torch_phases
     with be._compute(spec, len(X)):
-        if backend == "numpy":
-            from backends.numpy import mlp as nb
-            from backends.numpy import optim as numpy_optim
-            from backends.numpy import train as numpy_train
-            from shared.params import tree_leaves
-
-            loss_forward, loss_backward = nb.LOSSES[spec.loss]
-            opt = numpy_optim.make_optimizer(SGD(LR), tree_leaves(params))
-            for _ in range(steps):
-                t0 = clock()
-                y_hat, cache = nb.mlp_forward(spec, params, X)
-                t1 = clock()
-                loss = loss_forward(y_hat, y)
-                t2 = clock()
-                grads = nb.mlp_backward(spec, params, cache, loss_backward(y_hat, y))
-                t3 = clock()
-                leaves = tree_leaves(grads)
-                ok = np.isfinite(float(loss)) and np.isfinite(numpy_train.global_norm(leaves))
-                t4 = clock()
-                opt.step(tree_leaves(params), leaves)
-                t5 = clock()
-                for key, dt in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
-                    totals[key] += dt
-        else:
-            import torch
-
-            state = be._train_begin(spec, params, X, y, SGD(LR), None)
-            model, weights, opt, loss_fn = (state[k] for k in ("model", "weights", "opt", "loss_fn"))
-            Xt, yt = state["X"], state["y"]
-            for _ in range(steps):
-                t0 = clock()
-                opt.zero_grad()
-                y_hat = model(Xt)
-                t1 = clock()
-                loss = loss_fn(y_hat, yt)
-                t2 = clock()
-                loss.backward()
-                t3 = clock()
-                norm = torch.nn.utils.get_total_norm([p.grad for p in weights])
-                ok = np.isfinite(loss.item()) and np.isfinite(norm.item())
-                t4 = clock()
-                opt.step()
-                t5 = clock()
-                for key, dt in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
-                    totals[key] += dt
-    assert ok  # the timed steps trained on finite numbers
+        for times in phased_step(be, spec, params, X, y, steps):
+            for key, dt in zip(PHASES, np.diff(times)):
+                totals[key] += dt
     return {key: 1e6 * total / steps for key, total in totals.items()}
+
+
+def _numpy_phases(be, spec, params, X, y, steps: int):
+    """NumPy's step, phase by phase: yields the six clock readings around the five PHASES of each step."""
+    import numpy as np
+
+    from backends.numpy import mlp as nb
+    from backends.numpy import optim as numpy_optim
+    from backends.numpy import train as numpy_train
+    from benchmarks.workloads import LR
+    from shared.optim import SGD
+    from shared.params import tree_leaves
+
+    clock = time.perf_counter
+    loss_forward, loss_backward = nb.LOSSES[spec.loss]
+    opt = numpy_optim.make_optimizer(SGD(LR), tree_leaves(params))
+    for _ in range(steps):
+        t0 = clock()
+        y_hat, cache = nb.mlp_forward(spec, params, X)
+        t1 = clock()
+        loss = loss_forward(y_hat, y)
+        t2 = clock()
+        grads = nb.mlp_backward(spec, params, cache, loss_backward(y_hat, y))
+        t3 = clock()
+        leaves = tree_leaves(grads)
+        ok = np.isfinite(float(loss)) and np.isfinite(numpy_train.global_norm(leaves))
+        t4 = clock()
+        opt.step(tree_leaves(params), leaves)
+        t5 = clock()
+        assert ok  # the timed steps train on finite numbers
+        yield t0, t1, t2, t3, t4, t5
+
+
+def _torch_phases(be, spec, params, X, y, steps: int):
+    """torch's step (the backend's own module and optimizer), phase by phase, as _numpy_phases."""
+    import numpy as np
+    import torch
+
+    from benchmarks.workloads import LR
+    from shared.optim import SGD
+
+    clock = time.perf_counter
+    state = be._train_begin(spec, params, X, y, SGD(LR), None)
+    model, weights, opt, loss_fn = (state[k] for k in ("model", "weights", "opt", "loss_fn"))
+    Xt, yt = state["X"], state["y"]
+    for _ in range(steps):
+        t0 = clock()
+        opt.zero_grad()
+        y_hat = model(Xt)
+        t1 = clock()
+        loss = loss_fn(y_hat, yt)
+        t2 = clock()
+        loss.backward()
+        t3 = clock()
+        norm = torch.nn.utils.get_total_norm([p.grad for p in weights])
+        ok = np.isfinite(loss.item()) and np.isfinite(norm.item())
+        t4 = clock()
+        opt.step()
+        t5 = clock()
+        assert ok  # the timed steps train on finite numbers
+        yield t0, t1, t2, t3, t4, t5

@@ -79,44 +79,69 @@ def measure_backend(name: str, sizes: list[str], quick: bool, progress=print) ->
         jobs += [(size, "torch.compile", bare.make_torch_compile) for size in sizes if size in TORCH_COMPILE_SIZES]
     rows, notes = [], []
     for i, (size, variant, make) in enumerate(jobs, 1):
-        w = WORKLOADS[size]
+        where = f"  [{i}/{len(jobs)}] {size:<6} {name:<5} {variant:<14}"
         try:
-            for attempt in range(2):  # a measurement taken while the machine was busy is taken again, once
-                before = _load()
-                timing: Timing = time_runner(make(w), target_s, repeats=repeats, min_steps=w.min_steps)
-                load = (before, _load())
-                if max(load) <= BUSY_LOAD:
-                    break
-                if attempt == 0:
-                    progress(
-                        f"  [{i}/{len(jobs)}] {size:<6} {name:<5} {variant:<14} busy (load {max(load):.1f}): again"
-                    )
+            timing, load = _timed_quietly(
+                make(WORKLOADS[size]), target_s, repeats, WORKLOADS[size].min_steps, where, progress
+            )
         except Exception as e:  # torch.compile needs a working C++ toolchain; say so and go on
             notes.append(f"{name} {variant} on {size} skipped: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
-            progress(f"  [{i}/{len(jobs)}] {size:<6} {name:<5} {variant:<14} skipped ({type(e).__name__})")
+            progress(f"{where} skipped ({type(e).__name__})")
             continue
-        gflops = w.flops_per_step * timing.steps_per_s / 1e9
-        row = Row(
-            size,
-            name,
-            variant,
-            timing.steps_per_s,
-            gflops,
-            gflops / peak,
-            timing.compile_s,
-            1e3 * timing.per_call_s,
-            timing.steps,
-            _threads(name, variant, w),
-            load,
-            max(load) > BUSY_LOAD,
-        )
+        row = _row(name, size, variant, timing, load, peak)
         rows.append(asdict(row))
         progress(
-            f"  [{i}/{len(jobs)}] {size:<6} {name:<5} {variant:<14} {rate(row.steps_per_s):>12} steps/s "
-            f"{row.gflops:8.2f} GFLOP/s ({row.peak_fraction:6.1%} of peak)"
+            f"{where} {rate(row.steps_per_s):>12} steps/s {row.gflops:8.2f} GFLOP/s ({row.peak_fraction:6.1%} of peak)"
         )
+    return {
+        "peak_gflops": peak,
+        "dispatch_us": dispatch,
+        "rows": rows,
+        "paired": _paired_ratios(name, sizes, rows, quick, progress),
+        "notes": notes,
+        "facts": machine_facts(),
+        **_extra_measurements(name, sizes, quick, progress),
+    }
+
+
+def _timed_quietly(runner, target_s: float, repeats: int, min_steps: int, where: str, progress):
+    """time_runner, taken again once if the machine was busy (load above BUSY_LOAD) while it ran.
+    Returns the Timing and the load (before, after)."""
+    for attempt in range(2):
+        before = _load()
+        timing: Timing = time_runner(runner, target_s, repeats=repeats, min_steps=min_steps)
+        load = (before, _load())
+        if max(load) <= BUSY_LOAD:
+            break
+        if attempt == 0:
+            progress(f"{where} busy (load {max(load):.1f}): again")
+    return timing, load
+
+
+def _row(name: str, size: str, variant: str, timing: Timing, load: tuple, peak: float) -> Row:
+    w = WORKLOADS[size]
+    gflops = w.flops_per_step * timing.steps_per_s / 1e9
+    return Row(
+        size,
+        name,
+        variant,
+        timing.steps_per_s,
+        gflops,
+        gflops / peak,
+        timing.compile_s,
+        1e3 * timing.per_call_s,
+        timing.steps,
+        _threads(name, variant, w),
+        load,
+        max(load) > BUSY_LOAD,
+    )
+
+
+def _paired_ratios(name: str, sizes: list[str], rows: list[dict], quick: bool, progress) -> list[dict]:
+    """The targets' ratios (train, no losses ÷ the baseline loop), measured in alternation (see
+    paired_per_step), for each size that has both rows."""
     pairs = []
-    for size in sizes:  # the targets' ratios, measured in alternation (see paired_per_step)
+    for size in sizes:
         base_row = next((r for r in rows if (r["workload"], r["variant"]) == (size, BASELINE[name])), None)
         if base_row is None or not any((r["workload"], r["variant"]) == (size, TRAIN_NO_LOSSES) for r in rows):
             continue
@@ -129,6 +154,11 @@ def measure_backend(name: str, sizes: list[str], quick: bool, progress=print) ->
             f"{BASELINE[name]} {1e6 * p['base_s']:.1f} µs per step (both on {p['threads']} thread(s)): "
             f"{p['train_s'] / p['base_s']:.2f}x"
         )
+    return pairs
+
+
+def _extra_measurements(name: str, sizes: list[str], quick: bool, progress) -> dict:
+    """JAX's scan iteration; the XOR step's phases (NumPy, torch); the NumPy GPT's exact GELU."""
     extra = {"scan_iteration_us": scan_iteration_us()} if name == "jax" else {}
     if name != "jax" and "xor" in sizes:
         extra["phases_us"] = phase_times_us(name, WORKLOADS["xor"], steps=500 if quick else 3000)
@@ -136,15 +166,7 @@ def measure_backend(name: str, sizes: list[str], quick: bool, progress=print) ->
     if name == "numpy" and "gpt" in sizes and WORKLOADS["gpt"].spec.activation == "gelu":
         extra["gelu_s_per_step"] = numpy_gelu_s(WORKLOADS["gpt"])
         progress(f"  numpy gpt: exact GELU (forward + backward) {extra['gelu_s_per_step']:.3f} s per step")
-    return {
-        "peak_gflops": peak,
-        "dispatch_us": dispatch,
-        "rows": rows,
-        "paired": pairs,
-        "notes": notes,
-        "facts": machine_facts(),
-        **extra,
-    }
+    return extra
 
 
 def paired_ratio(name: str, w: AnyWorkload, steps: int, rounds: int) -> dict:
