@@ -234,21 +234,9 @@ def graph_text(title: str, g: Graph) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = make_parser(
-        "graph",
-        __doc__.split("\n\n")[1],
-        XOR,
-        training="none",
-        epilog="examples:\n  python -m comparisons graph\n  python -m comparisons graph --spec 2,8,8,1:relu:bce",
-    )
-    args = parser.parse_args(argv)
-    problem = build_problem(parser, args)
-    if problem.spec.n_layers > 8:
-        parser.error(f"--sizes: {problem.spec.n_layers} layers; graph draws at most 8")
-    spec, params, X, y = problem.spec, problem.params, problem.X, problem.y
-    backends = installed(args.backends)
-    graphs, texts, numbers = {}, [], {"problem": f"{problem.data.name}, {spec.describe()}"}
+def build_graphs(spec, params, X, y, backends: list[str]) -> tuple[dict, list[str], dict]:
+    """Each installed backend's graph of one loss evaluation: (graphs, printed texts, numbers for JSON)."""
+    graphs, texts, numbers = {}, [], {}
     if "numpy" in backends:
         graphs["numpy"] = numpy_tape(spec, params, X, y)
         texts.append(
@@ -265,21 +253,24 @@ def main(argv: list[str] | None = None) -> int:
         texts.append(f"JAX: jax.make_jaxpr of the loss\n{loss_jaxpr}")
         texts.append(graph_text("JAX: jax.make_jaxpr of jax.grad(loss), top-level equations", graphs["jax"]))
         numbers["jaxpr_loss"], numbers["jaxpr_grad"] = str(loss_jaxpr), str(grad_jaxpr)
-    if not graphs:
-        parser.error("--backends: none of them is installed here")
-    what = f"{problem.data.name} (n={len(X)}), {spec.describe()}"
-    print(f"Computation graphs of one loss evaluation: {what}\n")
-    print("\n\n".join(texts))
-    args.out.mkdir(parents=True, exist_ok=True)
-    dot_path = args.out / "graph.dot"
-    dot_path.write_text(to_dot(graphs, f"One loss evaluation and its gradient: {what}"))
+    return graphs, texts, numbers
+
+
+def write_graph_files(graphs: dict, title: str, out) -> list:
+    """out/graph.dot, and out/graph.svg where Graphviz's dot is installed; the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    dot_path = out / "graph.dot"
+    dot_path.write_text(to_dot(graphs, title))
     paths = [dot_path]
     if shutil.which("dot"):
-        svg = args.out / "graph.svg"
+        svg = out / "graph.svg"
         done = subprocess.run(["dot", "-Tsvg", str(dot_path), "-o", str(svg)], capture_output=True, text=True)
         paths += [svg] if done.returncode == 0 else []
-    numbers["graphs"] = {name: {"nodes": g.nodes, "edges": g.edges} for name, g in graphs.items()}
-    paths.append(save_json(numbers, args.out, "graph"))
+    return paths
+
+
+def graph_finding(spec, graphs: dict) -> str:
+    """How the three graphs line up, counted from the graphs themselves."""
     L = spec.n_layers
     parts = [
         f"Each of the {L} linear layers is one node in every graph: NumPy's linear_forward "
@@ -297,6 +288,31 @@ def main(argv: list[str] | None = None) -> int:
             f"JAX's dot_general: {L} in the forward and {n_dot - L} in the gradient's jaxpr, a pair (dW and dX) per "
             "layer but the first, whose dX nothing needs"
         )
-    finding = "; ".join(parts) + ". Activations map one to one (tanh_backward ↔ TanhBackward0 ↔ tanh)."
-    report(paths, textwrap.fill(finding, 100))
+    return "; ".join(parts) + ". Activations map one to one (tanh_backward ↔ TanhBackward0 ↔ tanh)."
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(
+        "graph",
+        __doc__.split("\n\n")[1],
+        XOR,
+        training="none",
+        epilog="examples:\n  python -m comparisons graph\n  python -m comparisons graph --spec 2,8,8,1:relu:bce",
+    )
+    args = parser.parse_args(argv)
+    problem = build_problem(parser, args)
+    if problem.spec.n_layers > 8:
+        parser.error(f"--sizes: {problem.spec.n_layers} layers; graph draws at most 8")
+    spec, params, X, y = problem.spec, problem.params, problem.X, problem.y
+    graphs, texts, numbers = build_graphs(spec, params, X, y, installed(args.backends))
+    if not graphs:
+        parser.error("--backends: none of them is installed here")
+    numbers = {"problem": f"{problem.data.name}, {spec.describe()}", **numbers}
+    what = f"{problem.data.name} (n={len(X)}), {spec.describe()}"
+    print(f"Computation graphs of one loss evaluation: {what}\n")
+    print("\n\n".join(texts))
+    paths = write_graph_files(graphs, f"One loss evaluation and its gradient: {what}", args.out)
+    numbers["graphs"] = {name: {"nodes": g.nodes, "edges": g.edges} for name, g in graphs.items()}
+    paths.append(save_json(numbers, args.out, "graph"))
+    report(paths, textwrap.fill(graph_finding(spec, graphs), 100))
     return 0
