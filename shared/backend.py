@@ -204,17 +204,9 @@ class Backend(ABC):
         if prior is not None:
             check_same_spec(prior, check_spec(spec))
         spec, params, X, y = self._prepare(spec, params if prior is None else prior.params, X, y, need_y=True)
+        n_params, itemsize = spec.n_params, self.np_dtype.itemsize
         steps, batch_size, seed, record_every, record_losses = check_train_args(
-            len(X),
-            spec.n_params,
-            self.np_dtype.itemsize,
-            optimizer,
-            steps,
-            batch_size,
-            seed,
-            record_every,
-            on_nonfinite,
-            record_losses,
+            len(X), n_params, itemsize, optimizer, steps, batch_size, seed, record_every, on_nonfinite, record_losses
         )
         optimizer = check_optimizer_fits(optimizer, self.np_dtype)
         opt_state, start = None, 0  # a fresh optimizer, at step 0
@@ -232,20 +224,8 @@ class Backend(ABC):
                 while run.done < end and not run.diverged:
                     bar.update(self._train_chunk(state, run, end, schedule, record_every, record_losses))
             final_params, final_state = self._train_params(state), self._train_optimizer_state(state)
-        meta = {
-            "backend": self.name,
-            "dtype": self.dtype,
-            "device": self.device,
-            "threads": self.threads_for(spec.step_flops(batch_size or len(X))),
-            "spec": spec_to_dict(spec),
-            "optimizer": optimizer.to_dict(),
-            "seed": seed,
-            "steps": steps,
-            "batch_size": batch_size,
-            "record_every": record_every,
-            "record_losses": record_losses,
-            "wall_time_s": time.perf_counter() - start_time,
-        }
+        meta = self._run_meta(spec, optimizer, steps, batch_size or len(X), seed, time.perf_counter() - start_time)
+        meta |= {"batch_size": batch_size, "record_every": record_every, "record_losses": record_losses}
         traj = run.trajectory(final_params, record_losses, meta, final_state)
         if prior is not None:
             traj = joined(prior, traj)
@@ -255,6 +235,20 @@ class Backend(ABC):
                 *run.diverged, trajectory=traj, hint=hint if run.diverged[1] != "gradient norm" else ""
             )
         return traj
+
+    def _run_meta(self, spec, optimizer: Optimizer, steps: int, rows: int, seed: int, wall_time_s: float) -> dict:
+        """What produced a run, for its Trajectory's meta (train adds the batch and recording settings)."""
+        return {
+            "backend": self.name,
+            "dtype": self.dtype,
+            "device": self.device,
+            "threads": self.threads_for(spec.step_flops(rows)),
+            "spec": spec_to_dict(spec),
+            "optimizer": optimizer.to_dict(),
+            "seed": seed,
+            "steps": steps,
+            "wall_time_s": wall_time_s,
+        }
 
     def _train_chunk(self, state, run: _RunRecord, steps: int, schedule, record_every, record_losses) -> int:
         """One chunk of the run: a snapshot if one is due, then up to CHUNK steps (ending at the next
