@@ -34,7 +34,8 @@ class Quantity:
 
 
 def numpy_step(spec: MLPSpec, params: Params, X, y, optimizer) -> tuple[float, list[dict], np.ndarray]:
-    """Per layer {A_in, W, b, Z, A, dA, dZ, dW, db, dX, W_new, b_new}, the loss, and dL/dŷ."""
+    """Per layer {A_in, W, b, Z, A, dA, dZ, dW, db, dX, W_new, b_new}, the loss, and dL/dŷ (optimizer
+    None: the forward and backward only, no W_new and b_new)."""
     loss_forward, loss_backward = nb.LOSSES[spec.loss]
     y_hat, cache = nb.mlp_forward(spec, params, X)  # cache[l] = (A_in, Z, A)
     loss = float(loss_forward(y_hat, y))
@@ -51,6 +52,8 @@ def numpy_step(spec: MLPSpec, params: Params, X, y, optimizer) -> tuple[float, l
             layer["dZ"] = dA  # the output layer is linear
         layer["dX"], layer["dW"], layer["db"] = nb.linear_backward(layer["dZ"], layer["A_in"], layer["W"])
         dA = layer["dX"]
+    if optimizer is None:
+        return loss, layers, dY
     new = [{"W": p["W"].copy(), "b": p["b"].copy()} for p in params]
     update = numpy_optim.make_optimizer(optimizer, tree_leaves(new))
     update.step(tree_leaves(new), [g for layer in layers for g in (layer["dW"], layer["db"])])
@@ -99,6 +102,8 @@ def torch_step(spec: MLPSpec, params: Params, X, y, optimizer, dtype: str) -> tu
             )
         )
         A_in = A
+    if optimizer is None:  # the forward and backward only
+        return float(loss.item()), layers
     new = get_backend("torch", dtype).train(spec, params, X, y, optimizer, steps=1).params
     for layer, p in zip(layers, new):
         layer["W_new"], layer["b_new"] = p["W"], p["b"]
@@ -136,6 +141,8 @@ def jax_step(spec: MLPSpec, params: Params, X, y, optimizer, dtype: str) -> tupl
             dA = layer["dX"]
         layers = [{k: np.asarray(v) for k, v in layer.items()} for layer in layers]
         loss = float(loss)
+    if optimizer is None:  # the forward and backward only
+        return loss, layers
     new = get_backend("jax", dtype).train(spec, params, X, y, optimizer, steps=1).params
     for layer, p in zip(layers, new):
         layer["W_new"], layer["b_new"] = p["W"], p["b"]
