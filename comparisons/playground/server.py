@@ -15,6 +15,10 @@ its server: the standard library's ThreadingHTTPServer on 127.0.0.1 only, and th
     GET  /api/export.npz       ?run=ID&lane=numpy-float64: the run as a Trajectory file (Trajectory.save)
     GET  /api/config.json      ?run=ID: the run's config, as the page and the command line spell it
     GET  /api/view.json        ?run=ID&lane=LANE: the pictures of another lane, without training
+    GET  /api/inspect.json     ?run=ID&lane=LANE&layer=L&unit=J&sample=I: one unit's forward and backward
+                               for one training sample on every backend of the lane's dtype (inspector.py)
+    GET  /api/link.json        ?run=ID&layer=L&i=I&j=J: the weight W[L][I, J] over the run on every lane,
+                               and its gradient now
 
 A config uses the command line's option names (`batch_size` for --batch-size) and is validated by the
 very parser and `build_problem` that every other command uses, so a bad value is refused with the same
@@ -49,6 +53,7 @@ from comparisons.playground.config import (
     setup,
     setup_from_args,
 )
+from comparisons.playground.inspector import inspect_unit, link_history
 from comparisons.playground.runs import Run, Runs, describe_run, step, view
 
 PAGE = Path(__file__).with_name("page.html")
@@ -131,6 +136,19 @@ class Handler(BaseHTTPRequestHandler):
                 run = self.server.runs.get(query.get("run"))
                 with run.lock, self.server.runs.training:
                     self._json({"type": "view", **view(run.setup, run.lane(query.get("lane")))})
+            elif path == "/api/inspect.json":
+                query = self._query()
+                run = self.server.runs.get(query.get("run"))
+                lane = run.lane(query.get("lane"))
+                with run.lock, self.server.runs.training:
+                    backends = [b for b, d in run.setup.lanes if d == lane.dtype]
+                    numbers = inspect_unit(run.setup, lane.params, lane.dtype, backends, query)
+                self._json({"run": run.id, "lane": lane.name, "step": run.step, **numbers})
+            elif path == "/api/link.json":
+                query = self._query()
+                run = self.server.runs.get(query.get("run"))
+                with run.lock, self.server.runs.training:
+                    self._json({"run": run.id, "step": run.step, **link_history(run, query)})
             elif path == "/favicon.ico":
                 self._send(204, b"", "image/x-icon")
             else:

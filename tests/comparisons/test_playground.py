@@ -238,6 +238,80 @@ def test_the_export_is_a_trajectory_file_of_the_whole_run(server, run):
     assert status == 200 and config["config"] == started["config"] and config["step"] >= 20
 
 
+# ---- the gradient panel: one unit, one sample, every backend ----
+
+
+@pytest.mark.parametrize("layer, unit", [(0, 3), (1, 2), (2, 0)], ids=["hidden-1", "hidden-2", "output"])
+def test_inspect_gives_a_units_forward_and_backward_on_one_sample(server, run, layer, unit):
+    """The endpoint's numbers are the one sample's loss_and_grads (the unit's incoming weight and bias
+    gradients) and NumPy's cached forward (z, a), on every backend of the lane's dtype."""
+    from backends.numpy import mlp as nb
+
+    started, _ = run
+    s = pg_config.setup(CONFIG)
+    for dtype in ("float64", "float32"):
+        lane = f"numpy-{dtype}"
+        status, got = call(
+            server, f"/api/inspect.json?run={started['run']}&lane={lane}&layer={layer}&unit={unit}&sample=7"
+        )
+        assert status == 200, got
+        (line,) = [x for x in run[1][-1] if x["type"] == "lane" and x["lane"] == lane]  # its params now
+        params = [{k: np.array(p[k], dtype) for k in ("W", "b")} for p in line["params"]]
+        X, y = s.X_train[7:8].astype(dtype), s.y_train[7:8].astype(dtype)
+        _, cache = nb.mlp_forward(s.spec, params, X)
+        A_in, Z, A = cache[layer]
+        assert set(got["values"]) == {b for b in available_backends()}
+        for backend, v in got["values"].items():
+            _, grads = get_backend(backend, dtype).loss_and_grads(s.spec, params, X, y)
+            tol = 1e-12 if dtype == "float64" else 1e-5
+            np.testing.assert_allclose(v["dW"], grads[layer]["W"][:, unit], rtol=tol, atol=tol)
+            np.testing.assert_allclose(v["db"], grads[layer]["b"][unit], rtol=tol, atol=tol)
+            np.testing.assert_allclose(v["z"], Z[0, unit], rtol=tol)
+            np.testing.assert_allclose(v["a_in"], A_in[0], rtol=tol)
+            if layer < s.spec.n_layers - 1:
+                np.testing.assert_allclose(v["a"], A[0, unit], rtol=tol)
+                np.testing.assert_allclose(v["dL_dz"], v["dL_da"] * v["f_prime"], rtol=tol)
+                assert v["f_prime"] == pytest.approx(1 - v["a"] ** 2, rel=1e-4)  # tanh′ = 1 − a²
+            else:
+                assert v["a"] == v["z"] and v["f_prime"] == 1 and v["dL_da"] == v["dL_dz"]
+            np.testing.assert_allclose(v["dW"], np.array(v["a_in"]) * v["dL_dz"], rtol=tol)  # dW = a_in·dL/dz
+        assert got["gap_eps"]["numpy"]["dW"] == 0 and got["dtype"] == dtype and got["sample"] == 7
+        assert all(g is None or g < 64 for b in got["gap_eps"].values() for g in b.values()), got["gap_eps"]
+
+
+def test_link_history_gives_a_weight_over_the_run_and_its_gradient_now(server, run):
+    started, chunks = run
+    s = pg_config.setup(CONFIG)
+    status, got = call(server, f"/api/link.json?run={started['run']}&layer=1&i=4&j=2")
+    assert status == 200, got
+    assert got["name"] == "layer1.W[4, 2]" and set(got["lanes"]) == set(started["lanes"])
+    for lane, h in got["lanes"].items():
+        assert h["steps"] == [0, 10, 20]
+        assert h["values"][0] == s.params[1]["W"][4, 2].astype(lane.split("-")[1])
+        (line,) = [x for x in chunks[-1] if x["type"] == "lane" and x["lane"] == lane]
+        assert h["values"][-1] == line["params"][1]["W"][4][2]
+        params = [{k: np.array(p[k], lane.split("-")[1]) for k in ("W", "b")} for p in line["params"]]
+        _, grads = get_backend(lane.split("-")[0], lane.split("-")[1]).loss_and_grads(
+            s.spec, params, s.X_train, s.y_train
+        )
+        assert h["gradient"] == grads[1]["W"][4, 2]
+
+
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("lane=numpy-float64&layer=3&unit=0&sample=0", "layer"),
+        ("lane=numpy-float64&layer=0&unit=5&sample=0", "unit"),
+        ("lane=numpy-float64&layer=0&unit=0&sample=45", "sample"),
+        ("lane=numpy-float64&layer=x&unit=0&sample=0", "layer"),
+        ("lane=nope&layer=0&unit=0&sample=0", "lane"),
+    ],
+)
+def test_a_bad_unit_or_sample_is_a_400_naming_it(server, run, query, field):
+    status, reply = call(server, f"/api/inspect.json?run={run[0]['run']}&{query}")
+    assert status == 400 and reply["field"] == field and field in reply["error"], reply
+
+
 BAD = [
     # (config, the field the 400 must name)
     ({"lr": "nan"}, "lr"),
@@ -504,5 +578,58 @@ def test_in_a_real_browser_play_lowers_the_loss_and_draws_every_backend(server, 
     assert lanes == [f"{b}-{d}" for d in ("float64", "float32") for b in available_backends()]
     for lane in lanes:
         assert curves[lane] >= 5 and curves[f"{lane} test"] >= 5, f"{lane}'s curve: {curves}"
+    assert not errors, errors
+    assert path.stat().st_size > 10_000
+
+
+@pytest.mark.skipif(find_browser() is None, reason="no Chromium here (apt-get install chromium, or set $CHROMIUM)")
+def test_in_a_real_browser_a_clicked_unit_shows_the_endpoints_numbers_and_keys_work(server, tmp_path):
+    query = "?dataset=xor&n=80&noise=0.15&sizes=2,4,3,1&optimizer=adam&lr=0.05&steps=10&every=5&dtypes=float64"
+    process, tools = open_page(find_browser(), server.url + query, tmp_path / "profile", height=1180)
+    try:
+        tools.wait_for("document.getElementById('train-loss').textContent !== '–'")
+        # pick training point 5 by clicking the boundary where it is drawn
+        tools.evaluate(
+            """(() => { const c = document.getElementById('boundary'), box = c.getBoundingClientRect();
+            const [x0, x1, y0, y1] = run.extent, [x, y] = run.train.X[5];
+            c.dispatchEvent(new MouseEvent('click', { clientX: box.left + (x - x0) / (x1 - x0) * box.width,
+                                                      clientY: box.top + (y1 - y) / (y1 - y0) * box.height })); })()"""
+        )
+        assert tools.evaluate("document.getElementById('sample').value") == "5"
+        tools.evaluate("document.querySelector('canvas[data-unit=\"1,2\"]').click()")  # hidden 2, unit 2
+        tools.wait_for("window.playground.inspected && window.playground.inspected.unit === 2")
+        shown = tools.evaluate("window.playground.inspected")
+        table = tools.evaluate("document.getElementById('inspect').textContent")
+        cells = tools.evaluate(  # what the panel prints for NumPy's dL/dz and dL/dw0, formatted as it formats
+            "[num(window.playground.inspected.values.numpy.dL_dz), num(window.playground.inspected.values.numpy.dW[0])]"
+        )
+        tools.evaluate("document.dispatchEvent(new KeyboardEvent('keydown', { key: 'ArrowRight' }))")  # one step
+        tools.wait_for("document.getElementById('counter').textContent === 'step 1' && !busy", timeout=60)
+        tools.wait_for("window.playground.inspected.step === 1", timeout=60)  # the panel follows the run
+        tools.evaluate("document.dispatchEvent(new KeyboardEvent('keydown', { key: ' ' }))")  # play
+        tools.wait_for("parseInt(document.getElementById('counter').textContent.slice(5)) >= 21", timeout=90)
+        tools.evaluate("document.dispatchEvent(new KeyboardEvent('keydown', { key: ' ' }))")  # pause
+        tools.wait_for("!playing && !busy", timeout=60)
+        tools.evaluate("document.querySelector('line.hit[data-link=\"1,2,0\"]').dispatchEvent(new MouseEvent('click'))")
+        tools.wait_for("window.playground.inspected.name === 'layer1.W[2, 0]'")
+        link = tools.evaluate("window.playground.inspected")
+        run_id = tools.evaluate("run.run")
+        path = Path(os.environ.get("PLAYGROUND_INSPECT_SCREENSHOT", tmp_path / "inspect.png"))
+        tools.evaluate("document.querySelector('canvas[data-unit=\"1,2\"]').click()")
+        tools.wait_for("window.playground.inspected.unit === 2")
+        screenshot(tools, path)
+        errors = tools.errors() + tools.evaluate("window.playground.errors")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert shown["layer"] == 1 and shown["sample"] == 5 and shown["step"] == 0
+    assert set(shown["values"]) == set(available_backends())
+    config = {"dataset": "xor", "n": 80, "noise": 0.15, "sizes": "2,4,3,1", "optimizer": "adam", "lr": 0.05}
+    s = pg_config.setup(config)  # at step 0 the lane's params are the run's start
+    _, grads = get_backend("numpy").loss_and_grads(s.spec, s.params, s.X_train[5:6], s.y_train[5:6])
+    np.testing.assert_allclose(shown["values"]["numpy"]["dW"], grads[1]["W"][:, 2], rtol=1e-12)
+    assert all(cell in table for cell in cells) and "dL/dw0" in table and "f′(z)" in table, (cells, table)
+    status, now = call(server, f"/api/link.json?run={run_id}&layer=1&i=2&j=0")
+    assert status == 200 and now["lanes"] == link["lanes"] and len(link["lanes"]["numpy-float64"]["steps"]) >= 3
     assert not errors, errors
     assert path.stat().st_size > 10_000
