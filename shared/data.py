@@ -140,6 +140,57 @@ def make_dataset(name: str, n: int | None = None, noise: float | None = None, se
     return DATASETS[name](seed=seed, **args, **kwargs)
 
 
+def from_csv(text: str, name: str = "csv", max_rows: int | None = None, max_classes: int = 10) -> Dataset:
+    """A Dataset from CSV text, one point per row: `x1,x2,label` (the label an integer class 0, 1, ...).
+    A first row that is not numbers is a header; blank rows and rows starting with # are skipped.
+    Anything else that does not fit is a ValueError naming the row and column (1-based, as a
+    spreadsheet numbers them), what was expected and what was given."""
+    if not isinstance(text, str):
+        raise TypeError(f"the CSV must be text; got {type(text).__name__}")
+    X, y = [], []
+    for r, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        cells = [c.strip() for c in line.split(",")]
+        if not X and not y and _is_header(cells):
+            continue
+        if len(cells) != 3:
+            raise ValueError(f"row {r}: expected 3 columns (x1, x2, label); got {len(cells)}: {line.strip()[:60]!r}")
+        point = []
+        for c, cell in enumerate(cells[:2], 1):
+            try:
+                value = float(cell)
+            except ValueError:
+                value = None
+            if value is None or not np.isfinite(value):
+                raise ValueError(f"row {r}, column {c}: expected a finite number; got {cell!r}")
+            point.append(value)
+        label = cells[2]
+        if not label.isdigit() or int(label) >= max_classes:
+            raise ValueError(f"row {r}, column 3: expected a class label 0 to {max_classes - 1}; got {label!r}")
+        X.append(point)
+        y.append(int(label))
+        if max_rows is not None and len(X) > max_rows:
+            raise ValueError(f"row {r}: more than {max_rows} points; at most {max_rows}")
+    if len(X) < 4:
+        raise ValueError(f"expected at least 4 points (rows of x1, x2, label); got {len(X)}")
+    labels = np.array(y, np.int64)
+    n_classes = int(labels.max()) + 1
+    missing = sorted(set(range(n_classes)) - set(labels.tolist()))
+    if n_classes < 2 or missing:
+        what = "only class 0" if n_classes < 2 else f"no point of class {missing[0]}"
+        raise ValueError(f"column 3: the labels must be the classes 0, 1, ... with every class used; {what}")
+    return Dataset(name, np.array(X, np.float64), labels, n_classes)
+
+
+def _is_header(cells: list[str]) -> bool:
+    try:
+        [float(c) for c in cells]
+    except ValueError:
+        return True
+    return False
+
+
 def _check_count(value: object, arg: str, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{arg} must be an integer ≥ {minimum}; got {value!r}")

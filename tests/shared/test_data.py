@@ -176,3 +176,42 @@ def test_char_windows_are_seeded_next_character_pairs():
     assert X.min() >= 0 and Y.max() <= 99
     with pytest.raises(ValueError, match="need at least 9"):
         char_windows(np.arange(8), seq_len=8, n=1)
+
+
+# ---- your own data: CSV ----
+
+
+def test_a_csv_of_points_and_labels_becomes_a_dataset():
+    from shared.data import from_csv
+
+    data = from_csv("x1,x2,label\n0,0,0\n# a comment\n\n0,1,1\n1,0,1\n1.5,-2e-1,0\n")
+    np.testing.assert_array_equal(data.X, [[0, 0], [0, 1], [1, 0], [1.5, -0.2]])
+    assert data.y.tolist() == [0, 1, 1, 0] and data.n_classes == 2 and data.name == "csv"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("0,0,0\n0,1\n1,0,1\n1,1,0\n", r"row 2: expected 3 columns \(x1, x2, label\); got 2"),
+        ("0,0,0\n0,x,1\n1,0,1\n1,1,0\n", r"row 2, column 2: expected a finite number; got 'x'"),
+        ("0,0,0\n0,inf,1\n1,0,1\n1,1,0\n", r"row 2, column 2: expected a finite number; got 'inf'"),
+        ("0,0,0\n0,1,1.5\n1,0,1\n1,1,0\n", r"row 2, column 3: expected a class label 0 to 9; got '1.5'"),
+        ("0,0,0\n0,1,-1\n1,0,1\n1,1,0\n", r"row 2, column 3: expected a class label"),
+        ("0,0,0\n0,1,2\n1,0,2\n1,1,0\n", r"no point of class 1"),
+        ("0,0,0\n0,1,0\n1,0,0\n1,1,0\n", r"only class 0"),
+        ("0,0,0\n0,1,1\n", r"at least 4 points"),
+    ],
+)
+def test_a_bad_csv_names_the_row_and_column(text, message):
+    from shared.data import from_csv
+
+    with pytest.raises(ValueError, match=message):
+        from_csv(text)
+
+
+def test_a_csv_beyond_its_bound_is_refused_at_the_first_row_too_many():
+    from shared.data import from_csv
+
+    text = "\n".join(f"{i},{i},{i % 2}" for i in range(10))
+    with pytest.raises(ValueError, match="row 6: more than 5 points"):
+        from_csv(text, max_rows=5)
