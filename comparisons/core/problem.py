@@ -122,8 +122,9 @@ def make_optimizer(name: str, lr: float) -> Optimizer:
 MLP_ONLY = ("dataset", "noise", "sizes", "spec", "loss")
 
 
-def build_problem(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Problem:
-    """The Problem the options describe; an option that does not fit is a parser error."""
+def build_problem(parser: argparse.ArgumentParser, args: argparse.Namespace, data: Dataset | None = None) -> Problem:
+    """The Problem the options describe; an option that does not fit is a parser error. `data` (your
+    own points, e.g. the playground's CSV) replaces --dataset, --n and --noise."""
     if hasattr(args, "mlp_defaults"):  # a parser made with gpt=True: fill in the chosen model's defaults
         model = args.model or ("gpt" if args.gpt is not None else "mlp")
         if model == "gpt":
@@ -136,13 +137,8 @@ def build_problem(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     if args.spec is not None:  # --spec overrides --sizes/--activation/--loss
         for field, value in zip(("sizes", "activation", "loss"), args.spec):
             setattr(args, field, value)
-    kwargs = {}
-    if args.dataset == "spirals":
-        kwargs["arms"] = args.sizes[-1] if args.loss == "softmax_ce" and args.sizes[-1] > 2 else 2
-    try:
-        data = make_dataset(args.dataset, n=args.n, noise=args.noise, seed=args.seed, **kwargs)
-    except ValueError as e:
-        parser.error(f"--dataset {args.dataset} with --n {args.n} --noise {args.noise}: {e}")
+    if data is None:
+        data = _dataset(parser, args)
     if (floats := len(data) * sum(args.sizes)) > MAX_FLOATS:
         parser.error(
             f"--n {len(data)} samples × --sizes {','.join(map(str, args.sizes))} is {floats:.1e} activations per "
@@ -171,6 +167,17 @@ def build_problem(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         args.seed,
         args.batch_size,
     )
+
+
+def _dataset(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Dataset:
+    """--dataset with --n and --noise (spirals gets one arm per softmax output)."""
+    kwargs = {}
+    if args.dataset == "spirals":
+        kwargs["arms"] = args.sizes[-1] if args.loss == "softmax_ce" and args.sizes[-1] > 2 else 2
+    try:
+        return make_dataset(args.dataset, n=args.n, noise=args.noise, seed=args.seed, **kwargs)
+    except ValueError as e:
+        parser.error(f"--dataset {args.dataset} with --n {args.n} --noise {args.noise}: {e}")
 
 
 def gpt_floats(spec: GPTSpec, n: int) -> int:

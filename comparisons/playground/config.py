@@ -7,14 +7,14 @@ from __future__ import annotations
 import argparse
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from backends import BACKENDS, available_backends
 from comparisons.core.options import make_parser, name_list, positive_int
 from comparisons.core.problem import OPTIMIZERS, Defaults, build_problem
-from shared.data import DATASETS
+from shared.data import DATASETS, from_csv
 from shared.params import Params
 from shared.spec import ACTIVATIONS, LOSSES, MLPSpec
 from shared.validation import DTYPES
@@ -47,6 +47,7 @@ HIDDEN_RESOLUTION = 24  # grid points per axis of each hidden unit's picture
 MAX_CHUNKS = 1000  # chunks per run (each keeps a params snapshot for the export)
 MAX_RUNS = 3  # runs kept in memory; the least recently used is dropped
 MAX_BODY = 64 * 1024  # bytes of a request body
+MAX_CSV_BYTES = 48 * 1024  # of your own points (2,000 rows of x1,x2,label fit)
 
 CONFIG_FIELDS = {
     # JSON field: (option, help text shown by the page)
@@ -64,10 +65,13 @@ CONFIG_FIELDS = {
     "steps": ("--steps", "steps per chunk (one train call)"),
     "every": ("--every", "record the losses and the parity gap every this many steps"),
     "resolution": ("--resolution", "boundary grid points per axis"),
+    "weight_decay": ("--weight-decay", "weight decay (empty: the optimizer's default)"),
+    "target_loss": ("--target-loss", "play stops when the shown lane's train loss reaches this"),
+    "csv": ("--csv-text", "your own points: CSV rows x1,x2,label (replaces dataset, n and noise)"),
     "dtypes": ("--dtypes", "dtypes"),
     "backends": ("--backends", "backends"),
 }
-OPTION_FIELDS = {option: name for name, (option, _) in CONFIG_FIELDS.items()}
+OPTION_FIELDS = {option: name for name, (option, _) in CONFIG_FIELDS.items()} | {"--csv": "csv"}
 
 
 class ConfigError(ValueError):
@@ -83,6 +87,43 @@ def _fraction(text: str) -> float:
     if not 0.05 <= value <= 0.9:
         raise argparse.ArgumentTypeError(f"expected a number from 0.05 to 0.9, got {text}")
     return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number ≥ 0, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
+def _csv_file(path: str) -> str:
+    """--csv FILE: the file's text (checked with the config, like the page's)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read(MAX_CSV_BYTES + 1)
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise argparse.ArgumentTypeError(f"{path} is not UTF-8 text") from None
+    if len(text) > MAX_CSV_BYTES:
+        raise argparse.ArgumentTypeError(f"{path} is larger than {MAX_CSV_BYTES // 1024} KiB")
+    return text
+
+
+def _activations(text: str) -> str | tuple[str, ...]:
+    """--activation tanh (every hidden layer) or tanh,relu (one per hidden layer, in order)."""
+    names = [name.strip() for name in text.split(",")]
+    for name in names:
+        if name not in ACTIVATIONS:
+            raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(ACTIVATIONS)}")
+    return names[0] if len(names) == 1 else tuple(names)
 
 
 def _resolution(text: str) -> int:
@@ -103,6 +144,12 @@ def make_playground_parser() -> argparse.ArgumentParser:
         f"{MAX_CHUNK_STEPS} steps per chunk.",
     )
     for action in parser._actions:  # the page's meaning of the shared options
+        if action.dest == "activation":  # one for every hidden layer, or one per layer
+            action.type, action.choices = _activations, None
+            action.metavar = "ACT[,ACT...]"
+            names = ", ".join(ACTIVATIONS)
+            action.help = f"hidden activation, one for all or one per hidden layer: {names} "
+            action.help += f"(default: {DEFAULTS.activation})"
         action.help = {
             "out": argparse.SUPPRESS,  # the page's export buttons download instead
             "n": f"samples, train and test together (default: {DEFAULTS.n}, at most {MAX_POINTS})",
@@ -113,6 +160,21 @@ def make_playground_parser() -> argparse.ArgumentParser:
     g.add_argument("--every", type=positive_int, default=5, help="record every this many steps (default: 5)")
     g.add_argument("--resolution", type=_resolution, default=50, help="boundary grid per axis (default: 50)")
     g.add_argument("--dtypes", type=name_list(DTYPES), default=["float64", "float32"], help="default: float64,float32")
+    g.add_argument(
+        "--weight-decay",
+        type=_non_negative_float,
+        default=None,
+        help="the optimizer's weight decay (default: its own, 0 for sgd/momentum/adam, 0.01 for adamw)",
+    )
+    g.add_argument("--target-loss", type=_positive_float, default=None, help="the page's play stops at this train loss")
+    g.add_argument(
+        "--csv",
+        type=_csv_file,
+        dest="csv_text",
+        metavar="FILE",
+        help="your own 2-D points, rows of x1,x2,label (replaces --dataset, --n and --noise)",
+    )
+    g.add_argument("--csv-text", default=None, help=argparse.SUPPRESS)  # the page's CSV, as text
     g.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"0 picks a free one (default: {DEFAULT_PORT})")
     g.add_argument("--no-open", action="store_true", help="do not open a browser")
     return parser
@@ -137,8 +199,8 @@ def config_argv(config: object) -> list[str]:
     for name, value in config.items():
         if name not in CONFIG_FIELDS:
             raise ConfigError(name, f"unknown setting {name!r}; expected some of {', '.join(CONFIG_FIELDS)}")
-        if value is None or value == "":
-            continue  # the default
+        if value is None or value == "" or (name == "dataset" and value == "csv"):
+            continue  # the default (a run on your CSV says dataset "csv": the csv field holds the points)
         if isinstance(value, list) and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
             value = ",".join(map(str, value))
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -181,6 +243,11 @@ def _check_bounds(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     hidden = args.sizes[1:-1]
     if len(hidden) > MAX_HIDDEN_LAYERS:
         parser.error(f"--sizes has {len(hidden)} hidden layers; the playground draws at most {MAX_HIDDEN_LAYERS}")
+    if isinstance(args.activation, tuple) and len(args.activation) != len(hidden):
+        parser.error(
+            f"--activation {','.join(args.activation)} names {len(args.activation)} activations for "
+            f"{len(hidden)} hidden layers: give one for all of them, or one per hidden layer"
+        )
     if max(args.sizes[1:]) > MAX_WIDTH:
         parser.error(f"--sizes {','.join(map(str, args.sizes))}: the playground takes at most {MAX_WIDTH} per layer")
     if args.steps > MAX_CHUNK_STEPS:
@@ -195,7 +262,19 @@ def _check_bounds(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 def setup_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Setup:
     """The playground's bounds, then build_problem (the other commands' checks), then the split."""
     _check_bounds(parser, args)
-    problem = build_problem(parser, args)  # checks dataset, noise, sizes against the data, loss, batch size
+    own = None  # your own points, from --csv or the page
+    if args.csv_text is not None:
+        try:
+            own = from_csv(args.csv_text, max_rows=MAX_POINTS)
+        except ValueError as e:
+            parser.error(f"--csv: {e}")
+        args.dataset = "csv"
+    problem = build_problem(parser, args, own)  # checks dataset, noise, sizes against the data, loss, batch size
+    if args.weight_decay is not None:
+        try:
+            problem = replace(problem, optimizer=replace(problem.optimizer, weight_decay=args.weight_decay))
+        except ValueError as e:
+            parser.error(f"--weight-decay {args.weight_decay}: {e}")
     try:
         train, test = problem.data.split(args.test_fraction, seed=args.seed)
     except ValueError as e:
@@ -222,7 +301,7 @@ def setup_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         "noise": args.noise,
         "test_fraction": args.test_fraction,
         "sizes": list(spec.sizes),
-        "activation": args.activation,
+        "activation": list(args.activation) if isinstance(args.activation, tuple) else args.activation,
         "loss": args.loss,
         "optimizer": args.optimizer,
         "lr": args.lr,
@@ -231,6 +310,9 @@ def setup_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         "steps": args.steps,
         "every": args.every,
         "resolution": args.resolution,
+        "weight_decay": problem.optimizer.weight_decay,
+        "target_loss": args.target_loss,
+        "csv": args.csv_text,
         "dtypes": dtypes,
         "backends": backends,
     }
@@ -252,27 +334,15 @@ def setup_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 
 
 def options() -> dict:
-    """What the page needs to draw its controls."""
-    d = DEFAULTS
+    """What the page needs to draw its controls; the defaults are the parser's own (nothing typed twice)."""
+    parser = make_playground_parser()
+    args = vars(parser.parse_args([]))
+    defaults = {}
+    for name, (option, _) in CONFIG_FIELDS.items():
+        value = args[parser._option_string_actions[option].dest]
+        defaults[name] = list(value) if isinstance(value, tuple) else value
     return {
-        "defaults": {
-            "dataset": d.dataset,
-            "n": d.n,
-            "noise": d.noise,
-            "test_fraction": 0.25,
-            "sizes": list(d.sizes),
-            "activation": d.activation,
-            "loss": d.loss,
-            "optimizer": d.optimizer,
-            "lr": d.lr,
-            "batch_size": d.batch_size,
-            "seed": 0,
-            "steps": d.steps,
-            "every": 5,
-            "resolution": 50,
-            "dtypes": ["float64", "float32"],
-            "backends": list(BACKENDS),
-        },
+        "defaults": defaults,
         "choices": {
             "dataset": list(DATASETS),
             "activation": [a for a in ACTIVATIONS if a != "identity"] + ["identity"],

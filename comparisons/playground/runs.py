@@ -104,6 +104,19 @@ def _loss(lane: Lane, params: Params, X, y, spec) -> float | None:
         return None
 
 
+def _accuracy(lane: Lane, params: Params, X, labels, spec) -> float | None:
+    """The share of samples whose predicted class (logit > 0 for bce, the largest logit for softmax_ce)
+    is their label, by the backend's own forward; None for a regression loss (mse)."""
+    if spec.loss == "mse":
+        return None
+    try:
+        logits = get_backend(lane.backend, lane.dtype).forward(spec, params, X)
+    except (FloatingPointError, ValueError):
+        return None
+    predicted = (logits[:, 0] > 0).astype(int) if spec.loss == "bce" else logits.argmax(axis=1)
+    return float(np.mean(predicted == labels))
+
+
 def tolerance_eps(dtype: str, optimizer: str, params: Params) -> float:
     """The trajectory tolerance, atol + rtol · max|θ|, in the parity gap's units (ε · max|θ|)."""
     tol = trajectory_tolerance(dtype, optimizer)
@@ -201,6 +214,8 @@ def describe_run(run: Run) -> dict:
                 "lane": lane.name,
                 "train_loss": _loss(lane, lane.params, s.X_train, s.y_train, s.spec),
                 "test_loss": _loss(lane, lane.params, s.X_test, s.y_test, s.spec),
+                "train_accuracy": _accuracy(lane, lane.params, s.X_train, s.labels_train, s.spec),
+                "test_accuracy": _accuracy(lane, lane.params, s.X_test, s.labels_test, s.spec),
             }
             for lane in run.lanes
         ],
@@ -235,6 +250,8 @@ def _lane_message(s: Setup, lane: Lane, traj: Trajectory, points: list, chunk_st
         "steps": [k for k, _ in points],
         "train_loss": [_loss(lane, p, s.X_train, s.y_train, spec) for _, p in points],
         "test_loss": [_loss(lane, p, s.X_test, s.y_test, spec) for _, p in points],
+        "train_accuracy": [_accuracy(lane, p, s.X_train, s.labels_train, spec) for _, p in points],
+        "test_accuracy": [_accuracy(lane, p, s.X_test, s.labels_test, spec) for _, p in points],
         "losses": _floats(traj.losses[chunk_start:]),  # this chunk's
         "params": _params_json(traj.params),
         "diverged_at": traj.diverged_at,

@@ -30,6 +30,7 @@ from backends import available_backends, get_backend
 from comparisons.playground import config as pg_config
 from comparisons.playground import runs as pg_runs
 from comparisons.playground import server as pg
+from shared.optim import Adam
 from shared.trajectory import Trajectory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -334,6 +335,12 @@ BAD = [
     ({"noise": [1, 2]}, "noise"),
     ({"activation": True}, "activation"),
     ({"port": 80}, "port"),  # a command-line option, not a page setting
+    ({"weight_decay": -1}, "weight_decay"),
+    ({"target_loss": 0}, "target_loss"),
+    ({"sizes": "2,4,4,4,1", "activation": "tanh,relu"}, "activation"),
+    ({"activation": "tanh,swish"}, "activation"),
+    ({"csv": "0,0,0\n0,x,1\n1,0,1\n1,1,0\n"}, "csv"),
+    ({"csv": "0,0,0\n0,1,1\n1,0,2\n1,1,0\n"}, "sizes"),  # three classes, one bce output: sizes or loss
 ]
 
 
@@ -342,6 +349,51 @@ def test_a_bad_setting_is_a_400_naming_the_field(server, config, field):
     status, reply = call(server, "/api/run", {"config": config})
     assert status == 400, reply
     assert reply["field"] == field and field in reply["error"], reply
+
+
+def test_a_bad_csv_row_is_named_in_the_400(server):
+    status, reply = call(server, "/api/run", {"config": {"csv": "x1,x2,label\n0,0,0\n0,1,1\n1,zero,1\n1,1,0\n"}})
+    assert status == 400 and reply["field"] == "csv" and "row 4, column 2: expected a finite number" in reply["error"]
+
+
+def test_your_own_points_from_csv_train_and_stay_in_the_export(server):
+    rng = np.random.default_rng(3)
+    rows = [(x, y, int(x * y > 0)) for x, y in rng.uniform(-1, 1, (40, 2))]
+    text = "x1,x2,label\n" + "\n".join(f"{x:.4f},{y:.4f},{c}" for x, y, c in rows)
+    config = {"csv": text, "sizes": "2,4,1", "steps": 5, "backends": "numpy", "dtypes": "float64", "resolution": 10}
+    status, started = call(server, "/api/run", {"config": config})
+    assert status == 200, started
+    assert started["config"]["dataset"] == "csv" and started["config"]["n"] == 40 and started["config"]["csv"] == text
+    assert len(started["train"]["y"]) + len(started["test"]["y"]) == 40
+    status, lines = call(server, "/api/step", {"run": started["run"]})
+    assert status == 200 and lines[-1]["step"] == 5
+    status, data = call(server, f"/api/export.npz?run={started['run']}&lane=numpy-float64")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "run.npz"
+        path.write_bytes(data)
+        traj = Trajectory.load(path)
+    assert traj.meta["playground"]["config"]["csv"] == text  # the points travel with the run
+    again = dict(started["config"])  # the page sends back the config it was given: dataset "csv" included
+    assert call(server, "/api/run", {"config": again})[0] == 200
+
+
+def test_weight_decay_and_one_activation_per_layer_reach_the_run():
+    s = pg_config.setup({"optimizer": "adam", "weight_decay": 0.05, "sizes": "2,4,3,1", "activation": "tanh,relu"})
+    assert s.optimizer == Adam(0.3, weight_decay=0.05) and s.spec.activations == ("tanh", "relu")
+    assert s.config["activation"] == ["tanh", "relu"] and s.config["weight_decay"] == 0.05
+    assert pg_config.setup({"optimizer": "adamw"}).config["weight_decay"] == 0.01  # AdamW's own default
+
+
+def test_each_recorded_point_has_the_accuracy_of_its_params(run):
+    started, chunks = run
+    s = pg_config.setup(CONFIG)
+    assert started["start"][0]["train_accuracy"] is not None
+    for line in (x for x in chunks[-1] if x["type"] == "lane"):
+        backend, dtype = line["lane"].split("-")
+        params = [{k: np.array(p[k], dtype) for k in ("W", "b")} for p in line["params"]]
+        logits = get_backend(backend, dtype).forward(s.spec, params, s.X_test)
+        assert line["test_accuracy"][-1] == np.mean((logits[:, 0] > 0) == s.labels_test)
+        assert all(0 <= a <= 1 for a in line["train_accuracy"])
 
 
 def test_a_bad_step_or_body_is_a_400(server, run):
@@ -633,3 +685,35 @@ def test_in_a_real_browser_a_clicked_unit_shows_the_endpoints_numbers_and_keys_w
     assert status == 200 and now["lanes"] == link["lanes"] and len(link["lanes"]["numpy-float64"]["steps"]) >= 3
     assert not errors, errors
     assert path.stat().st_size > 10_000
+
+
+@pytest.mark.skipif(find_browser() is None, reason="no Chromium here (apt-get install chromium, or set $CHROMIUM)")
+def test_in_a_real_browser_your_points_accuracy_layers_and_the_target_loss(server, tmp_path):
+    query = "?dataset=xor&n=120&sizes=2,4,3,1&activation=tanh,relu&optimizer=sgd&lr=0.5&steps=10&target_loss=0.5"
+    process, tools = open_page(find_browser(), server.url + query, tmp_path / "profile")
+    try:
+        tools.wait_for("document.getElementById('train-loss').textContent !== '–'")
+        heads = tools.evaluate("[...document.querySelectorAll('.colhead')].map((e) => e.textContent)")
+        start_accuracy = tools.evaluate("document.getElementById('train-accuracy').textContent")
+        tools.evaluate("document.getElementById('play').click()")
+        tools.wait_for(
+            "!playing && !busy && run && parseInt(document.getElementById('counter').textContent.slice(5)) > 0",
+            timeout=120,
+        )
+        stopped = tools.evaluate("document.getElementById('status').textContent")
+        loss = float(tools.evaluate("document.getElementById('train-loss').textContent"))
+        rows = "\\n".join(f"{x},{y},{int(x * y > 0)}" for x, y in [(-1, -1), (1, 1), (-1, 1), (1, -1)] * 10)
+        tools.evaluate(f"document.getElementById('csv').value = 'x1,x2,label\\n{rows}'")
+        tools.evaluate("document.getElementById('csv-use').click()")
+        tools.wait_for("run && run.config.dataset === 'csv'", timeout=60)
+        own = tools.evaluate("[run.train.y.length + run.test.y.length, location.search.includes('csv')]")
+        disabled = tools.evaluate("document.querySelector('[data-field=\"dataset\"]').disabled")
+        errors = tools.errors() + tools.evaluate("window.playground.errors")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert heads == ["input", "hidden 1 (tanh)", "hidden 2 (relu)", "output"], heads
+    assert start_accuracy.endswith("%"), start_accuracy
+    assert "reached the target train loss 0.5" in stopped and loss <= 0.5, (stopped, loss)
+    assert own == [40, False] and disabled  # the 40 points, not in the URL; the dataset control off
+    assert not errors, errors
