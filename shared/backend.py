@@ -159,6 +159,19 @@ class Backend(ABC):
             _check_finite_result(g, f"gradient of {name}", self)
         return loss, grads
 
+    def attention_maps(self, spec: GPTSpec, params: Params, X: np.ndarray) -> list[np.ndarray]:
+        """Every block's attention probabilities P (n, h, t, t) for token ids X, as this framework's
+        own forward computes them: row i is query i's weights over the keys j ≤ i (summing to 1), the
+        future exactly 0. A GPTSpec only."""
+        if not isinstance(check_spec(spec), GPTSpec):
+            raise TypeError(f"attention_maps needs a GPTSpec (an MLP has no attention); got {type(spec).__name__}")
+        spec, params, X, _ = self._prepare(spec, params, X)
+        with self._compute(spec, len(X)):
+            maps = [_writable(P) for P in self._attention_maps(spec, params, X)]
+        for l, P in enumerate(maps):
+            _check_finite_result(P, f"attention of block {l}", self)
+        return maps
+
     def train(
         self,
         spec: MLPSpec,
@@ -311,6 +324,10 @@ class Backend(ABC):
     @abstractmethod
     def _loss_and_grads(self, spec: MLPSpec, params: Params, X: np.ndarray, y: np.ndarray) -> tuple[float, Params]:
         """(loss, grads) with grads in the canonical layout; arrays numpy can read."""
+
+    @abstractmethod
+    def _attention_maps(self, spec: GPTSpec, params: Params, X: np.ndarray) -> list:
+        """Every block's P (n, h, t, t), arrays numpy can read."""
 
     @abstractmethod
     def _train_begin(self, spec, params, X, y, optimizer: Optimizer, opt_state: dict | None) -> Any:

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from backends.jax import optim, train
+from backends.jax import gpt, optim, train
 from shared.backend import CHUNK, Backend
 from shared.optim import Optimizer
 
@@ -29,6 +29,10 @@ LENGTHS = tuple(10**k for k in range(len(str(CHUNK))))  # (1, 10, 100, 1000)
 """Minibatch rows reach a compiled chunk padded to one of these lengths (its shape is part of the
 compile): at most four compiles per (spec, optimizer structure, dtype, batch shape). Full-batch
 training compiles once."""
+
+
+attention_maps = jax.jit(gpt.attention_maps, static_argnums=0)
+"""Every block's attention probabilities, compiled once per spec and input shape."""
 
 
 def compiled_length(n: int) -> int:
@@ -125,6 +129,9 @@ class JaxBackend(Backend):
     def _loss_and_grads(self, spec, params, X, y):
         loss, grads = train.loss_and_grads(spec, params, jnp.asarray(X), jnp.asarray(y))
         return loss, grads
+
+    def _attention_maps(self, spec, params, X):
+        return attention_maps(spec, params, jnp.asarray(X))
 
     def _train_begin(self, spec, params, X, y, optimizer, opt_state):
         params = jax.tree.map(jnp.asarray, params)

@@ -32,18 +32,26 @@ def layernorm(x: jax.Array, p: dict) -> jax.Array:
     return (x - mu) * jax.lax.rsqrt(var + LAYERNORM_EPS) * p["g"] + p["b"]
 
 
-def attention(x: jax.Array, p: dict, n_heads: int) -> jax.Array:
-    """Causal multi-head self-attention: softmax(q·kᵀ/√d_head, future masked to −inf)·v, then ·Wo + bo."""
-    n, t, d = x.shape
-    dh = d // n_heads
+def heads(z: jax.Array, n_heads: int) -> jax.Array:
+    """(n, t, d) -> (n, h, t, dh): head j takes columns j·dh … (j+1)·dh − 1."""
+    n, t, d = z.shape
+    return z.reshape(n, t, n_heads, d // n_heads).transpose(0, 2, 1, 3)
 
-    def heads(z):  # (n, t, d) -> (n, h, t, dh): head j takes columns j·dh … (j+1)·dh − 1
-        return z.reshape(n, t, n_heads, dh).transpose(0, 2, 1, 3)
 
-    q, k, v = (heads(linear(x, p[f"W{c}"], p[f"b{c}"])) for c in "qkv")
+def attention_weights(x: jax.Array, p: dict, n_heads: int) -> jax.Array:
+    """P = softmax(q·kᵀ/√d_head, future masked to −inf): (n, h, t, t), each query's weights over keys."""
+    t, dh = x.shape[1], x.shape[2] // n_heads
+    q, k = (heads(linear(x, p[f"W{c}"], p[f"b{c}"]), n_heads) for c in "qk")
     S = jnp.einsum("nhid,nhjd->nhij", q, k, precision="highest") / math.sqrt(dh)  # (n, h, t, t)
     causal = jnp.tril(jnp.ones((t, t), bool))  # query i sees keys j ≤ i; the diagonal always
-    P = jax.nn.softmax(jnp.where(causal, S, -jnp.inf), axis=-1)
+    return jax.nn.softmax(jnp.where(causal, S, -jnp.inf), axis=-1)
+
+
+def attention(x: jax.Array, p: dict, n_heads: int) -> jax.Array:
+    """Causal multi-head self-attention: P·v over the heads (P from attention_weights), then ·Wo + bo."""
+    n, t, d = x.shape
+    P = attention_weights(x, p, n_heads)  # (n, h, t, t)
+    v = heads(linear(x, p["Wv"], p["bv"]), n_heads)  # (n, h, t, dh)
     y = jnp.einsum("nhij,nhjd->nhid", P, v, precision="highest")  # (n, h, t, dh)
     return linear(y.transpose(0, 2, 1, 3).reshape(n, t, d), p["Wo"], p["bo"])  # heads side by side
 
@@ -65,3 +73,15 @@ def gpt(spec: GPTSpec, params: dict, X: jax.Array) -> jax.Array:
     for p in params["blocks"]:
         x = block(x, p, spec)
     return linear(layernorm(x, params["ln_f"]), params["head"]["W"], params["head"]["b"])  # (n, t, V)
+
+
+def attention_maps(spec: GPTSpec, params: dict, X: jax.Array) -> list[jax.Array]:
+    """Every block's attention probabilities (n, h, t, t): a pure function has no cache to read, so the
+    blocks run again, keeping attention_weights of each block's ln1(x) on the way."""
+    t = X.shape[1]
+    x = params["tok_emb"][X] + params["pos_emb"][:t]  # (n, t, d)
+    maps = []
+    for p in params["blocks"]:
+        maps.append(attention_weights(layernorm(x, p["ln1"]), p["attn"], spec.n_heads))
+        x = block(x, p, spec)
+    return maps

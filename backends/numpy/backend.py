@@ -12,7 +12,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from backends.numpy import optim, train
+from backends.numpy import gpt, optim, train
 from shared.backend import Backend
 from shared.params import from_leaves, map_params, tree_leaves
 
@@ -40,6 +40,9 @@ class NumpyBackend(Backend):
 
     def _loss_and_grads(self, spec, params, X, y):
         return train.model(spec).loss_and_grads(spec, params, X, y)
+
+    def _attention_maps(self, spec, params, X):
+        return gpt.attention_maps(spec, params, X)
 
     def _train_begin(self, spec, params, X, y, optimizer, opt_state):
         params = map_params(np.copy, params)  # ours to update in place

@@ -232,6 +232,12 @@ def gpt_forward(spec: GPTSpec, params: dict, X: np.ndarray):
     return logits, (X, block_caches, lnf_cache, h)
 
 
+def attention_maps(spec: GPTSpec, params: dict, X: np.ndarray) -> list[np.ndarray]:
+    """Every block's attention probabilities P (n, h, t, t): read from the forward's own cache."""
+    _, (_, block_caches, _, _) = gpt_forward(spec, params, X)
+    return [cache[1][4] for cache in block_caches]  # (ln1, attn, ln2, mlp) caches; attn's P is its 5th
+
+
 def softmax_ce_forward(logits, Y):
     """L = mean over all n·t positions of −log softmax(logits)[Y] (log-sum-exp, stably)."""
     z = logits - logits.max(axis=-1, keepdims=True)  # (n, t, V), every entry ≤ 0

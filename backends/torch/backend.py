@@ -159,6 +159,10 @@ class TorchBackend(Backend):
         loss.backward()  # autograd fills every parameter's .grad
         return loss.item(), read_grads(spec, model)
 
+    def _attention_maps(self, spec, params, X):
+        model = build_model(spec, params, self.torch_dtype, self.device)
+        return [P.cpu().numpy() for P in gpt.attention_maps(model, to_torch(X, self.device))]  # (n, h, t, t) each
+
     def _train_begin(self, spec, params, X, y, optimizer, opt_state):
         model = build_model(spec, params, self.torch_dtype, self.device)
         opt = optim.make_optimizer(optimizer, model)

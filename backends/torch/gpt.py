@@ -30,6 +30,7 @@ class CausalSelfAttention(nn.Module):
         self.n_heads = spec.n_heads
         self.q, self.k, self.v = (nn.Linear(d, d, dtype=dtype) for _ in range(3))
         self.o = nn.Linear(d, d, dtype=dtype)
+        self.keep_weights: list = []  # functions called with P on every forward (see attention_maps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, t, d = x.shape
@@ -41,6 +42,8 @@ class CausalSelfAttention(nn.Module):
         S = q @ k.transpose(-2, -1) / math.sqrt(dh)  # (n, h, t, t)
         future = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)  # key j > query i; the diagonal stays
         P = torch.softmax(S.masked_fill(future, float("-inf")), dim=-1)  # (n, h, t, t)
+        for keep in self.keep_weights:  # attention_maps' callbacks (none while training)
+            keep(P)
         y = (P @ v).transpose(1, 2).reshape(n, t, d)  # heads side by side again: (n, t, d)
         # (torch's fused F.scaled_dot_product_attention(q, k, v, is_causal=True) computes the same
         # softmax(S)·v; it is written out here so it reads like the other two backends.)
@@ -110,6 +113,21 @@ class GPT(nn.Module):
         out["ln_f.g"], out["ln_f.b"] = (self.ln_f.weight, False), (self.ln_f.bias, False)
         out["head.W"], out["head.b"] = (self.head.weight, True), (self.head.bias, False)
         return out
+
+
+def attention_maps(model: GPT, X: torch.Tensor) -> list[torch.Tensor]:
+    """Every block's attention probabilities (n, h, t, t), kept as the model's forward computes them
+    (P is not a module's output, so a forward hook cannot see it: each attention calls back with it)."""
+    maps: list[torch.Tensor] = []
+    for block in model.blocks:
+        block.attn.keep_weights.append(lambda P: maps.append(P.detach()))
+    try:
+        with torch.no_grad():
+            model(X)
+    finally:
+        for block in model.blocks:
+            block.attn.keep_weights.clear()
+    return maps
 
 
 def softmax_ce(logits: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:

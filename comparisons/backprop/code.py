@@ -110,7 +110,7 @@ TRANSFORMER_CONCEPTS: dict[str, tuple[str, dict[str, list[str]]]] = {
         {
             "numpy": ["softmax_forward", "softmax_backward"],
             "torch": ["CausalSelfAttention.forward"],
-            "jax": ["attention"],
+            "jax": ["attention_weights"],
         },
     ),
     "attention": (
@@ -118,8 +118,12 @@ TRANSFORMER_CONCEPTS: dict[str, tuple[str, dict[str, list[str]]]] = {
         {
             "numpy": ["split_heads", "merge_heads", "attention_forward", "attention_backward"],
             "torch": ["CausalSelfAttention"],
-            "jax": ["attention"],
+            "jax": ["heads", "attention_weights", "attention"],
         },
+    ),
+    "attention_maps": (
+        "GPT: every block's attention probabilities P, as each framework's forward computes them",
+        {"numpy": ["attention_maps"], "torch": ["attention_maps"], "jax": ["attention_maps"]},
     ),
     "block": (
         "GPT: the pre-LN block x + attn(ln1(x)), then + mlp(ln2(x)), and its residual backward",

@@ -26,7 +26,7 @@ from backends.numpy import gpt as nt
 from shared.finite_differences import central_differences
 from shared.optim import SGD, Adam
 from shared.params import gpt_param_shapes, init_params, map_params, named_leaves
-from shared.spec import GPTSpec
+from shared.spec import GPTSpec, MLPSpec
 from shared.tolerances import FD_STEP, closeness, tolerance
 from shared.trajectory import Trajectory, compare
 from tests.conftest import backend_or_skip
@@ -442,3 +442,48 @@ def test_a_gpt_trajectory_round_trips_through_a_file(tmp_path):
     back = Trajectory.load(traj.save(tmp_path / "gpt"))
     assert back.meta["spec"]["model"] == "gpt" and np.array_equal(back.losses, traj.losses)
     assert compare(traj, back, tolerance("float64", "trajectory")).max_abs.max() == 0
+
+
+# ---- attention maps: each framework's own P ----
+
+
+def test_attention_maps_are_each_frameworks_own_and_agree(pair, dtype):
+    """Every block's P from each framework's forward: rows sum to 1, the future is exactly 0, and the
+    pairs agree within the forward tolerance. Catches a map taken before the mask, one missing the
+    1/√d scale, and heads split in a different order."""
+    params, (X, _) = perturbed_params(SMALL, seed=2, scale=0.5), tokens(SMALL, 3, 6, seed=2)
+    a, b = (backend_or_skip(name, dtype).attention_maps(SMALL, params, X) for name in pair)
+    assert len(a) == len(b) == SMALL.n_layers
+    t = X.shape[1]
+    future = np.triu(np.ones((t, t), bool), k=1)
+    for Pa, Pb in zip(a, b):
+        assert Pa.shape == (3, SMALL.n_heads, t, t) and Pa.dtype == np.dtype(dtype)
+        for P in (Pa, Pb):
+            assert (P[..., future] == 0).all()
+            np.testing.assert_allclose(P.sum(-1), 1, rtol=0, atol=20 * np.finfo(dtype).eps)
+        result = closeness(Pa, Pb, tolerance(dtype, "forward"))
+        assert result.ok, result.message(f"attention maps, {pair[0]} vs {pair[1]}")
+
+
+def test_attention_maps_are_the_ones_the_forward_uses():
+    """NumPy's maps, fed back through P·v and the rest of the block by hand, give the forward's logits:
+    the maps are not a recomputation that could drift from the model."""
+    spec = GPTSpec(vocab_size=5, seq_len=4, d_model=6, n_heads=3, n_layers=1, d_ff=10)
+    params, (X, _) = perturbed_params(spec, seed=1, scale=0.5), tokens(spec, 2, 4, seed=1)
+    (P,) = get_backend("numpy").attention_maps(spec, params, X)
+    p = params["blocks"][0]
+    x = nt.embedding_forward(params["tok_emb"], params["pos_emb"], X)
+    h1, _ = nt.layernorm_forward(x, p["ln1"]["g"], p["ln1"]["b"])
+    v = nt.split_heads(nt.linear_forward(h1, p["attn"]["Wv"], p["attn"]["bv"]), spec.n_heads)
+    x = x + nt.linear_forward(nt.merge_heads(P @ v), p["attn"]["Wo"], p["attn"]["bo"])
+    h2, _ = nt.layernorm_forward(x, p["ln2"]["g"], p["ln2"]["b"])
+    x = x + nt.mlp_forward(h2, p["mlp"], spec.activation)[0]
+    h, _ = nt.layernorm_forward(x, params["ln_f"]["g"], params["ln_f"]["b"])
+    logits = nt.linear_forward(h, params["head"]["W"], params["head"]["b"])
+    np.testing.assert_allclose(logits, get_backend("numpy").forward(spec, params, X), rtol=1e-12, atol=1e-13)
+
+
+def test_attention_maps_refuse_an_mlp():
+    spec = MLPSpec((2, 3, 1), "tanh", "mse")
+    with pytest.raises(TypeError, match="attention_maps needs a GPTSpec"):
+        get_backend("numpy").attention_maps(spec, init_params(spec), np.zeros((1, 2)))
