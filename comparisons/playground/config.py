@@ -13,7 +13,8 @@ import numpy as np
 
 from backends import BACKENDS, available_backends
 from comparisons.core.options import make_parser, name_list, positive_int
-from comparisons.core.problem import OPTIMIZERS, Defaults, build_problem
+from comparisons.core.problem import OPTIMIZERS, Defaults, build_problem, make_optimizer
+from comparisons.playground.gpt_mode import GPT_DEFAULTS, TASKS, GPTSetup, add_gpt_options, gpt_setup
 from shared.data import DATASETS, from_csv
 from shared.params import Params
 from shared.spec import ACTIVATIONS, LOSSES, MLPSpec
@@ -68,6 +69,12 @@ CONFIG_FIELDS = {
     "weight_decay": ("--weight-decay", "weight decay (empty: the optimizer's default)"),
     "target_loss": ("--target-loss", "play stops when the shown lane's train loss reaches this"),
     "csv": ("--csv-text", "your own points: CSV rows x1,x2,label (replaces dataset, n and noise)"),
+    "model": ("--model", "the MLP, or the tiny GPT"),
+    "task": ("--task", "what the GPT learns: copy, reverse or sort digits, or the corpus's next character"),
+    "length": ("--length", "a task's digits, or the corpus's window"),
+    "d_model": ("--d-model", "the GPT's width"),
+    "heads": ("--heads", "attention heads"),
+    "layers": ("--layers", "blocks"),
     "dtypes": ("--dtypes", "dtypes"),
     "backends": ("--backends", "backends"),
 }
@@ -175,9 +182,33 @@ def make_playground_parser() -> argparse.ArgumentParser:
         help="your own 2-D points, rows of x1,x2,label (replaces --dataset, --n and --noise)",
     )
     g.add_argument("--csv-text", default=None, help=argparse.SUPPRESS)  # the page's CSV, as text
+    add_gpt_options(parser)
     g.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"0 picks a free one (default: {DEFAULT_PORT})")
     g.add_argument("--no-open", action="store_true", help="do not open a browser")
+    # what both models use has a default per model: unset here, filled in by fill_mode_defaults
+    parser.set_defaults(**dict.fromkeys(MODE_DEFAULTS["mlp"]))
+    for action in parser._actions:
+        if action.dest in MODE_DEFAULTS["mlp"] and action.help and "(default" in action.help:
+            mlp, gpt = MODE_DEFAULTS["mlp"][action.dest], GPT_DEFAULTS[action.dest]
+            mlp, gpt = ("full batch" if v is None else v for v in (mlp, gpt))
+            action.help = action.help.split("(default")[0] + f"(default: {mlp} for the MLP, {gpt} for the GPT)"
     return parser
+
+
+MODE_DEFAULTS = {
+    "mlp": {"n": DEFAULTS.n, "optimizer": DEFAULTS.optimizer, "lr": DEFAULTS.lr}
+    | {"batch_size": DEFAULTS.batch_size, "steps": DEFAULTS.steps, "every": 5},
+    "gpt": GPT_DEFAULTS,
+}
+"""The settings both models use, each model's own default (the page switches them with the model)."""
+
+
+def fill_mode_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Every shared setting left unset gets its model's default (a GPT trains with Adam, not SGD 0.3)."""
+    for name, value in MODE_DEFAULTS[args.model].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
 
 
 # ---- a config: JSON from the page, checked by the command line's own parser ----
@@ -250,6 +281,10 @@ def _check_bounds(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         )
     if max(args.sizes[1:]) > MAX_WIDTH:
         parser.error(f"--sizes {','.join(map(str, args.sizes))}: the playground takes at most {MAX_WIDTH} per layer")
+
+
+def _check_chunk(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Bounds on one chunk, in either mode."""
     if args.steps > MAX_CHUNK_STEPS:
         parser.error(f"--steps {args.steps}: at most {MAX_CHUNK_STEPS} steps per chunk")
     if math.ceil(args.steps / args.every) > MAX_RECORDS:
@@ -259,8 +294,36 @@ def _check_bounds(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         )
 
 
-def setup_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Setup:
-    """The playground's bounds, then build_problem (the other commands' checks), then the split."""
+def _lanes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """The installed backends asked for, and the dtypes, in order."""
+    here = available_backends()
+    backends = [name for name in args.backends if name in here]
+    if not backends:
+        parser.error(f"--backends {','.join(args.backends)}: none installed here (installed: {', '.join(here)})")
+    return backends, list(dict.fromkeys(args.dtypes))
+
+
+def _with_weight_decay(parser: argparse.ArgumentParser, args: argparse.Namespace, optimizer):
+    if args.weight_decay is None:
+        return optimizer
+    try:
+        return replace(optimizer, weight_decay=args.weight_decay)
+    except ValueError as e:
+        parser.error(f"--weight-decay {args.weight_decay}: {e}")
+
+
+def setup_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Setup | GPTSetup:
+    """The playground's bounds, then build_problem (the other commands' checks), then the split; with
+    --model gpt, gpt_mode.gpt_setup instead."""
+    fill_mode_defaults(args)
+    _check_chunk(parser, args)
+    backends, dtypes = _lanes(parser, args)
+    if args.model == "gpt":
+        optimizer = _with_weight_decay(parser, args, make_optimizer(args.optimizer, args.lr))
+        common = {k: getattr(args, k) for k in ("optimizer", "lr", "batch_size", "seed", "steps", "every")}
+        common |= {"weight_decay": optimizer.weight_decay, "target_loss": args.target_loss}
+        common |= {"dtypes": dtypes, "backends": backends}
+        return gpt_setup(parser, args, [(b, d) for d in dtypes for b in backends], common, optimizer)
     _check_bounds(parser, args)
     own = None  # your own points, from --csv or the page
     if args.csv_text is not None:
@@ -270,11 +333,7 @@ def setup_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -
             parser.error(f"--csv: {e}")
         args.dataset = "csv"
     problem = build_problem(parser, args, own)  # checks dataset, noise, sizes against the data, loss, batch size
-    if args.weight_decay is not None:
-        try:
-            problem = replace(problem, optimizer=replace(problem.optimizer, weight_decay=args.weight_decay))
-        except ValueError as e:
-            parser.error(f"--weight-decay {args.weight_decay}: {e}")
+    problem = replace(problem, optimizer=_with_weight_decay(parser, args, problem.optimizer))
     try:
         train, test = problem.data.split(args.test_fraction, seed=args.seed)
     except ValueError as e:
@@ -287,15 +346,11 @@ def setup_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -
             f"--steps {args.steps} × {len(train)} samples × {spec.n_params} params is {work:.1e} per "
             f"chunk, more than {MAX_WORK:.0e}: fewer steps, samples or units"
         )
-    here = available_backends()
-    backends = [name for name in args.backends if name in here]
-    if not backends:
-        parser.error(f"--backends {','.join(args.backends)}: none installed here (installed: {', '.join(here)})")
-    dtypes = list(dict.fromkeys(args.dtypes))
     X = problem.data.X
     lo, hi = X.min(axis=0), X.max(axis=0)
     pad = 0.15 * np.maximum(hi - lo, 1e-3)
     config = {
+        "model": "mlp",
         "dataset": args.dataset,
         "n": len(problem.data),
         "noise": args.noise,
@@ -336,13 +391,14 @@ def setup_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 def options() -> dict:
     """What the page needs to draw its controls; the defaults are the parser's own (nothing typed twice)."""
     parser = make_playground_parser()
-    args = vars(parser.parse_args([]))
+    args = vars(fill_mode_defaults(parser.parse_args([])))
     defaults = {}
     for name, (option, _) in CONFIG_FIELDS.items():
         value = args[parser._option_string_actions[option].dest]
         defaults[name] = list(value) if isinstance(value, tuple) else value
     return {
         "defaults": defaults,
+        "mode_defaults": MODE_DEFAULTS,
         "choices": {
             "dataset": list(DATASETS),
             "activation": [a for a in ACTIVATIONS if a != "identity"] + ["identity"],
@@ -350,6 +406,8 @@ def options() -> dict:
             "optimizer": list(OPTIMIZERS),
             "dtypes": list(DTYPES),
             "backends": list(BACKENDS),
+            "model": ["mlp", "gpt"],
+            "task": list(TASKS),
         },
         "installed": available_backends(),
         "fields": {name: {"option": option, "help": text} for name, (option, text) in CONFIG_FIELDS.items()},

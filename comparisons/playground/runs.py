@@ -14,6 +14,7 @@ import numpy as np
 from backends import get_backend
 from backends.numpy.mlp import ACTIVATIONS as NUMPY_ACTIVATIONS
 from comparisons.playground.config import HIDDEN_RESOLUTION, MAX_CHUNKS, MAX_RUNS, ConfigError, Setup
+from comparisons.playground.gpt_mode import N_TEST, GPTSetup, attention_view
 from shared.params import Params, map_params, named_leaves
 from shared.spec import MLPSpec, spec_to_dict
 from shared.tolerances import closeness, gap_in_eps, trajectory_kind, trajectory_tolerance
@@ -104,6 +105,31 @@ def _loss(lane: Lane, params: Params, X, y, spec) -> float | None:
         return None
 
 
+def _train_eval(s) -> tuple[np.ndarray, np.ndarray]:
+    """The training samples the shown train loss and accuracy are measured on: all of the MLP's; the
+    GPT's first N_TEST sequences (enough for the curve, and a chunk stays within a few seconds)."""
+    if isinstance(s, GPTSetup):
+        return s.X_train[:N_TEST], s.y_train[:N_TEST]
+    return s.X_train, s.y_train
+
+
+def _accuracies(s, lane: Lane, params) -> tuple[float | None, float | None]:
+    """(train, test) accuracy of `params` on `lane`'s backend: the MLP's class accuracy (None for mse),
+    the GPT task's answer accuracy or the corpus's next-character accuracy."""
+    if isinstance(s, GPTSetup):
+        be = get_backend(lane.backend, lane.dtype)
+        try:
+            return tuple(
+                s.accuracy(be.forward(s.spec, params, X), Y) for X, Y in (_train_eval(s), (s.X_test, s.y_test))
+            )
+        except (FloatingPointError, ValueError):
+            return None, None
+    return (
+        _accuracy(lane, params, s.X_train, s.labels_train, s.spec),
+        _accuracy(lane, params, s.X_test, s.labels_test, s.spec),
+    )
+
+
 def _accuracy(lane: Lane, params: Params, X, labels, spec) -> float | None:
     """The share of samples whose predicted class (logit > 0 for bce, the largest logit for softmax_ce)
     is their label, by the backend's own forward; None for a regression loss (mse)."""
@@ -150,7 +176,10 @@ def grid_points(extent, resolution: int) -> np.ndarray:
 
 def view(s: Setup, lane: Lane) -> dict:
     """What the pictures need from one lane: the output's class probabilities over a grid, and each
-    hidden unit's activation over a coarser one, both computed by that lane's own backend."""
+    hidden unit's activation over a coarser one, both computed by that lane's own backend (a GPT's:
+    its attention maps and prediction for the example input)."""
+    if isinstance(s, GPTSetup):
+        return {"mode": "gpt", **attention_view(s, lane, None)}
     spec, be = s.spec, get_backend(lane.backend, lane.dtype)
     res = s.config["resolution"]
     probs = _probabilities(be.forward(spec, lane.params, grid_points(s.extent, res)), spec.loss, s.n_classes)
@@ -199,28 +228,35 @@ class Runs:
 def describe_run(run: Run) -> dict:
     """The run at step 0: its config, the data, and the first view; what POST /api/run answers."""
     s = run.setup
-    first = run.lanes[0]
-    return {
+    start = []
+    for lane in run.lanes:
+        train_accuracy, test_accuracy = _accuracies(s, lane, lane.params)
+        start.append(
+            {
+                "lane": lane.name,
+                "train_loss": _loss(lane, lane.params, *_train_eval(s), s.spec),
+                "test_loss": _loss(lane, lane.params, s.X_test, s.y_test, s.spec),
+                "train_accuracy": train_accuracy,
+                "test_accuracy": test_accuracy,
+            }
+        )
+    common = {
         "type": "run",
         "run": run.id,
         "config": s.config,
         "lanes": [lane.name for lane in run.lanes],
+        "start": start,
+        "tolerance_kind": {d: trajectory_kind(d, s.config["optimizer"]) for d in s.config["dtypes"]},
+        "view": view(s, run.lanes[0]),
+    }
+    if isinstance(s, GPTSetup):
+        return common | {"mode": "gpt", "example": s.example, "n_train": len(s.X_train), "n_test": len(s.X_test)}
+    return common | {
+        "mode": "mlp",
         "extent": s.extent,
         "n_classes": s.n_classes,
         "train": {"X": _floats(s.X_train, 5), "y": s.labels_train.tolist()},
         "test": {"X": _floats(s.X_test, 5), "y": s.labels_test.tolist()},
-        "start": [
-            {
-                "lane": lane.name,
-                "train_loss": _loss(lane, lane.params, s.X_train, s.y_train, s.spec),
-                "test_loss": _loss(lane, lane.params, s.X_test, s.y_test, s.spec),
-                "train_accuracy": _accuracy(lane, lane.params, s.X_train, s.labels_train, s.spec),
-                "test_accuracy": _accuracy(lane, lane.params, s.X_test, s.labels_test, s.spec),
-            }
-            for lane in run.lanes
-        ],
-        "tolerance_kind": {d: trajectory_kind(d, s.config["optimizer"]) for d in s.config["dtypes"]},
-        "view": view(s, first),
     }
 
 
@@ -248,12 +284,11 @@ def _lane_message(s: Setup, lane: Lane, traj: Trajectory, points: list, chunk_st
         "type": "lane",
         "lane": lane.name,
         "steps": [k for k, _ in points],
-        "train_loss": [_loss(lane, p, s.X_train, s.y_train, spec) for _, p in points],
+        "train_loss": [_loss(lane, p, *_train_eval(s), spec) for _, p in points],
         "test_loss": [_loss(lane, p, s.X_test, s.y_test, spec) for _, p in points],
-        "train_accuracy": [_accuracy(lane, p, s.X_train, s.labels_train, spec) for _, p in points],
-        "test_accuracy": [_accuracy(lane, p, s.X_test, s.labels_test, spec) for _, p in points],
+        **dict(zip(("train_accuracy", "test_accuracy"), map(list, zip(*(_accuracies(s, lane, p) for _, p in points))))),
         "losses": _floats(traj.losses[chunk_start:]),  # this chunk's
-        "params": _params_json(traj.params),
+        "params": None if isinstance(s, GPTSetup) else _params_json(traj.params),  # a GPT's are too many to send
         "diverged_at": traj.diverged_at,
         "wall_s": (traj.meta["segments"][-1] if "segments" in traj.meta else traj.meta)["wall_time_s"],
     }

@@ -1,11 +1,13 @@
-"""playground: a local page that trains trigrad's MLP live, on every backend at once.
+"""playground: a local page that trains trigrad's MLP, or its tiny GPT, live on every backend at once.
 
     python -m comparisons playground            # serves http://127.0.0.1:8765/ and opens it
     python -m comparisons playground --dataset spirals --loss softmax_ce --sizes 2,16,16,3
+    python -m comparisons playground --model gpt --task reverse     # attention maps, live
 
 The page (comparisons/playground/page.html: plain HTML, CSS and JavaScript, nothing fetched from the
-internet) shows the decision boundary, every hidden unit over the input plane, the train and test loss
-of every backend and dtype, and the parity gap between each pair of backends in ε units. This module is
+internet) shows the decision boundary, every hidden unit over the input plane, one unit's forward and
+backward for one sample, the train and test loss of every backend and dtype, and the parity gap between
+each pair of backends in ε units; in GPT mode, each head's attention map instead. This module is
 its server: the standard library's ThreadingHTTPServer on 127.0.0.1 only, and these endpoints:
 
     GET  /                     the page
@@ -19,6 +21,8 @@ its server: the standard library's ThreadingHTTPServer on 127.0.0.1 only, and th
                                for one training sample on every backend of the lane's dtype (inspector.py)
     GET  /api/link.json        ?run=ID&layer=L&i=I&j=J: the weight W[L][I, J] over the run on every lane,
                                and its gradient now
+    GET  /api/attention.json   ?run=ID&lane=LANE&tokens=31415 (GPT mode): every layer's and head's (t × t)
+                               attention map for that input, by the lane's framework, and its prediction
 
 A config uses the command line's option names (`batch_size` for --batch-size) and is validated by the
 very parser and `build_problem` that every other command uses, so a bad value is refused with the same
@@ -44,6 +48,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse
 
 from comparisons.playground.config import (
+    CONFIG_FIELDS,
     HOST,
     MAX_BODY,
     MAX_CHUNK_STEPS,
@@ -53,6 +58,7 @@ from comparisons.playground.config import (
     setup,
     setup_from_args,
 )
+from comparisons.playground.gpt_mode import GPTSetup, attention_view
 from comparisons.playground.inspector import inspect_unit, link_history
 from comparisons.playground.runs import Run, Runs, describe_run, step, view
 
@@ -109,7 +115,7 @@ class Handler(BaseHTTPRequestHandler):
             if path in ("/", "/index.html"):
                 self._send(200, PAGE.read_bytes(), "text/html; charset=utf-8")
             elif path == "/api/options":
-                self._json(options())
+                self._json(options() | {"csv": self.server.csv})
             elif path == "/api/config.json":
                 run = self.server.runs.get(self._query().get("run"))
                 body = json.dumps({"config": run.setup.config, "step": run.step, "chunks": run.chunks}, indent=2)
@@ -136,10 +142,24 @@ class Handler(BaseHTTPRequestHandler):
                 run = self.server.runs.get(query.get("run"))
                 with run.lock, self.server.runs.training:
                     self._json({"type": "view", **view(run.setup, run.lane(query.get("lane")))})
+            elif path == "/api/attention.json":
+                query = self._query()
+                run = self.server.runs.get(query.get("run"))
+                lane = run.lane(query.get("lane"))
+                if not isinstance(run.setup, GPTSetup):
+                    raise ConfigError("run", "attention maps are the GPT's: this run trains the MLP (model=mlp)")
+                try:
+                    with run.lock, self.server.runs.training:
+                        numbers = attention_view(run.setup, lane, query.get("tokens"))
+                except ValueError as e:
+                    raise ConfigError("tokens", str(e)) from None
+                self._json({"run": run.id, "step": run.step, **numbers})
             elif path == "/api/inspect.json":
                 query = self._query()
                 run = self.server.runs.get(query.get("run"))
                 lane = run.lane(query.get("lane"))
+                if isinstance(run.setup, GPTSetup):
+                    raise ConfigError("run", "the unit panel is the MLP's: this run trains the GPT (attention.json)")
                 with run.lock, self.server.runs.training:
                     backends = [b for b, d in run.setup.lanes if d == lane.dtype]
                     numbers = inspect_unit(run.setup, lane.params, lane.dtype, backends, query)
@@ -147,6 +167,8 @@ class Handler(BaseHTTPRequestHandler):
             elif path == "/api/link.json":
                 query = self._query()
                 run = self.server.runs.get(query.get("run"))
+                if isinstance(run.setup, GPTSetup):
+                    raise ConfigError("run", "links are the MLP's: this run trains the GPT")
                 with run.lock, self.server.runs.training:
                     self._json({"run": run.id, "step": run.step, **link_history(run, query)})
             elif path == "/favicon.ico":
@@ -212,10 +234,11 @@ class Handler(BaseHTTPRequestHandler):
 class PlaygroundServer(ThreadingHTTPServer):
     daemon_threads = True  # a request still running never holds up Ctrl-C
 
-    def __init__(self, port: int = 0, verbose: bool = False):
+    def __init__(self, port: int = 0, verbose: bool = False, csv: str | None = None):
         super().__init__((HOST, port), Handler)
         self.runs = Runs()
         self.verbose = verbose
+        self.csv = csv  # the command's --csv points: too long for the URL, so the page asks for them
 
     @property
     def url(self) -> str:
@@ -229,10 +252,11 @@ def main(argv: list[str]) -> int:
     if not 0 <= args.port <= 65535:
         parser.error(f"--port {args.port}: expected 0 to 65535")
     try:
-        server = PlaygroundServer(args.port)
+        server = PlaygroundServer(args.port, csv=s.config.get("csv"))
     except OSError as e:
         parser.error(f"--port {args.port}: cannot listen on {HOST}:{args.port} ({e.strerror or e}); try --port 0")
-    query = {k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in s.config.items() if v is not None}
+    shown = {k: v for k, v in s.config.items() if k in CONFIG_FIELDS and k != "csv" and v is not None}  # no CSV
+    query = {k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in shown.items()}
     url = f"{server.url}?{urlencode(query)}"
     print(f"trigrad playground at {url}\n(Ctrl-C stops it)", flush=True)
     if not args.no_open:

@@ -31,6 +31,7 @@ from comparisons.playground import config as pg_config
 from comparisons.playground import runs as pg_runs
 from comparisons.playground import server as pg
 from shared.optim import Adam
+from shared.params import tree_leaves
 from shared.trajectory import Trajectory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -609,8 +610,11 @@ def test_in_a_real_browser_play_lowers_the_loss_and_draws_every_backend(server, 
     process, tools = open_page(find_browser(), server.url + query, tmp_path / "profile")
     try:
         tools.wait_for("document.getElementById('train-loss').textContent !== '–'")
-        controls = tools.evaluate("[...document.querySelectorAll('[data-field]')].map((e) => e.value).join(' ')")
-        assert controls.startswith("xor 120 0.15 0.25 4,4 tanh bce sgd 0.5"), controls  # read from the URL
+        controls = tools.evaluate(
+            "Object.fromEntries([...document.querySelectorAll('[data-field]')].map((e) => [e.dataset.field, e.value]))"
+        )
+        read = {k: controls[k] for k in ("dataset", "n", "noise", "hidden", "activation", "loss", "optimizer", "lr")}
+        assert read == dict(zip(read, "xor 120 0.15 4,4 tanh bce sgd 0.5".split())), controls  # from the URL
         search = tools.evaluate("decodeURIComponent(location.search)")
         assert "sizes=2,4,4,1" in search and "dtypes=float64,float32" in search, search  # the whole state
         before = float(tools.evaluate("document.getElementById('train-loss').textContent"))
@@ -716,4 +720,148 @@ def test_in_a_real_browser_your_points_accuracy_layers_and_the_target_loss(serve
     assert start_accuracy.endswith("%"), start_accuracy
     assert "reached the target train loss 0.5" in stopped and loss <= 0.5, (stopped, loss)
     assert own == [40, False] and disabled  # the 40 points, not in the URL; the dataset control off
+    assert not errors, errors
+
+
+# ---- GPT mode: attention, live ----
+
+GPT_CONFIG = {"model": "gpt", "task": "reverse", "length": 3, "d_model": 8, "heads": 2, "n": 60, "steps": 6}
+GPT_CONFIG |= {"batch_size": 8, "every": 3, "backends": ",".join(available_backends())}
+
+
+@pytest.fixture(scope="module")
+def gpt_run(server):
+    status, started = call(server, "/api/run", {"config": GPT_CONFIG})
+    assert status == 200, started
+    chunks = [call(server, "/api/step", {"run": started["run"]})[1] for _ in range(2)]
+    return started, chunks
+
+
+def _exported(server, run_id: str, lane: str) -> Trajectory:
+    status, data = call(server, f"/api/export.npz?run={run_id}&lane={lane}")
+    assert status == 200
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "run.npz"
+        path.write_bytes(data)
+        return Trajectory.load(path)
+
+
+def test_gpt_mode_chunks_are_one_train_call(server, gpt_run):
+    started, chunks = gpt_run
+    s = pg_config.setup(GPT_CONFIG)
+    assert started["mode"] == "gpt" and s.spec.seq_len == 6 and s.optimizer == Adam(0.003)  # the GPT's defaults
+    for lane in started["lanes"]:
+        backend, dtype = lane.split("-")
+        one = get_backend(backend, dtype).train(s.spec, s.params, s.X_train, s.y_train, s.optimizer, 12, batch_size=8)
+        streamed = [x for lines in chunks for x in lines if x.get("lane") == lane and x["type"] == "lane"]
+        np.testing.assert_array_equal(np.concatenate([x["losses"] for x in streamed]).astype(dtype), one.losses)
+        exported = _exported(server, started["run"], lane)
+        assert all(np.array_equal(a, b) for a, b in zip(tree_leaves(exported.params), tree_leaves(one.params)))
+        assert 0 <= streamed[-1]["test_accuracy"][-1] <= 1 and streamed[-1]["params"] is None
+
+
+def test_attention_json_gives_every_layer_and_heads_map_by_the_lanes_framework(server, gpt_run):
+    started, _ = gpt_run
+    s = pg_config.setup(GPT_CONFIG)
+    for lane in started["lanes"]:
+        status, got = call(server, f"/api/attention.json?run={started['run']}&lane={lane}&tokens=314")
+        assert status == 200, got
+        assert (
+            got["tokens"] == list("314|41") and got["target"] == list("14|413") and got["answer_positions"] == [3, 4, 5]
+        )
+        backend, dtype = lane.split("-")
+        params = _exported(server, started["run"], lane).params
+        X = np.array([[3, 1, 4, 10, 4, 1]])
+        want = get_backend(backend, dtype).attention_maps(s.spec, params, X)
+        assert len(got["maps"]) == s.spec.n_layers and len(got["maps"][0]) == s.spec.n_heads
+        for P, W in zip(got["maps"], want):
+            P = np.array(P)
+            np.testing.assert_array_equal(P, W[0].astype(np.float64))  # the exported params' maps, exactly
+            assert (P[:, np.triu_indices(6, k=1)[0], np.triu_indices(6, k=1)[1]] == 0).all()  # the future: 0
+            np.testing.assert_allclose(P.sum(-1), 1, atol=1e-6)
+        logits = get_backend(backend, dtype).forward(s.spec, params, X)[0]
+        assert got["prediction"] == s.decode(logits.argmax(-1))
+
+
+def test_the_attention_maps_change_as_the_gpt_trains(server):
+    status, started = call(server, "/api/run", {"config": GPT_CONFIG | {"backends": "numpy", "dtypes": "float64"}})
+    before = call(server, f"/api/attention.json?run={started['run']}&lane=numpy-float64&tokens=314")[1]["maps"]
+    call(server, "/api/step", {"run": started["run"]})
+    after = call(server, f"/api/attention.json?run={started['run']}&lane=numpy-float64&tokens=314")[1]
+    assert after["step"] == 6 and not np.array_equal(np.array(before), np.array(after["maps"]))
+
+
+@pytest.mark.parametrize(
+    "query, field",
+    [("tokens=31", "tokens"), ("tokens=3a4", "tokens"), ("tokens=3141", "tokens"), ("lane=nope&tokens=314", "lane")],
+)
+def test_bad_tokens_are_a_400_naming_them(server, gpt_run, query, field):
+    started, _ = gpt_run
+    lane = "" if "lane=" in query else "lane=numpy-float64&"
+    status, reply = call(server, f"/api/attention.json?run={started['run']}&{lane}{query}")
+    assert status == 400 and reply["field"] == field, reply
+
+
+def test_the_mlps_endpoints_and_the_gpts_refuse_the_other_model(server):
+    small = {"backends": "numpy", "dtypes": "float64"}
+    mlp = call(server, "/api/run", {"config": small | {"resolution": 10}})[1]["run"]  # fresh runs: the server
+    gpt = call(server, "/api/run", {"config": GPT_CONFIG | small})[1]["run"]  # keeps only the last few
+    status, reply = call(server, f"/api/attention.json?run={mlp}&lane=numpy-float64&tokens=314")
+    assert status == 400 and reply["field"] == "run" and "GPT's" in reply["error"]
+    status, reply = call(server, f"/api/inspect.json?run={gpt}&lane=numpy-float64&layer=0&unit=0&sample=0")
+    assert status == 400 and reply["field"] == "run" and "MLP's" in reply["error"]
+
+
+GPT_BAD = [
+    ({"heads": 3}, "d_model"),  # 8 columns do not split into 3 heads
+    ({"length": 20}, "length"),
+    ({"layers": 5}, "layers"),
+    ({"task": "translate"}, "task"),
+    ({"steps": 1000, "every": 50, "batch_size": 60, "d_model": 64, "layers": 2, "heads": 4}, "steps"),  # beyond seconds
+]
+
+
+@pytest.mark.parametrize("change, field", GPT_BAD, ids=[json.dumps(c) for c, _ in GPT_BAD])
+def test_a_bad_gpt_setting_is_a_400_naming_the_field(server, change, field):
+    status, reply = call(server, "/api/run", {"config": GPT_CONFIG | change})
+    assert status == 400 and reply["field"] == field, reply
+
+
+def test_the_corpus_task_reads_characters():
+    s = pg_config.setup(GPT_CONFIG | {"task": "corpus", "length": 8})
+    X, Y = s.encode("In the b")
+    assert X.shape == (1, 8) and Y is None and s.decode(X[0]) == list("In the b")
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        s.encode("€")
+
+
+@pytest.mark.skipif(find_browser() is None, reason="no Chromium here (apt-get install chromium, or set $CHROMIUM)")
+def test_in_a_real_browser_gpt_mode_trains_and_its_attention_maps_change(server, tmp_path):
+    query = "?model=gpt&task=reverse&length=3&d_model=8&heads=2&n=60&steps=10&batch_size=8&dtypes=float64"
+    process, tools = open_page(find_browser(), server.url + query, tmp_path / "profile", height=1000)
+    try:
+        tools.wait_for("window.playground.attention && window.playground.attention.length > 0", timeout=60)
+        hidden = tools.evaluate("getComputedStyle(document.getElementById('network')).display")
+        before = tools.evaluate("JSON.stringify(window.playground.attention.map((r) => r.maps))")
+        canvases = tools.evaluate("document.querySelectorAll('#maps canvas').length")
+        tools.evaluate("document.getElementById('play').click()")
+        tools.wait_for("parseInt(document.getElementById('counter').textContent.slice(5)) >= 30", timeout=120)
+        tools.evaluate("document.getElementById('play').click()")
+        tools.wait_for("!busy && window.playground.attention[0].step >= 30", timeout=60)
+        after = tools.evaluate("JSON.stringify(window.playground.attention.map((r) => r.maps))")
+        tools.evaluate("document.getElementById('tokens').value = '907'")
+        tools.evaluate("document.getElementById('tokens').dispatchEvent(new Event('change'))")
+        tools.wait_for("window.playground.attention[0].text === '907'", timeout=60)
+        search = tools.evaluate("location.search")
+        path = Path(os.environ.get("PLAYGROUND_GPT_SCREENSHOT", tmp_path / "gpt.png"))
+        screenshot(tools, path)
+        errors = tools.errors() + tools.evaluate("window.playground.errors")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert hidden == "none"  # the MLP's network is not drawn in GPT mode
+    n = len(available_backends())
+    assert canvases == n * 1 * 2  # every backend of the dtype × layers × heads
+    assert before != after, "the attention maps did not change while training"
+    assert "model=gpt" in search and "tokens=907" in search and "heads=2" in search, search  # the whole state
     assert not errors, errors
