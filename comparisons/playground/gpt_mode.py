@@ -71,6 +71,12 @@ class GPTSetup:
         sequence = np.concatenate([digits, [N_DIGITS], answer]).astype(np.int64)  # 2k + 1 tokens
         return sequence[None, :-1], sequence[None, 1:]
 
+    def examples(self, k: int = 8) -> list[str]:
+        """The first k held-out inputs, as the learner would type them (a task's digits, corpus text)."""
+        if isinstance(self.task, CharTokenizer):
+            return [self.task.decode(x) for x in self.X_test[:k]]
+        return ["".join(self.decode(x[: self.task.length])) for x in self.X_test[:k]]
+
     def decode(self, tokens) -> list[str]:
         """Each token as the page shows it: a digit, | for the separator, or a character."""
         if isinstance(self.task, CharTokenizer):

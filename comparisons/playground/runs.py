@@ -250,7 +250,8 @@ def describe_run(run: Run) -> dict:
         "view": view(s, run.lanes[0]),
     }
     if isinstance(s, GPTSetup):
-        return common | {"mode": "gpt", "example": s.example, "n_train": len(s.X_train), "n_test": len(s.X_test)}
+        held_out = {"examples": s.examples(), "n_train": len(s.X_train), "n_test": len(s.X_test)}
+        return common | {"mode": "gpt", "example": s.example, **held_out}
     return common | {
         "mode": "mlp",
         "extent": s.extent,

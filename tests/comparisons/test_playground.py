@@ -766,6 +766,7 @@ def test_attention_json_gives_every_layer_and_heads_map_by_the_lanes_framework(s
     for lane in started["lanes"]:
         status, got = call(server, f"/api/attention.json?run={started['run']}&lane={lane}&tokens=314")
         assert status == 200, got
+        assert started["examples"] == s.examples() and len(started["examples"]) == 8
         assert (
             got["tokens"] == list("314|41") and got["target"] == list("14|413") and got["answer_positions"] == [3, 4, 5]
         )
@@ -849,6 +850,10 @@ def test_in_a_real_browser_gpt_mode_trains_and_its_attention_maps_change(server,
         tools.evaluate("document.getElementById('play').click()")
         tools.wait_for("!busy && window.playground.attention[0].step >= 30", timeout=60)
         after = tools.evaluate("JSON.stringify(window.playground.attention.map((r) => r.maps))")
+        picked = tools.evaluate("document.getElementById('examples').options[2].value")
+        tools.evaluate("document.getElementById('examples').selectedIndex = 2")
+        tools.evaluate("document.getElementById('examples').dispatchEvent(new Event('change'))")
+        tools.wait_for(f"window.playground.attention[0].text === '{picked}'", timeout=60)
         tools.evaluate("document.getElementById('tokens').value = '907'")
         tools.evaluate("document.getElementById('tokens').dispatchEvent(new Event('change'))")
         tools.wait_for("window.playground.attention[0].text === '907'", timeout=60)
@@ -860,6 +865,7 @@ def test_in_a_real_browser_gpt_mode_trains_and_its_attention_maps_change(server,
         process.terminate()
         process.wait(timeout=10)
     assert hidden == "none"  # the MLP's network is not drawn in GPT mode
+    assert len(picked) == 3 and picked.isdigit()  # a held-out string's digits
     n = len(available_backends())
     assert canvases == n * 1 * 2  # every backend of the dtype × layers × heads
     assert before != after, "the attention maps did not change while training"
