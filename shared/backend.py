@@ -19,8 +19,6 @@ arrays, its optimizer) for the whole run and converts only at the two ends.
 from __future__ import annotations
 
 import numbers
-import os
-import sys
 import time
 from abc import ABC, abstractmethod
 from contextlib import ExitStack, nullcontext
@@ -32,45 +30,13 @@ from shared.continuation import cast_state, check_continuation, check_same_spec,
 from shared.optim import Optimizer, check_optimizer_fits
 from shared.params import Params, check_params, map_params, named_leaves, tree_leaves
 from shared.spec import GPTSpec, MLPSpec, spec_to_dict
-from shared.training import MinibatchSchedule, check_train_args
+from shared.training import MinibatchSchedule, RunRecord, check_train_args, progress_bar, recorded_steps
 from shared.trajectory import TrainingDiverged, Trajectory
 from shared.validation import check_dtype, check_spec, check_tokens, check_X, check_y
 
 CHUNK = 1000
 """The most steps per call into the backend (fewer when a snapshot falls sooner): the rhythm of
 progress updates and divergence checks (JAX runs each chunk as one compiled loop)."""
-
-
-class _RunRecord:
-    """What a training run keeps as it goes: the kept losses and gradient norms (filled up to `kept`),
-    the params snapshots, how many steps ran, and the bad step, if any: (step, quantity, value)."""
-
-    def __init__(self, n_kept: int, dtype: np.dtype, start: int = 0) -> None:
-        self.losses, self.grad_norms = np.zeros(n_kept, dtype), np.zeros(n_kept, dtype)
-        self.kept, self.done = 0, start  # a continued run counts its steps on from the trajectory's
-        self.snapshot_steps: list[int] = []
-        self.snapshots: list[Params] = []
-        self.diverged: tuple[int, str, float] | None = None
-
-    def keep(self, losses: np.ndarray, norms: np.ndarray, ran: int) -> None:
-        self.losses[self.kept : self.kept + len(losses)] = losses
-        self.grad_norms[self.kept : self.kept + len(losses)] = norms
-        self.kept += len(losses)
-        self.done += ran
-
-    def trajectory(self, params: Params, record_losses: int | None, meta: dict, optimizer_state: dict) -> Trajectory:
-        return Trajectory(
-            losses=self.losses[: self.kept],
-            grad_norms=self.grad_norms[: self.kept],
-            params=params,
-            snapshot_steps=np.array(self.snapshot_steps, np.int64),
-            snapshots=self.snapshots,
-            diverged_at=self.diverged[0] if self.diverged else None,
-            loss_every=record_losses,
-            steps_run=self.done,
-            meta=meta,
-            optimizer_state=optimizer_state,
-        )
 
 
 class Backend(ABC):
@@ -228,12 +194,12 @@ class Backend(ABC):
             opt_state, start = cast_state(opt_state, lambda p: _cast_params(p, self.np_dtype)), prior.steps_run
         schedule = None if batch_size is None else MinibatchSchedule(len(X), batch_size, seed)
         end = start + steps
-        run = _RunRecord(len(_recorded(start, end, record_losses)), self.np_dtype, start)
+        run = RunRecord(len(recorded_steps(start, end, record_losses)), self.np_dtype, start)
 
         start_time = time.perf_counter()
         with self._compute(spec, batch_size or len(X)):
             state = self._train_begin(spec, params, X, y, optimizer, opt_state)
-            with _progress_bar(steps, progress, f"{self.name} {self.dtype}") as bar:
+            with progress_bar(steps, progress, f"{self.name} {self.dtype}") as bar:
                 while run.done < end and not run.diverged:
                     bar.update(self._train_chunk(state, run, end, schedule, record_every, record_losses))
             final_params, final_state = self._train_params(state), self._train_optimizer_state(state)
@@ -263,7 +229,7 @@ class Backend(ABC):
             "wall_time_s": wall_time_s,
         }
 
-    def _train_chunk(self, state, run: _RunRecord, steps: int, schedule, record_every, record_losses) -> int:
+    def _train_chunk(self, state, run: RunRecord, steps: int, schedule, record_every, record_losses) -> int:
         """One chunk of the run: a snapshot if one is due, then up to CHUNK steps (ending at the next
         snapshot) in one call into the backend, checked after; a chunk that went wrong is replayed
         step by step, to stop before its first bad step. Returns the steps run."""
@@ -275,7 +241,7 @@ class Backend(ABC):
         if record_every:
             stop = min(stop, (done // record_every + 1) * record_every)
         batches = None if schedule is None else schedule.rows(done, stop)  # (stop - done, b)
-        record = _recorded(done, stop, record_losses)  # the chunk's steps that keep a loss
+        record = recorded_steps(done, stop, record_losses)  # the chunk's steps that keep a loss
         saved = self._train_save(state)
         losses, norms = self._train_steps(state, stop - done, batches, record)
         ran = stop - done
@@ -283,7 +249,7 @@ class Backend(ABC):
             self._train_restore(state, saved)
             losses, norms, run.diverged = self._find_first_bad_step(state, done, stop, batches)
             ran = len(losses)
-            keep = _recorded(done, done + ran, record_losses)
+            keep = recorded_steps(done, done + ran, record_losses)
             losses, norms = losses[keep.start : keep.stop : keep.step], norms[keep.start : keep.stop : keep.step]
         run.keep(losses, norms, ran)
         return ran
@@ -414,14 +380,6 @@ def _cast(a: np.ndarray, dtype: np.dtype, arg: str) -> np.ndarray:
     return out
 
 
-def _recorded(start: int, stop: int, every: int | None) -> range:
-    """The offsets i in range(stop − start) of the steps start + i that keep a loss: the multiples
-    of `every` (none for None)."""
-    if every is None:
-        return range(0)
-    return range(-start % every, stop - start, every)
-
-
 def _all_finite(*arrays: np.ndarray) -> bool:
     return all(np.all(np.isfinite(a)) for a in arrays)
 
@@ -435,24 +393,6 @@ def _writable(a) -> np.ndarray:
 
 class DeviceUnavailable(RuntimeError):
     """A device was asked for (device='cuda' or 'gpu') that the framework cannot see here."""
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-
-def _progress_bar(total: int, enabled: bool | None, desc: str):
-    """A tqdm bar that appears only after 2 s, on a terminal, outside CI (or when asked for)."""
-    if enabled is None:
-        enabled = sys.stderr.isatty() and not os.environ.get("CI")
-    if not enabled:
-        return nullcontext(_NoBar())
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional: no bar, no error
-        return nullcontext(_NoBar())
-    return tqdm(total=total, desc=desc, unit="step", delay=2.0, leave=False, file=sys.stderr)
 
 
 def _check_finite_result(a: np.ndarray, what: str, backend: Backend) -> None:

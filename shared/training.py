@@ -8,10 +8,15 @@ drawn lazily, a chunk of steps at a time, so a long run never holds its whole sc
 from __future__ import annotations
 
 import numbers
+import os
+import sys
+from contextlib import nullcontext
 
 import numpy as np
 
 from shared.optim import Optimizer
+from shared.params import Params
+from shared.trajectory import Trajectory
 
 ON_NONFINITE = ("raise", "stop")
 
@@ -114,3 +119,64 @@ def check_train_args(
     if not isinstance(on_nonfinite, str) or on_nonfinite not in ON_NONFINITE:
         raise ValueError(f"on_nonfinite must be one of {', '.join(map(repr, ON_NONFINITE))}; got {on_nonfinite!r}")
     return steps, batch_size, seed, record_every, record_losses
+
+
+# ---- what a run keeps as it goes, and its progress bar (Backend.train uses both) ----
+
+
+class RunRecord:
+    """What a training run keeps as it goes: the kept losses and gradient norms (filled up to `kept`),
+    the params snapshots, how many steps ran, and the bad step, if any: (step, quantity, value)."""
+
+    def __init__(self, n_kept: int, dtype: np.dtype, start: int = 0) -> None:
+        self.losses, self.grad_norms = np.zeros(n_kept, dtype), np.zeros(n_kept, dtype)
+        self.kept, self.done = 0, start  # a continued run counts its steps on from the trajectory's
+        self.snapshot_steps: list[int] = []
+        self.snapshots: list[Params] = []
+        self.diverged: tuple[int, str, float] | None = None
+
+    def keep(self, losses: np.ndarray, norms: np.ndarray, ran: int) -> None:
+        self.losses[self.kept : self.kept + len(losses)] = losses
+        self.grad_norms[self.kept : self.kept + len(losses)] = norms
+        self.kept += len(losses)
+        self.done += ran
+
+    def trajectory(self, params: Params, record_losses: int | None, meta: dict, optimizer_state: dict) -> Trajectory:
+        return Trajectory(
+            losses=self.losses[: self.kept],
+            grad_norms=self.grad_norms[: self.kept],
+            params=params,
+            snapshot_steps=np.array(self.snapshot_steps, np.int64),
+            snapshots=self.snapshots,
+            diverged_at=self.diverged[0] if self.diverged else None,
+            loss_every=record_losses,
+            steps_run=self.done,
+            meta=meta,
+            optimizer_state=optimizer_state,
+        )
+
+
+def recorded_steps(start: int, stop: int, every: int | None) -> range:
+    """The offsets i in range(stop − start) of the steps start + i that keep a loss: the multiples
+    of `every` (none for None)."""
+    if every is None:
+        return range(0)
+    return range(-start % every, stop - start, every)
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+
+def progress_bar(total: int, enabled: bool | None, desc: str):
+    """A tqdm bar that appears only after 2 s, on a terminal, outside CI (or when asked for)."""
+    if enabled is None:
+        enabled = sys.stderr.isatty() and not os.environ.get("CI")
+    if not enabled:
+        return nullcontext(_NoBar())
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional: no bar, no error
+        return nullcontext(_NoBar())
+    return tqdm(total=total, desc=desc, unit="step", delay=2.0, leave=False, file=sys.stderr)

@@ -286,18 +286,18 @@ def test_bad_training_arguments_are_named(kwargs, error, match):
 
 
 def test_progress_bar_only_on_a_terminal_and_never_in_ci(monkeypatch):
-    from shared import backend as backend_module
+    from shared import training
 
     monkeypatch.delenv("CI", raising=False)
-    monkeypatch.setattr(backend_module.sys.stderr, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(training.sys.stderr, "isatty", lambda: True, raising=False)
     pytest.importorskip("tqdm")
-    with backend_module._progress_bar(10, None, "test") as bar:
-        assert not isinstance(bar, backend_module._NoBar) and bar.delay == 2.0  # a tqdm bar, shown after 2 s
+    with training.progress_bar(10, None, "test") as bar:
+        assert not isinstance(bar, training._NoBar) and bar.delay == 2.0  # a tqdm bar, shown after 2 s
     monkeypatch.setenv("CI", "true")
-    with backend_module._progress_bar(10, None, "test") as bar:
-        assert isinstance(bar, backend_module._NoBar)
-    with backend_module._progress_bar(10, False, "test") as bar:
-        assert isinstance(bar, backend_module._NoBar)
+    with training.progress_bar(10, None, "test") as bar:
+        assert isinstance(bar, training._NoBar)
+    with training.progress_bar(10, False, "test") as bar:
+        assert isinstance(bar, training._NoBar)
 
 
 # ---- JAX compiles a training chunk once per model, not once per run ----
