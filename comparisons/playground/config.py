@@ -324,6 +324,11 @@ def setup_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         common |= {"weight_decay": optimizer.weight_decay, "target_loss": args.target_loss}
         common |= {"dtypes": dtypes, "backends": backends}
         return gpt_setup(parser, args, [(b, d) for d in dtypes for b in backends], common, optimizer)
+    return _mlp_setup(parser, args, backends, dtypes)
+
+
+def _mlp_setup(parser: argparse.ArgumentParser, args: argparse.Namespace, backends: list, dtypes: list) -> Setup:
+    """The MLP's problem: the bounds, your CSV or a generated dataset, the split, the work per chunk."""
     _check_bounds(parser, args)
     own = None  # your own points, from --csv or the page
     if args.csv_text is not None:

@@ -60,7 +60,7 @@ from comparisons.playground.config import (
 )
 from comparisons.playground.gpt_mode import GPTSetup, attention_view
 from comparisons.playground.inspector import inspect_unit, link_history
-from comparisons.playground.runs import Run, Runs, describe_run, step, view
+from comparisons.playground.runs import Lane, Run, Runs, describe_run, step, view
 
 PAGE = Path(__file__).with_name("page.html")
 
@@ -111,74 +111,84 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = urlparse(self.path).path
+        pages = {
+            "/": self._page,
+            "/index.html": self._page,
+            "/favicon.ico": lambda: self._send(204, b"", "image/x-icon"),
+            "/api/options": lambda: self._json(options() | {"csv": self.server.csv}),
+            "/api/config.json": self._config,
+            "/api/export.npz": self._export,
+            "/api/view.json": self._view,
+            "/api/attention.json": self._attention,
+            "/api/inspect.json": self._inspect,
+            "/api/link.json": self._link,
+        }
         try:
-            if path in ("/", "/index.html"):
-                self._send(200, PAGE.read_bytes(), "text/html; charset=utf-8")
-            elif path == "/api/options":
-                self._json(options() | {"csv": self.server.csv})
-            elif path == "/api/config.json":
-                run = self.server.runs.get(self._query().get("run"))
-                body = json.dumps({"config": run.setup.config, "step": run.step, "chunks": run.chunks}, indent=2)
-                self._send(
-                    200,
-                    body.encode(),
-                    "application/json",
-                    {"Content-Disposition": 'attachment; filename="playground-config.json"'},
-                )
-            elif path == "/api/export.npz":
-                query = self._query()
-                run = self.server.runs.get(query.get("run"))
-                lane = run.lane(query.get("lane"))
-                with run.lock, tempfile.TemporaryDirectory() as folder:
-                    data = lane.trajectory(run.setup).save(Path(folder) / "run.npz").read_bytes()
-                self._send(
-                    200,
-                    data,
-                    "application/octet-stream",
-                    {"Content-Disposition": f'attachment; filename="playground-{lane.name}.npz"'},
-                )
-            elif path == "/api/view.json":
-                query = self._query()
-                run = self.server.runs.get(query.get("run"))
-                with run.lock, self.server.runs.training:
-                    self._json({"type": "view", **view(run.setup, run.lane(query.get("lane")))})
-            elif path == "/api/attention.json":
-                query = self._query()
-                run = self.server.runs.get(query.get("run"))
-                lane = run.lane(query.get("lane"))
-                if not isinstance(run.setup, GPTSetup):
-                    raise ConfigError("run", "attention maps are the GPT's: this run trains the MLP (model=mlp)")
-                try:
-                    with run.lock, self.server.runs.training:
-                        numbers = attention_view(run.setup, lane, query.get("tokens"))
-                except ValueError as e:
-                    raise ConfigError("tokens", str(e)) from None
-                self._json({"run": run.id, "step": run.step, **numbers})
-            elif path == "/api/inspect.json":
-                query = self._query()
-                run = self.server.runs.get(query.get("run"))
-                lane = run.lane(query.get("lane"))
-                if isinstance(run.setup, GPTSetup):
-                    raise ConfigError("run", "the unit panel is the MLP's: this run trains the GPT (attention.json)")
-                with run.lock, self.server.runs.training:
-                    backends = [b for b, d in run.setup.lanes if d == lane.dtype]
-                    numbers = inspect_unit(run.setup, lane.params, lane.dtype, backends, query)
-                self._json({"run": run.id, "lane": lane.name, "step": run.step, **numbers})
-            elif path == "/api/link.json":
-                query = self._query()
-                run = self.server.runs.get(query.get("run"))
-                if isinstance(run.setup, GPTSetup):
-                    raise ConfigError("run", "links are the MLP's: this run trains the GPT")
-                with run.lock, self.server.runs.training:
-                    self._json({"run": run.id, "step": run.step, **link_history(run, query)})
-            elif path == "/favicon.ico":
-                self._send(204, b"", "image/x-icon")
-            else:
+            if path not in pages:
                 self._error(404, f"no page {path}")
+                return
+            pages[path]()
         except ConfigError as e:
             self._error(400, str(e), e.field)
         except Exception as e:  # a bug, not a bad request: say so, keep serving
             self._error(500, f"{type(e).__name__}: {e}")
+
+    # ---- the GET endpoints: each reads its query, checks it (ConfigError: a 400), answers ----
+
+    def _page(self) -> None:
+        self._send(200, PAGE.read_bytes(), "text/html; charset=utf-8")
+
+    def _run_and_lane(self, query: dict) -> tuple[Run, Lane]:
+        run = self.server.runs.get(query.get("run"))
+        return run, run.lane(query.get("lane"))
+
+    def _config(self) -> None:
+        run = self.server.runs.get(self._query().get("run"))
+        body = json.dumps({"config": run.setup.config, "step": run.step, "chunks": run.chunks}, indent=2)
+        disposition = {"Content-Disposition": 'attachment; filename="playground-config.json"'}
+        self._send(200, body.encode(), "application/json", disposition)
+
+    def _export(self) -> None:
+        run, lane = self._run_and_lane(self._query())
+        with run.lock, tempfile.TemporaryDirectory() as folder:
+            data = lane.trajectory(run.setup).save(Path(folder) / "run.npz").read_bytes()
+        disposition = {"Content-Disposition": f'attachment; filename="playground-{lane.name}.npz"'}
+        self._send(200, data, "application/octet-stream", disposition)
+
+    def _view(self) -> None:
+        run, lane = self._run_and_lane(self._query())
+        with run.lock, self.server.runs.training:
+            self._json({"type": "view", **view(run.setup, lane)})
+
+    def _attention(self) -> None:
+        query = self._query()
+        run, lane = self._run_and_lane(query)
+        if not isinstance(run.setup, GPTSetup):
+            raise ConfigError("run", "attention maps are the GPT's: this run trains the MLP (model=mlp)")
+        try:
+            with run.lock, self.server.runs.training:
+                numbers = attention_view(run.setup, lane, query.get("tokens"))
+        except ValueError as e:
+            raise ConfigError("tokens", str(e)) from None
+        self._json({"run": run.id, "step": run.step, **numbers})
+
+    def _inspect(self) -> None:
+        query = self._query()
+        run, lane = self._run_and_lane(query)
+        if isinstance(run.setup, GPTSetup):
+            raise ConfigError("run", "the unit panel is the MLP's: this run trains the GPT (attention.json)")
+        with run.lock, self.server.runs.training:
+            backends = [b for b, d in run.setup.lanes if d == lane.dtype]
+            numbers = inspect_unit(run.setup, lane.params, lane.dtype, backends, query)
+        self._json({"run": run.id, "lane": lane.name, "step": run.step, **numbers})
+
+    def _link(self) -> None:
+        query = self._query()
+        run = self.server.runs.get(query.get("run"))
+        if isinstance(run.setup, GPTSetup):
+            raise ConfigError("run", "links are the MLP's: this run trains the GPT")
+        with run.lock, self.server.runs.training:
+            self._json({"run": run.id, "step": run.step, **link_history(run, query)})
 
     def do_POST(self) -> None:
         path = urlparse(self.path).path
