@@ -4,13 +4,14 @@
     python -m comparisons playground --dataset spirals --loss softmax_ce --sizes 2,16,16,3
     python -m comparisons playground --model gpt --task reverse     # attention maps, live
 
-The page (comparisons/playground/page.html: plain HTML, CSS and JavaScript, nothing fetched from the
-internet) shows the decision boundary, every hidden unit over the input plane, one unit's forward and
-backward for one sample, the train and test loss of every backend and dtype, and the parity gap between
-each pair of backends in ε units; in GPT mode, each head's attention map instead. This module is
-its server: the standard library's ThreadingHTTPServer on 127.0.0.1 only, and these endpoints:
+The page (comparisons/playground/page.html with its style and scripts in static/: plain HTML, CSS and
+JavaScript, nothing fetched from the internet) shows the decision boundary, every hidden unit over the
+input plane, one unit's forward and backward for one sample, the train and test loss of every backend
+and dtype, and the parity gap between each pair of backends in ε units; in GPT mode, each head's
+attention map instead. This module is its server: the standard library's ThreadingHTTPServer on
+127.0.0.1 only, and these endpoints:
 
-    GET  /                     the page
+    GET  /                     the page; /static/NAME its style and scripts
     GET  /api/options          defaults, choices, installed backends and the bounds below
     POST /api/run              {config} -> a new run at step 0 (400 naming the field if a value is bad)
     POST /api/step             {run, steps?, view?} -> one chunk, streamed as JSON lines (see `step`)
@@ -63,6 +64,8 @@ from comparisons.playground.inspector import inspect_unit, link_history
 from comparisons.playground.runs import Lane, Run, Runs, describe_run, step, view
 
 PAGE = Path(__file__).with_name("page.html")
+STATIC = Path(__file__).with_name("static")  # the page's style and scripts, served as they are
+STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 
 # ---- the HTTP server ----
 
@@ -124,10 +127,12 @@ class Handler(BaseHTTPRequestHandler):
             "/api/link.json": self._link,
         }
         try:
-            if path not in pages:
+            if path.startswith("/static/"):
+                self._static(path.removeprefix("/static/"))
+            elif path not in pages:
                 self._error(404, f"no page {path}")
-                return
-            pages[path]()
+            else:
+                pages[path]()
         except ConfigError as e:
             self._error(400, str(e), e.field)
         except Exception as e:  # a bug, not a bad request: say so, keep serving
@@ -137,6 +142,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def _page(self) -> None:
         self._send(200, PAGE.read_bytes(), "text/html; charset=utf-8")
+
+    def _static(self, name: str) -> None:
+        """One of the page's own files, by its plain name (no folders: nothing else can be read)."""
+        files = {p.name: p for p in STATIC.iterdir() if p.suffix in STATIC_TYPES}
+        if name not in files:
+            self._error(404, f"no file /static/{name}")
+            return
+        self._send(200, files[name].read_bytes(), STATIC_TYPES[files[name].suffix])
 
     def _run_and_lane(self, query: dict) -> tuple[Run, Lane]:
         run = self.server.runs.get(query.get("run"))

@@ -97,10 +97,24 @@ def test_it_listens_on_the_loopback_address_only(server):
 
 
 def test_the_page_is_served_and_fetches_nothing_from_elsewhere(server):
+    import re
+
     status, page = call(server, "/")
     assert status == 200 and b"<canvas" in page
-    for outside in (b"<script src", b"<link", b"@import", b"url(", b"cdn", b"https:"):
-        assert outside not in page, f"the page loads something from outside: {outside!r}"
+    local = re.findall(rb'(?:src|href)="(/static/[^"]+)"', page)
+    assert len(local) == 5, local  # its style and four scripts, all served from here
+    texts = [page]
+    for path in local:
+        status, text = call(server, path.decode())
+        assert status == 200, path
+        texts.append(text.encode() if isinstance(text, str) else text)
+    for text in texts:
+        text = text.replace(b'"http://www.w3.org/2000/svg"', b"")  # SVG's namespace, a name, not a fetch
+        for outside in (b"http:", b"https:", b"//cdn", b"@import", b"url("):
+            assert outside not in text, f"the page loads something from outside: {outside!r}"
+    assert re.findall(rb'(?:src|href)="([^"#]+)"', page) == local  # nothing else
+    for bad in ("/static/../server.py", "/static/page.html", "/static/nope.js"):
+        assert call(server, bad)[0] == 404, bad
 
 
 def test_the_chunks_of_the_page_are_one_train_call(run):
