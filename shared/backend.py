@@ -32,7 +32,7 @@ from shared.params import Params, check_params, map_params, named_leaves, tree_l
 from shared.spec import GPTSpec, MLPSpec, spec_to_dict
 from shared.training import MinibatchSchedule, RunRecord, check_train_args, progress_bar, recorded_steps
 from shared.trajectory import TrainingDiverged, Trajectory
-from shared.validation import check_dtype, check_spec, check_tokens, check_X, check_y
+from shared.validation import HALF_DTYPES, check_dtype, check_spec, check_tokens, check_X, check_y, numpy_dtype
 
 CHUNK = 1000
 """The most steps per call into the backend (fewer when a snapshot falls sooner): the rhythm of
@@ -55,7 +55,7 @@ class Backend(ABC):
 
     def __init__(self, dtype: str = "float64", device: str = "cpu", threads: int | None = None) -> None:
         self.dtype = check_dtype(dtype)
-        self.np_dtype = np.dtype(self.dtype)
+        self.np_dtype = numpy_dtype(self.dtype)  # bfloat16: ml_dtypes'; the others numpy's own
         if threads is not None and (
             isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1
         ):
@@ -179,6 +179,11 @@ class Backend(ABC):
             step's update is never applied.
         progress: a progress bar on stderr; None shows one on a terminal for runs over ~2 s.
         """
+        if self.dtype in HALF_DTYPES:
+            raise ValueError(
+                f"train in {self.dtype} is not supported yet (forward and loss_and_grads are); "
+                "train in float32 or float64"
+            )
         prior = params if isinstance(params, Trajectory) else None
         if prior is not None:
             check_same_spec(prior, check_spec(spec))
@@ -342,6 +347,8 @@ class Backend(ABC):
         """Validate everything once at the border, then cast floats to this backend's dtype."""
         spec = check_spec(spec)
         params = check_params(spec, params)
+        if isinstance(spec, GPTSpec) and self.dtype in HALF_DTYPES:
+            raise ValueError(f"the GPT in {self.dtype} is not supported yet (the MLP is); use float32 or float64")
         if isinstance(spec, GPTSpec):  # token ids in, token ids as targets: integers, never cast
             X = check_tokens(spec, X, "X")
             if need_y:

@@ -28,7 +28,7 @@ from shared.optim import OPTIMIZERS, Optimizer
 from shared.params import Params, as_float_array, check_params, named_leaves, unflatten_named
 from shared.spec import GPTSpec, spec_from_dict
 from shared.tolerances import Tolerance, closeness
-from shared.validation import check_dtype
+from shared.validation import DTYPES, check_dtype
 
 
 class TrainingDiverged(FloatingPointError):
@@ -224,7 +224,7 @@ class _FileReader:
         for key in ("spec", "dtype", "n_layers", "diverged_at"):
             if key not in meta:
                 self.fail(f"{key} is missing (train() writes it into the Trajectory's meta)")
-        self.dtype = np.dtype(self.checked("", check_dtype, meta["dtype"]))
+        self.dtype = np.dtype(self.checked("", check_dtype, meta["dtype"], DTYPES))  # runs: no half formats yet
         if not isinstance(meta["spec"], dict):
             self.fail(f"spec must be a dict like {{'sizes': [2, 4, 1], ...}}; got {meta['spec']!r}")
         self.spec = self.checked("spec", spec_from_dict, meta["spec"])

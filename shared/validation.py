@@ -13,19 +13,38 @@ from shared.params import as_float_array
 from shared.spec import GPTSpec, MLPSpec
 
 DTYPES = ("float64", "float32")
+"""The formats everything supports: forward, gradients, training, files, every command."""
+
+HALF_DTYPES = ("bfloat16", "float16")
+"""The half formats: forward and gradients on every backend, the MLP (training, the GPT and the
+commands come next). NumPy holds bfloat16 through ml_dtypes, which JAX installs."""
 
 
-def check_dtype(dtype: object) -> str:
-    """The dtype name, one of DTYPES ('float64' | 'float32'); numpy dtypes are accepted too."""
+def check_dtype(dtype: object, allowed: tuple[str, ...] = DTYPES + HALF_DTYPES) -> str:
+    """The dtype name, one of `allowed` ('float64', 'float32', 'bfloat16', 'float16' by default);
+    numpy dtypes are accepted too."""
     if isinstance(dtype, str):
         name = dtype
-    elif isinstance(dtype, np.dtype) or (isinstance(dtype, type) and dtype in (np.float32, np.float64)):
+    elif isinstance(dtype, np.dtype) or (isinstance(dtype, type) and dtype in (np.float32, np.float64, np.float16)):
         name = np.dtype(dtype).name
     else:  # np.dtype(None) would quietly mean float64: refuse it
         name = None
-    if name not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(map(repr, DTYPES))}; got {dtype!r}")
+    if name not in allowed:
+        raise ValueError(f"dtype must be one of {', '.join(map(repr, allowed))}; got {dtype!r}")
     return name
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    """The numpy dtype of a dtype name: bfloat16 is ml_dtypes.bfloat16 (numpy has none of its own)."""
+    if name != "bfloat16":
+        return np.dtype(name)
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise ImportError(
+            "dtype 'bfloat16' needs ml_dtypes, numpy's bfloat16 (pip install ml-dtypes; JAX installs it)"
+        ) from None
+    return np.dtype(ml_dtypes.bfloat16)
 
 
 def check_spec(spec: object) -> MLPSpec | GPTSpec:

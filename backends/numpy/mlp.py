@@ -3,6 +3,7 @@
 Read this file first, top to bottom. Every building block keeps its forward and its backward side by side,
 and each backward's docstring states the gradient it computes — the chain rule, one piece at a time:
 
+0. where low precision sums  matmul, total, mean: in float32, rounded once (bfloat16, float16)
 1. the linear layer          Z = X·W + b
 2. the activations           A = f(Z)
 3. the losses                L = loss(y_hat, y)
@@ -26,12 +27,42 @@ import scipy.special
 from shared.params import Params
 from shared.spec import MLPSpec
 
+# ============================================================================ 0. where low precision accumulates
+# In bfloat16 and float16 every sum of many terms (a matrix product, a sum over the batch, a mean) is
+# accumulated in float32 and rounded to the half format once, as torch's and XLA's CPU kernels do.
+# NumPy's float16 already sums in float32; ml_dtypes' bfloat16 does not: its sum() adds in bfloat16
+# (100,000 terms drift by ~5·10⁴ where float32 stays within ~40), and its matmul returns float32,
+# which would leave the rest of the network in float32. In float32 and float64 these are exactly the
+# plain @, sum and mean.
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b; in a half format, the products summed in float32, the result rounded once."""
+    if a.dtype.itemsize >= 4:
+        return a @ b
+    return (a.astype(np.float32) @ b.astype(np.float32)).astype(a.dtype)
+
+
+def total(a: np.ndarray, axis=None, keepdims: bool = False) -> np.ndarray:
+    """Σ a over `axis`; in a half format accumulated in float32 and rounded once."""
+    if a.dtype.itemsize >= 4:
+        return a.sum(axis=axis, keepdims=keepdims)
+    return a.astype(np.float32).sum(axis=axis, keepdims=keepdims).astype(a.dtype)
+
+
+def mean(a: np.ndarray) -> np.ndarray:
+    """The mean of every entry; in a half format accumulated and divided in float32, rounded once."""
+    if a.dtype.itemsize >= 4:
+        return np.mean(a)
+    return (a.astype(np.float32).sum() / a.size).astype(a.dtype)
+
+
 # ============================================================================ 1. linear layer
 
 
 def linear_forward(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Z = X·W + b."""
-    return X @ W + b  # (n, fan_in) @ (fan_in, fan_out) + (fan_out,) -> (n, fan_out)
+    return matmul(X, W) + b  # (n, fan_in) @ (fan_in, fan_out) + (fan_out,) -> (n, fan_out)
 
 
 def linear_backward(dZ: np.ndarray, X: np.ndarray, W: np.ndarray, need_dX: bool = True):
@@ -44,9 +75,9 @@ def linear_backward(dZ: np.ndarray, X: np.ndarray, W: np.ndarray, need_dX: bool 
     The first layer's input is the data, which needs no gradient: need_dX=False skips that matmul
     (torch and JAX skip it too, since nothing asks for it).
     """
-    dX = dZ @ W.T if need_dX else None  # (n, fan_out) @ (fan_out, fan_in) -> (n, fan_in)
-    dW = X.T @ dZ  # (fan_in, n) @ (n, fan_out)      -> (fan_in, fan_out)
-    db = dZ.sum(axis=0)  # (n, fan_out)              -> (fan_out,)
+    dX = matmul(dZ, W.T) if need_dX else None  # (n, fan_out) @ (fan_out, fan_in) -> (n, fan_in)
+    dW = matmul(X.T, dZ)  # (fan_in, n) @ (n, fan_out)      -> (fan_in, fan_out)
+    db = total(dZ, axis=0)  # (n, fan_out)                  -> (fan_out,)
     return dX, dW, db
 
 
@@ -106,7 +137,7 @@ def _std_normal_cdf(Z):
     float64 (its float32 loop rounds once at the end). Not ½(1 + erf(Z/√2)): for negative Z that adds
     1 to a number near −1 and keeps only the absolute precision of 1, so it is 1.8 % off at Z = −8 in
     float64 and exactly 0 below Z ≈ −8.3 (−5.5 in float32), where erfc's small value is exact."""
-    return scipy.special.ndtr(Z)
+    return scipy.special.ndtr(Z).astype(Z.dtype, copy=False)  # (a half format comes back as float64)
 
 
 def gelu_forward(Z):
@@ -119,7 +150,7 @@ def gelu_backward(dA, Z, A):
     """dL/dZ = dL/dA · (Φ(Z) + Z·φ(Z)), with φ(Z) = e^(−Z²/2) / √(2π) the normal density.
     φ is evaluated at Z clipped to ±40, where it is already exactly 0 in both dtypes: Z² cannot
     overflow, and Z·φ(Z) is a clean 0 for any finite Z."""
-    Zc = np.clip(Z, -40, 40)
+    Zc = np.clip(Z, -40, 40).astype(Z.dtype, copy=False)  # (ml_dtypes' clip of a bfloat16 returns float32)
     phi = np.exp(-0.5 * Zc * Zc) / math.sqrt(2 * math.pi)
     return dA * (_std_normal_cdf(Z) + Z * phi)
 
@@ -139,7 +170,7 @@ ACTIVATIONS = {
 
 def mse_forward(y_hat, y):
     """L = mean over all n·k elements of (y_hat − y)²."""
-    return np.mean((y_hat - y) ** 2)
+    return mean((y_hat - y) ** 2)
 
 
 def mse_backward(y_hat, y):
@@ -150,7 +181,7 @@ def mse_backward(y_hat, y):
 def bce_forward(z, y):
     """L = mean of −y·log σ(z) − (1 − y)·log(1 − σ(z)), written in the stable form
     max(z, 0) − z·y + log(1 + e^−|z|), which never takes the log of 0 nor overflows exp."""
-    return np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
+    return mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
 
 
 def bce_backward(z, y):
@@ -162,12 +193,12 @@ def _log_softmax(z):
     """log softmax(z) by log-sum-exp: subtract the row max before exp, so nothing overflows."""
     z_max = z.max(axis=1, keepdims=True)  # (n, 1)
     shifted = z - z_max  # (n, k), every entry ≤ 0
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # (n, k)
+    return shifted - np.log(total(np.exp(shifted), axis=1, keepdims=True))  # (n, k)
 
 
 def softmax_ce_forward(z, y):
     """L = mean over the batch of −log softmax(z)[y]: the log-probability of the true class."""
-    return -np.mean(_log_softmax(z)[np.arange(len(z)), y])
+    return -mean(_log_softmax(z)[np.arange(len(z)), y])
 
 
 def softmax_ce_backward(z, y):

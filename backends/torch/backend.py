@@ -19,13 +19,24 @@ from backends.torch import gpt, mlp, optim, train
 from shared.backend import Backend
 from shared.params import Params, named_leaves, unflatten_named
 from shared.spec import GPTSpec, MLPSpec
+from shared.validation import numpy_dtype
 
 
 def to_torch(a: np.ndarray, device: str = "cpu") -> torch.Tensor:
     """numpy -> torch: on the CPU without a copy (the tensor shares the array's memory and dtype),
-    on a GPU one transfer."""
-    t = torch.from_numpy(np.ascontiguousarray(a))
+    on a GPU one transfer. A bfloat16 array (ml_dtypes') is read as its 16 bits and viewed as torch's
+    bfloat16: the same bits, since both are the top half of a float32."""
+    a = np.ascontiguousarray(a)
+    t = torch.from_numpy(a.view(np.int16)).view(torch.bfloat16) if a.dtype.name == "bfloat16" else torch.from_numpy(a)
     return t if device == "cpu" else t.to(device)
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """torch -> numpy (from any device), bfloat16 as ml_dtypes' bfloat16 by the same 16-bit view."""
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(numpy_dtype("bfloat16"))
+    return t.numpy()
 
 
 def build_model(spec: MLPSpec | GPTSpec, params: Params, dtype: torch.dtype, device: str = "cpu") -> nn.Module:
@@ -86,7 +97,7 @@ def read_optimizer_state(spec: MLPSpec | GPTSpec, opt: torch.optim.Optimizer, mo
             tensor, transposed = tensors[name]
             value = per_tensor[name].get(_TORCH_NAMES[ours])
             value = torch.zeros_like(tensor) if value is None else value.detach()
-            return (value.T if transposed else value).cpu().numpy().copy()  # (out, in) -> (in, out)
+            return to_numpy(value.T if transposed else value).copy()  # (out, in) -> (in, out)
 
         state[ours] = unflatten_named(spec, get)
     if buffers == ["m", "v"]:
@@ -97,7 +108,7 @@ def read_optimizer_state(spec: MLPSpec | GPTSpec, opt: torch.optim.Optimizer, mo
 
 def _to_numpy(tensor: torch.Tensor, transposed: bool, grad: bool) -> np.ndarray:
     t = tensor.grad if grad else tensor.detach()
-    return (t.T if transposed else t).cpu().numpy().copy()  # .cpu() is a no-op on the CPU
+    return to_numpy(t.T if transposed else t).copy()
 
 
 class TorchBackend(Backend):
@@ -150,7 +161,7 @@ class TorchBackend(Backend):
     def _forward(self, spec, params, X):
         model = build_model(spec, params, self.torch_dtype, self.device)
         with torch.no_grad():
-            return model(to_torch(X, self.device)).cpu().numpy()  # (n, sizes[-1]), or (n, t, V) for a GPT
+            return to_numpy(model(to_torch(X, self.device)))  # (n, sizes[-1]), or (n, t, V) for a GPT
 
     def _loss_and_grads(self, spec, params, X, y):
         model = build_model(spec, params, self.torch_dtype, self.device)
@@ -161,7 +172,7 @@ class TorchBackend(Backend):
 
     def _attention_maps(self, spec, params, X):
         model = build_model(spec, params, self.torch_dtype, self.device)
-        return [P.cpu().numpy() for P in gpt.attention_maps(model, to_torch(X, self.device))]  # (n, h, t, t) each
+        return [to_numpy(P) for P in gpt.attention_maps(model, to_torch(X, self.device))]  # (n, h, t, t) each
 
     def _train_begin(self, spec, params, X, y, optimizer, opt_state):
         model = build_model(spec, params, self.torch_dtype, self.device)
@@ -198,7 +209,7 @@ class TorchBackend(Backend):
             opt.step()
         if not losses:
             return np.zeros(0, self.np_dtype), np.zeros(0, self.np_dtype)
-        return torch.stack(losses).cpu().numpy(), torch.stack(norms).cpu().numpy()
+        return to_numpy(torch.stack(losses)), to_numpy(torch.stack(norms))
 
     def _train_params(self, state):
         return read_params(state["spec"], state["model"])
