@@ -69,15 +69,21 @@ def available_backends() -> list[str]:
     return [name for name in BACKENDS if not _missing(name)]
 
 
-def get_backend(name: str, dtype: str = "float64", device: str = "cpu", threads: int | None = None) -> Backend:
-    """The backend called `name` ('numpy' | 'torch' | 'jax'), computing in `dtype`
-    ('float64' | 'float32') on `device`: 'cpu' everywhere; 'cuda' for torch and 'gpu' for JAX where
-    one is present (DeviceUnavailable, naming the device, where not). Arrays still cross the interface
+def get_backend(
+    name: str, dtype: str = "float64", device: str = "cpu", threads: int | None = None, precision: str = "pure"
+) -> Backend:
+    """The backend called `name` ('numpy' | 'torch' | 'jax'), computing in `dtype` ('float64' |
+    'float32' | 'bfloat16' | 'float16') on `device`: 'cpu' everywhere; 'cuda' for torch and 'gpu' for
+    JAX where one is present (DeviceUnavailable, naming the device, where not). Arrays still cross the interface
     as numpy: a GPU backend places them on the device once per call or training run.
 
     `threads`: CPU threads for NumPy's BLAS (through threadpoolctl, when installed) and torch; None
     lets the thread policy choose (one thread for small work, where a second only adds overhead:
-    Backend.single_thread_below, measured per backend). JAX's thread pool is fixed at start-up."""
+    Backend.single_thread_below, measured per backend). JAX's thread pool is fixed at start-up.
+
+    `dtype` may also be 'bfloat16' or 'float16' (the MLP's forward and gradients), and with
+    precision='mixed' a half dtype computes the forward and backward while params, gradients and the
+    optimizer stay in float32 (training included; see each backend's train.py for where it casts)."""
     if not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {name!r}")
     dtype = check_dtype(dtype)
@@ -90,7 +96,7 @@ def get_backend(name: str, dtype: str = "float64", device: str = "cpu", threads:
             f"backend. Installed backends: {', '.join(available_backends())}."
         )
     module = importlib.import_module(entry.module)
-    return getattr(module, entry.cls)(dtype=dtype, device=device, threads=threads)
+    return getattr(module, entry.cls)(dtype=dtype, device=device, threads=threads, precision=precision)
 
 
 def available_devices(name: str) -> list[str]:

@@ -32,7 +32,16 @@ from shared.params import Params, check_params, map_params, named_leaves, tree_l
 from shared.spec import GPTSpec, MLPSpec, spec_to_dict
 from shared.training import MinibatchSchedule, RunRecord, check_train_args, progress_bar, recorded_steps
 from shared.trajectory import TrainingDiverged, Trajectory
-from shared.validation import HALF_DTYPES, check_dtype, check_spec, check_tokens, check_X, check_y, numpy_dtype
+from shared.validation import (
+    HALF_DTYPES,
+    PRECISIONS,
+    check_dtype,
+    check_spec,
+    check_tokens,
+    check_X,
+    check_y,
+    numpy_dtype,
+)
 
 CHUNK = 1000
 """The most steps per call into the backend (fewer when a snapshot falls sooner): the rhythm of
@@ -53,9 +62,23 @@ class Backend(ABC):
     thread; None leaves the framework's threads alone. Each backend's value is measured (see the
     backend), because a second thread only pays once a step's matrices are large enough to split."""
 
-    def __init__(self, dtype: str = "float64", device: str = "cpu", threads: int | None = None) -> None:
-        self.dtype = check_dtype(dtype)
-        self.np_dtype = numpy_dtype(self.dtype)  # bfloat16: ml_dtypes'; the others numpy's own
+    def __init__(
+        self, dtype: str = "float64", device: str = "cpu", threads: int | None = None, precision: str = "pure"
+    ) -> None:
+        self.dtype = check_dtype(dtype)  # what the network computes in
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}; got {precision!r}")
+        if precision == "mixed" and self.dtype not in HALF_DTYPES:
+            raise ValueError(
+                f"precision='mixed' computes in a half format with float32 params: pass dtype='bfloat16' or "
+                f"'float16'; got dtype={self.dtype!r}"
+            )
+        self.precision = precision
+        self.compute_np_dtype = numpy_dtype(self.dtype)  # bfloat16: ml_dtypes'; the others numpy's own
+        self.param_dtype = "float32" if precision == "mixed" else self.dtype
+        """What params, gradients, outputs and optimizer state are kept and returned in: float32 master
+        weights in mixed precision, else the compute dtype."""
+        self.np_dtype = np.dtype(np.float32) if precision == "mixed" else self.compute_np_dtype
         if threads is not None and (
             isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1
         ):
@@ -73,7 +96,8 @@ class Backend(ABC):
 
     def __repr__(self) -> str:
         device = "" if self.device == "cpu" else f", device={self.device!r}"
-        return f"{type(self).__name__}(dtype={self.dtype!r}{device})"
+        mixed = ", precision='mixed'" if self.precision == "mixed" else ""
+        return f"{type(self).__name__}(dtype={self.dtype!r}{mixed}{device})"
 
     def threads_for(self, flops: float) -> int | None:
         """CPU threads for work of `flops` matmul FLOPs per step: `threads` if it was given, else 1
@@ -179,10 +203,10 @@ class Backend(ABC):
             step's update is never applied.
         progress: a progress bar on stderr; None shows one on a terminal for runs over ~2 s.
         """
-        if self.dtype in HALF_DTYPES:
+        if self.dtype in HALF_DTYPES and self.precision == "pure":
             raise ValueError(
-                f"train in {self.dtype} is not supported yet (forward and loss_and_grads are); "
-                "train in float32 or float64"
+                f"train in pure {self.dtype} is not supported yet (forward and loss_and_grads are); train in "
+                f"float32 or float64, or in mixed precision: get_backend(name, {self.dtype!r}, precision='mixed')"
             )
         prior = params if isinstance(params, Trajectory) else None
         if prior is not None:
@@ -195,7 +219,10 @@ class Backend(ABC):
         optimizer = check_optimizer_fits(optimizer, self.np_dtype)
         opt_state, start = None, 0  # a fresh optimizer, at step 0
         if prior is not None:
-            opt_state = check_continuation(prior, spec, optimizer, self.dtype, batch_size, seed, record_losses)
+            mode = (self.precision, self.dtype if self.precision == "mixed" else None)
+            opt_state = check_continuation(
+                prior, spec, optimizer, self.param_dtype, batch_size, seed, record_losses, mode
+            )
             opt_state, start = cast_state(opt_state, lambda p: _cast_params(p, self.np_dtype)), prior.steps_run
         schedule = None if batch_size is None else MinibatchSchedule(len(X), batch_size, seed)
         end = start + steps
@@ -222,9 +249,11 @@ class Backend(ABC):
 
     def _run_meta(self, spec, optimizer: Optimizer, steps: int, rows: int, seed: int, wall_time_s: float) -> dict:
         """What produced a run, for its Trajectory's meta (train adds the batch and recording settings)."""
+        mixed = {"precision": "mixed", "compute_dtype": self.dtype} if self.precision == "mixed" else {}
         return {
             "backend": self.name,
-            "dtype": self.dtype,
+            "dtype": self.param_dtype,  # of the params it holds (float32 master weights in mixed precision)
+            **mixed,
             "device": self.device,
             "threads": self.threads_for(spec.step_flops(rows)),
             "spec": spec_to_dict(spec),

@@ -91,7 +91,9 @@ def check_same_spec(traj, spec) -> None:
         raise ValueError(f"spec {spec_to_dict(spec)} does not match the trajectory's spec {traj.meta.get('spec')}")
 
 
-def check_continuation(traj, spec, optimizer: Optimizer, dtype: str, batch_size, seed, record_losses) -> dict:
+def check_continuation(
+    traj, spec, optimizer: Optimizer, dtype: str, batch_size, seed, record_losses, precision=("pure", None)
+) -> dict:
     """Everything `train(spec, traj, ...)` needs to continue `traj` exactly, checked: its state, its
     spec, optimizer type, dtype, batch size, seed and loss stride. Returns its optimizer state.
     Every refusal is a ValueError that names the field and both values, and says what to do."""
@@ -113,6 +115,13 @@ def check_continuation(traj, spec, optimizer: Optimizer, dtype: str, batch_size,
         raise ValueError(
             f"optimizer: the trajectory was trained with {trained}, got {optimizer.name}. Its hyperparameters may "
             f"change, its type may not (the state of one means nothing to the other); {restart}"
+        )
+    mode, compute = precision  # ("mixed", "bfloat16"), or ("pure", None)
+    theirs_mode = (meta.get("precision", "pure"), meta.get("compute_dtype"))
+    if (mode, compute) != theirs_mode:
+        raise ValueError(
+            f"precision={mode!r} (compute in {compute or dtype}) differs from the trajectory's "
+            f"precision={theirs_mode[0]!r} (compute in {theirs_mode[1] or meta.get('dtype')}); {restart}"
         )
     for field, value, theirs in (
         ("dtype", dtype, meta.get("dtype")),

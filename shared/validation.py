@@ -20,6 +20,11 @@ HALF_DTYPES = ("bfloat16", "float16")
 commands come next). NumPy holds bfloat16 through ml_dtypes, which JAX installs."""
 
 
+PRECISIONS = ("pure", "mixed")
+"""pure: everything in the dtype. mixed (a half dtype only): float32 params and optimizer state, the
+forward and backward in the half format, the loss in float32, the update in float32."""
+
+
 def check_dtype(dtype: object, allowed: tuple[str, ...] = DTYPES + HALF_DTYPES) -> str:
     """The dtype name, one of `allowed` ('float64', 'float32', 'bfloat16', 'float16' by default);
     numpy dtypes are accepted too."""

@@ -39,8 +39,10 @@ def compiled_length(n: int) -> int:
     return next(length for length in LENGTHS if length >= n)
 
 
-@partial(jax.jit, static_argnames=("spec", "structure", "keep"))
-def train_chunk(params, opt_state, X, y, batches, n, first, every, kept, *, spec, structure: Optimizer, keep: str):
+@partial(jax.jit, static_argnames=("spec", "structure", "keep", "half"))
+def train_chunk(
+    params, opt_state, X, y, batches, n, first, every, kept, *, spec, structure: Optimizer, keep: str, half=None
+):
     """n training steps in one compiled call. Steps first, first + every, ... (`kept` of them) also
     compute their loss and gradient norm; the others only their gradient and update. `batches` is
     (≥ n, batch_size) sample indices, or None for full-batch steps. Returns the new params and
@@ -53,20 +55,21 @@ def train_chunk(params, opt_state, X, y, batches, n, first, every, kept, *, spec
     bare loop, nothing else per step), "every" (every step's), "strided" (one in `every`)."""
     dtype = jax.tree.leaves(params)[0].dtype
     tx = optim.make_optimizer(structure, dtype)  # its values come from opt_state
+    loss_fn = train.loss_fn if half is None else partial(train.mixed_loss_fn, half=half)  # mixed: float32 params
 
     def batch(i):
         return (X, y) if batches is None else (X[batches[i]], y[batches[i]])  # (b, ...), (b, ...)
 
     def step(i, carry):  # a step whose loss nobody keeps: the gradient and the update, nothing else
         params, opt_state = carry
-        grads = jax.grad(train.loss_fn, argnums=1)(spec, params, *batch(i))
+        grads = jax.grad(loss_fn, argnums=1)(spec, params, *batch(i))
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
     def kept_step(j, carry):  # the j-th kept step (step first + j·every), and in "strided" the steps up to the next
         params, opt_state, losses, norms = carry
         i = first + j * every
-        loss, grads = jax.value_and_grad(train.loss_fn, argnums=1)(spec, params, *batch(i))
+        loss, grads = jax.value_and_grad(loss_fn, argnums=1)(spec, params, *batch(i))
         losses, norms = losses.at[j].set(loss), norms.at[j].set(optax.tree.norm(grads))
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
@@ -124,9 +127,13 @@ class JaxBackend(Backend):
     devices = ("cpu", "gpu")
 
     def _forward(self, spec, params, X):
+        if self.precision == "mixed":
+            return train.mixed_forward(spec, params, jnp.asarray(X), self.dtype)
         return train.forward(spec, params, jnp.asarray(X))
 
     def _loss_and_grads(self, spec, params, X, y):
+        if self.precision == "mixed":
+            return train.mixed_loss_and_grads(spec, params, jnp.asarray(X), jnp.asarray(y), self.dtype)
         loss, grads = train.loss_and_grads(spec, params, jnp.asarray(X), jnp.asarray(y))
         return loss, grads
 
@@ -141,7 +148,11 @@ class JaxBackend(Backend):
             opt_state=state if opt_state is None else load_optimizer_state(state, opt_state),
             X=jnp.asarray(X),
             y=jnp.asarray(y),
-            static=dict(spec=spec, structure=optim.optimizer_structure(optimizer)),
+            static=dict(
+                spec=spec,
+                structure=optim.optimizer_structure(optimizer),
+                half=self.dtype if self.precision == "mixed" else None,
+            ),
         )
 
     def _train_steps(self, state, n, batches, record):

@@ -7,7 +7,10 @@ inside one compiled lax.fori_loop; tests/backends/test_reference_step.py holds i
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
+import jax.numpy as jnp
 import optax
 
 from backends.jax import gpt, mlp
@@ -26,8 +29,24 @@ def loss_fn(spec: MLPSpec | GPTSpec, params: Params, X: jax.Array, y: jax.Array)
     return mlp.LOSSES[spec.loss](model(spec, params, X), y)
 
 
+def mixed_loss_fn(spec: MLPSpec | GPTSpec, params: Params, X: jax.Array, y: jax.Array, half: str) -> jax.Array:
+    """Mixed precision, written out (JAX has no autocast): the float32 params and the data cast to
+    the half format, the forward there, the loss in float32 from the half logits. jax.grad of it with
+    respect to the float32 params gives float32 gradients: the casts' own derivative casts them back."""
+    to_half = lambda a: a.astype(half)  # noqa: E731
+    logits = model(spec, jax.tree.map(to_half, params), to_half(X))
+    return mlp.LOSSES[spec.loss](logits.astype(jnp.float32), y)
+
+
 forward = jax.jit(model, static_argnums=0)
 loss_and_grads = jax.jit(jax.value_and_grad(loss_fn, argnums=1), static_argnums=0)
+mixed_loss_and_grads = jax.jit(jax.value_and_grad(mixed_loss_fn, argnums=1), static_argnums=(0, 4))
+
+
+@partial(jax.jit, static_argnums=(0, 3))
+def mixed_forward(spec: MLPSpec | GPTSpec, params: Params, X: jax.Array, half: str) -> jax.Array:
+    """The logits of the float32 params run in the half format, returned in float32."""
+    return model(spec, jax.tree.map(lambda a: a.astype(half), params), X.astype(half)).astype(jnp.float32)
 
 
 def train_step(spec, tx: optax.GradientTransformation, params: Params, opt_state, X: jax.Array, y: jax.Array):

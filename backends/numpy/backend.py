@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from contextlib import nullcontext
+from functools import partial
 
 import numpy as np
 
@@ -35,11 +36,21 @@ class NumpyBackend(Backend):
         return threadpool_limits(limits=n, user_api="blas")
 
     def _forward(self, spec, params, X):
+        if self.precision == "mixed":  # the float32 params cast to the half format, the logits cast back
+            half = self.compute_np_dtype
+            logits, _ = train.forward(spec, map_params(lambda a: a.astype(half), params), X.astype(half))
+            return logits.astype(np.float32)
         logits, _ = train.forward(spec, params, X)
         return logits
 
     def _loss_and_grads(self, spec, params, X, y):
-        return train.model(spec).loss_and_grads(spec, params, X, y)
+        return self._model_loss_and_grads(spec)(spec, params, X, y)
+
+    def _model_loss_and_grads(self, spec):
+        """The model's loss_and_grads, or train.mixed_loss_and_grads in mixed precision."""
+        if self.precision == "mixed":
+            return partial(train.mixed_loss_and_grads, half=self.compute_np_dtype)
+        return train.model(spec).loss_and_grads
 
     def _attention_maps(self, spec, params, X):
         return gpt.attention_maps(spec, params, X)
@@ -54,7 +65,7 @@ class NumpyBackend(Backend):
             leaves=leaves,
             X=X,
             y=y,
-            loss_and_grads=train.model(spec).loss_and_grads,
+            loss_and_grads=self._model_loss_and_grads(spec),
             opt=optim.make_optimizer(optimizer, leaves, opt_state),  # looked up now: a switched-on bug can replace it
         )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from backends.numpy import gpt, mlp
-from shared.params import Params, tree_leaves
+from shared.params import Params, map_params, tree_leaves
 from shared.spec import GPTSpec, MLPSpec
 
 
@@ -22,6 +22,22 @@ def model(spec: MLPSpec | GPTSpec):
 def forward(spec: MLPSpec | GPTSpec, params: Params, X: np.ndarray):
     """The network's logits and its cache for the backward, for either model."""
     return gpt.gpt_forward(spec, params, X) if isinstance(spec, GPTSpec) else mlp.mlp_forward(spec, params, X)
+
+
+def mixed_loss_and_grads(spec: MLPSpec, params: Params, X, y, half, need_loss: bool = True):
+    """Mixed precision by hand: the float32 master params and the data cast to the half format `half`,
+    the forward and backward there, the loss and dL/dŷ from the half logits in float32, and every
+    gradient cast back to float32 for the update. Each cast is here, where it happens."""
+    to_half = lambda a: a.astype(half)  # noqa: E731
+    half_params = map_params(to_half, params)
+    y_hat, cache = mlp.mlp_forward(spec, half_params, to_half(X))  # (n, k) in the half format
+    logits = y_hat.astype(np.float32)  # the loss in float32, from the half logits
+    target = y if y.dtype.kind in "iu" else y.astype(np.float32)
+    loss_forward, loss_backward = mlp.LOSSES[spec.loss]
+    loss = loss_forward(logits, target) if need_loss else None
+    dY = to_half(loss_backward(logits, target))  # back to the half format for the backward
+    grads = mlp.mlp_backward(spec, half_params, cache, dY)
+    return loss, map_params(lambda g: g.astype(np.float32), grads)  # the float32 update's gradients
 
 
 def global_norm(grads: list[np.ndarray]) -> float:

@@ -8,6 +8,7 @@ that record them as tensors, so a GPU is never waited on inside the loop.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from contextlib import contextmanager
 
@@ -121,9 +122,18 @@ class TorchBackend(Backend):
     (4.5e5 FLOPs/step) 1.00, medium (1.6e8) 0.98–1.10, large (8.6e9) 1.4–1.7; on a busy machine two
     threads spinning at a barrier made XOR 8× slower. One thread below ~1e7 FLOPs per step."""
 
-    def __init__(self, dtype: str = "float64", device: str = "cpu", threads: int | None = None) -> None:
-        super().__init__(dtype, device, threads)
-        self.torch_dtype = getattr(torch, self.dtype)
+    def __init__(
+        self, dtype: str = "float64", device: str = "cpu", threads: int | None = None, precision: str = "pure"
+    ) -> None:
+        super().__init__(dtype, device, threads, precision)
+        self.torch_dtype = getattr(torch, self.param_dtype)  # the module's params: float32 in mixed precision
+
+    def _autocast(self):
+        """Mixed precision, torch's way: torch.autocast runs the linear layers in the half format (and
+        what follows them on their half outputs) while the params stay float32; outside it, nothing."""
+        if self.precision == "mixed":
+            return torch.autocast(device_type=self.device, dtype=getattr(torch, self.dtype))
+        return contextlib.nullcontext()
 
     @contextmanager
     def _limit_threads(self, n):
@@ -160,13 +170,15 @@ class TorchBackend(Backend):
 
     def _forward(self, spec, params, X):
         model = build_model(spec, params, self.torch_dtype, self.device)
-        with torch.no_grad():
-            return to_numpy(model(to_torch(X, self.device)))  # (n, sizes[-1]), or (n, t, V) for a GPT
+        with torch.no_grad(), self._autocast():
+            y_hat = model(to_torch(X, self.device))  # (n, sizes[-1]), or (n, t, V) for a GPT
+        return to_numpy(y_hat.to(self.torch_dtype))  # mixed: the half logits in float32
 
     def _loss_and_grads(self, spec, params, X, y):
         model = build_model(spec, params, self.torch_dtype, self.device)
-        y_hat = model(to_torch(X, self.device))  # (n, k), or (n, t, V)
-        loss = train.loss_fn(spec)(y_hat, to_torch(y, self.device))
+        with self._autocast():
+            y_hat = model(to_torch(X, self.device))  # (n, k), or (n, t, V)
+        loss = train.loss_fn(spec)(y_hat.to(self.torch_dtype), to_torch(y, self.device))  # mixed: in float32
         loss.backward()  # autograd fills every parameter's .grad
         return loss.item(), read_grads(spec, model)
 
@@ -201,7 +213,9 @@ class TorchBackend(Backend):
         for i in range(n):
             Xb, yb = (X, y) if batches is None else (X[batches[i]], y[batches[i]])  # (b, d), (b, ...)
             opt.zero_grad()
-            loss = loss_fn(model(Xb), yb)
+            with self._autocast():  # (nothing, unless mixed precision)
+                y_hat = model(Xb)
+            loss = loss_fn(y_hat.to(self.torch_dtype), yb)  # mixed: the loss in float32
             loss.backward()
             if i in record:  # the norm only where it is kept
                 losses.append(loss.detach())

@@ -1,4 +1,5 @@
-"""The half formats, bfloat16 and float16: forward and gradients of the MLP on every backend.
+"""The half formats, bfloat16 and float16: the MLP's forward and gradients on every backend, and
+mixed precision (float32 params and update, the forward and backward in the half format), trained.
 
 Arrays cross the interface in the format itself (numpy's float16, ml_dtypes' bfloat16). Every pair
 of backends agrees within the half formats' tolerances (shared.tolerances: 4ε forward, 8ε gradients,
@@ -13,10 +14,11 @@ import pytest
 
 from backends import get_backend
 from backends.numpy import mlp as nm
-from shared.optim import SGD
+from shared.optim import SGD, Adam
 from shared.params import init_params, tree_leaves
 from shared.spec import GPTSpec, MLPSpec
 from shared.tolerances import closeness, tolerance
+from shared.trajectory import Trajectory, compare
 from shared.validation import HALF_DTYPES, numpy_dtype
 from tests.conftest import backend_or_skip
 
@@ -116,7 +118,7 @@ def test_bfloat16_crosses_to_torch_bit_for_bit():
 
 def test_what_the_half_formats_do_not_do_yet_says_so(half):
     spec, params, X, y = problem("tanh", "mse", 2)
-    with pytest.raises(ValueError, match=f"train in {half} is not supported yet.*float32 or float64"):
+    with pytest.raises(ValueError, match=f"train in pure {half} is not supported yet.*precision='mixed'"):
         get_backend("numpy", half).train(spec, params, X, y, SGD(0.1), steps=1)
     gpt = GPTSpec(5, 4, 8, 2, 1)
     with pytest.raises(ValueError, match=f"the GPT in {half} is not supported yet"):
@@ -126,3 +128,85 @@ def test_what_the_half_formats_do_not_do_yet_says_so(half):
 def test_an_unknown_dtype_names_every_choice():
     with pytest.raises(ValueError, match="'float64', 'float32', 'bfloat16', 'float16'; got 'float8'"):
         get_backend("numpy", "float8")
+
+
+# ---- mixed precision: float32 master weights, half-format compute ----
+
+
+def get_backend_or_skip(name: str, dtype: str, precision: str):
+    from backends import BackendUnavailable
+
+    try:
+        return get_backend(name, dtype, precision=precision)
+    except BackendUnavailable as e:
+        pytest.skip(f"{name} backend not installed: {e}")
+
+
+def test_mixed_precision_returns_float32_and_computes_in_the_half_format(backend_name, half):
+    """Params, gradients and logits come back float32; the numbers are the half format's (the same
+    computation as the pure half backend, within its tolerance), not float32's."""
+    spec, params, X, y = problem("tanh", "mse", 2, seed=2)
+    be = get_backend_or_skip(backend_name, half, "mixed")
+    logits = be.forward(spec, params, X)
+    loss, grads = be.loss_and_grads(spec, params, X, y)
+    assert logits.dtype == np.float32 and all(g.dtype == np.float32 for g in tree_leaves(grads))
+    pure = get_backend(backend_name, half).forward(spec, params, X).astype(np.float32)
+    assert closeness(logits, pure, tolerance(half, "forward")).ok
+    f32 = get_backend(backend_name, "float32").forward(spec, params, X)
+    assert not closeness(logits, f32, tolerance("float32", "forward")).ok  # half-format numbers
+    assert "precision='mixed'" in repr(be)
+
+
+def test_mixed_precision_gradients_agree_in_every_pair(pair, half):
+    spec, params, X, y = problem("gelu", "softmax_ce", 4, seed=1)
+    (la, ga), (lb, gb) = (get_backend_or_skip(name, half, "mixed").loss_and_grads(spec, params, X, y) for name in pair)
+    result = closeness(ga, gb, tolerance(half, "grads"))
+    assert result.ok, result.message(f"mixed {half} grads, {pair}")
+
+
+def test_the_mixed_update_is_float32(backend_name, half):
+    """One SGD step moves the float32 params by exactly lr·g in float32 (NumPy bit for bit; the others
+    within float32's tolerance), g the mixed gradients: a half-format update would round to ~ε."""
+    spec, params, X, y = problem("tanh", "mse", 2, seed=4)
+    be = get_backend_or_skip(backend_name, half, "mixed")
+    _, grads = be.loss_and_grads(spec, params, X, y)
+    stepped = be.train(spec, params, X, y, SGD(0.1), steps=1).params
+    want = [{k: layer[k].astype(np.float32) - np.float32(0.1) * g[k] for k in "Wb"} for layer, g in zip(params, grads)]
+    assert all(a.dtype == np.float32 for a in tree_leaves(stepped))
+    if backend_name == "numpy":
+        assert all(np.array_equal(a, b) for a, b in zip(tree_leaves(stepped), tree_leaves(want)))
+    else:
+        assert closeness(stepped, want, tolerance("float32", "trajectory_sgd")).ok
+
+
+@pytest.mark.parametrize("opt", [SGD(0.05, momentum=0.9), Adam(0.01)], ids=["momentum", "Adam"])
+def test_mixed_precision_trajectories_agree_in_every_pair(pair, half, opt):
+    spec, params, X, y = problem("tanh", "mse", 2, seed=1)
+    a, b = (
+        get_backend_or_skip(name, half, "mixed").train(
+            spec, params, X, y, opt, steps=100, batch_size=8, record_every=20
+        )
+        for name in pair
+    )
+    assert a.meta["dtype"] == "float32" and a.meta["precision"] == "mixed" and a.meta["compute_dtype"] == half
+    result = compare(a, b, tolerance(half, "trajectory_mixed"))
+    assert result.ok, result.message(f"mixed {half} {opt.describe()}, {pair}")
+    assert a.losses[-1] < a.losses[0]
+
+
+def test_a_mixed_run_continues_only_in_mixed_precision(tmp_path):
+    spec, params, X, y = problem("tanh", "mse", 2)
+    be = get_backend("numpy", "bfloat16", precision="mixed")
+    one = be.train(spec, params, X, y, Adam(0.01), steps=20)
+    back = Trajectory.load(be.train(spec, params, X, y, Adam(0.01), steps=12).save(tmp_path / "mixed"))
+    two = be.train(spec, back, X, y, Adam(0.01), steps=8)
+    assert all(np.array_equal(u, v) for u, v in zip(tree_leaves(one.params), tree_leaves(two.params)))
+    with pytest.raises(ValueError, match="precision='pure' .* differs from the trajectory's precision='mixed'"):
+        get_backend("numpy", "float32").train(spec, back, X, y, Adam(0.01), steps=8)
+
+
+def test_mixed_precision_needs_a_half_format_and_a_known_precision():
+    with pytest.raises(ValueError, match="precision='mixed' computes in a half format.*got dtype='float32'"):
+        get_backend("numpy", "float32", precision="mixed")
+    with pytest.raises(ValueError, match="precision must be one of 'pure', 'mixed'; got 'amp'"):
+        get_backend("numpy", "bfloat16", precision="amp")
