@@ -9,6 +9,7 @@ and skips, with the reason, where no browser is installed.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -618,11 +619,21 @@ def screenshot(tools: DevTools, path: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def browser_page(server, query: str, folder: Path, height: int = 900):
+    """The page at `query` in headless Chromium, its DevTools; the browser is stopped on the way out."""
+    process, tools = open_page(find_browser(), server.url + query, folder, height=height)
+    try:
+        yield tools
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 @pytest.mark.skipif(find_browser() is None, reason="no Chromium here (apt-get install chromium, or set $CHROMIUM)")
 def test_in_a_real_browser_play_lowers_the_loss_and_draws_every_backend(server, tmp_path):
     query = "?dataset=xor&n=120&noise=0.15&sizes=2,4,4,1&optimizer=sgd&lr=0.5&steps=25&every=5"
-    process, tools = open_page(find_browser(), server.url + query, tmp_path / "profile")
-    try:
+    with browser_page(server, query, tmp_path / "profile") as tools:
         tools.wait_for("document.getElementById('train-loss').textContent !== '–'")
         controls = tools.evaluate(
             "Object.fromEntries([...document.querySelectorAll('[data-field]')].map((e) => [e.dataset.field, e.value]))"
@@ -641,9 +652,6 @@ def test_in_a_real_browser_play_lowers_the_loss_and_draws_every_backend(server, 
         lanes = tools.evaluate("run.lanes")
         path = screenshot(tools, Path(os.environ.get("PLAYGROUND_SCREENSHOT", tmp_path / "playground.png")))
         errors = tools.errors() + tools.evaluate("window.playground.errors")
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
     assert after < before, f"the loss shown went from {before} to {after}"
     assert lanes == [f"{b}-{d}" for d in ("float64", "float32") for b in available_backends()]
     for lane in lanes:
@@ -655,8 +663,7 @@ def test_in_a_real_browser_play_lowers_the_loss_and_draws_every_backend(server, 
 @pytest.mark.skipif(find_browser() is None, reason="no Chromium here (apt-get install chromium, or set $CHROMIUM)")
 def test_in_a_real_browser_a_clicked_unit_shows_the_endpoints_numbers_and_keys_work(server, tmp_path):
     query = "?dataset=xor&n=80&noise=0.15&sizes=2,4,3,1&optimizer=adam&lr=0.05&steps=10&every=5&dtypes=float64"
-    process, tools = open_page(find_browser(), server.url + query, tmp_path / "profile", height=1180)
-    try:
+    with browser_page(server, query, tmp_path / "profile", height=1180) as tools:
         tools.wait_for("document.getElementById('train-loss').textContent !== '–'")
         # pick training point 5 by clicking the boundary where it is drawn
         tools.evaluate(
@@ -689,9 +696,6 @@ def test_in_a_real_browser_a_clicked_unit_shows_the_endpoints_numbers_and_keys_w
         tools.wait_for("window.playground.inspected.unit === 2")
         screenshot(tools, path)
         errors = tools.errors() + tools.evaluate("window.playground.errors")
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
     assert shown["layer"] == 1 and shown["sample"] == 5 and shown["step"] == 0
     assert set(shown["values"]) == set(available_backends())
     config = {"dataset": "xor", "n": 80, "noise": 0.15, "sizes": "2,4,3,1", "optimizer": "adam", "lr": 0.05}
@@ -708,8 +712,7 @@ def test_in_a_real_browser_a_clicked_unit_shows_the_endpoints_numbers_and_keys_w
 @pytest.mark.skipif(find_browser() is None, reason="no Chromium here (apt-get install chromium, or set $CHROMIUM)")
 def test_in_a_real_browser_your_points_accuracy_layers_and_the_target_loss(server, tmp_path):
     query = "?dataset=xor&n=120&sizes=2,4,3,1&activation=tanh,relu&optimizer=sgd&lr=0.5&steps=10&target_loss=0.5"
-    process, tools = open_page(find_browser(), server.url + query, tmp_path / "profile")
-    try:
+    with browser_page(server, query, tmp_path / "profile") as tools:
         tools.wait_for("document.getElementById('train-loss').textContent !== '–'")
         heads = tools.evaluate("[...document.querySelectorAll('.colhead')].map((e) => e.textContent)")
         start_accuracy = tools.evaluate("document.getElementById('train-accuracy').textContent")
@@ -727,9 +730,6 @@ def test_in_a_real_browser_your_points_accuracy_layers_and_the_target_loss(serve
         own = tools.evaluate("[run.train.y.length + run.test.y.length, location.search.includes('csv')]")
         disabled = tools.evaluate("document.querySelector('[data-field=\"dataset\"]').disabled")
         errors = tools.errors() + tools.evaluate("window.playground.errors")
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
     assert heads == ["input", "hidden 1 (tanh)", "hidden 2 (relu)", "output"], heads
     assert start_accuracy.endswith("%"), start_accuracy
     assert "reached the target train loss 0.5" in stopped and loss <= 0.5, (stopped, loss)
@@ -853,8 +853,7 @@ def test_the_corpus_task_reads_characters():
 @pytest.mark.skipif(find_browser() is None, reason="no Chromium here (apt-get install chromium, or set $CHROMIUM)")
 def test_in_a_real_browser_gpt_mode_trains_and_its_attention_maps_change(server, tmp_path):
     query = "?model=gpt&task=reverse&length=3&d_model=8&heads=2&n=60&steps=10&batch_size=8&dtypes=float64"
-    process, tools = open_page(find_browser(), server.url + query, tmp_path / "profile", height=1000)
-    try:
+    with browser_page(server, query, tmp_path / "profile", height=1000) as tools:
         tools.wait_for("window.playground.attention && window.playground.attention.length > 0", timeout=60)
         hidden = tools.evaluate("getComputedStyle(document.getElementById('network')).display")
         before = tools.evaluate("JSON.stringify(window.playground.attention.map((r) => r.maps))")
@@ -875,9 +874,6 @@ def test_in_a_real_browser_gpt_mode_trains_and_its_attention_maps_change(server,
         path = Path(os.environ.get("PLAYGROUND_GPT_SCREENSHOT", tmp_path / "gpt.png"))
         screenshot(tools, path)
         errors = tools.errors() + tools.evaluate("window.playground.errors")
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
     assert hidden == "none"  # the MLP's network is not drawn in GPT mode
     assert len(picked) == 3 and picked.isdigit()  # a held-out string's digits
     n = len(available_backends())
