@@ -25,6 +25,18 @@ PRECISIONS = ("pure", "mixed")
 forward and backward in the half format, the loss in float32, the update in float32."""
 
 
+FORMATS = (*DTYPES, *HALF_DTYPES, *(f"{d}-mixed" for d in HALF_DTYPES))
+"""Every way to compute, as the commands name it: a dtype, or a half dtype in mixed precision."""
+
+
+def split_format(name: str) -> tuple[str, str]:
+    """'bfloat16-mixed' -> ('bfloat16', 'mixed'); 'float32' -> ('float32', 'pure')."""
+    if name not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(map(repr, FORMATS))}; got {name!r}")
+    dtype, _, mixed = name.partition("-")
+    return dtype, mixed or "pure"
+
+
 def check_dtype(dtype: object, allowed: tuple[str, ...] = DTYPES + HALF_DTYPES) -> str:
     """The dtype name, one of `allowed` ('float64', 'float32', 'bfloat16', 'float16' by default);
     numpy dtypes are accepted too."""

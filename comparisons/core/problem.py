@@ -84,9 +84,9 @@ class Problem:
     seed: int
     batch_size: int | None
 
-    def train(self, backend: str, dtype: str = "float64", **kwargs) -> Trajectory:
+    def train(self, backend: str, dtype: str = "float64", precision: str = "pure", **kwargs) -> Trajectory:
         """This problem trained on one backend; kwargs go to Backend.train (record_every, ...)."""
-        return get_backend(backend, dtype).train(
+        return get_backend(backend, dtype, precision=precision).train(
             self.spec,
             self.params,
             self.X,

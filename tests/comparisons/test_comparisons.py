@@ -427,6 +427,38 @@ def test_parity_gpt_rows_are_closeness_computed_directly(tmp_path, capsys):
 
 
 @needs_two
+def test_parity_compares_the_half_formats_and_mixed_precision_as_far_as_each_goes(tmp_path, capsys):
+    """--dtype all: every format's forward, loss and grads; trained params where the format trains
+    (mixed precision, held to trajectory_mixed), not in a pure half format (said so)."""
+    pytest.importorskip("ml_dtypes")
+    from shared.tolerances import tolerance
+
+    argv = ["parity", "--dtype", "all", "--steps", "40", "--backends", ",".join(TWO), "--out", str(tmp_path)]
+    code = comparisons_main(argv)
+    captured = capsys.readouterr()
+    rows = json.loads((tmp_path / "parity.json").read_text())["rows"]
+    by_format = {}
+    for row in rows:
+        by_format.setdefault(row["dtype"], set()).add(row["quantity"])
+    full = {"forward", "loss", "grads", "params after 40 steps"}
+    assert by_format == {
+        "float64": full,
+        "float32": full,
+        "bfloat16": {"forward", "loss", "grads"},
+        "float16": {"forward", "loss", "grads"},
+        "bfloat16-mixed": full,
+        "float16-mixed": full,
+    }
+    mixed = next(r for r in rows if r["dtype"] == "bfloat16-mixed" and r["quantity"].startswith("params"))
+    assert (mixed["rtol"], mixed["atol"]) == (
+        tolerance("bfloat16", "trajectory_mixed").rtol,
+        tolerance("bfloat16", "trajectory_mixed").atol,
+    )
+    assert "training in a pure half format is not supported yet" in captured.err
+    assert code == 0, captured.out
+
+
+@needs_two
 def test_divergence_gpt_records_the_losses_each_backend_trains_to(tmp_path, capsys):
     from shared.optim import Adam
 
