@@ -29,6 +29,7 @@ import numpy as np
 from shared.continuation import cast_state, check_continuation, check_same_spec, joined
 from shared.optim import Optimizer, check_optimizer_fits
 from shared.params import Params, check_params, map_params, named_leaves, tree_leaves
+from shared.precision import DynamicLossScale, ScaleTracker
 from shared.spec import GPTSpec, MLPSpec, spec_to_dict
 from shared.training import MinibatchSchedule, RunRecord, check_train_args, progress_bar, recorded_steps
 from shared.trajectory import TrainingDiverged, Trajectory
@@ -176,6 +177,7 @@ class Backend(ABC):
         on_nonfinite: str = "raise",
         progress: bool | None = None,
         record_losses: int | None = 1,
+        loss_scale: DynamicLossScale | None = None,
     ) -> Trajectory:
         """Train from `params` for `steps` updates and return the Trajectory.
 
@@ -202,6 +204,9 @@ class Backend(ABC):
             with `diverged_at` set. Either way the params returned are the last finite ones: the bad
             step's update is never applied.
         progress: a progress bar on stderr; None shows one on a terminal for runs over ~2 s.
+        loss_scale: a shared.precision.DynamicLossScale (mixed precision only): the backward of the
+            scaled loss, a step with non-finite unscaled gradients skipped (its grad norm recorded as 0),
+            the scale grown and shrunk by the rule; meta["loss_scale"] records it and the skipped steps.
         """
         if self.dtype in HALF_DTYPES and self.precision == "pure":
             raise ValueError(
@@ -217,6 +222,11 @@ class Backend(ABC):
             len(X), n_params, itemsize, optimizer, steps, batch_size, seed, record_every, on_nonfinite, record_losses
         )
         optimizer = check_optimizer_fits(optimizer, self.np_dtype)
+        if loss_scale is not None and (not isinstance(loss_scale, DynamicLossScale) or self.precision != "mixed"):
+            raise ValueError(
+                "loss_scale must be a shared.precision.DynamicLossScale, and it scales a half-format backward: "
+                f"use precision='mixed'; got {loss_scale!r} on {self!r}"
+            )
         opt_state, start = None, 0  # a fresh optimizer, at step 0
         if prior is not None:
             mode = (self.precision, self.dtype if self.precision == "mixed" else None)
@@ -227,16 +237,22 @@ class Backend(ABC):
         schedule = None if batch_size is None else MinibatchSchedule(len(X), batch_size, seed)
         end = start + steps
         run = RunRecord(len(recorded_steps(start, end, record_losses)), self.np_dtype, start)
+        scaling = None
+        if loss_scale is not None:  # continued from the run's own scale, when it had one
+            earlier = (prior.meta.get("loss_scale") or {}) if prior is not None else {}
+            scaling = ScaleTracker(loss_scale, earlier.get("scale"), earlier.get("good", 0), start)
 
         start_time = time.perf_counter()
         with self._compute(spec, batch_size or len(X)):
-            state = self._train_begin(spec, params, X, y, optimizer, opt_state)
+            state = self._train_begin(spec, params, X, y, optimizer, opt_state, scaling)
             with progress_bar(steps, progress, f"{self.name} {self.dtype}") as bar:
                 while run.done < end and not run.diverged:
                     bar.update(self._train_chunk(state, run, end, schedule, record_every, record_losses))
             final_params, final_state = self._train_params(state), self._train_optimizer_state(state)
         meta = self._run_meta(spec, optimizer, steps, batch_size or len(X), seed, time.perf_counter() - start_time)
         meta |= {"batch_size": batch_size, "record_every": record_every, "record_losses": record_losses}
+        if loss_scale is not None:
+            meta["loss_scale"] = state["scaling"].record(prior.meta.get("loss_scale") if prior is not None else None)
         traj = run.trajectory(final_params, record_losses, meta, final_state)
         if prior is not None:
             traj = joined(prior, traj)
@@ -330,7 +346,7 @@ class Backend(ABC):
         """Every block's P (n, h, t, t), arrays numpy can read."""
 
     @abstractmethod
-    def _train_begin(self, spec, params, X, y, optimizer: Optimizer, opt_state: dict | None) -> Any:
+    def _train_begin(self, spec, params, X, y, optimizer: Optimizer, opt_state: dict | None, scaling=None) -> Any:
         """Convert everything to the backend's own arrays, once, and build its optimizer, fresh or (for
         a continued run) holding `opt_state`, a canonical optimizer state (shared.continuation) in this
         backend's dtype. Returns the training state that `_train_steps` advances."""

@@ -13,6 +13,7 @@ changes nothing outside it. float32 stays float32 inside the scope: the arrays a
 
 from __future__ import annotations
 
+import copy
 from contextlib import ExitStack
 from functools import partial
 
@@ -120,6 +121,38 @@ def read_optimizer_state(opt_state) -> dict:
     return {}
 
 
+@partial(jax.jit, static_argnames=("spec", "structure", "half", "rule"))
+def scaled_chunk(params, opt_state, X, y, batches, n, scale, good, *, spec, structure: Optimizer, half, rule):
+    """n mixed-precision steps with dynamic loss scaling (shared.precision's rule, written out): the
+    gradient of S·loss, divided by S in float32; a step whose gradients are not finite keeps the old
+    params and optimizer state and halves S. Every step's loss and gradient norm (0 where skipped)
+    and whether it was skipped come back in (CHUNK,) buffers, with the final S and good-step count."""
+    tx = optim.make_optimizer(structure, jax.tree.leaves(params)[0].dtype)
+    loss_fn = partial(train.mixed_loss_fn, half=half)
+
+    def step(i, carry):
+        params, opt_state, scale, good, losses, norms, skipped = carry
+        Xb, yb = (X, y) if batches is None else (X[batches[i]], y[batches[i]])
+        scaled, grads = jax.value_and_grad(lambda p: loss_fn(spec, p, Xb, yb) * scale)(params)
+        grads = jax.tree.map(lambda g: g / scale, grads)  # float32, unscaled
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+        updates, new_state = tx.update(grads, opt_state, params)
+        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731  (a skipped step changes nothing)
+        params = jax.tree.map(keep, optax.apply_updates(params, updates), params)
+        opt_state = jax.tree.map(keep, new_state, opt_state)
+        losses = losses.at[i].set(scaled / scale)
+        norms = norms.at[i].set(jnp.where(finite, optax.tree.norm(grads), 0.0))  # 0 where nothing was applied
+        skipped = skipped.at[i].set(~finite)
+        good = jnp.where(finite, good + 1, 0)  # the rule: grow after `interval` good steps, shrink on a bad one
+        grow = good == rule.interval
+        scale = jnp.where(finite, jnp.where(grow, scale * rule.growth, scale), scale * rule.backoff)
+        return params, opt_state, scale, jnp.where(grow, 0, good), losses, norms, skipped
+
+    dtype = jax.tree.leaves(params)[0].dtype
+    buffers = (jnp.zeros(CHUNK, dtype), jnp.zeros(CHUNK, dtype), jnp.zeros(CHUNK, bool))
+    return jax.lax.fori_loop(0, n, step, (params, opt_state, scale, good, *buffers))
+
+
 class JaxBackend(Backend):
     """jax.value_and_grad + jax.jit over a params pytree."""
 
@@ -140,7 +173,7 @@ class JaxBackend(Backend):
     def _attention_maps(self, spec, params, X):
         return attention_maps(spec, params, jnp.asarray(X))
 
-    def _train_begin(self, spec, params, X, y, optimizer, opt_state):
+    def _train_begin(self, spec, params, X, y, optimizer, opt_state, scaling=None):
         params = jax.tree.map(jnp.asarray, params)
         state = optim.make_optimizer(optimizer, self.np_dtype).init(params)  # holds lr, betas, ...
         return dict(
@@ -148,6 +181,7 @@ class JaxBackend(Backend):
             opt_state=state if opt_state is None else load_optimizer_state(state, opt_state),
             X=jnp.asarray(X),
             y=jnp.asarray(y),
+            scaling=scaling,  # the run's ScaleTracker, or None
             static=dict(
                 spec=spec,
                 structure=optim.optimizer_structure(optimizer),
@@ -156,6 +190,8 @@ class JaxBackend(Backend):
         )
 
     def _train_steps(self, state, n, batches, record):
+        if state["scaling"] is not None:
+            return self._scaled_steps(state, n, batches, record)
         # The compiled chunk never stops early (that keeps it fast): it runs all n steps even past a
         # NaN, and Backend.train replays the chunk to stop before the bad step.
         rows = None
@@ -174,17 +210,47 @@ class JaxBackend(Backend):
             return np.zeros(0, self.np_dtype), np.zeros(0, self.np_dtype)
         return np.asarray(losses)[: len(record)], np.asarray(norms)[: len(record)]  # one trip to the host
 
+    def _scaled_steps(self, state, n, batches, record):
+        """Loss-scaled steps: one compiled loop keeping every step's loss and norm, the kept ones picked
+        after; the tracker then follows the device's rule step by step."""
+        rows = None
+        if batches is not None:
+            rows = np.zeros((compiled_length(n), batches.shape[1]), batches.dtype)
+            rows[:n] = batches
+            rows = jnp.asarray(rows)
+        tracker, static = state["scaling"], state["static"]
+        out = scaled_chunk(
+            state["params"],
+            state["opt_state"],
+            state["X"],
+            state["y"],
+            rows,
+            np.int32(n),
+            jnp.asarray(tracker.scale, jnp.float32),
+            jnp.asarray(tracker.good, jnp.int32),
+            spec=static["spec"],
+            structure=static["structure"],
+            half=static["half"],
+            rule=tracker.rule,
+        )
+        params, opt_state, _, _, losses, norms, skipped = out
+        state.update(params=params, opt_state=opt_state)
+        for bad in np.asarray(skipped)[:n]:
+            tracker.after_step(not bad)
+        keep = np.array(record, dtype=np.int64)
+        return np.asarray(losses)[keep], np.asarray(norms)[keep]
+
     def _train_params(self, state):
         return jax.tree.map(np.array, state["params"])
 
     def _train_optimizer_state(self, state):
         return read_optimizer_state(state["opt_state"])
 
-    def _train_save(self, state):
-        return state["params"], state["opt_state"]  # JAX arrays are immutable: keeping them is enough
+    def _train_save(self, state):  # JAX arrays are immutable: keeping them is enough (the tracker: a copy)
+        return state["params"], state["opt_state"], copy.deepcopy(state["scaling"])
 
     def _train_restore(self, state, saved):
-        state["params"], state["opt_state"] = saved
+        state["params"], state["opt_state"], state["scaling"] = saved
 
     def _scope(self):
         """float64 on (see the module docstring) and, on a GPU, every new array placed there."""

@@ -55,7 +55,7 @@ class NumpyBackend(Backend):
     def _attention_maps(self, spec, params, X):
         return gpt.attention_maps(spec, params, X)
 
-    def _train_begin(self, spec, params, X, y, optimizer, opt_state):
+    def _train_begin(self, spec, params, X, y, optimizer, opt_state, scaling=None):
         params = map_params(np.copy, params)  # ours to update in place
         leaves = tree_leaves(params)  # the same arrays, as the flat list the optimizer updates
         opt_state = {k: v if k == "t" else tree_leaves(v) for k, v in (opt_state or {}).items()}  # flat, too
@@ -66,12 +66,13 @@ class NumpyBackend(Backend):
             X=X,
             y=y,
             loss_and_grads=self._model_loss_and_grads(spec),
+            scaling=scaling,  # a shared.precision.ScaleTracker, or None
             opt=optim.make_optimizer(optimizer, leaves, opt_state),  # looked up now: a switched-on bug can replace it
         )
 
     def _train_steps(self, state, n, batches, record):
         spec, params, X, y, opt = (state[k] for k in ("spec", "params", "X", "y", "opt"))
-        model_loss_and_grads, leaves = state["loss_and_grads"], state["leaves"]
+        model_loss_and_grads, leaves, scaling = state["loss_and_grads"], state["leaves"], state["scaling"]
         losses = np.zeros(len(record), self.np_dtype)
         norms = np.zeros(len(record), self.np_dtype)
         kept = 0
@@ -79,14 +80,21 @@ class NumpyBackend(Backend):
             for i in range(n):
                 Xb, yb = (X, y) if batches is None else (X[batches[i]], y[batches[i]])  # (b, ...), (b, ...)
                 recorded = i in record  # the loss and the norm only where they are kept
-                loss, grads = model_loss_and_grads(spec, params, Xb, yb, need_loss=recorded)
-                grads = tree_leaves(grads)
+                if scaling is None:
+                    loss, grads = model_loss_and_grads(spec, params, Xb, yb, need_loss=recorded)
+                    grads, applied = tree_leaves(grads), True
+                else:  # loss scaling: a step whose unscaled gradients are not finite is skipped
+                    loss, grads = model_loss_and_grads(spec, params, Xb, yb, need_loss=recorded, scale=scaling.scale)
+                    grads = tree_leaves(grads)
+                    applied = all(np.isfinite(g).all() for g in grads)
+                    scaling.after_step(applied)
                 if recorded:
-                    losses[kept], norms[kept] = loss, train.global_norm(grads)
+                    losses[kept], norms[kept] = loss, train.global_norm(grads) if applied else 0.0
                     kept += 1
                     if not (np.isfinite(losses[kept - 1]) and np.isfinite(norms[kept - 1])):
                         return losses[:kept], norms[:kept]  # diverged: Backend.train finds out why
-                opt.step(leaves, grads)
+                if applied:
+                    opt.step(leaves, grads)
         return losses, norms
 
     def _train_params(self, state):
@@ -97,8 +105,8 @@ class NumpyBackend(Backend):
         return {k: v if k == "t" else from_leaves(spec, v) for k, v in state["opt"].state().items()}
 
     def _train_save(self, state):
-        return copy.deepcopy((state["params"], state["opt"]))  # the params and the optimizer's buffers
+        return copy.deepcopy((state["params"], state["opt"], state["scaling"]))  # params, buffers, the scale
 
     def _train_restore(self, state, saved):
-        state["params"], state["opt"] = saved
+        state["params"], state["opt"], state["scaling"] = saved
         state["leaves"] = tree_leaves(state["params"])

@@ -24,10 +24,12 @@ def forward(spec: MLPSpec | GPTSpec, params: Params, X: np.ndarray):
     return gpt.gpt_forward(spec, params, X) if isinstance(spec, GPTSpec) else mlp.mlp_forward(spec, params, X)
 
 
-def mixed_loss_and_grads(spec: MLPSpec, params: Params, X, y, half, need_loss: bool = True):
+def mixed_loss_and_grads(spec: MLPSpec, params: Params, X, y, half, need_loss: bool = True, scale: float = 1.0):
     """Mixed precision by hand: the float32 master params and the data cast to the half format `half`,
     the forward and backward there, the loss and dL/dŷ from the half logits in float32, and every
-    gradient cast back to float32 for the update. Each cast is here, where it happens."""
+    gradient cast back to float32 for the update. Each cast is here, where it happens. With a loss
+    `scale` S (shared.precision), the backward starts from S·dL/dŷ, so small gradients stay inside the
+    half format's range, and the float32 gradients are divided by S again."""
     to_half = lambda a: a.astype(half)  # noqa: E731
     half_params = map_params(to_half, params)
     y_hat, cache = mlp.mlp_forward(spec, half_params, to_half(X))  # (n, k) in the half format
@@ -35,9 +37,9 @@ def mixed_loss_and_grads(spec: MLPSpec, params: Params, X, y, half, need_loss: b
     target = y if y.dtype.kind in "iu" else y.astype(np.float32)
     loss_forward, loss_backward = mlp.LOSSES[spec.loss]
     loss = loss_forward(logits, target) if need_loss else None
-    dY = to_half(loss_backward(logits, target))  # back to the half format for the backward
+    dY = to_half(loss_backward(logits, target) * scale)  # scaled, then back to the half format for the backward
     grads = mlp.mlp_backward(spec, half_params, cache, dY)
-    return loss, map_params(lambda g: g.astype(np.float32), grads)  # the float32 update's gradients
+    return loss, map_params(lambda g: g.astype(np.float32) / np.float32(scale), grads)  # float32, unscaled
 
 
 def global_norm(grads: list[np.ndarray]) -> float:

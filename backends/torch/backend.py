@@ -64,6 +64,22 @@ def read_grads(spec: MLPSpec | GPTSpec, model: nn.Module) -> Params:
     return unflatten_named(spec, lambda name: _to_numpy(*tensors[name], grad=True))
 
 
+def grad_scaler(scaling, device: str) -> torch.amp.GradScaler:
+    """torch's GradScaler with trigrad's loss-scale rule (shared.precision), from the run's scale and
+    good-step count (a continued run picks them up)."""
+    rule = scaling.rule
+    scaler = torch.amp.GradScaler(
+        device,
+        init_scale=scaling.scale,
+        growth_factor=rule.growth,
+        backoff_factor=rule.backoff,
+        growth_interval=rule.interval,
+    )
+    state = scaler.state_dict()
+    scaler.load_state_dict(state | {"scale": scaling.scale, "_growth_tracker": scaling.good})
+    return scaler
+
+
 # torch.optim keeps its state per parameter tensor, under its own names; the canonical state
 # (shared.continuation) keeps params-shaped buffers in the (in, out) layout.
 _TORCH_NAMES = {"velocity": "momentum_buffer", "m": "exp_avg", "v": "exp_avg_sq"}
@@ -186,12 +202,14 @@ class TorchBackend(Backend):
         model = build_model(spec, params, self.torch_dtype, self.device)
         return [to_numpy(P) for P in gpt.attention_maps(model, to_torch(X, self.device))]  # (n, h, t, t) each
 
-    def _train_begin(self, spec, params, X, y, optimizer, opt_state):
+    def _train_begin(self, spec, params, X, y, optimizer, opt_state, scaling=None):
         model = build_model(spec, params, self.torch_dtype, self.device)
         opt = optim.make_optimizer(optimizer, model)
         if opt_state is not None:
             load_optimizer_state(opt, model, opt_state, self.device)
         return dict(
+            scaling=scaling,  # the run's ScaleTracker (bookkeeping), or None
+            scaler=None if scaling is None else grad_scaler(scaling, self.device),  # torch's own loss scaling
             spec=spec,
             model=model,
             weights=list(model.parameters()),  # listed once: model.parameters() walks the module tree
@@ -206,7 +224,7 @@ class TorchBackend(Backend):
         backward and step: no .item() inside the loop (on a GPU each would wait for the device), one
         transfer per chunk. A blow-up is found by Backend.train's check of the chunk, which replays it
         step by step; one loop for every device."""
-        model, weights, opt, loss_fn = (state[k] for k in ("model", "weights", "opt", "loss_fn"))
+        model, weights, opt, loss_fn, scaler = (state[k] for k in ("model", "weights", "opt", "loss_fn", "scaler"))
         X, y = state["X"], state["y"]
         batches = None if batches is None else to_torch(batches, self.device)  # once per chunk of steps
         losses, norms = [], []
@@ -216,11 +234,24 @@ class TorchBackend(Backend):
             with self._autocast():  # (nothing, unless mixed precision)
                 y_hat = model(Xb)
             loss = loss_fn(y_hat.to(self.torch_dtype), yb)  # mixed: the loss in float32
-            loss.backward()
+            if scaler is None:
+                loss.backward()
+            else:  # GradScaler: backward of S·loss, the gradients divided by S again before the norm
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
             if i in record:  # the norm only where it is kept
                 losses.append(loss.detach())
                 norms.append(torch.nn.utils.get_total_norm([w.grad for w in weights]))
-            opt.step()
+            if scaler is None:
+                opt.step()
+            else:  # step() skips a step whose gradients are not finite; update() applies the rule
+                before = scaler.get_scale()
+                scaler.step(opt)
+                scaler.update()
+                applied = scaler.get_scale() >= before  # the scale only shrinks after a skipped step
+                state["scaling"].after_step(applied)
+                if i in record and not applied:
+                    norms[-1] = torch.zeros_like(norms[-1])  # nothing was applied: recorded as 0
         if not losses:
             return np.zeros(0, self.np_dtype), np.zeros(0, self.np_dtype)
         return to_numpy(torch.stack(losses)), to_numpy(torch.stack(norms))
@@ -232,9 +263,20 @@ class TorchBackend(Backend):
         return read_optimizer_state(state["spec"], state["opt"], state["model"])
 
     def _train_save(self, state):
-        return copy.deepcopy((state["model"].state_dict(), state["opt"].state_dict()))
+        scaler = state["scaler"]
+        return copy.deepcopy(
+            (
+                state["model"].state_dict(),
+                state["opt"].state_dict(),
+                None if scaler is None else scaler.state_dict(),
+                state["scaling"],
+            )
+        )
 
     def _train_restore(self, state, saved):
-        model_state, opt_state = saved
+        model_state, opt_state, scaler_state, scaling = saved
         state["model"].load_state_dict(model_state)  # copies into the same tensors the optimizer holds
         state["opt"].load_state_dict(opt_state)
+        if scaler_state is not None:
+            state["scaler"].load_state_dict(scaler_state)
+        state["scaling"] = scaling

@@ -210,3 +210,76 @@ def test_mixed_precision_needs_a_half_format_and_a_known_precision():
         get_backend("numpy", "float32", precision="mixed")
     with pytest.raises(ValueError, match="precision must be one of 'pure', 'mixed'; got 'amp'"):
         get_backend("numpy", "bfloat16", precision="amp")
+
+
+# ---- dynamic loss scaling (float16) ----
+
+
+def test_the_loss_scale_rule_grows_after_good_steps_and_backs_off_on_overflow():
+    from shared.precision import DynamicLossScale, ScaleTracker
+
+    rule = DynamicLossScale(init=8.0, growth=2.0, backoff=0.5, interval=3)
+    assert rule.update(8.0, 0, True) == (8.0, 1) and rule.update(8.0, 2, True) == (16.0, 0)
+    assert rule.update(8.0, 2, False) == (4.0, 0)
+    tracker = ScaleTracker(rule, step=10)
+    for finite in (True, False, True, True, True):
+        tracker.after_step(finite)
+    assert (tracker.scale, tracker.good, tracker.skipped, tracker.step) == (8.0, 0, [11], 15)
+    for bad in (dict(init=0.0), dict(growth=1.0), dict(backoff=1.0), dict(interval=0)):
+        with pytest.raises(ValueError, match="DynamicLossScale"):
+            DynamicLossScale(**bad)
+
+
+def test_loss_scaling_skips_the_same_steps_on_every_backend():
+    """A scale of 2^22 overflows float16's backward (65504 is its largest number): the first steps are
+    skipped, halving the scale each time, until it fits; every backend skips the same ones, leaves the
+    params exactly as they were across each, records a 0 norm there, and ends at the same scale."""
+    from shared.precision import DynamicLossScale
+
+    spec, params, X, y = problem("tanh", "mse", 2, seed=1)
+    rule = DynamicLossScale(init=2.0**22, interval=1000)
+    runs = {}
+    for name in ("numpy", "torch", "jax"):
+        be = get_backend_or_skip(name, "float16", "mixed")
+        runs[name] = be.train(spec, params, X, y, Adam(0.01), steps=30, batch_size=8, loss_scale=rule, record_every=1)
+    for name, traj in runs.items():
+        scale = traj.meta["loss_scale"]
+        assert scale["skipped"] == [0, 1, 2, 3, 4, 5] and scale["scale"] == 2.0**16, (name, scale)
+        for s in scale["skipped"]:
+            assert traj.grad_norms[s] == 0 and all(
+                np.array_equal(a, b) for a, b in zip(tree_leaves(traj.snapshot(s)), tree_leaves(traj.snapshot(s + 1)))
+            )
+        assert not np.array_equal(tree_leaves(traj.snapshot(6))[0], tree_leaves(traj.snapshot(7))[0])  # then it trains
+    first = runs["numpy"]
+    for name, traj in runs.items():
+        result = compare(first, traj, tolerance("float16", "trajectory_mixed"))
+        assert result.ok, result.message(f"loss-scaled float16, numpy vs {name}")
+
+
+def test_a_loss_scaled_run_continues_from_its_scale():
+    from shared.precision import DynamicLossScale
+
+    spec, params, X, y = problem("tanh", "mse", 2, seed=1)
+    rule = DynamicLossScale(init=2.0**20, interval=4)
+    be = get_backend("numpy", "float16", precision="mixed")
+    one = be.train(spec, params, X, y, Adam(0.01), steps=24, batch_size=8, loss_scale=rule)
+    two = be.train(
+        spec,
+        be.train(spec, params, X, y, Adam(0.01), steps=10, batch_size=8, loss_scale=rule),
+        X,
+        y,
+        Adam(0.01),
+        steps=14,
+        batch_size=8,
+        loss_scale=rule,
+    )
+    assert two.meta["loss_scale"] == one.meta["loss_scale"]  # the same skips, scale and count
+    assert all(np.array_equal(a, b) for a, b in zip(tree_leaves(one.params), tree_leaves(two.params)))
+
+
+def test_loss_scaling_needs_mixed_precision():
+    from shared.precision import DynamicLossScale
+
+    spec, params, X, y = problem("tanh", "mse", 2)
+    with pytest.raises(ValueError, match="use precision='mixed'"):
+        get_backend("numpy", "float32").train(spec, params, X, y, SGD(0.1), steps=1, loss_scale=DynamicLossScale())

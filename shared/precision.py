@@ -1,0 +1,75 @@
+"""Dynamic loss scaling: float16's gradients, kept out of the underflow.
+
+float16's smallest normal number is 6.1e-5 (subnormals go down to 6e-8), and late in training many
+gradients are smaller: in float16 they flush to 0 and the run stops learning without a word. So the
+loss is multiplied by a scale S before the backward (every gradient grows by S, into float16's
+range), and the float32 gradients are divided by S again before the update. One rule, the same in
+all three backends (torch's GradScaler's, which NumPy and JAX write out):
+
+    a step whose unscaled gradients are all finite:   update;     after `interval` such steps in a row, S ← S·growth
+    a step with an inf or NaN (the scale overflowed): skip it;    S ← S·backoff, and the count starts again
+
+    be = get_backend("torch", "float16", precision="mixed")
+    traj = be.train(spec, params, X, y, Adam(1e-3), steps=500, loss_scale=DynamicLossScale())
+    traj.meta["loss_scale"]   # the rule, the final scale, the steps that were skipped
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class DynamicLossScale:
+    """The dynamic loss-scaling rule (see the module docstring). Powers of two keep the scaling exact."""
+
+    init: float = 2.0**15
+    growth: float = 2.0
+    backoff: float = 0.5
+    interval: int = 100
+
+    def __post_init__(self) -> None:
+        for name, value, ok, expected in (
+            ("init", self.init, self.init > 0, "> 0"),
+            ("growth", self.growth, self.growth > 1, "> 1"),
+            ("backoff", self.backoff, 0 < self.backoff < 1, "in (0, 1)"),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok:
+                raise ValueError(f"DynamicLossScale.{name} must be a finite number {expected}; got {value!r}")
+        if isinstance(self.interval, bool) or not isinstance(self.interval, int) or self.interval < 1:
+            raise ValueError(f"DynamicLossScale.interval must be an integer ≥ 1; got {self.interval!r}")
+
+    def update(self, scale: float, good: int, finite: bool) -> tuple[float, int]:
+        """(scale, good steps in a row) after a step whose unscaled gradients were `finite` or not."""
+        if not finite:
+            return scale * self.backoff, 0
+        good += 1
+        return (scale * self.growth, 0) if good == self.interval else (scale, good)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ScaleTracker:
+    """A run's loss scale as it goes: the scale and the good steps in a row (the rule's state), the
+    step count, and the steps that were skipped. Every backend applies DynamicLossScale's rule in its
+    own step (torch: GradScaler) and reports each step here, so the run records them alike."""
+
+    def __init__(self, rule: DynamicLossScale, scale: float | None = None, good: int = 0, step: int = 0) -> None:
+        self.rule = rule
+        self.scale = float(rule.init if scale is None else scale)
+        self.good, self.step = good, step
+        self.skipped: list[int] = []
+
+    def after_step(self, finite: bool) -> None:
+        if not finite:
+            self.skipped.append(self.step)
+        self.scale, self.good = self.rule.update(self.scale, self.good, finite)
+        self.step += 1
+
+    def record(self, prior: dict | None = None) -> dict:
+        """What the Trajectory keeps: the rule, the scale and count to continue from, every skipped step
+        (a continued run's after the earlier run's)."""
+        skipped = [*(prior or {}).get("skipped", []), *self.skipped]
+        return {**self.rule.to_dict(), "scale": self.scale, "good": self.good, "skipped": skipped}
