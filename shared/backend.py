@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numbers
 import time
+import warnings
 from abc import ABC, abstractmethod
 from contextlib import ExitStack, nullcontext
 from typing import Any, ClassVar
@@ -227,6 +228,8 @@ class Backend(ABC):
                 "loss_scale must be a shared.precision.DynamicLossScale, and it scales a half-format backward: "
                 f"use precision='mixed'; got {loss_scale!r} on {self!r}"
             )
+        if self.precision == "mixed" and self.dtype == "float16" and loss_scale is None:
+            self._warn_if_gradients_underflow(spec, params, X, y)
         opt_state, start = None, 0  # a fresh optimizer, at step 0
         if prior is not None:
             mode = (self.precision, self.dtype if self.precision == "mixed" else None)
@@ -262,6 +265,24 @@ class Backend(ABC):
                 *run.diverged, trajectory=traj, hint=hint if run.diverged[1] != "gradient norm" else ""
             )
         return traj
+
+    def _warn_if_gradients_underflow(self, spec, params, X, y) -> None:
+        """float16 without loss scaling: warn, with the numbers, when gradients that float32 sees are
+        exactly 0 in float16 (they flushed below its range), rather than train on zeros in silence."""
+        with self._compute(spec, len(X)):
+            _, low = self._loss_and_grads(spec, params, X, y)
+        _, full = type(self)("float32", self.device).loss_and_grads(spec, params, X, y)
+        pairs = [(np.asarray(a), np.asarray(b)) for a, b in zip(tree_leaves(low), tree_leaves(full))]
+        flushed = [b[(a == 0) & (b != 0)] for a, b in pairs]  # what float32 has and float16 lost
+        lost = sum(f.size for f in flushed)
+        if lost:
+            total, largest = sum(b.size for _, b in pairs), max(float(np.abs(f).max()) for f in flushed if f.size)
+            warnings.warn(
+                f"{lost} of {total} gradient entries underflow to 0 in float16 (in float32 they are as large as "
+                f"{largest:.1e}): train with loss_scale=shared.precision.DynamicLossScale()",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _run_meta(self, spec, optimizer: Optimizer, steps: int, rows: int, seed: int, wall_time_s: float) -> dict:
         """What produced a run, for its Trajectory's meta (train adds the batch and recording settings)."""

@@ -283,3 +283,21 @@ def test_loss_scaling_needs_mixed_precision():
     spec, params, X, y = problem("tanh", "mse", 2)
     with pytest.raises(ValueError, match="use precision='mixed'"):
         get_backend("numpy", "float32").train(spec, params, X, y, SGD(0.1), steps=1, loss_scale=DynamicLossScale())
+
+
+def test_float16_without_loss_scaling_says_when_gradients_underflow():
+    """Inputs of 1e-5 make some first-layer gradients ~3e-8, below float16's smallest subnormal (6e-8):
+    they flush to 0, and train says so, naming the cure; a run whose gradients fit says nothing."""
+    import warnings
+
+    from shared.precision import DynamicLossScale
+
+    spec, params, X, y = problem("tanh", "mse", 2, seed=1)
+    be = get_backend("numpy", "float16", precision="mixed")
+    with pytest.warns(UserWarning, match=r"5 of 218 gradient entries underflow to 0 in float16.*DynamicLossScale"):
+        be.train(spec, params, X * 1e-5, y, SGD(0.1), steps=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        be.train(spec, params, X, y, SGD(0.1), steps=1)
+        be.train(spec, params, X * 1e-5, y, SGD(0.1), steps=1, loss_scale=DynamicLossScale())  # scaled: fits
+        get_backend("numpy", "bfloat16", precision="mixed").train(spec, params, X * 1e-5, y, SGD(0.1), steps=1)
