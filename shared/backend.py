@@ -30,13 +30,15 @@ import numpy as np
 from shared.continuation import cast_state, check_continuation, check_same_spec, joined
 from shared.optim import Optimizer, check_optimizer_fits
 from shared.params import Params, check_params, map_params, named_leaves, tree_leaves
-from shared.precision import DynamicLossScale, ScaleTracker
+from shared.precision import DynamicLossScale, ScaleTracker, underflow_message
 from shared.spec import GPTSpec, MLPSpec, spec_to_dict
 from shared.training import MinibatchSchedule, RunRecord, check_train_args, progress_bar, recorded_steps
 from shared.trajectory import TrainingDiverged, Trajectory
 from shared.validation import (
     HALF_DTYPES,
     PRECISIONS,
+    cast_array,
+    cast_params,
     check_dtype,
     check_spec,
     check_tokens,
@@ -191,15 +193,10 @@ class Backend(ABC):
             order fixed by `seed` (the same in every backend; see shared.training).
         record_every: keep a params snapshot every this many steps (None: only the final params).
         record_losses: keep the loss and the gradient norm every this many steps (steps 0, k, 2k, ...;
-            None: none). The steps in between skip the norm and, where the framework allows it, the
-            loss value: neither is needed to train (backprop starts from dL/dy_hat, not from the
-            loss; torch's backward() needs its loss tensor, but not its .item()), and on a small
-            network they are a large part of a step. A blow-up is still caught: after every chunk
-            of steps the params are checked, and a chunk that went wrong is replayed step by step,
-            so the run stops at the same step as with record_losses=1 whenever the blow-up reaches
-            the params. (Not always: a loss or gradient norm can overflow while every parameter
-            stays finite, e.g. an MSE residual or a gradient entry beyond ~1.8e19 in float32, whose
-            square is inf; that is only seen on a kept step.)
+            None: none). The steps in between skip both where the framework allows it (backprop starts
+            from dL/dy_hat, not from the loss). A blow-up that reaches the params is still caught at the
+            same step: each chunk's params are checked and a bad chunk is replayed step by step (a loss
+            or norm that overflows while every parameter stays finite is seen only on a kept step).
         on_nonfinite: "raise" a TrainingDiverged at the first step whose loss, gradient norm or
             updated parameters are not finite, or "stop" and return the trajectory up to that step
             with `diverged_at` set. Either way the params returned are the last finite ones: the bad
@@ -209,11 +206,7 @@ class Backend(ABC):
             scaled loss, a step with non-finite unscaled gradients skipped (its grad norm recorded as 0),
             the scale grown and shrunk by the rule; meta["loss_scale"] records it and the skipped steps.
         """
-        if self.dtype in HALF_DTYPES and self.precision == "pure":
-            raise ValueError(
-                f"train in pure {self.dtype} is not supported yet (forward and loss_and_grads are); train in "
-                f"float32 or float64, or in mixed precision: get_backend(name, {self.dtype!r}, precision='mixed')"
-            )
+        self._check_trains(loss_scale)
         prior = params if isinstance(params, Trajectory) else None
         if prior is not None:
             check_same_spec(prior, check_spec(spec))
@@ -223,27 +216,14 @@ class Backend(ABC):
             len(X), n_params, itemsize, optimizer, steps, batch_size, seed, record_every, on_nonfinite, record_losses
         )
         optimizer = check_optimizer_fits(optimizer, self.np_dtype)
-        if loss_scale is not None and (not isinstance(loss_scale, DynamicLossScale) or self.precision != "mixed"):
-            raise ValueError(
-                "loss_scale must be a shared.precision.DynamicLossScale, and it scales a half-format backward: "
-                f"use precision='mixed'; got {loss_scale!r} on {self!r}"
-            )
         if self.precision == "mixed" and self.dtype == "float16" and loss_scale is None:
             self._warn_if_gradients_underflow(spec, params, X, y)
-        opt_state, start = None, 0  # a fresh optimizer, at step 0
-        if prior is not None:
-            mode = (self.precision, self.dtype if self.precision == "mixed" else None)
-            opt_state = check_continuation(
-                prior, spec, optimizer, self.param_dtype, batch_size, seed, record_losses, mode
-            )
-            opt_state, start = cast_state(opt_state, lambda p: _cast_params(p, self.np_dtype)), prior.steps_run
+        opt_state, start, scaling = self._continue_from(
+            prior, spec, optimizer, batch_size, seed, record_losses, loss_scale
+        )
         schedule = None if batch_size is None else MinibatchSchedule(len(X), batch_size, seed)
         end = start + steps
         run = RunRecord(len(recorded_steps(start, end, record_losses)), self.np_dtype, start)
-        scaling = None
-        if loss_scale is not None:  # continued from the run's own scale, when it had one
-            earlier = (prior.meta.get("loss_scale") or {}) if prior is not None else {}
-            scaling = ScaleTracker(loss_scale, earlier.get("scale"), earlier.get("good", 0), start)
 
         start_time = time.perf_counter()
         with self._compute(spec, batch_size or len(X)):
@@ -266,23 +246,41 @@ class Backend(ABC):
             )
         return traj
 
+    def _check_trains(self, loss_scale) -> None:
+        """What this backend cannot train (yet), and a loss scale where it means nothing, refused by name."""
+        if self.dtype in HALF_DTYPES and self.precision == "pure":
+            raise ValueError(
+                f"train in pure {self.dtype} is not supported yet (forward and loss_and_grads are); train in "
+                f"float32 or float64, or in mixed precision: get_backend(name, {self.dtype!r}, precision='mixed')"
+            )
+        if loss_scale is not None and (not isinstance(loss_scale, DynamicLossScale) or self.precision != "mixed"):
+            raise ValueError(
+                "loss_scale must be a shared.precision.DynamicLossScale, and it scales a half-format backward: "
+                f"use precision='mixed'; got {loss_scale!r} on {self!r}"
+            )
+
+    def _continue_from(self, prior, spec, optimizer, batch_size, seed, record_losses, loss_scale):
+        """(optimizer state, first step, loss-scale tracker): a fresh start at step 0, or `prior`'s
+        state, step and scale, checked to continue exactly (shared.continuation)."""
+        opt_state, start, earlier = None, 0, {}
+        if prior is not None:
+            mode = (self.precision, self.dtype if self.precision == "mixed" else None)
+            opt_state = check_continuation(
+                prior, spec, optimizer, self.param_dtype, batch_size, seed, record_losses, mode
+            )
+            opt_state, start = cast_state(opt_state, lambda p: cast_params(p, self.np_dtype)), prior.steps_run
+            earlier = prior.meta.get("loss_scale") or {}
+        if loss_scale is None:
+            return opt_state, start, None
+        return opt_state, start, ScaleTracker(loss_scale, earlier.get("scale"), earlier.get("good", 0), start)
+
     def _warn_if_gradients_underflow(self, spec, params, X, y) -> None:
-        """float16 without loss scaling: warn, with the numbers, when gradients that float32 sees are
-        exactly 0 in float16 (they flushed below its range), rather than train on zeros in silence."""
+        """float16 without loss scaling: warn when gradients that float32 sees are exactly 0 in float16."""
         with self._compute(spec, len(X)):
             _, low = self._loss_and_grads(spec, params, X, y)
         _, full = type(self)("float32", self.device).loss_and_grads(spec, params, X, y)
-        pairs = [(np.asarray(a), np.asarray(b)) for a, b in zip(tree_leaves(low), tree_leaves(full))]
-        flushed = [b[(a == 0) & (b != 0)] for a, b in pairs]  # what float32 has and float16 lost
-        lost = sum(f.size for f in flushed)
-        if lost:
-            total, largest = sum(b.size for _, b in pairs), max(float(np.abs(f).max()) for f in flushed if f.size)
-            warnings.warn(
-                f"{lost} of {total} gradient entries underflow to 0 in float16 (in float32 they are as large as "
-                f"{largest:.1e}): train with loss_scale=shared.precision.DynamicLossScale()",
-                UserWarning,
-                stacklevel=3,
-            )
+        if message := underflow_message(tree_leaves(low), tree_leaves(full)):
+            warnings.warn(message, UserWarning, stacklevel=3)
 
     def _run_meta(self, spec, optimizer: Optimizer, steps: int, rows: int, seed: int, wall_time_s: float) -> dict:
         """What produced a run, for its Trajectory's meta (train adds the batch and recording settings)."""
@@ -422,35 +420,13 @@ class Backend(ABC):
                     raise TypeError(f"Y is required: the target token ids, shaped like X {X.shape}; got None")
                 y = check_tokens(spec, y, "Y", shape=X.shape)
         else:
-            X = _cast(check_X(spec, X), self.np_dtype, "X")
+            X = cast_array(check_X(spec, X), self.np_dtype, "X")
             if need_y:
                 y = check_y(spec, y, len(X))
                 if y.dtype.kind == "f":
-                    y = _cast(y, self.np_dtype, "y")
-        params = _cast_params(params, self.np_dtype)
+                    y = cast_array(y, self.np_dtype, "y")
+        params = cast_params(params, self.np_dtype)
         return spec, params, X, y
-
-
-def _cast_params(params, dtype: np.dtype, path: str = "params"):
-    """Every array of a params tree cast with _cast, named as in check_params' messages."""
-    if isinstance(params, dict):
-        return {k: _cast_params(v, dtype, f"{path}[{k!r}]") for k, v in params.items()}
-    if isinstance(params, list):
-        return [_cast_params(v, dtype, f"{path}[{i}]") for i, v in enumerate(params)]
-    return _cast(params, dtype, path)
-
-
-def _cast(a: np.ndarray, dtype: np.dtype, arg: str) -> np.ndarray:
-    """`a` in `dtype`; a finite value that overflows it (1e39 into float32) is an error naming `arg`."""
-    with np.errstate(over="ignore"):
-        out = a.astype(dtype, copy=False)
-    if out is not a and not np.all(np.isfinite(out)):
-        i = tuple(int(j) for j in np.argwhere(~np.isfinite(out))[0])
-        raise ValueError(
-            f"{arg} has a value that overflows {dtype.name} (largest finite {np.finfo(dtype).max:.3g}): "
-            f"{float(a[i])!r} at index {i}. Scale it down or use dtype='float64'."
-        )
-    return out
 
 
 def _all_finite(*arrays: np.ndarray) -> bool:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class DynamicLossScale:
@@ -73,3 +75,18 @@ class ScaleTracker:
         (a continued run's after the earlier run's)."""
         skipped = [*(prior or {}).get("skipped", []), *self.skipped]
         return {**self.rule.to_dict(), "scale": self.scale, "good": self.good, "skipped": skipped}
+
+
+def underflow_message(low: list, full: list) -> str | None:
+    """What to say when half-format gradients `low` are exactly 0 where the float32 ones `full` are
+    not (they flushed below the format's range, and training would learn nothing from them), or None."""
+    pairs = [(np.asarray(a), np.asarray(b)) for a, b in zip(low, full)]
+    flushed = [b[(a == 0) & (b != 0)] for a, b in pairs]  # what float32 has and the half format lost
+    lost = sum(f.size for f in flushed)
+    if not lost:
+        return None
+    total, largest = sum(b.size for _, b in pairs), max(float(np.abs(f).max()) for f in flushed if f.size)
+    return (
+        f"{lost} of {total} gradient entries underflow to 0 in float16 (in float32 they are as large as "
+        f"{largest:.1e}): train with loss_scale=shared.precision.DynamicLossScale()"
+    )

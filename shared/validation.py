@@ -158,3 +158,28 @@ def check_y(spec: MLPSpec, y: object, n: int) -> np.ndarray:
             f"y for loss='bce' must be probabilities in [0, 1]; got {y_arr[tuple(i)]} at {tuple(map(int, i))}"
         )
     return y_arr
+
+
+# ---- casting at the border: into the backend's dtype, an overflow refused by name ----
+
+
+def cast_params(params, dtype: np.dtype, path: str = "params"):
+    """Every array of a params tree cast with cast_array, named as in check_params' messages."""
+    if isinstance(params, dict):
+        return {k: cast_params(v, dtype, f"{path}[{k!r}]") for k, v in params.items()}
+    if isinstance(params, list):
+        return [cast_params(v, dtype, f"{path}[{i}]") for i, v in enumerate(params)]
+    return cast_array(params, dtype, path)
+
+
+def cast_array(a: np.ndarray, dtype: np.dtype, arg: str) -> np.ndarray:
+    """`a` in `dtype`; a finite value that overflows it (1e39 into float32) is an error naming `arg`."""
+    with np.errstate(over="ignore"):
+        out = a.astype(dtype, copy=False)
+    if out is not a and not np.all(np.isfinite(out)):
+        i = tuple(int(j) for j in np.argwhere(~np.isfinite(out))[0])
+        raise ValueError(
+            f"{arg} has a value that overflows {dtype.name} (largest finite {np.finfo(dtype).max:.3g}): "
+            f"{float(a[i])!r} at index {i}. Scale it down or use dtype='float64'."
+        )
+    return out
