@@ -37,6 +37,7 @@ from shared.trajectory import TrainingDiverged, Trajectory
 from shared.validation import (
     HALF_DTYPES,
     PRECISIONS,
+    all_finite,
     cast_array,
     cast_params,
     check_dtype,
@@ -45,6 +46,7 @@ from shared.validation import (
     check_X,
     check_y,
     numpy_dtype,
+    writable,
 )
 
 CHUNK = 1000
@@ -137,7 +139,7 @@ class Backend(ABC):
         """The network's output (logits) for X: numpy (n, sizes[-1]) in this backend's dtype."""
         spec, params, X, _ = self._prepare(spec, params, X)
         with self._compute(spec, len(X)):
-            y_hat = _writable(self._forward(spec, params, X))
+            y_hat = writable(self._forward(spec, params, X))
         _check_finite_result(y_hat, "forward output", self)
         return y_hat
 
@@ -147,7 +149,7 @@ class Backend(ABC):
         spec, params, X, y = self._prepare(spec, params, X, y, need_y=True)
         with self._compute(spec, len(X)):
             loss, grads = self._loss_and_grads(spec, params, X, y)
-            loss, grads = float(loss), map_params(_writable, grads)
+            loss, grads = float(loss), map_params(writable, grads)
         _check_finite_result(np.asarray(loss), "loss", self)
         for name, g in named_leaves(grads):
             _check_finite_result(g, f"gradient of {name}", self)
@@ -161,7 +163,7 @@ class Backend(ABC):
             raise TypeError(f"attention_maps needs a GPTSpec (an MLP has no attention); got {type(spec).__name__}")
         spec, params, X, _ = self._prepare(spec, params, X)
         with self._compute(spec, len(X)):
-            maps = [_writable(P) for P in self._attention_maps(spec, params, X)]
+            maps = [writable(P) for P in self._attention_maps(spec, params, X)]
         for l, P in enumerate(maps):
             _check_finite_result(P, f"attention of block {l}", self)
         return maps
@@ -314,7 +316,7 @@ class Backend(ABC):
         saved = self._train_save(state)
         losses, norms = self._train_steps(state, stop - done, batches, record)
         ran = stop - done
-        if len(losses) < len(record) or not _all_finite(losses, norms, *self._train_flat(state)):
+        if len(losses) < len(record) or not all_finite(losses, norms, *self._train_flat(state)):
             self._train_restore(state, saved)
             losses, norms, run.diverged = self._find_first_bad_step(state, done, stop, batches)
             ran = len(losses)
@@ -341,7 +343,7 @@ class Backend(ABC):
                 bad = (start + i, "loss", float(loss[0]))
             elif not np.isfinite(norm[0]):
                 bad = (start + i, "gradient norm", float(norm[0]))
-            elif not _all_finite(*flat):
+            elif not all_finite(*flat):
                 first = next(a[~np.isfinite(a)][0] for a in flat if not np.all(np.isfinite(a)))
                 bad = (start + i, "parameters", float(first))
             if bad:
@@ -427,17 +429,6 @@ class Backend(ABC):
                     y = cast_array(y, self.np_dtype, "y")
         params = cast_params(params, self.np_dtype)
         return spec, params, X, y
-
-
-def _all_finite(*arrays: np.ndarray) -> bool:
-    return all(np.all(np.isfinite(a)) for a in arrays)
-
-
-def _writable(a) -> np.ndarray:
-    """A numpy array the caller owns and may modify in place, whichever framework made it (JAX's
-    arrays come back read-only through np.asarray)."""
-    a = np.asarray(a)
-    return a if a.flags.writeable else a.copy()
 
 
 class DeviceUnavailable(RuntimeError):

@@ -183,3 +183,14 @@ def cast_array(a: np.ndarray, dtype: np.dtype, arg: str) -> np.ndarray:
             f"{float(a[i])!r} at index {i}. Scale it down or use dtype='float64'."
         )
     return out
+
+
+def all_finite(*arrays: np.ndarray) -> bool:
+    return all(np.all(np.isfinite(a)) for a in arrays)
+
+
+def writable(a) -> np.ndarray:
+    """A numpy array the caller owns and may modify in place, whichever framework made it (JAX's
+    arrays come back read-only through np.asarray)."""
+    a = np.asarray(a)
+    return a if a.flags.writeable else a.copy()
