@@ -35,6 +35,10 @@ GROUPS = {
     },
     "lessons": {
         "hidden-layer": ("comparisons.lessons.hidden_layer", "XOR cannot be learned without a hidden layer"),
+        "precision": (
+            "comparisons.lessons.precision",
+            "float32, bfloat16 and float16 mixed precision against float64: the format or the framework?",
+        ),
         "learning-rates": ("comparisons.lessons.learning_rates", "too small is slow, too large diverges"),
         "seeds": ("comparisons.lessons.seeds", "different seeds, different solutions (up to symmetry), some stuck"),
         "noise": (

@@ -83,6 +83,8 @@ BAD_OPTIONS = [
     ("comparisons paths", ["--steps", "1000000000000"], "--steps"),
     ("comparisons paths", ["--seeds", "1000000000"], "--seeds"),
     ("comparisons noise", ["--steps", "1000000000000"], "--steps"),
+    ("comparisons precision", ["--steps", "0"], "--steps"),
+    ("comparisons precision", ["--seeds", "0"], "--seeds"),
     ("comparisons noise", ["--n", "1000000000000"], "--n"),  # used to allocate 7 TiB
     ("comparisons noise", ["--seeds", "1000000000"], "--seeds"),
     ("comparisons noise", ["--widths", "2,1000000000"], "--widths"),

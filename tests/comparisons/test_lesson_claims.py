@@ -237,3 +237,37 @@ def test_weights_counts_over_seeds_hold_on_fresh_seeds(tmp_path):
     assert [r["oscillating"] for r in data["over_seeds"]] == oscillating
     span = f"{min(settled)}" if min(settled) == max(settled) else f"{min(settled)}–{max(settled)}"
     assert f"Over seeds {FRESH}–{FRESH + 2} on numpy, of the 17 parameters: {span} settled" in data["finding"]
+
+
+def test_precision_claims_hold_on_fresh_seeds():
+    pytest.importorskip("ml_dtypes")
+    from backends import available_backends, get_backend
+    from comparisons.lessons import precision
+    from shared.data import make_dataset
+    from shared.optim import Adam
+    from shared.params import init_params
+
+    backends = available_backends()
+    r = precision.run(backends, steps=60, seeds=2, first_seed=FRESH)
+    text, s = precision.finding(r), precision.summary(r)
+    assert f"seeds {FRESH}–{FRESH + 1}" in text
+    data = make_dataset("moons", n=200, noise=0.2, seed=FRESH)  # one number recomputed from scratch
+    spec, X, y = precision.SPEC, data.X, data.targets(precision.SPEC)
+    kw = dict(batch_size=precision.BATCH, seed=FRESH)
+    runs = {
+        d: get_backend("numpy", d).train(spec, init_params(spec, FRESH), X, y, Adam(0.01), 60, **kw)
+        for d in ("float64", "float32")
+    }
+    assert r["runs"][0]["final_gap"]["numpy/float32"] == precision.rel_gap(
+        runs["float32"].params, runs["float64"].params
+    )
+    for fmt in precision.FORMATS[1:]:
+        gaps = [x["final_gap"][f"{b}/{fmt}"] for x in r["runs"] for b in backends]
+        assert f"{fmt}: {np.median(gaps):.1e} from float64" in text
+    ratios = {fmt: s[fmt]["pair_median"] / s[fmt]["gap_median"] for fmt in precision.FORMATS[1:]}
+    if len(backends) > 1:
+        assert all(f"{q:.1f}× ({fmt})" in text for fmt, q in ratios.items())
+        verdict = "never more than a few times" if all(q < 3 for q in ratios.values()) else "the framework adds"
+        assert verdict in text
+    worst = max(abs(s[f]["loss_median"] - s["float64"]["loss_median"]) for f in ("bfloat16-mixed", "float16-mixed"))
+    assert f"Mixed precision trains to within {worst:.1e} of float64's loss" in text
