@@ -40,6 +40,16 @@ def compiled_length(n: int) -> int:
     return next(length for length in LENGTHS if length >= n)
 
 
+def padded_rows(batches: np.ndarray | None, n: int):
+    """A chunk's (n, b) minibatch rows padded to a compiled length (rows ≥ n are never used), on the
+    device once per chunk; None for full-batch steps."""
+    if batches is None:
+        return None
+    rows = np.zeros((compiled_length(n), batches.shape[1]), batches.dtype)
+    rows[:n] = batches
+    return jnp.asarray(rows)
+
+
 @partial(jax.jit, static_argnames=("spec", "structure", "keep", "half"))
 def train_chunk(
     params, opt_state, X, y, batches, n, first, every, kept, *, spec, structure: Optimizer, keep: str, half=None
@@ -194,11 +204,7 @@ class JaxBackend(Backend):
             return self._scaled_steps(state, n, batches, record)
         # The compiled chunk never stops early (that keeps it fast): it runs all n steps even past a
         # NaN, and Backend.train replays the chunk to stop before the bad step.
-        rows = None
-        if batches is not None:  # padded to a compiled length: rows ≥ n are never used
-            rows = np.zeros((compiled_length(n), batches.shape[1]), batches.dtype)
-            rows[:n] = batches
-            rows = jnp.asarray(rows)  # once per chunk of steps
+        rows = padded_rows(batches, n)
         keep = "none" if not record else "every" if len(record) == n else "strided"
         # (a stride beyond the chunk keeps at most one step of it: the same loop, and it fits in int32)
         counts = (np.int32(n), np.int32(record.start), np.int32(min(record.step, n)), np.int32(len(record)))
@@ -213,11 +219,7 @@ class JaxBackend(Backend):
     def _scaled_steps(self, state, n, batches, record):
         """Loss-scaled steps: one compiled loop keeping every step's loss and norm, the kept ones picked
         after; the tracker then follows the device's rule step by step."""
-        rows = None
-        if batches is not None:
-            rows = np.zeros((compiled_length(n), batches.shape[1]), batches.dtype)
-            rows[:n] = batches
-            rows = jnp.asarray(rows)
+        rows = padded_rows(batches, n)
         tracker, static = state["scaling"], state["static"]
         out = scaled_chunk(
             state["params"],

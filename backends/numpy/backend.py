@@ -37,9 +37,7 @@ class NumpyBackend(Backend):
 
     def _forward(self, spec, params, X):
         if self.precision == "mixed":  # the float32 params cast to the half format, the logits cast back
-            half = self.compute_np_dtype
-            logits, _ = train.forward(spec, map_params(lambda a: a.astype(half), params), X.astype(half))
-            return logits.astype(np.float32)
+            return train.mixed_forward(spec, params, X, self.compute_np_dtype)
         logits, _ = train.forward(spec, params, X)
         return logits
 

@@ -24,20 +24,30 @@ def forward(spec: MLPSpec | GPTSpec, params: Params, X: np.ndarray):
     return gpt.gpt_forward(spec, params, X) if isinstance(spec, GPTSpec) else mlp.mlp_forward(spec, params, X)
 
 
+def to_half(params: Params, X: np.ndarray, half) -> tuple[Params, np.ndarray]:
+    """Mixed precision's first cast: the float32 master params and the data in the half format."""
+    return map_params(lambda a: a.astype(half), params), X.astype(half)
+
+
+def mixed_forward(spec: MLPSpec, params: Params, X: np.ndarray, half) -> np.ndarray:
+    """The logits of the float32 params run in the half format, returned in float32."""
+    logits, _ = forward(spec, *to_half(params, X, half))
+    return logits.astype(np.float32)
+
+
 def mixed_loss_and_grads(spec: MLPSpec, params: Params, X, y, half, need_loss: bool = True, scale: float = 1.0):
     """Mixed precision by hand: the float32 master params and the data cast to the half format `half`,
     the forward and backward there, the loss and dL/dŷ from the half logits in float32, and every
     gradient cast back to float32 for the update. Each cast is here, where it happens. With a loss
     `scale` S (shared.precision), the backward starts from S·dL/dŷ, so small gradients stay inside the
     half format's range, and the float32 gradients are divided by S again."""
-    to_half = lambda a: a.astype(half)  # noqa: E731
-    half_params = map_params(to_half, params)
-    y_hat, cache = mlp.mlp_forward(spec, half_params, to_half(X))  # (n, k) in the half format
+    half_params, half_X = to_half(params, X, half)
+    y_hat, cache = mlp.mlp_forward(spec, half_params, half_X)  # (n, k) in the half format
     logits = y_hat.astype(np.float32)  # the loss in float32, from the half logits
     target = y if y.dtype.kind in "iu" else y.astype(np.float32)
     loss_forward, loss_backward = mlp.LOSSES[spec.loss]
     loss = loss_forward(logits, target) if need_loss else None
-    dY = to_half(loss_backward(logits, target) * scale)  # scaled, then back to the half format for the backward
+    dY = (loss_backward(logits, target) * scale).astype(half)  # scaled, then back to the half format for the backward
     grads = mlp.mlp_backward(spec, half_params, cache, dY)
     return loss, map_params(lambda g: g.astype(np.float32) / np.float32(scale), grads)  # float32, unscaled
 

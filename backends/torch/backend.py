@@ -104,9 +104,10 @@ def read_optimizer_state(spec: MLPSpec | GPTSpec, opt: torch.optim.Optimizer, mo
     (no step taken) reads as zeros, which is what it starts from."""
     tensors = model.canonical()
     per_tensor = {name: opt.state.get(tensor, {}) for name, (tensor, _) in tensors.items()}
-    momentum = opt.param_groups[0].get("momentum", 0)
-    buffers = ["velocity"] if isinstance(opt, torch.optim.SGD) and momentum else []
-    buffers = ["m", "v"] if not isinstance(opt, torch.optim.SGD) else buffers
+    if isinstance(opt, torch.optim.SGD):
+        buffers = ["velocity"] if opt.param_groups[0]["momentum"] else []
+    else:  # Adam, AdamW
+        buffers = ["m", "v"]
     state = {}
     for ours in buffers:
 
