@@ -37,7 +37,7 @@ class TrainingDiverged(FloatingPointError):
     overflowed them), and `trajectory` the run up to that step, with the last finite params."""
 
     def __init__(self, step: int, quantity: str, value: float, trajectory: Trajectory, hint: str = ""):
-        self.step, self.quantity, self.value, self.trajectory = step, quantity, value, trajectory
+        self.step, self.quantity, self.value, self.trajectory, self.hint = step, quantity, value, trajectory, hint
         what = (
             f"its update made the parameters non-finite ({value})"
             if quantity == "parameters"
@@ -47,6 +47,9 @@ class TrainingDiverged(FloatingPointError):
             f"training diverged at step {step}: {what}. {hint}"
             "Pass on_nonfinite='stop' to get the trajectory up to that step instead of this error."
         )
+
+    def __reduce__(self):  # pickled whole (a data-parallel worker sends it back to the parent), trajectory included
+        return type(self), (self.step, self.quantity, self.value, self.trajectory, self.hint)
 
 
 @dataclass
