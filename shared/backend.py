@@ -29,6 +29,7 @@ import numpy as np
 
 from shared.continuation import cast_state, check_continuation, check_same_spec, joined
 from shared.optim import Optimizer, check_optimizer_fits
+from shared.parallel import DataParallel, check_workers
 from shared.params import Params, check_params, map_params, named_leaves, tree_leaves
 from shared.precision import DynamicLossScale, ScaleTracker, underflow_message
 from shared.spec import GPTSpec, MLPSpec, spec_to_dict
@@ -54,7 +55,7 @@ CHUNK = 1000
 progress updates and divergence checks (JAX runs each chunk as one compiled loop)."""
 
 
-class Backend(ABC):
+class Backend(DataParallel, ABC):
     """One framework's implementation of the MLP, behind the shared numpy interface."""
 
     name: ClassVar[str]
@@ -183,6 +184,9 @@ class Backend(ABC):
         progress: bool | None = None,
         record_losses: int | None = 1,
         loss_scale: DynamicLossScale | None = None,
+        workers: int = 1,
+        all_reduce: str | None = None,
+        accumulate: int = 1,
     ) -> Trajectory:
         """Train from `params` for `steps` updates and return the Trajectory.
 
@@ -207,6 +211,12 @@ class Backend(ABC):
         loss_scale: a shared.precision.DynamicLossScale (mixed precision only): the backward of the
             scaled loss, a step with non-finite unscaled gradients skipped (its grad norm recorded as 0),
             the scale grown and shrunk by the rule; meta["loss_scale"] records it and the skipped steps.
+        workers: data parallelism (shared/parallel.py): N replicas, each the gradient of its 1/N of every
+            global minibatch (`batch_size` is the global batch, a multiple of N), averaged by an all-reduce
+            before every update. meta records "workers", "all_reduce" and the bytes each all-reduce sends.
+        all_reduce: how the workers average (the backend's `all_reduces`; None: its first).
+        accumulate: gradient accumulation: each step's batch (each worker's shard of it) in this many
+            equal micro-batches, one backward each, their gradients averaged before the one update.
         """
         self._check_trains(loss_scale)
         prior = params if isinstance(params, Trajectory) else None
@@ -223,19 +233,27 @@ class Backend(ABC):
         opt_state, start, scaling = self._continue_from(
             prior, spec, optimizer, batch_size, seed, record_losses, loss_scale
         )
+        workers, engine = check_workers(workers, all_reduce, batch_size or len(X), self, loss_scale, accumulate)
+        if workers > 1 and self._replica is None:  # this process starts the workers; each runs this train
+            args = dict(spec=spec, params=params if prior is None else prior, X=X, y=y, optimizer=optimizer)
+            args |= dict(steps=steps, batch_size=batch_size, seed=seed, record_every=record_every, progress=progress)
+            args |= dict(on_nonfinite=on_nonfinite, record_losses=record_losses, accumulate=accumulate)
+            return self._train_replicas(workers, engine, args)
+        X, y = self._own_rows(X, y, batch_size)
         schedule = None if batch_size is None else MinibatchSchedule(len(X), batch_size, seed)
         end = start + steps
         run = RunRecord(len(recorded_steps(start, end, record_losses)), self.np_dtype, start)
 
         start_time = time.perf_counter()
         with self._compute(spec, batch_size or len(X)):
-            state = self._train_begin(spec, params, X, y, optimizer, opt_state, scaling)
+            state = self._train_begin(spec, params, X, y, optimizer, opt_state, scaling, accumulate)
             with progress_bar(steps, progress, f"{self.name} {self.dtype}") as bar:
                 while run.done < end and not run.diverged:
                     bar.update(self._train_chunk(state, run, end, schedule, record_every, record_losses))
             final_params, final_state = self._train_params(state), self._train_optimizer_state(state)
         meta = self._run_meta(spec, optimizer, steps, batch_size or len(X), seed, time.perf_counter() - start_time)
         meta |= {"batch_size": batch_size, "record_every": record_every, "record_losses": record_losses}
+        meta |= self._replica_meta(n_params, itemsize) | ({"accumulate": accumulate} if accumulate > 1 else {})
         if loss_scale is not None:
             meta["loss_scale"] = state["scaling"].record(prior.meta.get("loss_scale") if prior is not None else None)
         traj = run.trajectory(final_params, record_losses, meta, final_state)
@@ -312,6 +330,8 @@ class Backend(ABC):
         if record_every:
             stop = min(stop, (done // record_every + 1) * record_every)
         batches = None if schedule is None else schedule.rows(done, stop)  # (stop - done, b)
+        if self._replica is not None:
+            batches = self._replica.shard(batches)  # (stop - done, b / workers): this worker's columns
         record = recorded_steps(done, stop, record_losses)  # the chunk's steps that keep a loss
         saved = self._train_save(state)
         losses, norms = self._train_steps(state, stop - done, batches, record)
@@ -367,7 +387,9 @@ class Backend(ABC):
         """Every block's P (n, h, t, t), arrays numpy can read."""
 
     @abstractmethod
-    def _train_begin(self, spec, params, X, y, optimizer: Optimizer, opt_state: dict | None, scaling=None) -> Any:
+    def _train_begin(
+        self, spec, params, X, y, optimizer: Optimizer, opt_state: dict | None, scaling=None, accumulate=1
+    ):
         """Convert everything to the backend's own arrays, once, and build its optimizer, fresh or (for
         a continued run) holding `opt_state`, a canonical optimizer state (shared.continuation) in this
         backend's dtype. Returns the training state that `_train_steps` advances."""

@@ -14,6 +14,8 @@ changes nothing outside it. float32 stays float32 inside the scope: the arrays a
 from __future__ import annotations
 
 import copy
+import os
+import time
 from contextlib import ExitStack
 from functools import partial
 
@@ -22,9 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from backends.jax import gpt, optim, train
+from backends.jax import gpt, optim, parallel, train
 from shared.backend import CHUNK, Backend
 from shared.optim import Optimizer
+from shared.parallel import Replica, run_workers
 
 LENGTHS = tuple(10**k for k in range(len(str(CHUNK))))  # (1, 10, 100, 1000)
 """Minibatch rows reach a compiled chunk padded to one of these lengths (its shape is part of the
@@ -50,9 +53,24 @@ def padded_rows(batches: np.ndarray | None, n: int):
     return jnp.asarray(rows)
 
 
-@partial(jax.jit, static_argnames=("spec", "structure", "keep", "half"))
+@partial(jax.jit, static_argnames=("spec", "structure", "keep", "half", "mesh", "accumulate"))
 def train_chunk(
-    params, opt_state, X, y, batches, n, first, every, kept, *, spec, structure: Optimizer, keep: str, half=None
+    params,
+    opt_state,
+    X,
+    y,
+    batches,
+    n,
+    first,
+    every,
+    kept,
+    *,
+    spec,
+    structure: Optimizer,
+    keep: str,
+    half=None,
+    mesh=None,
+    accumulate=1,
 ):
     """n training steps in one compiled call. Steps first, first + every, ... (`kept` of them) also
     compute their loss and gradient norm; the others only their gradient and update. `batches` is
@@ -63,24 +81,30 @@ def train_chunk(
     n and the pattern are traced, so every chunk length and every record_losses stride share the
     compile; the loops have traced bounds (lax.fori_loop → a while loop), so no step is padding. The
     static `keep` picks the loop structure, one compile each when used: "none" (no loss kept: the
-    bare loop, nothing else per step), "every" (every step's), "strided" (one in `every`)."""
+    bare loop, nothing else per step), "every" (every step's), "strided" (one in `every`). A `mesh`
+    makes every step data-parallel over its devices (parallel.py); `accumulate` > 1 sums each step's
+    gradient over that many micro-batches (train.accumulated)."""
     dtype = jax.tree.leaves(params)[0].dtype
     tx = optim.make_optimizer(structure, dtype)  # its values come from opt_state
     loss_fn = train.loss_fn if half is None else partial(train.mixed_loss_fn, half=half)  # mixed: float32 params
+    value_and_grad = parallel.value_and_grad(loss_fn, mesh)  # jax.value_and_grad, or its pmean over the mesh
+    value_and_grad = train.accumulated(value_and_grad, accumulate)  # (itself when accumulate is 1)
+    plain = mesh is None and accumulate == 1
+    grad = jax.grad(loss_fn, argnums=1) if plain else lambda *args: value_and_grad(*args)[1]
 
     def batch(i):
         return (X, y) if batches is None else (X[batches[i]], y[batches[i]])  # (b, ...), (b, ...)
 
     def step(i, carry):  # a step whose loss nobody keeps: the gradient and the update, nothing else
         params, opt_state = carry
-        grads = jax.grad(loss_fn, argnums=1)(spec, params, *batch(i))
+        grads = grad(spec, params, *batch(i))
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
     def kept_step(j, carry):  # the j-th kept step (step first + j·every), and in "strided" the steps up to the next
         params, opt_state, losses, norms = carry
         i = first + j * every
-        loss, grads = jax.value_and_grad(loss_fn, argnums=1)(spec, params, *batch(i))
+        loss, grads = value_and_grad(spec, params, *batch(i))
         losses, norms = losses.at[j].set(loss), norms.at[j].set(optax.tree.norm(grads))
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
@@ -168,6 +192,31 @@ class JaxBackend(Backend):
 
     name = "jax"
     devices = ("cpu", "gpu")
+    all_reduces = ("pmean",)
+    _mesh = None  # a data-parallel run's devices (parallel.batch_mesh), else None
+
+    def _train_replicas(self, workers, engine, kwargs):
+        """One process drives N devices: here if this process has them, else in one fresh process
+        started with N host devices (XLA reads the flag only when JAX starts)."""
+        found = jax.devices(self.device)
+        if len(found) >= workers:
+            self._replica, self._mesh = Replica(None, workers, engine), parallel.batch_mesh(found[:workers])
+            try:
+                return self.train(**kwargs, workers=workers, all_reduce=engine)
+            finally:
+                self._replica = self._mesh = None
+        if self.device != "cpu":
+            raise ValueError(f"workers={workers} needs {workers} {self.device} devices; JAX sees {len(found)}")
+        flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={workers}".strip()
+        started = time.perf_counter()
+        (traj,) = run_workers(
+            parallel.train_on_devices,
+            [(self, workers, engine, kwargs)],
+            env={"XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"},
+            name="jax process",
+        )
+        traj.meta["launch_wall_time_s"] = time.perf_counter() - started
+        return traj
 
     def _forward(self, spec, params, X):
         if self.precision == "mixed":
@@ -183,7 +232,7 @@ class JaxBackend(Backend):
     def _attention_maps(self, spec, params, X):
         return attention_maps(spec, params, jnp.asarray(X))
 
-    def _train_begin(self, spec, params, X, y, optimizer, opt_state, scaling=None):
+    def _train_begin(self, spec, params, X, y, optimizer, opt_state, scaling=None, accumulate=1):
         params = jax.tree.map(jnp.asarray, params)
         state = optim.make_optimizer(optimizer, self.np_dtype).init(params)  # holds lr, betas, ...
         return dict(
@@ -196,6 +245,8 @@ class JaxBackend(Backend):
                 spec=spec,
                 structure=optim.optimizer_structure(optimizer),
                 half=self.dtype if self.precision == "mixed" else None,
+                mesh=self._mesh,
+                accumulate=accumulate,
             ),
         )
 

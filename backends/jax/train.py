@@ -38,6 +38,26 @@ def mixed_loss_fn(spec: MLPSpec | GPTSpec, params: Params, X: jax.Array, y: jax.
     return mlp.LOSSES[spec.loss](logits.astype(jnp.float32), y)
 
 
+def accumulated(value_and_grad, k: int):
+    """Gradient accumulation: value_and_grad over the batch in k equal micro-batches, one after the
+    other under lax.scan (a loop XLA keeps: only one micro-batch's activations alive at a time), the
+    losses and gradients summed and divided by k: the whole batch's mean. k = 1: value_and_grad itself."""
+    if k == 1:
+        return value_and_grad
+
+    def over_micro_batches(spec, params, X, y):
+        micro = jax.tree.map(lambda a: a.reshape(k, a.shape[0] // k, *a.shape[1:]), (X, y))  # (k, b / k, ...)
+
+        def add(total, batch):
+            return jax.tree.map(jnp.add, total, value_and_grad(spec, params, *batch)), None
+
+        zero = (jnp.zeros((), jax.tree.leaves(params)[0].dtype), jax.tree.map(jnp.zeros_like, params))
+        (loss, grads), _ = jax.lax.scan(add, zero, micro)
+        return loss / k, jax.tree.map(lambda g: g / k, grads)
+
+    return over_micro_batches
+
+
 forward = jax.jit(model, static_argnums=0)
 loss_and_grads = jax.jit(jax.value_and_grad(loss_fn, argnums=1), static_argnums=0)
 mixed_loss_and_grads = jax.jit(jax.value_and_grad(mixed_loss_fn, argnums=1), static_argnums=(0, 4))

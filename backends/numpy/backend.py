@@ -8,12 +8,12 @@ shared.backend replay a chunk that blew up.
 from __future__ import annotations
 
 import copy
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from functools import partial
 
 import numpy as np
 
-from backends.numpy import gpt, optim, train
+from backends.numpy import gpt, optim, parallel, train
 from shared.backend import Backend
 from shared.params import from_leaves, map_params, tree_leaves
 
@@ -25,6 +25,21 @@ class NumpyBackend(Backend):
     single_thread_below = 1e7
     """Measured on 2 quiet cores (float32 SGD, steps/s with 2 BLAS threads ÷ 1): xor 0.99, small (4.5e5
     FLOPs/step) 0.98, medium (1.6e8) 1.6–1.7, large (8.6e9) 1.6: one thread below ~1e7 FLOPs a step."""
+
+    all_reduces = ("ring",)
+    _ring: parallel.Ring | None = None  # this worker's place in a data-parallel run's ring
+
+    @contextmanager
+    def _replica_group(self, workers):
+        yield parallel.ring_pipes(workers)
+
+    def _join(self, replica, comm):
+        super()._join(replica, comm)
+        self._ring = parallel.Ring(replica.rank, replica.workers, *comm)
+
+    def _leave(self):
+        super()._leave()
+        self._ring = None
 
     def _limit_threads(self, n):
         if n is None:
@@ -53,7 +68,7 @@ class NumpyBackend(Backend):
     def _attention_maps(self, spec, params, X):
         return gpt.attention_maps(spec, params, X)
 
-    def _train_begin(self, spec, params, X, y, optimizer, opt_state, scaling=None):
+    def _train_begin(self, spec, params, X, y, optimizer, opt_state, scaling=None, accumulate=1):
         params = map_params(np.copy, params)  # ours to update in place
         leaves = tree_leaves(params)  # the same arrays, as the flat list the optimizer updates
         opt_state = {k: v if k == "t" else tree_leaves(v) for k, v in (opt_state or {}).items()}  # flat, too
@@ -63,8 +78,9 @@ class NumpyBackend(Backend):
             leaves=leaves,
             X=X,
             y=y,
-            loss_and_grads=self._model_loss_and_grads(spec),
+            loss_and_grads=train.accumulated(self._model_loss_and_grads(spec), accumulate),  # (itself at 1)
             scaling=scaling,  # a shared.precision.ScaleTracker, or None
+            ring=self._ring,  # data parallel: this worker's ring (parallel.py), else None
             opt=optim.make_optimizer(optimizer, leaves, opt_state),  # looked up now: a switched-on bug can replace it
         )
 
@@ -81,6 +97,8 @@ class NumpyBackend(Backend):
                 if scaling is None:
                     loss, grads = model_loss_and_grads(spec, params, Xb, yb, need_loss=recorded)
                     grads, applied = tree_leaves(grads), True
+                    if state["ring"] is not None:  # data parallel: the mean over every worker's shard
+                        loss, grads = parallel.mean_over_workers(state["ring"], loss, grads)
                 else:  # loss scaling: a step whose unscaled gradients are not finite is skipped
                     loss, grads = model_loss_and_grads(spec, params, Xb, yb, need_loss=recorded, scale=scaling.scale)
                     grads = tree_leaves(grads)

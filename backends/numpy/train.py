@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from backends.numpy import gpt, mlp
-from shared.params import Params, map_params, tree_leaves
+from shared.params import Params, from_leaves, map_params, tree_leaves
 from shared.spec import GPTSpec, MLPSpec
 
 
@@ -50,6 +50,27 @@ def mixed_loss_and_grads(spec: MLPSpec, params: Params, X, y, half, need_loss: b
     dY = (loss_backward(logits, target) * scale).astype(half)  # scaled, then back to the half format for the backward
     grads = mlp.mlp_backward(spec, half_params, cache, dY)
     return loss, map_params(lambda g: g.astype(np.float32) / np.float32(scale), grads)  # float32, unscaled
+
+
+def accumulated(loss_and_grads, k: int):
+    """Gradient accumulation: loss_and_grads over the batch in k equal micro-batches, one forward and
+    backward each, the gradients summed as they come and divided by k at the end. Each micro-batch's
+    loss is its own mean, so the mean of the k is the whole batch's loss and gradient (up to the order
+    of the sum), with only 1/k of the activations alive at a time. k = 1: loss_and_grads itself."""
+    if k == 1:
+        return loss_and_grads
+
+    def over_micro_batches(spec, params, X, y, need_loss=True):
+        total_loss, total = 0.0, None
+        for Xm, ym in zip(np.split(X, k), np.split(y, k)):  # (b / k, ...) each
+            loss, grads = loss_and_grads(spec, params, Xm, ym, need_loss=need_loss)
+            grads = tree_leaves(grads)
+            total = grads if total is None else [t + g for t, g in zip(total, grads)]
+            total_loss = total_loss + loss if need_loss else None
+        mean_loss = None if total_loss is None else total_loss / k
+        return mean_loss, from_leaves(spec, [t / k for t in total])
+
+    return over_micro_batches
 
 
 def global_norm(grads: list[np.ndarray]) -> float:

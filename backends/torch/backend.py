@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import tempfile
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from backends.torch import gpt, mlp, optim, train
+from backends.torch import gpt, mlp, optim, parallel, train
 from shared.backend import Backend
 from shared.params import Params, named_leaves, unflatten_named
 from shared.spec import GPTSpec, MLPSpec
@@ -145,6 +147,25 @@ class TorchBackend(Backend):
         super().__init__(dtype, device, threads, precision)
         self.torch_dtype = getattr(torch, self.param_dtype)  # the module's params: float32 in mixed precision
 
+    all_reduces = ("ddp", "all_reduce")
+
+    @contextmanager
+    def _replica_group(self, workers):
+        if self.device == "cuda" and torch.cuda.device_count() < workers:
+            raise ValueError(
+                f"workers={workers} on cuda needs one GPU per worker; torch sees {torch.cuda.device_count()}"
+            )
+        with tempfile.TemporaryDirectory(prefix="trigrad-torch-") as folder:  # the rendezvous file, removed after
+            yield [str(Path(folder) / "rendezvous")] * workers
+
+    def _join(self, replica, comm):
+        super()._join(replica, comm)
+        parallel.join(replica.rank, replica.workers, comm, self.device)
+
+    def _leave(self):
+        super()._leave()
+        parallel.leave()
+
     def _autocast(self):
         """Mixed precision, torch's way: torch.autocast runs the linear layers in the half format (and
         what follows them on their half outputs) while the params stay float32; outside it, nothing."""
@@ -203,7 +224,7 @@ class TorchBackend(Backend):
         model = build_model(spec, params, self.torch_dtype, self.device)
         return [to_numpy(P) for P in gpt.attention_maps(model, to_torch(X, self.device))]  # (n, h, t, t) each
 
-    def _train_begin(self, spec, params, X, y, optimizer, opt_state, scaling=None):
+    def _train_begin(self, spec, params, X, y, optimizer, opt_state, scaling=None, accumulate=1):
         model = build_model(spec, params, self.torch_dtype, self.device)
         opt = optim.make_optimizer(optimizer, model)
         if opt_state is not None:
@@ -213,9 +234,12 @@ class TorchBackend(Backend):
             scaler=None if scaling is None else grad_scaler(scaling, self.device),  # torch's own loss scaling
             spec=spec,
             model=model,
+            forward=model if self._replica is None else parallel.wrap(model, self._replica.engine),  # DDP or the module
+            average=self._replica is not None and self._replica.engine == "all_reduce",  # the all-reduce by hand
             weights=list(model.parameters()),  # listed once: model.parameters() walks the module tree
             opt=opt,
             loss_fn=train.loss_fn(spec),
+            accumulate=accumulate,  # micro-batches per step (train.accumulate_gradients)
             X=to_torch(X, self.device),  # placed once for the whole run
             y=to_torch(y, self.device),
         )
@@ -225,23 +249,30 @@ class TorchBackend(Backend):
         backward and step: no .item() inside the loop (on a GPU each would wait for the device), one
         transfer per chunk. A blow-up is found by Backend.train's check of the chunk, which replays it
         step by step; one loop for every device."""
-        model, weights, opt, loss_fn, scaler = (state[k] for k in ("model", "weights", "opt", "loss_fn", "scaler"))
+        forward, weights, opt, loss_fn, scaler = (state[k] for k in ("forward", "weights", "opt", "loss_fn", "scaler"))
         X, y = state["X"], state["y"]
         batches = None if batches is None else to_torch(batches, self.device)  # once per chunk of steps
         losses, norms = [], []
         for i in range(n):
             Xb, yb = (X, y) if batches is None else (X[batches[i]], y[batches[i]])  # (b, d), (b, ...)
             opt.zero_grad()
-            with self._autocast():  # (nothing, unless mixed precision)
-                y_hat = model(Xb)
-            loss = loss_fn(y_hat.to(self.torch_dtype), yb)  # mixed: the loss in float32
+            if state["accumulate"] > 1:  # k micro-batches, their gradients summed in .grad
+                k = state["accumulate"]
+                loss = train.accumulate_gradients(forward, loss_fn, Xb, yb, k, self._autocast, self.torch_dtype)
+            else:
+                with self._autocast():  # (nothing, unless mixed precision)
+                    y_hat = forward(Xb)  # the module (or DDP around it)
+                loss = loss_fn(y_hat.to(self.torch_dtype), yb)  # mixed: the loss in float32
             if scaler is None:
-                loss.backward()
+                if state["accumulate"] == 1:
+                    loss.backward()  # (DDP: the gradients averaged over the workers as it runs)
+                if state["average"]:
+                    parallel.average_gradients(weights)
             else:  # GradScaler: backward of S·loss, the gradients divided by S again before the norm
                 scaler.scale(loss).backward()
                 scaler.unscale_(opt)
             if i in record:  # the norm only where it is kept
-                losses.append(loss.detach())
+                losses.append(loss.detach() if self._replica is None else parallel.mean_over_workers(loss))
                 norms.append(torch.nn.utils.get_total_norm([w.grad for w in weights]))
             if scaler is None:
                 opt.step()

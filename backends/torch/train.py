@@ -6,8 +6,11 @@ tests/backends/test_reference_step.py holds it to the same params, bit for bit.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from backends.torch import gpt, mlp
 from shared.spec import GPTSpec, MLPSpec
@@ -16,6 +19,24 @@ from shared.spec import GPTSpec, MLPSpec
 def loss_fn(spec: MLPSpec | GPTSpec):
     """The loss of an MLPSpec by name; a GPT's is next-token cross-entropy over every position."""
     return gpt.softmax_ce if isinstance(spec, GPTSpec) else mlp.LOSSES[spec.loss]
+
+
+def accumulate_gradients(forward, loss_fn, X: torch.Tensor, y: torch.Tensor, k: int, autocast, dtype):
+    """Gradient accumulation, torch's idiom: k micro-batches, one backward each, and .grad adds them
+    up (backward accumulates by design, which is why a step starts with zero_grad). Each micro-batch's
+    mean loss is divided by k first, so the sum is the whole batch's mean. Under DDP, no_sync() skips
+    the all-reduce on every backward but the last: one all-reduce a step, of the accumulated gradient.
+    Returns the batch's loss (detached)."""
+    total = torch.zeros((), dtype=dtype, device=X.device)
+    for j, (Xm, ym) in enumerate(zip(X.chunk(k), y.chunk(k))):  # (b / k, ...) each
+        last = j == k - 1
+        with forward.no_sync() if isinstance(forward, DistributedDataParallel) and not last else nullcontext():
+            with autocast():  # (nothing, unless mixed precision)
+                y_hat = forward(Xm)
+            loss = loss_fn(y_hat.to(dtype), ym) / k
+            loss.backward()  # adds this micro-batch's share into every .grad
+        total += loss.detach()
+    return total
 
 
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, loss, X: torch.Tensor, y: torch.Tensor):

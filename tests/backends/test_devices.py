@@ -112,3 +112,29 @@ def test_the_gpt_on_a_gpu_agrees_with_numpy(accelerator):
     assert result.ok, result.message(f"GPT {name} on {device} vs numpy, grads float32")
     traj = gpu.train(GPT, params, X, Y, Adam(1e-2), steps=20)
     assert traj.losses[-1] < traj.losses[0]
+
+
+def test_data_parallel_on_gpus_follows_one_gpu(accelerator):
+    """torch: one process per GPU, NCCL; JAX: one process, a Mesh over the GPUs (backends/*/parallel.py)."""
+    name, device = accelerator
+    if _count(name) < 2:
+        pytest.skip(f"data parallelism on {device} needs 2 {device} devices; this machine has {_count(name)}")
+    params, X, y = make_problem(SPEC, n=32)
+    be = get_backend(name, "float64", device)
+    one = be.train(SPEC, params, X, y, SGD(0.1, momentum=0.9), 20, batch_size=16)
+    two = be.train(SPEC, params, X, y, SGD(0.1, momentum=0.9), 20, batch_size=16, workers=2)
+    result = compare(two, one, tolerance("float64", "trajectory"))
+    assert result.ok, result.message(f"{name} on 2 {device} devices vs one")
+
+
+def _count(name: str) -> int:
+    if name == "torch":
+        import torch
+
+        return torch.cuda.device_count()
+    import jax
+
+    try:
+        return len(jax.devices("gpu"))
+    except RuntimeError:
+        return 0
