@@ -32,8 +32,9 @@ $(STAMP): pyproject.toml constraints.txt tools/deps.py
 demo: $(STAMP)
 	$(PY) -m comparisons tour
 
-# The numpy-only check (its own small venv via tox) runs beside the main suite, not after it: on two
-# cores that saves its install and its ~35 s of tests from the wall clock. Its output is kept in
+# The suite runs on both cores (pytest-xdist, -n 2: a worker that runs out of tests takes half of the
+# other's). The numpy-only check (its own small venv via tox) runs beside it, not after it: that
+# saves its install and its ~60 s of tests from the wall clock. Its output is kept in
 # .tox/numpy-only.log and printed after the suite; either one failing fails `make test`, and Ctrl-C
 # stops both.
 test: $(STAMP)
@@ -44,7 +45,7 @@ test: $(STAMP)
 	{ $(PY) -m tox -q -e numpy > .tox/numpy-only.log 2>&1; echo $$? > .tox/numpy-only.rc; } & \
 	numpy_pid=$$!; trap 'kill $$numpy_pid 2>/dev/null; exit 130' INT TERM; \
 	echo "--- the whole suite, every backend"; \
-	$(PY) -m pytest -q; suite=$$?; wait; \
+	$(PY) -m pytest -q -n 2 --dist worksteal; suite=$$?; wait; \
 	echo "--- numpy-only install (tox -e numpy): its output"; \
 	grep -v "WARNING: Location" .tox/numpy-only.log; numpy_only=$$(cat .tox/numpy-only.rc); \
 	echo "--- exit codes: whole suite $$suite, numpy-only $$numpy_only"; \
