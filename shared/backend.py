@@ -247,12 +247,17 @@ class Backend(DataParallel, ABC):
         start_time = time.perf_counter()
         with self._compute(spec, batch_size or len(X)):
             state = self._train_begin(spec, params, X, y, optimizer, opt_state, scaling, accumulate)
+            chunk_times = []  # (steps, seconds) per chunk: the first holds any compile, the rest the steady pace
             with progress_bar(steps, progress, f"{self.name} {self.dtype}") as bar:
                 while run.done < end and not run.diverged:
-                    bar.update(self._train_chunk(state, run, end, schedule, record_every, record_losses))
+                    began = time.perf_counter()
+                    ran = self._train_chunk(state, run, end, schedule, record_every, record_losses)
+                    chunk_times.append([ran, time.perf_counter() - began])
+                    bar.update(ran)
             final_params, final_state = self._train_params(state), self._train_optimizer_state(state)
         meta = self._run_meta(spec, optimizer, steps, batch_size or len(X), seed, time.perf_counter() - start_time)
         meta |= {"batch_size": batch_size, "record_every": record_every, "record_losses": record_losses}
+        meta["chunk_wall_times_s"] = chunk_times
         meta |= self._replica_meta(n_params, itemsize) | ({"accumulate": accumulate} if accumulate > 1 else {})
         if loss_scale is not None:
             meta["loss_scale"] = state["scaling"].record(prior.meta.get("loss_scale") if prior is not None else None)

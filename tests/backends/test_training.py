@@ -328,3 +328,13 @@ def test_a_learning_rate_sweep_compiles_one_training_chunk():
     assert jax_backend.train_chunk._cache_size() - before == 3
     be.train(spec, params, data.X, y, Adam(0.1), steps=7)  # another optimizer type: a new compile
     assert jax_backend.train_chunk._cache_size() - before == 4
+
+
+def test_meta_times_each_chunk(backend_name):
+    """meta["chunk_wall_times_s"]: [steps, seconds] per chunk (a chunk ends at each snapshot), which
+    the data-parallel lesson reads to leave the first chunk (JAX's compile) out of a step's time."""
+    params, X, y = xor_problem()
+    traj = get_backend(backend_name).train(XOR_SPEC, params, X, y, SGD(0.1), steps=25, record_every=10)
+    chunks = traj.meta["chunk_wall_times_s"]
+    assert [steps for steps, _ in chunks] == [10, 10, 5]
+    assert all(seconds > 0 for _, seconds in chunks) and sum(s for _, s in chunks) <= traj.meta["wall_time_s"]
