@@ -39,6 +39,10 @@ GROUPS = {
             "comparisons.lessons.precision",
             "float32, bfloat16 and float16 mixed precision against float64: the format or the framework?",
         ),
+        "data-parallel": (
+            "comparisons.lessons.data_parallel",
+            "N workers with B/N each follow one process with B; bytes per all-reduce against time per step",
+        ),
         "learning-rates": ("comparisons.lessons.learning_rates", "too small is slow, too large diverges"),
         "seeds": ("comparisons.lessons.seeds", "different seeds, different solutions (up to symmetry), some stuck"),
         "noise": (

@@ -22,7 +22,7 @@ from comparisons.core.options import backend_list, int_range, output_file
 from shared.spec import ACTIVATIONS, LOSSES
 
 BACKENDS_DIR = Path(__file__).resolve().parents[2] / "backends"
-MODULES = ("mlp", "optim", "train", "backend")
+MODULES = ("mlp", "optim", "train", "parallel", "backend")
 """Where a symbol is looked for, in each backend's folder (backends/numpy/, ...), first match wins: the
 same file names in all three. The GPT's concepts look in gpt.py first."""
 GPT_MODULES = ("gpt", *MODULES)
@@ -79,6 +79,18 @@ CONCEPTS: dict[str, tuple[str, dict[str, list[str]]]] = {
     "train_step": (
         "one training step: the loss, every gradient, the optimizer's update (train.py)",
         {"numpy": ["train_step"], "torch": ["loss_fn", "train_step"], "jax": ["loss_fn", "train_step"]},
+    ),
+    "all_reduce": (
+        "data parallelism: every worker's gradient averaged by an all-reduce (parallel.py; train(..., workers=N))",
+        {
+            "numpy": ["Ring.all_reduce_mean", "Ring._exchange", "mean_over_workers"],
+            "torch": ["join", "wrap", "average_gradients"],
+            "jax": ["batch_mesh", "value_and_grad"],
+        },
+    ),
+    "accumulate": (
+        "gradient accumulation: k micro-batches, one backward each, one update (train(..., accumulate=k))",
+        {"numpy": ["accumulated"], "torch": ["accumulate_gradients"], "jax": ["accumulated"]},
     ),
     "engine_loop": (
         "the engine's loop: train_step run n at a time, keeping the recorded losses and norms (backend.py)",

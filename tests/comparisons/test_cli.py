@@ -85,6 +85,10 @@ BAD_OPTIONS = [
     ("comparisons noise", ["--steps", "1000000000000"], "--steps"),
     ("comparisons precision", ["--steps", "0"], "--steps"),
     ("comparisons precision", ["--seeds", "0"], "--seeds"),
+    ("comparisons data-parallel", ["--steps", "5000"], "--steps"),  # every step's params are kept
+    ("comparisons data-parallel", ["--widths", "16,x"], "--widths"),
+    ("comparisons data-parallel", ["--widths", "100000"], "--widths"),
+    ("comparisons data-parallel", ["--backends", "numpy,mxnet"], "--backends"),
     ("comparisons noise", ["--n", "1000000000000"], "--n"),  # used to allocate 7 TiB
     ("comparisons noise", ["--seeds", "1000000000"], "--seeds"),
     ("comparisons noise", ["--widths", "2,1000000000"], "--widths"),

@@ -310,6 +310,10 @@ COMMAND_RUNS = {
     "seeds": (["--seeds", "3", "--steps", "200"], ["seeds.png", "seeds.json"]),
     "noise": (["--steps", "100", "--widths", "2,8", "--n", "40", "--seeds", "3"], ["noise.png", "noise.json"]),
     "paths": (["--steps", "50"], ["paths.png", "paths.json"]),
+    "data-parallel": (
+        ["--backends", "numpy", "--steps", "6", "--seeds", "1", "--widths", "8"],
+        ["data-parallel.png", "data-parallel.json"],
+    ),
 }
 
 

@@ -271,3 +271,42 @@ def test_precision_claims_hold_on_fresh_seeds():
         assert verdict in text
     worst = max(abs(s[f]["loss_median"] - s["float64"]["loss_median"]) for f in ("bfloat16-mixed", "float16-mixed"))
     assert f"Mixed precision trains to within {worst:.1e} of float64's loss" in text
+
+
+def test_data_parallel_claims_hold_on_fresh_seeds():
+    from backends import get_backend
+    from comparisons.lessons import data_parallel as dp
+    from shared.data import make_dataset
+    from shared.optim import SGD
+    from shared.params import init_params
+
+    r = dp.run(["numpy"], steps=20, seeds=2, first_seed=FRESH, widths=())
+    text, s = dp.finding(r), dp.summary(r)
+    assert f"seeds {FRESH}–{FRESH + 1}" in text and "Time:" not in text  # no widths timed: no claim about time
+    data = make_dataset("moons", n=dp.N_SAMPLES, noise=0.2, seed=FRESH)  # one gap recomputed from scratch
+    X, y, params = data.X, data.targets(dp.SPEC), init_params(dp.SPEC, seed=FRESH)
+    be, kw = get_backend("numpy", "float32"), dict(batch_size=dp.BATCH, seed=FRESH)
+    one = be.train(dp.SPEC, params, X, y, SGD(dp.LR, dp.MOMENTUM), 20, **kw)
+    four = be.train(dp.SPEC, params, X, y, SGD(dp.LR, dp.MOMENTUM), 20, workers=4, **kw)
+    assert r["runs"][0]["final_gap"]["numpy/float32/4"] == dp.rel_gap(four.params, one.params)
+    for dtype in dp.DTYPES:
+        worst = max(max(run["gaps"][f"numpy/{dtype}/{n}"]) for run in r["runs"] for n in dp.WORKERS)
+        assert f"more than {worst:.1e} apart in float" in text or f"or {worst:.1e} in float32" in text
+        assert worst < 100 * dp.EPS[dtype]  # the finding's claim: the order of the sum, a few ε
+    assert s["float64"]["runs"] == 2 * len(dp.WORKERS)
+
+
+def test_data_parallel_time_claim_follows_the_numbers():
+    from comparisons.lessons import data_parallel as dp
+
+    r = {"backends": ["numpy"], "steps": 1, "seeds": 1, "first_seed": 0, "cpu_count": 2}
+    gaps = {f"numpy/{d}/{n}": [0.0, 1e-16] for d in dp.DTYPES for n in dp.WORKERS}
+    r["runs"] = [
+        {"gaps": gaps, "final_gap": {k: v[-1] for k, v in gaps.items()}, "exact": dict.fromkeys(gaps, False)}
+        | {"final_loss": {k: 0.5 for k in [*gaps, "numpy/float64/1", "numpy/float32/1"]}}
+    ]
+    row = {"backend": "numpy", "width": 16, "n_params": 10, "ring_bytes": 80}
+    r["rows"] = [row | {"ms_per_step_1": 1.0, "ms_per_step_2": 2.0}]
+    assert "Two workers were slower at every width measured" in dp.finding(r) and "numpy 0.50×" in dp.finding(r)
+    r["rows"] = [row | {"ms_per_step_1": 2.0, "ms_per_step_2": 1.0}]
+    assert "Two workers were faster only for numpy" in dp.finding(r) and "numpy 2.00×" in dp.finding(r)
