@@ -37,7 +37,7 @@ def join(rank: int, workers: int, rendezvous: str, device: str = "cpu", timeout_
     """Join the group as `rank` of `workers`: every rank opens the same rendezvous file; a collective
     that waits longer than timeout_s for another rank raises. On the CPU the engine is gloo; on CUDA
     it is NCCL, and rank r computes on GPU r (so "cuda" means this rank's own GPU from here on)."""
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", loopback())  # gloo's sockets on 127.0.0.1 only
+    os.environ["GLOO_SOCKET_IFNAME"] = loopback()  # gloo's sockets on 127.0.0.1 only, whatever the environment says
     if device == "cuda":
         torch.cuda.set_device(rank)
     engine = "nccl" if device == "cuda" else "gloo"

@@ -314,3 +314,21 @@ def _group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the sockets from /proc (Linux)")
+def test_torch_workers_hold_sockets_on_the_loopback_interface_only(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from tests.backends.socket_probe import SocketReportingTorch, is_loopback, other_interface
+
+    monkeypatch.setenv("TRIGRAD_TEST_SOCKETS", str(tmp_path / "sockets"))  # the spawned workers inherit it
+    other = other_interface()  # (eth0 here: the deliberate bug, the user's choice kept, binds there)
+    if other is not None:  # an environment asking gloo for another interface: still the loopback
+        monkeypatch.setenv("GLOO_SOCKET_IFNAME", other)
+    params, X, y = problem()
+    SocketReportingTorch().train(SPEC, params, X, y, OPT, steps=2, batch_size=8, workers=2)
+    for rank in (0, 1):
+        sockets = [line.split() for line in (tmp_path / f"sockets.{rank}").read_text().split("\n") if line]
+        assert sockets, f"worker {rank} holds no TCP socket: gloo's connections were not seen"
+        outside = [address for address, _ in sockets if not is_loopback(address)]
+        assert not outside, f"worker {rank} has sockets bound beyond the loopback interface: {outside}"
