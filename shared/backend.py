@@ -31,9 +31,9 @@ from shared.continuation import cast_state, check_continuation, check_same_spec,
 from shared.optim import Optimizer, check_optimizer_fits
 from shared.parallel import DataParallel, check_workers
 from shared.params import Params, check_params, map_params, named_leaves, tree_leaves
-from shared.precision import DynamicLossScale, ScaleTracker, underflow_message
-from shared.spec import GPTSpec, MLPSpec, spec_to_dict
-from shared.training import MinibatchSchedule, RunRecord, check_train_args, progress_bar, recorded_steps
+from shared.precision import DynamicLossScale, ScaleTracker, check_trains, underflow_message
+from shared.spec import GPTSpec, MLPSpec
+from shared.training import MinibatchSchedule, RunRecord, check_train_args, progress_bar, recorded_steps, run_meta
 from shared.trajectory import TrainingDiverged, Trajectory
 from shared.validation import (
     HALF_DTYPES,
@@ -218,7 +218,7 @@ class Backend(DataParallel, ABC):
         accumulate: gradient accumulation: each step's batch (each worker's shard of it) in this many
             equal micro-batches, one backward each, their gradients averaged before the one update.
         """
-        self._check_trains(loss_scale)
+        check_trains(self, loss_scale)
         prior = params if isinstance(params, Trajectory) else None
         if prior is not None:
             check_same_spec(prior, check_spec(spec))
@@ -255,7 +255,7 @@ class Backend(DataParallel, ABC):
                     chunk_times.append([ran, time.perf_counter() - began])
                     bar.update(ran)
             final_params, final_state = self._train_params(state), self._train_optimizer_state(state)
-        meta = self._run_meta(spec, optimizer, steps, batch_size or len(X), seed, time.perf_counter() - start_time)
+        meta = run_meta(self, spec, optimizer, steps, batch_size or len(X), seed, time.perf_counter() - start_time)
         meta |= {"batch_size": batch_size, "record_every": record_every, "record_losses": record_losses}
         meta["chunk_wall_times_s"] = chunk_times
         meta |= self._replica_meta(n_params, itemsize) | ({"accumulate": accumulate} if accumulate > 1 else {})
@@ -270,19 +270,6 @@ class Backend(DataParallel, ABC):
                 *run.diverged, trajectory=traj, hint=hint if run.diverged[1] != "gradient norm" else ""
             )
         return traj
-
-    def _check_trains(self, loss_scale) -> None:
-        """What this backend cannot train (yet), and a loss scale where it means nothing, refused by name."""
-        if self.dtype in HALF_DTYPES and self.precision == "pure":
-            raise ValueError(
-                f"train in pure {self.dtype} is not supported yet (forward and loss_and_grads are); train in "
-                f"float32 or float64, or in mixed precision: get_backend(name, {self.dtype!r}, precision='mixed')"
-            )
-        if loss_scale is not None and (not isinstance(loss_scale, DynamicLossScale) or self.precision != "mixed"):
-            raise ValueError(
-                "loss_scale must be a shared.precision.DynamicLossScale, and it scales a half-format backward: "
-                f"use precision='mixed'; got {loss_scale!r} on {self!r}"
-            )
 
     def _continue_from(self, prior, spec, optimizer, batch_size, seed, record_losses, loss_scale):
         """(optimizer state, first step, loss-scale tracker): a fresh start at step 0, or `prior`'s
@@ -306,22 +293,6 @@ class Backend(DataParallel, ABC):
         _, full = type(self)("float32", self.device).loss_and_grads(spec, params, X, y)
         if message := underflow_message(tree_leaves(low), tree_leaves(full)):
             warnings.warn(message, UserWarning, stacklevel=3)
-
-    def _run_meta(self, spec, optimizer: Optimizer, steps: int, rows: int, seed: int, wall_time_s: float) -> dict:
-        """What produced a run, for its Trajectory's meta (train adds the batch and recording settings)."""
-        mixed = {"precision": "mixed", "compute_dtype": self.dtype} if self.precision == "mixed" else {}
-        return {
-            "backend": self.name,
-            "dtype": self.param_dtype,  # of the params it holds (float32 master weights in mixed precision)
-            **mixed,
-            "device": self.device,
-            "threads": self.threads_for(spec.step_flops(rows)),
-            "spec": spec_to_dict(spec),
-            "optimizer": optimizer.to_dict(),
-            "seed": seed,
-            "steps": steps,
-            "wall_time_s": wall_time_s,
-        }
 
     def _train_chunk(self, state, run: RunRecord, steps: int, schedule, record_every, record_losses) -> int:
         """One chunk of the run: a snapshot if one is due, then up to CHUNK steps (ending at the next

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from shared.validation import HALF_DTYPES
+
 
 @dataclass(frozen=True)
 class DynamicLossScale:
@@ -90,3 +92,17 @@ def underflow_message(low: list, full: list) -> str | None:
         f"{lost} of {total} gradient entries underflow to 0 in float16 (in float32 they are as large as "
         f"{largest:.1e}): train with loss_scale=shared.precision.DynamicLossScale()"
     )
+
+
+def check_trains(backend, loss_scale) -> None:
+    """What `backend` cannot train (yet), and a loss scale where it means nothing, refused by name."""
+    if backend.dtype in HALF_DTYPES and backend.precision == "pure":
+        raise ValueError(
+            f"train in pure {backend.dtype} is not supported yet (forward and loss_and_grads are); train in "
+            f"float32 or float64, or in mixed precision: get_backend(name, {backend.dtype!r}, precision='mixed')"
+        )
+    if loss_scale is not None and (not isinstance(loss_scale, DynamicLossScale) or backend.precision != "mixed"):
+        raise ValueError(
+            "loss_scale must be a shared.precision.DynamicLossScale, and it scales a half-format backward: "
+            f"use precision='mixed'; got {loss_scale!r} on {backend!r}"
+        )

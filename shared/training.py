@@ -16,6 +16,7 @@ import numpy as np
 
 from shared.optim import Optimizer
 from shared.params import Params
+from shared.spec import spec_to_dict
 from shared.trajectory import Trajectory
 
 ON_NONFINITE = ("raise", "stop")
@@ -180,3 +181,20 @@ def progress_bar(total: int, enabled: bool | None, desc: str):
     except ImportError:  # tqdm is optional: no bar, no error
         return nullcontext(_NoBar())
     return tqdm(total=total, desc=desc, unit="step", delay=2.0, leave=False, file=sys.stderr)
+
+
+def run_meta(backend, spec, optimizer, steps: int, rows: int, seed: int, wall_time_s: float) -> dict:
+    """What produced a run, for its Trajectory's meta (train adds the batch and recording settings)."""
+    mixed = {"precision": "mixed", "compute_dtype": backend.dtype} if backend.precision == "mixed" else {}
+    return {
+        "backend": backend.name,
+        "dtype": backend.param_dtype,  # of the params it holds (float32 master weights in mixed precision)
+        **mixed,
+        "device": backend.device,
+        "threads": backend.threads_for(spec.step_flops(rows)),
+        "spec": spec_to_dict(spec),
+        "optimizer": optimizer.to_dict(),
+        "seed": seed,
+        "steps": steps,
+        "wall_time_s": wall_time_s,
+    }
