@@ -228,12 +228,14 @@ class Backend(DataParallel, ABC):
             len(X), n_params, itemsize, optimizer, steps, batch_size, seed, record_every, on_nonfinite, record_losses
         )
         optimizer = check_optimizer_fits(optimizer, self.np_dtype)
-        if self.precision == "mixed" and self.dtype == "float16" and loss_scale is None:
+        if self.precision == "mixed" and self.dtype == "float16" and loss_scale is None and self._replica is None:
             self._warn_if_gradients_underflow(spec, params, X, y)
         opt_state, start, scaling = self._continue_from(
             prior, spec, optimizer, batch_size, seed, record_losses, loss_scale
         )
-        workers, engine = check_workers(workers, all_reduce, batch_size or len(X), self, loss_scale, accumulate)
+        workers, engine, accumulate = check_workers(
+            workers, all_reduce, batch_size or len(X), self, loss_scale, accumulate
+        )
         if workers > 1 and self._replica is None:  # this process starts the workers; each runs this train
             args = dict(spec=spec, params=params if prior is None else prior, X=X, y=y, optimizer=optimizer)
             args |= dict(steps=steps, batch_size=batch_size, seed=seed, record_every=record_every, progress=progress)

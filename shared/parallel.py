@@ -93,8 +93,8 @@ def worker_threads(workers: int) -> dict[str, str]:
 _ONE = {"workers": "one process, no all-reduce", "accumulate": "one backward a step"}
 
 
-def check_workers(workers, engine, rows: int, backend, loss_scale=None, accumulate=1) -> tuple[int, str]:
-    """(workers, engine) checked: a positive integer that divides the global batch of `rows` samples
+def check_workers(workers, engine, rows: int, backend, loss_scale=None, accumulate=1) -> tuple[int, str, int]:
+    """(workers, engine, accumulate) checked: a positive integer that divides the global batch of `rows` samples
     into equal shards, each of which `accumulate` micro-batches divide again, and an engine `backend`
     has (None: its first); no loss scale beside either."""
     for name, value in (("workers", workers), ("accumulate", accumulate)):
@@ -102,8 +102,9 @@ def check_workers(workers, engine, rows: int, backend, loss_scale=None, accumula
             raise ValueError(f"{name} must be an integer ≥ 1 (1: {_ONE[name]}); got {value!r}")
     if (workers > 1 or accumulate > 1) and loss_scale is not None:
         raise ValueError(
-            "loss_scale with workers > 1 or accumulate > 1 is not supported yet (every replica and micro-batch "
-            "would have to agree on each skipped step): train with workers=1 and accumulate=1, or without a loss scale"
+            f"loss_scale with workers > 1 or accumulate > 1 is not supported yet (every replica and micro-batch "
+            f"would have to agree on each skipped step); got workers={workers}, accumulate={accumulate}: train with "
+            "workers=1 and accumulate=1, or without a loss scale"
         )
     if rows % workers:
         raise ValueError(
@@ -118,14 +119,16 @@ def check_workers(workers, engine, rows: int, backend, loss_scale=None, accumula
         )
     engines = backend.all_reduces
     if workers > 1 and not engines:
-        raise ValueError(f"the {backend.name} backend has no data-parallel engine: train with workers=1")
+        raise ValueError(
+            f"the {backend.name} backend has no data-parallel engine: train with workers=1; got workers={workers}"
+        )
     if engine is None:
         engine = engines[0] if engines else None
     if engine not in engines and (workers > 1 or engine is not None):
         raise ValueError(
             f"all_reduce for the {backend.name} backend must be one of {', '.join(map(repr, engines))}; got {engine!r}"
         )
-    return int(workers), engine
+    return int(workers), engine, int(accumulate)
 
 
 # ---- the launcher: N processes, their results, and nothing left behind ----
@@ -164,7 +167,10 @@ def run_workers(target, per_worker: list[tuple], env: dict[str, str] | None = No
         with environment(**(env or {})):
             for p in procs:
                 p.start()
-        handed = [c for args in per_worker for c in args if isinstance(c, Connection)]
+        handed = [c for args in per_worker for a in args for c in (a if isinstance(a, tuple) else (a,))]
+        handed = [
+            c for c in handed if isinstance(c, Connection)
+        ]  # (a worker's pipe ends: in its args or a tuple there)
         for conn in [write for _, write in pipes] + handed:
             conn.close()  # the parent keeps no pipe end a worker has: a worker that dies reads as end-of-file
         return _collect(procs, [read for read, _ in pipes], name)
@@ -214,10 +220,15 @@ def _collect(procs, reads, name: str) -> list:
                 if isinstance(payload, TrainingDiverged):
                     raise payload  # train's own verdict, with its trajectory: as a one-process run raises it
                 raise WorkerError(
-                    f"{name} {rank} failed: {payload}{_others(procs, rank)}\n{name} {rank}'s traceback:\n{tb}"
+                    f"{name} {rank} failed: {_text(payload)}{_others(procs, rank)}\n{name} {rank}'s traceback:\n{tb}"
                 )
             results[rank] = message[1]
     return results
+
+
+def _text(payload) -> str:
+    """An exception as 'TypeName: message' (a worker's that did not survive pickling is text already)."""
+    return payload if isinstance(payload, str) else f"{type(payload).__name__}: {payload}"
 
 
 def _read(conn):
@@ -246,6 +257,7 @@ def _others(procs, rank: int) -> str:
 
 def stop(procs, grace_s: float = 5.0) -> None:
     """Stop every process still running (terminate, then kill) and reap them all: no orphans."""
+    procs = [p for p in procs if p.pid is not None]  # (a start that failed left the rest unstarted)
     for p in procs:
         if p.is_alive():
             p.terminate()

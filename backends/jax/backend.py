@@ -87,8 +87,7 @@ def train_chunk(
     dtype = jax.tree.leaves(params)[0].dtype
     tx = optim.make_optimizer(structure, dtype)  # its values come from opt_state
     loss_fn = train.loss_fn if half is None else partial(train.mixed_loss_fn, half=half)  # mixed: float32 params
-    value_and_grad = parallel.value_and_grad(loss_fn, mesh)  # jax.value_and_grad, or its pmean over the mesh
-    value_and_grad = train.accumulated(value_and_grad, accumulate)  # (itself when accumulate is 1)
+    value_and_grad = parallel.value_and_grad(loss_fn, mesh, accumulate)  # jax's, or one pmean of it over the mesh
     plain = mesh is None and accumulate == 1
     grad = jax.grad(loss_fn, argnums=1) if plain else lambda *args: value_and_grad(*args)[1]
 

@@ -13,9 +13,13 @@ backend.py's compiled chunk calls `value_and_grad(loss_fn, mesh)` in place of ja
 
 from __future__ import annotations
 
+import os
+
 import jax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
+
+from backends.jax import train
 
 
 def batch_mesh(devices) -> Mesh:
@@ -23,11 +27,13 @@ def batch_mesh(devices) -> Mesh:
     return Mesh(devices, axis_names=("batch",))
 
 
-def value_and_grad(loss_fn, mesh: Mesh | None):
+def value_and_grad(loss_fn, mesh: Mesh | None, accumulate: int = 1):
     """jax.value_and_grad(loss_fn, argnums=1), data-parallel over `mesh` (None: the plain one): each
-    device the loss and gradient of its shard of X and y, then their mean over the devices."""
+    device the loss and gradient of its shard of X and y (in `accumulate` micro-batches: train.accumulated),
+    then one mean over the devices."""
+    local = train.accumulated(jax.value_and_grad(loss_fn, argnums=1), accumulate)  # (itself when accumulate is 1)
     if mesh is None:
-        return jax.value_and_grad(loss_fn, argnums=1)
+        return local
 
     def per_device(spec, params, X, y):  # X, y: this device's shard, (b / N, ...)
         # params arrive replicated (the same on every device). Differentiating with respect to a
@@ -36,7 +42,7 @@ def value_and_grad(loss_fn, mesh: Mesh | None):
         # hides (its update is scale-free) and SGD shows. pcast marks them per-device first, so
         # each device's gradient is its own shard's, and pmean is the one all-reduce.
         params = jax.lax.pcast(params, "batch", to="varying")
-        loss, grads = jax.value_and_grad(loss_fn, argnums=1)(spec, params, X, y)
+        loss, grads = local(spec, params, X, y)
         return jax.lax.pmean((loss, grads), axis_name="batch")  # the all-reduce: the mean over the devices
 
     def sharded(spec, params, X, y):
@@ -53,4 +59,10 @@ def value_and_grad(loss_fn, mesh: Mesh | None):
 
 def train_on_devices(rank: int, backend, workers: int, engine: str, kwargs: dict):
     """The fresh process that has N host devices: the same train, now on them (rank is always 0)."""
+    found = len(jax.devices("cpu"))
+    if found < workers:  # (else train would start yet another process)
+        raise RuntimeError(
+            f"the JAX process started for workers={workers} sees {found} CPU devices: XLA_FLAGS "
+            f"({os.environ.get('XLA_FLAGS', '')!r}) did not take effect"
+        )
     return backend.train(**kwargs, workers=workers, all_reduce=engine)

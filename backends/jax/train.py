@@ -47,12 +47,12 @@ def accumulated(value_and_grad, k: int):
 
     def over_micro_batches(spec, params, X, y):
         micro = jax.tree.map(lambda a: a.reshape(k, a.shape[0] // k, *a.shape[1:]), (X, y))  # (k, b / k, ...)
+        first = value_and_grad(spec, params, *jax.tree.map(lambda a: a[0], micro))  # the sum starts here
 
         def add(total, batch):
             return jax.tree.map(jnp.add, total, value_and_grad(spec, params, *batch)), None
 
-        zero = (jnp.zeros((), jax.tree.leaves(params)[0].dtype), jax.tree.map(jnp.zeros_like, params))
-        (loss, grads), _ = jax.lax.scan(add, zero, micro)
+        (loss, grads), _ = jax.lax.scan(add, first, jax.tree.map(lambda a: a[1:], micro))
         return loss / k, jax.tree.map(lambda g: g / k, grads)
 
     return over_micro_batches

@@ -22,6 +22,7 @@ update; shared/parallel.py starts the workers.
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
 
 import numpy as np
 
@@ -50,24 +51,30 @@ class Ring:
         return flat
 
     def _exchange(self, chunk: np.ndarray) -> np.ndarray:
-        """Send `chunk` to the next worker and return the chunk the previous one sent. A pipe blocks
-        a sender until its reader reads, so if every worker sent first a large chunk would stall the
-        whole ring; worker 0 receives first, which breaks the cycle."""
-        if self.rank == 0:
-            incoming = self._receive(chunk.dtype)
-            self._send(chunk)
-        else:
-            self._send(chunk)
-            incoming = self._receive(chunk.dtype)
+        """Send `chunk` to the next worker and return the chunk the previous one sent. A pipe blocks its
+        sender until the reader has taken a large chunk, so the send runs in a thread while this worker
+        receives: every worker sends and receives at once, and each wait is bounded by timeout_s, so a
+        stuck neighbour on either side is named rather than waited for."""
+        failed = []  # what the sending thread met, if anything
+        sending = threading.Thread(target=self._send, args=(chunk, failed), daemon=True)
+        sending.start()
+        incoming = self._receive(chunk.dtype)
+        sending.join(self.timeout_s)
+        if sending.is_alive():
+            raise WorkerError(
+                f"worker {self.rank}: worker {self.next} took nothing for {self.timeout_s:g} s (stuck or crashed)"
+            )
+        if failed:
+            raise failed[0]
         return incoming
 
-    def _send(self, chunk: np.ndarray) -> None:
+    def _send(self, chunk: np.ndarray, failed: list) -> None:
         try:
             self.to_next.send_bytes(np.ascontiguousarray(chunk).tobytes())
         except (BrokenPipeError, EOFError, OSError) as e:
-            raise WorkerError(
-                f"worker {self.rank}: worker {self.next} is gone (its end of the ring closed: {e})"
-            ) from e
+            failed.append(
+                WorkerError(f"worker {self.rank}: worker {self.next} is gone (its end of the ring closed: {e})")
+            )
 
     def _receive(self, dtype) -> np.ndarray:
         if not self.from_prev.poll(self.timeout_s):

@@ -30,7 +30,10 @@ from shared.parallel import TIMEOUT_S
 def loopback() -> str:
     """The name of the loopback interface ('lo' on Linux, 'lo0' on macOS), for gloo to bind to."""
     names = [name for _, name in socket.if_nameindex()]
-    return next((n for n in ("lo", "lo0") if n in names), names[0] if names else "lo")
+    found = next((n for n in ("lo", "lo0") if n in names), None)
+    if found is None:
+        raise RuntimeError(f"no loopback interface ('lo' or 'lo0') for gloo to bind to; interfaces: {names}")
+    return found
 
 
 def join(rank: int, workers: int, rendezvous: str, device: str = "cpu", timeout_s: float = TIMEOUT_S) -> None:
