@@ -146,7 +146,7 @@ def joined(prior, new):
     are `new`'s. meta["segments"] lists each call's backend, steps, optimizer and wall time."""
 
     def segment(meta: dict, steps: int) -> dict:
-        keys = ("backend", "device", "optimizer", "wall_time_s")
+        keys = ("backend", "device", "optimizer", "wall_time_s", "workers", "all_reduce", "accumulate")
         return {"steps": steps, **{k: meta[k] for k in keys if k in meta}}
 
     segments = prior.meta.get("segments") or [segment(prior.meta, prior.steps_run)]

@@ -159,9 +159,13 @@ def test_a_run_continues_data_parallel():
     params, X, y = problem()
     be = get_backend("numpy")
     first = be.train(SPEC, params, X, y, OPT, steps=12, batch_size=8, workers=2)
-    whole = be.train(SPEC, first, X, y, OPT, steps=18, batch_size=8, workers=2)
+    whole = be.train(SPEC, first, X, y, OPT, steps=18, batch_size=8, accumulate=2)  # continued in one process
     result = compare(whole, run("numpy"), trajectory_tolerance("float64", OPT))
-    assert result.ok, result.message("12 + 18 steps with 2 workers vs 30 in one process")
+    assert result.ok, result.message("12 steps with 2 workers + 18 accumulated vs 30 in one process")
+    assert [(s["steps"], s.get("workers"), s.get("accumulate")) for s in whole.meta["segments"]] == [
+        (12, 2, None),
+        (18, None, 2),
+    ]  # each part of the run says how it was trained
 
 
 # ---- gradient accumulation: k micro-batches, one update ----
