@@ -120,6 +120,12 @@ def _flat(x) -> np.ndarray:
     return np.ravel(np.asarray(x, np.float64))
 
 
+def relative_gap(a, b) -> float:
+    """max|a − b| / max|b| over every entry: how far a (an array or params tree) ends from b, at b's scale."""
+    fa, fb = _flat(a), _flat(b)
+    return float(np.abs(fa - fb).max() / np.abs(fb).max())
+
+
 def gap_in_eps(a, b, dtype: str) -> float:
     """max|a − b| in units of ε·max(|a|, |b|), ε the machine epsilon of `dtype`: how many roundings
     apart two results are at their own scale. a and b are arrays or params trees of the same

@@ -20,8 +20,9 @@ from comparisons.core.problem import installed
 from shared.data import make_dataset
 from shared.optim import SGD
 from shared.parallel import ring_bytes
-from shared.params import init_params, named_leaves
+from shared.params import init_params
 from shared.spec import MLPSpec
+from shared.tolerances import relative_gap
 
 SPEC = MLPSpec((2, 16, 16, 1), "tanh", "bce")
 N_SAMPLES, BATCH, LR, MOMENTUM = 256, 64, 0.1, 0.9
@@ -35,16 +36,9 @@ MAX_STEPS = 2000
 """Every step's params are kept (to measure every step's gap): a bound, so a typo is not gigabytes."""
 
 
-def rel_gap(a, b) -> float:
-    """max|a − b| / max|b| over every parameter."""
-    fa = np.concatenate([np.ravel(x).astype(np.float64) for _, x in named_leaves(a)])
-    fb = np.concatenate([np.ravel(x).astype(np.float64) for _, x in named_leaves(b)])
-    return float(np.abs(fa - fb).max() / np.abs(fb).max())
-
-
 def per_step_gaps(many, one) -> list[float]:
     """The params' distance after every step (snapshots every step, and the final params)."""
-    return [rel_gap(a, b) for a, b in zip(many.snapshots, one.snapshots)] + [rel_gap(many.params, one.params)]
+    return [relative_gap(a, b) for a, b in zip(many.snapshots, one.snapshots)] + [relative_gap(many.params, one.params)]
 
 
 def one_seed(backends: list[str], steps: int, seed: int) -> dict:

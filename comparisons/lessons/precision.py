@@ -20,10 +20,10 @@ from comparisons.core.plots import band
 from comparisons.core.problem import installed
 from shared.data import make_dataset
 from shared.optim import Adam
-from shared.params import init_params, named_leaves
+from shared.params import init_params
 from shared.precision import DynamicLossScale
 from shared.spec import MLPSpec
-from shared.tolerances import gap_in_eps
+from shared.tolerances import gap_in_eps, relative_gap
 from shared.validation import numpy_dtype, split_format
 
 FORMATS = ("float64", "float32", "bfloat16-mixed", "float16-mixed")
@@ -35,13 +35,6 @@ LR, BATCH, RECORD = 0.01, 32, 10
 def _backend(name: str, fmt: str):
     dtype, precision = split_format(fmt)
     return get_backend(name, dtype, precision=precision)
-
-
-def rel_gap(a, b) -> float:
-    """max|a − b| / max|b| over every parameter: how far a run ends from its float64 reference."""
-    fa = np.concatenate([np.ravel(x).astype(np.float64) for _, x in named_leaves(a)])
-    fb = np.concatenate([np.ravel(x).astype(np.float64) for _, x in named_leaves(b)])
-    return float(np.abs(fa - fb).max() / np.abs(fb).max())
 
 
 def one_seed(backends: list[str], steps: int, seed: int) -> dict:
@@ -65,10 +58,10 @@ def one_seed(backends: list[str], steps: int, seed: int) -> dict:
         for fmt in FORMATS:
             traj, key = runs[backend, fmt], f"{backend}/{fmt}"
             out["curves"][key] = traj.losses.astype(np.float64)
-            out["gaps"][key] = [rel_gap(traj.snapshot(s), ref.snapshot(s)) for s in ref.snapshot_steps] + [
-                rel_gap(traj.params, ref.params)
+            out["gaps"][key] = [relative_gap(traj.snapshot(s), ref.snapshot(s)) for s in ref.snapshot_steps] + [
+                relative_gap(traj.params, ref.params)
             ]
-            out["final_gap"][key] = rel_gap(traj.params, ref.params)
+            out["final_gap"][key] = relative_gap(traj.params, ref.params)
             out["final_loss"][key] = float(np.mean(traj.losses[-20:]))
             out["skipped"][key] = len((traj.meta.get("loss_scale") or {}).get("skipped", []))
             eps_dtype = split_format(fmt)[0]
@@ -77,7 +70,7 @@ def one_seed(backends: list[str], steps: int, seed: int) -> dict:
                 for l in range(SPEC.n_layers)
             ]
     out["pair_gap"] = {
-        f"{a}-{b}/{fmt}": rel_gap(runs[a, fmt].params, runs[b, fmt].params)
+        f"{a}-{b}/{fmt}": relative_gap(runs[a, fmt].params, runs[b, fmt].params)
         for fmt in FORMATS
         for a, b in itertools.combinations(backends, 2)
     }

@@ -15,6 +15,7 @@ import pytest
 from comparisons.backprop import bugs
 from comparisons.lessons import hidden_layer, learning_rates, noise, paths, seeds
 from shared.spec import MLPSpec
+from shared.tolerances import relative_gap
 
 FRESH = 100
 """Seeds from here on were never used while the lessons and their texts were written."""
@@ -258,9 +259,7 @@ def test_precision_claims_hold_on_fresh_seeds():
         d: get_backend("numpy", d).train(spec, init_params(spec, FRESH), X, y, Adam(0.01), 60, **kw)
         for d in ("float64", "float32")
     }
-    assert r["runs"][0]["final_gap"]["numpy/float32"] == precision.rel_gap(
-        runs["float32"].params, runs["float64"].params
-    )
+    assert r["runs"][0]["final_gap"]["numpy/float32"] == relative_gap(runs["float32"].params, runs["float64"].params)
     for fmt in precision.FORMATS[1:]:
         gaps = [x["final_gap"][f"{b}/{fmt}"] for x in r["runs"] for b in backends]
         assert f"{fmt}: {np.median(gaps):.1e} from float64" in text
@@ -288,7 +287,7 @@ def test_data_parallel_claims_hold_on_fresh_seeds():
     be, kw = get_backend("numpy", "float32"), dict(batch_size=dp.BATCH, seed=FRESH)
     one = be.train(dp.SPEC, params, X, y, SGD(dp.LR, dp.MOMENTUM), 20, **kw)
     four = be.train(dp.SPEC, params, X, y, SGD(dp.LR, dp.MOMENTUM), 20, workers=4, **kw)
-    assert r["runs"][0]["final_gap"]["numpy/float32/4"] == dp.rel_gap(four.params, one.params)
+    assert r["runs"][0]["final_gap"]["numpy/float32/4"] == relative_gap(four.params, one.params)
     for dtype in dp.DTYPES:
         worst = max(max(run["gaps"][f"numpy/{dtype}/{n}"]) for run in r["runs"] for n in dp.WORKERS)
         assert f"more than {worst:.1e} apart in float" in text or f"or {worst:.1e} in float32" in text
