@@ -1,14 +1,25 @@
 """Bare training loops: the same math as trigrad's `train`, written directly in each framework.
 
-These are the baselines that say what trigrad's interface costs. Each is what an expert would write
-for one fixed network with no interface around it: no validation, no recording of losses or
-gradient norms, no divergence checks, no chunking — just forward, backward and an SGD update, over
-and over, on data already in the framework's own arrays.
+These are the baselines that say what trigrad's interface costs, so each is the fewest calls its
+framework needs for one fixed network: every choice (the activation, the loss, its gradient) made
+once, before the loop, and inside it only forward, backward and an SGD update, on data already in
+the framework's own arrays. What each leaves out, and why it may:
+- validation, conversion, chunking, snapshots: done once per call by trigrad, so they cancel out
+  of a per-step time ((t(2n) − t(n)) / n, benchmarks.measure);
+- the loss value, the gradient norm and the finiteness checks: train(..., record_losses=None),
+  which the targets hold to these loops, does not compute them either;
+- dicts, parameter trees and optimizer objects: plain lists of arrays (NumPy, JAX) or tensors (torch);
+- torch's nn.Module, zero_grad and torch.optim: raw tensors, torch.autograd.grad and one fused
+  in-place update (torch._foreach_add_), with no .grad to clear;
+- NumPy's loss function: dL/dz is computed directly from the logits, with the factors folded ahead
+  (bce's σ(z) − y as a tanh, ½·tanh(z/2) + ½ − y, the 1/n folded into its constants).
 
-Each `make_*` function does its setup (conversion, model building) and returns `run(steps)`, which
-trains for `steps` steps and returns only when the work is done (JAX: block_until_ready). For the
-GPT workload each `make_*` dispatches to its `*_gpt` sibling below, whose runner also has `loss()`:
-the current full-batch loss, for tests (never called while timing).
+Each `make_*` function does its setup (conversion, model building) and returns a runner: `run(steps)`
+trains for `steps` steps and returns only when the work is done (JAX: block_until_ready), and
+`params()` reads the current weights back as numpy, in trigrad's canonical layout (a test holds every
+loop to trigrad's own SGD, so a loop that does less work than train cannot flatter it). For the GPT
+workload each `make_*` dispatches to its `*_gpt` sibling below, whose runner has `loss()`: the current
+full-batch loss, for tests (never called while timing).
 """
 
 from __future__ import annotations
@@ -24,6 +35,17 @@ Runner = Callable[[int], None]
 
 
 @dataclass(frozen=True)
+class MLPRunner:
+    """run(steps) like every runner, plus params(): the current weights, [{"W": (in, out), "b"}, ...]."""
+
+    run: Runner
+    params: Callable[[], list[dict[str, np.ndarray]]]
+
+    def __call__(self, steps: int) -> None:
+        self.run(steps)
+
+
+@dataclass(frozen=True)
 class GPTRunner:
     """run(steps) like every runner, plus loss(): the full-batch loss at the current params."""
 
@@ -34,46 +56,57 @@ class GPTRunner:
         self.run(steps)
 
 
-def make_numpy(w: AnyWorkload) -> Runner:
-    """Backprop by hand for tanh/relu hidden layers and bce/softmax_ce/mse, in float32."""
+def _numpy_output_grad(spec, y: np.ndarray, n: int) -> Callable[[np.ndarray], np.ndarray]:
+    """dL/dz as a function of the logits z (float32), every constant computed here, once."""
+    loss = spec.loss
+    if loss == "bce":  # (σ(z) − y)/n = tanh(z/2)·(1/2n) + (1/2 − y)/n: three calls
+        half_n, offset = np.float32(0.5 / n), ((0.5 - y) / n).astype(np.float32)
+        return lambda z: np.tanh(z * np.float32(0.5)) * half_n + offset
+    if loss == "softmax_ce":  # (softmax(z) − onehot(y))/n
+        onehot_n = (np.eye(spec.n_outputs, dtype=np.float32)[y] / n).astype(np.float32)
+
+        def softmax_ce_grad(z):
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            return e * (np.float32(1 / n) / e.sum(axis=1, keepdims=True)) - onehot_n
+
+        return softmax_ce_grad
+    two_over_size, y32 = np.float32(2 / y.size), y.astype(np.float32)  # mse: 2(z − y)/(n·k)
+    return lambda z: (z - y32) * two_over_size
+
+
+def make_numpy(w: AnyWorkload) -> MLPRunner | GPTRunner:
+    """Backprop by hand in float32: lists of arrays, the activation and dL/dz chosen before the loop."""
     if isinstance(w, GPTWorkload):
         return numpy_gpt(w)
     params, X, y = w.problem()
     Ws = [p["W"].astype(np.float32) for p in params]
     bs = [p["b"].astype(np.float32) for p in params]
     X = X.astype(np.float32)
-    y = y if w.spec.loss == "softmax_ce" else y.astype(np.float32)
-    act = w.spec.activations[0]
-    n = len(X)
+    output_grad = _numpy_output_grad(w.spec, y, len(X))
+    lr = np.float32(LR)
+    tanh = w.spec.activations[0] == "tanh"  # every hidden layer has the same activation in these workloads
+    assert set(w.spec.activations) == {w.spec.activations[0]}
+    hidden = list(zip(Ws[:-1], bs[:-1]))
+    W_out, b_out = Ws[-1], bs[-1]
+    layers = list(reversed(range(1, len(Ws))))
 
     def run(steps: int) -> None:
         for _ in range(steps):
-            inputs, outs = [], []
-            A = X
-            for l in range(len(Ws)):
-                inputs.append(A)
-                Z = A @ Ws[l] + bs[l]
-                A = Z if l == len(Ws) - 1 else (np.tanh(Z) if act == "tanh" else np.maximum(Z, 0))
-                outs.append(A)
-            if w.spec.loss == "bce":
-                dA = (0.5 * (1 + np.tanh(0.5 * A)) - y) / n
-            elif w.spec.loss == "softmax_ce":
-                e = np.exp(A - A.max(axis=1, keepdims=True))
-                dA = e / e.sum(axis=1, keepdims=True)
-                dA[np.arange(n), y] -= 1
-                dA /= n
-            else:
-                dA = 2 * (A - y) / A.size
-            for l in reversed(range(len(Ws))):
-                if l < len(Ws) - 1:
-                    dA = dA * (1 - outs[l] ** 2) if act == "tanh" else dA * (outs[l] > 0)
-                dW, db = inputs[l].T @ dA, dA.sum(axis=0)
-                if l:
-                    dA = dA @ Ws[l].T
-                Ws[l] -= LR * dW
-                bs[l] -= LR * db
+            As = [X]  # the input of every layer
+            for W, b in hidden:
+                Z = As[-1] @ W + b
+                As.append(np.tanh(Z) if tanh else np.maximum(Z, 0))
+            dZ = output_grad(As[-1] @ W_out + b_out)
+            for l in layers:  # the last layer down to the second: their input's gradient is needed
+                A = As[l]
+                dA = dZ @ Ws[l].T
+                Ws[l] -= lr * (A.T @ dZ)
+                bs[l] -= lr * dZ.sum(axis=0)
+                dZ = dA * (1 - A * A) if tanh else dA * (A > 0)  # f'(Z) from the activation's output
+            Ws[0] -= lr * (X.T @ dZ)
+            bs[0] -= lr * dZ.sum(axis=0)
 
-    return run
+    return MLPRunner(run, lambda: [{"W": W.copy(), "b": b.copy()} for W, b in zip(Ws, bs)])
 
 
 def _torch_parts(w: Workload):
@@ -95,19 +128,40 @@ def _torch_parts(w: Workload):
     return model, opt, loss_fn[w.spec.loss], X_t, y_t
 
 
-def make_torch(w: AnyWorkload) -> Runner:
-    """The loop every torch tutorial writes: zero_grad, forward, loss, backward, step."""
+def make_torch(w: AnyWorkload) -> MLPRunner | GPTRunner:
+    """Raw tensors in torch's (out, in) layout, F.linear, the loss from torch.nn.functional,
+    torch.autograd.grad (no .grad to zero), and one fused in-place update of every weight."""
     if isinstance(w, GPTWorkload):
         return torch_gpt(w)
-    model, opt, loss_fn, X, y = _torch_parts(w)
+    import torch
+    import torch.nn.functional as F
+
+    params, X, y = w.problem()
+    leaves = []  # W (out, in), b of each layer, in order: what autograd differentiates
+    for p in params:
+        leaves += [torch.tensor(p["W"].T, dtype=torch.float32, requires_grad=True)]
+        leaves += [torch.tensor(p["b"], dtype=torch.float32, requires_grad=True)]
+    data = [t.detach() for t in leaves]  # the same storage, outside autograd: updated in place
+    hidden, (W_out, b_out) = list(zip(leaves[:-2:2], leaves[1:-2:2])), leaves[-2:]
+    act = torch.tanh if w.spec.activations[0] == "tanh" else torch.relu
+    assert set(w.spec.activations) == {w.spec.activations[0]}
+    loss_fn = {"bce": F.binary_cross_entropy_with_logits, "softmax_ce": F.cross_entropy, "mse": F.mse_loss}
+    loss_fn = loss_fn[w.spec.loss]
+    X_t = torch.from_numpy(X.astype(np.float32))
+    y_t = torch.from_numpy(y if w.spec.loss == "softmax_ce" else y.astype(np.float32))
 
     def run(steps: int) -> None:
         for _ in range(steps):
-            opt.zero_grad()
-            loss_fn(model(X), y).backward()
-            opt.step()
+            A = X_t
+            for W, b in hidden:
+                A = act(F.linear(A, W, b))
+            grads = torch.autograd.grad(loss_fn(F.linear(A, W_out, b_out), y_t), leaves)
+            torch._foreach_add_(data, grads, alpha=-LR)  # p −= lr·g, every weight in one call
 
-    return run
+    def read() -> list[dict[str, np.ndarray]]:
+        return [{"W": W.numpy().T.copy(), "b": b.numpy().copy()} for W, b in zip(data[::2], data[1::2])]
+
+    return MLPRunner(run, read)
 
 
 def make_torch_compile(w: Workload) -> Runner:
@@ -161,7 +215,11 @@ def _jax_parts(w: Workload):
     return jax, params, step
 
 
-def make_jax(w: AnyWorkload) -> Runner:
+def _jax_params(state) -> Callable[[], list[dict[str, np.ndarray]]]:
+    return lambda: [{k: np.asarray(v) for k, v in layer.items()} for layer in state["params"]]
+
+
+def make_jax(w: AnyWorkload) -> MLPRunner | GPTRunner:
     """A jitted step called from a Python loop: one dispatch per step."""
     if isinstance(w, GPTWorkload):
         return jax_gpt(w)
@@ -175,10 +233,10 @@ def make_jax(w: AnyWorkload) -> Runner:
             p = jitted(p)
         state["params"] = jax.block_until_ready(p)
 
-    return run
+    return MLPRunner(run, _jax_params(state))
 
 
-def make_jax_scan(w: AnyWorkload) -> Runner:
+def make_jax_scan(w: AnyWorkload) -> MLPRunner | GPTRunner:
     """All steps in one compiled call: jax.lax.scan over the step (compiled once per step count)."""
     if isinstance(w, GPTWorkload):
         return jax_gpt(w, scan=True)
@@ -189,7 +247,7 @@ def make_jax_scan(w: AnyWorkload) -> Runner:
     def run(steps: int) -> None:
         state["params"] = jax.block_until_ready(fused(state["params"], steps))
 
-    return run
+    return MLPRunner(run, _jax_params(state))
 
 
 # ============================================================================ the tiny GPT

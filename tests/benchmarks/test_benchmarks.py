@@ -8,14 +8,15 @@ import time
 import numpy as np
 import pytest
 
-from backends import available_backends
+from backends import available_backends, get_backend
 from benchmarks import bare
 from benchmarks.markdown import markdown
 from benchmarks.measure import time_runner
 from benchmarks.targets import Row, evaluate_targets
-from benchmarks.workloads import WORKLOADS, GPTWorkload
+from benchmarks.workloads import LR, WORKLOADS, GPTWorkload, Workload
+from shared.optim import SGD
 from shared.params import check_params
-from shared.spec import GPTSpec
+from shared.spec import GPTSpec, MLPSpec
 
 # a GPT small enough that every framework trains it in milliseconds; uneven sizes catch a swapped axis
 TINY_GPT = GPTWorkload("tiny", GPTSpec(vocab_size=11, seq_len=8, d_model=12, n_heads=3, n_layers=2, d_ff=20), 3)
@@ -118,6 +119,44 @@ def test_bare_gpt_loops_train_and_agree():
     first = next(iter(losses.values()))
     for name, values in losses.items():
         assert values == pytest.approx(first, abs=1e-5), (name, losses)
+
+
+# one per loss, each activation, uneven widths (a dropped transpose fails to broadcast or differs)
+TINY_MLPS = [
+    Workload("t-bce", MLPSpec((3, 5, 4, 1), "tanh", "bce"), 6),
+    Workload("t-ce", MLPSpec((3, 5, 4, 3), "relu", "softmax_ce"), 6),
+    Workload("t-mse", MLPSpec((3, 5, 2), "relu", "mse"), 6),
+    WORKLOADS["xor"],
+]
+MLP_LOOPS = {
+    "numpy": bare.make_numpy,
+    "torch": bare.make_torch,
+    "jax": bare.make_jax,
+    "jax lax.scan": bare.make_jax_scan,
+}
+
+
+@pytest.mark.parametrize("w", TINY_MLPS, ids=lambda w: w.name)
+def test_minimal_mlp_loops_take_trigrads_sgd_steps(w):
+    """The minimal loops are the baselines trigrad is held to, so they must do all of train's work:
+    after 3 steps each loop's update (params − init) is trigrad's own float32 SGD update to 1e-3 of
+    its size. A loop with a missing 1/n, a dropped transpose, a skipped layer or a wrong dL/dz fails."""
+    init, X, y = w.problem()
+    steps = 3
+    for name, make in MLP_LOOPS.items():
+        framework = name.split()[0]
+        if framework not in available_backends():
+            continue
+        run = make(w)
+        run(steps)
+        theirs = run.params()
+        ours = get_backend(framework, "float32").train(w.spec, init, X, y, SGD(LR), steps=steps, record_losses=None)
+        for l, (a, b, p0) in enumerate(zip(theirs, ours.params, init)):
+            for k in ("W", "b"):
+                assert a[k].shape == b[k].shape, (name, l, k)
+                step_ours, step_theirs = b[k] - p0[k], a[k] - p0[k]
+                gap = np.abs(step_theirs - step_ours).max()
+                assert gap <= 1e-3 * np.abs(step_ours).max(), (name, w.name, l, k, gap)
 
 
 def test_report_makers_dispatch_a_gpt_workload_to_the_bare_gpt_loops():
