@@ -193,8 +193,20 @@ def _note_lines(report: dict) -> list[str]:
         f"- variants: *{TRAIN}* is `train(...)` as called by default, keeping every step's loss and gradient "
         f"norm; *{TRAIN_NO_LOSSES}* is `train(..., record_losses=None)`, which keeps only the final params, "
         "like the bare loops (`record_losses=k` keeps every k-th step's, for a stride's worth of that cost). "
-        "The speed targets below are measured on the latter. Both run the same teaching code. The *minimal "
-        "loop* each is held to: the bare loop (NumPy, torch) or the fused `lax.scan` (JAX).",
+        "The speed targets below are measured on the latter. Both run the same teaching code, except that "
+        "torch's plain SGD takes its named fast path (`plain_sgd_step` in backends/torch/train.py: "
+        "`torch.autograd.grad` and one fused update instead of torch.optim, held bit for bit to the teaching "
+        "step by tests/backends/test_fast_path.py). The *minimal loop* each is held to: the bare loop (NumPy, "
+        "torch) or the fused `lax.scan` (JAX).",
+        "- what the bare loops leave out, and why they may (benchmarks/bare.py): validation, conversion and "
+        "chunking, done once per call, so they cancel out of a per-step time; the loss value, the gradient "
+        "norm and the finiteness checks, which train (no losses) skips too; dicts, parameter trees and "
+        "optimizer objects (plain lists of arrays); every choice of activation and loss made once, before the "
+        "loop. NumPy's computes dL/dz straight from the logits with its constants folded ahead (bce's "
+        "σ(z) − y as ½·tanh(z/2) + ½ − y: three NumPy calls where the teaching sigmoid, stable for every z, "
+        "takes seven). torch's uses raw tensors, `F.linear`, `torch.autograd.grad` (no .grad to zero) and "
+        "one `torch._foreach_add_` for the update, on one thread like trigrad's. A test holds each loop's "
+        "update to trigrad's own SGD, so none can flatter trigrad by doing less.",
         "- columns: *first call s* is the first call's extra time over a steady call of the same length "
         "(JAX's tracing and compiling, torch's lazy initialization, first-touch allocation); *per call ms* "
         "is what a call costs besides its steps (validation and conversion at trigrad's borders), "

@@ -69,6 +69,11 @@ class Backend(DataParallel, ABC):
     thread; None leaves the framework's threads alone. Each backend's value is measured (see the
     backend), because a second thread only pays once a step's matrices are large enough to split."""
 
+    fast_path: bool = True
+    """Whether train may run a backend's named fast path where one applies (torch: plain SGD without
+    torch.optim, backends/torch/train.py plain_sgd_step). Each is held bit for bit to the teaching step
+    (tests/backends/test_fast_path.py); set False on an instance to run the teaching step always."""
+
     def __init__(
         self, dtype: str = "float64", device: str = "cpu", threads: int | None = None, precision: str = "pure"
     ) -> None:

@@ -20,6 +20,7 @@ from torch import nn
 
 from backends.torch import gpt, mlp, optim, parallel, train
 from shared.backend import Backend
+from shared.optim import SGD
 from shared.params import Params, named_leaves, unflatten_named
 from shared.spec import GPTSpec, MLPSpec
 from shared.validation import numpy_dtype
@@ -238,13 +239,25 @@ class TorchBackend(Backend):
             average=self._replica is not None and self._replica.engine == "all_reduce",  # the all-reduce by hand
             weights=list(model.parameters()),  # listed once: model.parameters() walks the module tree
             opt=opt,
+            plain_sgd=self._plain_sgd(optimizer, scaling, accumulate),  # the fast path's lr, or None
             loss_fn=train.loss_fn(spec),
             accumulate=accumulate,  # micro-batches per step (train.accumulate_gradients)
             X=to_torch(X, self.device),  # placed once for the whole run
             y=to_torch(y, self.device),
         )
 
+    def _plain_sgd(self, optimizer, scaling, accumulate) -> float | None:
+        """The learning rate where train.plain_sgd_step may run the step: SGD without momentum or weight
+        decay, in one process, one batch at a time, in the pure format; else None (the teaching step)."""
+        if not self.fast_path or not isinstance(optimizer, SGD) or optimizer.momentum or optimizer.weight_decay:
+            return None
+        if scaling is not None or accumulate > 1 or self._replica is not None or self.precision == "mixed":
+            return None
+        return optimizer.lr
+
     def _train_steps(self, state, n, batches, record):
+        if state["plain_sgd"] is not None:
+            return self._plain_sgd_steps(state, n, batches, record)
         """train.train_step n times, the loss and gradient norm of the kept steps held as tensors between
         backward and step: no .item() inside the loop (on a GPU each would wait for the device), one
         transfer per chunk. A blow-up is found by Backend.train's check of the chunk, which replays it
@@ -284,6 +297,23 @@ class TorchBackend(Backend):
                 state["scaling"].after_step(applied)
                 if i in record and not applied:
                     norms[-1] = torch.zeros_like(norms[-1])  # nothing was applied: recorded as 0
+        if not losses:
+            return np.zeros(0, self.np_dtype), np.zeros(0, self.np_dtype)
+        return to_numpy(torch.stack(losses)), to_numpy(torch.stack(norms))
+
+    def _plain_sgd_steps(self, state, n, batches, record):
+        """_train_steps on the fast path (train.plain_sgd_step): the same steps, recorded the same way."""
+        model, weights, loss_fn, lr = state["model"], state["weights"], state["loss_fn"], state["plain_sgd"]
+        data = [w.detach() for w in weights]  # the same storage, outside autograd
+        X, y = state["X"], state["y"]
+        batches = None if batches is None else to_torch(batches, self.device)
+        losses, norms = [], []
+        for i in range(n):
+            Xb, yb = (X, y) if batches is None else (X[batches[i]], y[batches[i]])  # (b, d), (b, ...)
+            loss, grads = train.plain_sgd_step(model, loss_fn, weights, data, lr, Xb, yb)
+            if i in record:
+                losses.append(loss.detach())
+                norms.append(torch.nn.utils.get_total_norm(grads))
         if not losses:
             return np.zeros(0, self.np_dtype), np.zeros(0, self.np_dtype)
         return to_numpy(torch.stack(losses)), to_numpy(torch.stack(norms))

@@ -46,3 +46,16 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, loss, X: torch.Tens
     value.backward()
     opt.step()
     return value
+
+
+def plain_sgd_step(model: nn.Module, loss, weights: list[torch.Tensor], data: list[torch.Tensor], lr: float, X, y):
+    """The engine's fast path for plain SGD (no momentum, no weight decay): train_step's step without
+    torch.optim. torch.autograd.grad returns the gradients backward() would leave in .grad (so there is
+    nothing to zero), and torch._foreach_add_ applies p ← p − lr·g to every weight in one call on
+    `data`, the weights' own storage detached from autograd: the update torch.optim.SGD makes with
+    param.add_(grad, alpha=−lr), bit for bit (tests/backends/test_fast_path.py). On a network as small
+    as XOR's, torch.optim's Python is most of a step. Returns the loss and the gradients."""
+    value = loss(model(X), y)
+    grads = torch.autograd.grad(value, weights)
+    torch._foreach_add_(data, grads, alpha=-lr)
+    return value, grads
