@@ -2,9 +2,10 @@
 
 At two points of one training run (NumPy, float64, with --optimizer, --lr, --steps, --batch-size):
 the initial params and the params after --steps, every backend computes the gradient on one batch
-(the full training set, or the first minibatch with --batch-size) in float32 and float64, at those
-same params. For each backend pair and each layer a heatmap shows |grad_a − grad_b| / max|grad|: the
-gap at every weight, relative to that layer's largest gradient. In a heatmap, row i is input i of
+(the full training set, or the first minibatch with --batch-size) in float32 and float64 (--dtype all:
+in the half formats and mixed precision too), at those same params. For each backend pair and each
+layer a heatmap shows |grad_a − grad_b| / max|grad|: the gap at every weight, relative to that
+layer's largest gradient, in units of the format's ε. In a heatmap, row i is input i of
 the layer (W[i, :]) and the last row its bias; column j is output unit j. Names the layer and
 parameter with the largest gap. With --model gpt (a tiny transformer, dozens of tensors), a dot per
 backend pair and named tensor instead: its largest gap in units of the dtype's ε.
@@ -18,13 +19,24 @@ import numpy as np
 
 from backends import get_backend
 from comparisons.core.options import make_parser
-from comparisons.core.output import PAIR_COLORS, publish, pyplot
+from comparisons.core.output import PAIR_COLORS, note, publish, pyplot
 from comparisons.core.problem import SPIRALS, Problem, build_problem, installed, rounding_noise_tensors
 from shared.params import named_leaves
 from shared.spec import GPTSpec
 from shared.training import minibatch_schedule
+from shared.validation import DTYPES, FORMATS, HALF_DTYPES, numpy_dtype, split_format
 
-DTYPES = ("float64", "float32")
+
+def eps_of(name: str) -> float:
+    """The machine epsilon of the format a gradient was computed in: the half format's in mixed
+    precision too (the gradients come back in float32, but were computed in bfloat16 or float16)."""
+    return float(np.finfo(numpy_dtype(split_format(name)[0])).eps)
+
+
+def _grads(problem: Problem, backends: list[str], name: str, params, X, y) -> dict:
+    dtype, precision = split_format(name)
+    backend = {b: get_backend(b, dtype, precision=precision) for b in backends}
+    return {b: be.loss_and_grads(problem.spec, params, X, y)[1] for b, be in backend.items()}
 
 
 def one_batch(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
@@ -64,16 +76,19 @@ def checkpoints(problem: Problem) -> dict[int, list]:
     return {0: traj.snapshot(0), len(traj): traj.params}
 
 
-def gradient_gaps(problem: Problem, backends: list[str], at: dict[int, list] | None = None) -> dict:
-    """{(step, dtype, a, b): [per-layer gap arrays]} and, per (step, dtype), where the largest gap is."""
+def gradient_gaps(
+    problem: Problem, backends: list[str], at: dict[int, list] | None = None, dtypes: tuple[str, ...] = DTYPES
+) -> dict:
+    """{(step, format, a, b): [per-layer gap arrays]} and, per (step, format), where the largest gap is,
+    for each format in `dtypes` ('float64', ..., 'bfloat16-mixed'; the GPT: float64 and float32 only)."""
     X, y = one_batch(problem)
     at = checkpoints(problem) if at is None else at
     if isinstance(problem.spec, GPTSpec):
-        return gpt_gradient_gaps(problem, backends, at, X, y)
-    out: dict = {"gaps": {}, "worst": {}, "n_layers": problem.spec.n_layers, "steps": list(at)}
+        return gpt_gradient_gaps(problem, backends, at, X, y, [d for d in dtypes if split_format(d)[0] in DTYPES])
+    out: dict = {"gaps": {}, "worst": {}, "n_layers": problem.spec.n_layers, "steps": list(at), "dtypes": list(dtypes)}
     for step, params in at.items():
-        for dtype in DTYPES:
-            grads = {name: get_backend(name, dtype).loss_and_grads(problem.spec, params, X, y)[1] for name in backends}
+        for dtype in dtypes:
+            grads = _grads(problem, backends, dtype, params, X, y)
             worst = (-1.0, "")
             for a, b in itertools.combinations(backends, 2):
                 gaps = layer_gaps(grads[a], grads[b])
@@ -87,14 +102,14 @@ def gradient_gaps(problem: Problem, backends: list[str], at: dict[int, list] | N
     return out
 
 
-def gpt_gradient_gaps(problem: Problem, backends: list[str], at: dict, X, y) -> dict:
+def gpt_gradient_gaps(problem: Problem, backends: list[str], at: dict, X, y, dtypes=DTYPES) -> dict:
     """As gradient_gaps, per named tensor: {"gaps": {(step, dtype, a, b): {name: largest gap}}}, the worst
     entry per (step, dtype) outside the tensors whose gradient is rounding noise ({step: {name: ratio}})."""
-    out: dict = {"gaps": {}, "worst": {}, "noise": {}, "steps": list(at)}
+    out: dict = {"gaps": {}, "worst": {}, "noise": {}, "steps": list(at), "dtypes": list(dtypes)}
     for step, params in at.items():
         noise = out["noise"][step] = rounding_noise_tensors(problem.spec, params, X, y)
-        for dtype in DTYPES:
-            grads = {name: get_backend(name, dtype).loss_and_grads(problem.spec, params, X, y)[1] for name in backends}
+        for dtype in dtypes:
+            grads = _grads(problem, backends, dtype, params, X, y)
             worst = (-1.0, "")
             for a, b in itertools.combinations(backends, 2):
                 gaps = tensor_gaps(grads[a], grads[b])
@@ -121,10 +136,10 @@ def gpt_finding(numbers: dict) -> str:
         when = "At initialization" if step == 0 else f"After {step} training steps"
         noise = numbers["noise"][step]
         texts = []
-        for dtype in DTYPES:
+        for dtype in numbers.get("dtypes", DTYPES):
             if (step, dtype) not in numbers["worst"]:
                 continue
-            eps = float(np.finfo(dtype).eps)
+            eps = eps_of(dtype)
             gap, where = numbers["worst"][step, dtype]
             spread = {k: v / eps for k, v in tensor_spread(numbers, step, dtype).items() if k not in noise}
             low = min(spread, key=spread.get)
@@ -153,10 +168,11 @@ def gpt_plot(numbers: dict, problem: Problem):
     plt = pyplot()
     steps = numbers["steps"]
     names = list(next(iter(numbers["gaps"].values())))
+    dtypes = numbers.get("dtypes", DTYPES)
     fig, axes = plt.subplots(
-        len(DTYPES),
+        len(dtypes),
         len(steps),
-        figsize=(5.2 * len(steps) + 1, 0.22 * len(names) * len(DTYPES) + 2),
+        figsize=(5.2 * len(steps) + 1, 0.22 * len(names) * len(dtypes) + 2),
         squeeze=False,
         sharey=True,
         layout="constrained",
@@ -164,11 +180,11 @@ def gpt_plot(numbers: dict, problem: Problem):
     floor = 1e-2  # a gap of exactly 0 is drawn here
     y = np.arange(len(names))
     noise = set().union(*numbers["noise"].values())
-    real = [g[name] / np.finfo(d).eps for (_, d, _, _), g in numbers["gaps"].items() for name in names]
+    real = [g[name] / eps_of(d) for (_, d, _, _), g in numbers["gaps"].items() for name in names]
     real = [v for v, name in zip(real, names * len(numbers["gaps"])) if name not in noise]
     edge = max(100.0, 10 * max(real, default=1.0))  # noise tensors' gaps (~1/ε) are drawn as ▶ here
-    for r, dtype in enumerate(DTYPES):
-        eps = float(np.finfo(dtype).eps)
+    for r, dtype in enumerate(dtypes):
+        eps = eps_of(dtype)
         for c, step in enumerate(steps):
             ax = axes[r, c]
             for (s, d, a, b), gaps in numbers["gaps"].items():
@@ -183,7 +199,7 @@ def gpt_plot(numbers: dict, problem: Problem):
             ax.tick_params(labelsize=7)
             ax.axvline(1.0, color="0.5", lw=0.8)
             ax.set_title(f"{dtype}, step {step}", fontsize=9)
-            if r == len(DTYPES) - 1:
+            if r == len(dtypes) - 1:
                 ax.set_xlabel("largest |grad_a − grad_b| / max|grad| of the tensor, in ε")
     for ax in axes[:, 0]:
         ax.set_yticks(y, [f"{n}  (noise) ▶" if n in noise else n for n in names], fontsize=7)
@@ -215,7 +231,7 @@ def finding(numbers: dict) -> str:
     for step in numbers["steps"]:
         when = "At initialization" if step == 0 else f"After {step} training steps"
         texts = []
-        for dtype in DTYPES:
+        for dtype in numbers.get("dtypes", DTYPES):
             if (step, dtype) not in numbers["worst"]:
                 continue
             gap, where = numbers["worst"][step, dtype]
@@ -229,8 +245,7 @@ def finding(numbers: dict) -> str:
                     if spread < 10
                     else f"layer {int(per_layer.argmax())}'s {spread:.0f}× the least affected layer's"
                 )
-            eps = float(np.finfo(dtype).eps)
-            texts.append(f"in {dtype} {gap:.1e} ({gap / eps:.1f} ε) at {where}, {layers}")
+            texts.append(f"in {dtype} {gap:.1e} ({gap / eps_of(dtype):.1f} ε) at {where}, {layers}")
         parts.append(
             f"{when}, the largest gradient gap (relative to its layer's largest gradient) is " + "; ".join(texts) + "."
         )
@@ -264,10 +279,10 @@ def plot(numbers: dict, problem: Problem):
         layout="constrained",
     )
     # In units of each dtype's machine epsilon, so float32 and float64 share one colour scale.
-    top = max(float((g / np.finfo(d).eps).max()) for (_, d, _, _), gaps in numbers["gaps"].items() for g in gaps)
+    top = max(float((g / eps_of(d)).max()) for (_, d, _, _), gaps in numbers["gaps"].items() for g in gaps)
     norm = LogNorm(vmin=1e-2, vmax=max(30.0, top))
     for r, (dtype, a, b) in enumerate(rows):
-        eps = float(np.finfo(dtype).eps)
+        eps = eps_of(dtype)
         for c, (step, l) in enumerate(cols):
             gap = numbers["gaps"][step, dtype, a, b][l]  # (fan_in + 1, fan_out)
             ax = axes[r, c]
@@ -286,7 +301,7 @@ def plot(numbers: dict, problem: Problem):
                 ax.set_xlabel("output unit", fontsize=8)
             if c == 0:
                 ax.set_ylabel(f"{a} vs {b}\n{dtype}\ninput (row)", fontsize=8)
-    fig.colorbar(im, ax=axes, shrink=0.6, label="|grad_a − grad_b| / max|grad|, in units of the dtype's ε")
+    fig.colorbar(im, ax=axes, shrink=0.6, label="|grad_a − grad_b| / max|grad|, in units of the format's ε")
     fig.suptitle(
         f"Gradient gaps per weight at the same params, one batch, at step {' and '.join(map(str, steps))} "
         f"of one NumPy float64 run\n{problem.describe()}",
@@ -306,12 +321,28 @@ def main(argv: list[str] | None = None) -> int:
         ),
         gpt=True,
     )
+    parser.add_argument(
+        "--dtype",
+        choices=[*FORMATS, "both", "all"],
+        default="both",
+        help="one format, both (float64 and float32) or all (the half formats and mixed precision too, "
+        "each gap in units of the format's own ε; the GPT: float64 and float32 only); default: both",
+    )
     args = parser.parse_args(argv)
     problem = build_problem(parser, args)
     backends = installed(args.backends)
     if len(backends) < 2:
         parser.error(f"gradients needs at least two installed backends; have {', '.join(backends)}")
-    numbers = gradient_gaps(problem, backends)
+    dtypes = {"both": list(DTYPES), "all": list(FORMATS)}.get(args.dtype, [args.dtype])
+    if isinstance(problem.spec, GPTSpec):
+        half = [d for d in dtypes if split_format(d)[0] in HALF_DTYPES]
+        if half == dtypes:
+            parser.error(
+                f"--dtype {args.dtype}: the GPT computes in float64 and float32 only (not yet in a half format)"
+            )
+        for name in half:
+            note(f"{name}: the GPT in a half format is not supported yet; left out")
+    numbers = gradient_gaps(problem, backends, dtypes=tuple(dtypes))
     gpt = isinstance(problem.spec, GPTSpec)
     text = gpt_finding(numbers) if gpt else finding(numbers)
     fig = gpt_plot(numbers, problem) if gpt else plot(numbers, problem)

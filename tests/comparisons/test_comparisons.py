@@ -502,6 +502,49 @@ def test_gradients_gpt_gaps_are_per_tensor_and_computed_from_the_grads(tmp_path,
     assert "Left out: blocks[0].attn.bk" in data["finding"]
 
 
+@needs_two
+def test_gradients_in_every_format_are_each_formats_own_grads_in_its_own_eps(tmp_path, capsys):
+    """--dtype all: a heatmap row per pair and format, each gap computed from that format's gradients
+    (mixed: float32 gradients computed in the half format) and stated in that format's ε; at the
+    initial params no format's pairs are further apart than the grads tolerance, 8 of its ε."""
+    pytest.importorskip("ml_dtypes")
+    from comparisons.agreement.gradients import eps_of
+    from shared.validation import FORMATS, split_format
+
+    argv = ["gradients", "--dtype", "all", "--sizes", "2,6,3", "--n", "40", "--steps", "20"]
+    assert comparisons_main([*argv, "--backends", ",".join(TWO), "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "gradients.json").read_text())
+    assert set(data["worst"]) == {f"step {s} {f}" for s in (0, 20) for f in FORMATS}
+    a, b = TWO
+    from comparisons.core.options import make_parser
+    from comparisons.core.problem import SPIRALS, build_problem
+
+    parser = make_parser("gradients", "", SPIRALS)
+    problem = build_problem(parser, parser.parse_args(argv[3:]))  # the same problem, built again
+    for name in ("bfloat16", "float16-mixed"):
+        dtype, precision = split_format(name)
+        ga, gb = (
+            get_backend(x, dtype, precision=precision).loss_and_grads(
+                problem.spec, problem.params, problem.X, problem.y
+            )[1]
+            for x in (a, b)
+        )
+        expected = layer_gaps(ga, gb)
+        got = data["gaps"][f"step 0 {name} {a} {b}"]
+        for g, e in zip(got, expected):
+            np.testing.assert_allclose(np.array(g), e, rtol=1e-12)
+        worst = data["worst"][f"step 0 {name}"][0]
+        assert 0 < worst <= 8 * eps_of(name), name
+        assert f"in {name} {worst:.1e} ({worst / eps_of(name):.1f} ε)" in data["finding"]
+    assert eps_of("bfloat16-mixed") == 2.0**-7 and eps_of("float16") == 2.0**-10
+
+
+def test_gradients_of_the_gpt_in_a_half_format_is_refused_by_name(capsys):
+    with pytest.raises(SystemExit):
+        comparisons_main(["gradients", *GPT_ARGS, "--dtype", "bfloat16"])
+    assert "the GPT computes in float64 and float32 only" in capsys.readouterr().err
+
+
 # ---- what the figures say, read back from the drawn figure ----
 
 
