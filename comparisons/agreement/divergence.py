@@ -3,7 +3,9 @@
 Trains the same spec from the same init on every backend, in float32 and in float64, and plots per
 step the parameter gap between every pair of backends (same dtype), next to each backend's own
 float32-vs-float64 drift. If the cross-backend float32 gap sits below the precision drift, the
-frameworks are not the problem: float32 is. With --model gpt, the same for a tiny transformer.
+frameworks are not the problem: float32 is. --dtype all adds mixed precision (bfloat16-mixed,
+float16-mixed: float32 params, half-format compute), each format's pairs and its drift from float64
+measured the same way. With --model gpt, the same for a tiny transformer (float32 and float64).
 
 Two quantities, two panels. The gap, max|θa − θb| / max|θ| (the largest parameter difference
 relative to the largest parameter), answers "framework or precision?". The tolerance check the
@@ -25,22 +27,46 @@ from comparisons.core.problem import XOR, Problem, build_problem, installed, rou
 from shared.optim import SGD
 from shared.params import flatten, without
 from shared.spec import GPTSpec
-from shared.tolerances import Tolerance, trajectory_tolerance
+from shared.tolerances import Tolerance, tolerance, trajectory_tolerance
 from shared.trajectory import Trajectory, compare
+from shared.validation import HALF_DTYPES, numpy_dtype, split_format
 
 DTYPES = ("float32", "float64")
-EPS = {"float32": float(np.finfo(np.float32).eps), "float64": float(np.finfo(np.float64).eps)}
+MIXED = tuple(f"{d}-mixed" for d in HALF_DTYPES)
+"""The formats that train besides float32 and float64 (a pure half format does not train yet)."""
+EPS = {f: float(np.finfo(numpy_dtype(split_format(f)[0])).eps) for f in (*DTYPES, *MIXED)}
+STYLE = {"float32": "-", "float64": "--", "bfloat16-mixed": "-.", "float16-mixed": (0, (5, 1, 1, 1, 1, 1))}
+"""The line of each format's pairs and loss curves."""
+
+
+def format_tolerance(name: str, optimizer) -> Tolerance:
+    """The trajectory tolerance a pair of runs in format `name` is held to (mixed: trajectory_mixed)."""
+    dtype, precision = split_format(name)
+    return tolerance(dtype, "trajectory_mixed") if precision == "mixed" else trajectory_tolerance(dtype, optimizer)
+
+
+def formats_of(runs: dict) -> list[str]:
+    """The formats of `runs`, float32 and float64 first."""
+    present = {f for _, f in runs}
+    return [f for f in (*DTYPES, *MIXED) if f in present]
+
+
 FLOOR = 1e-18  # log axes cannot show an exact 0: gaps of 0 are drawn here
 RATIO_FLOOR = 1e-9  # tolerance ratios below this (a gap of 0 at step 0) are drawn at the axis bottom
 
 
-def train_all(problem: Problem, backends: list[str], record_every: int) -> dict[tuple[str, str], Trajectory]:
-    """One trajectory per (backend, dtype), all from problem.params, recorded every `record_every` steps."""
+def train_all(
+    problem: Problem, backends: list[str], record_every: int, formats: tuple[str, ...] = DTYPES
+) -> dict[tuple[str, str], Trajectory]:
+    """One trajectory per (backend, format), all from problem.params, recorded every `record_every` steps."""
     runs = {}
-    for dtype in DTYPES:
+    for name_of_format in formats:
+        dtype, precision = split_format(name_of_format)
         for name in backends:
-            note(f"training {name} {dtype} ({problem.steps} steps)")
-            runs[name, dtype] = problem.train(name, dtype, record_every=record_every, on_nonfinite="stop")
+            note(f"training {name} {name_of_format} ({problem.steps} steps)")
+            runs[name, name_of_format] = problem.train(
+                name, dtype, precision, record_every=record_every, on_nonfinite="stop"
+            )
     return runs
 
 
@@ -88,12 +114,14 @@ def diverged_at(traj: Trajectory) -> int | None:
 
 
 def divergence_numbers(runs: dict[tuple[str, str], Trajectory], problem: Problem) -> dict:
-    """Per recorded step: the max relative parameter gap for every backend pair in each dtype, and for
-    every backend between its float32 and float64 runs; plus where each pair first exceeds its tolerance."""
+    """Per recorded step: the max relative parameter gap for every backend pair in each format, and for
+    every backend between its float32 and float64 runs ("precision"; "drift": each format's, float32's
+    and the mixed ones', from float64); plus where each pair first exceeds its tolerance."""
     backends = sorted({name for name, _ in runs}, key=list(BACKEND_COLORS).index)
-    out: dict = {"pairs": {}, "precision": {}}
-    for dtype in DTYPES:
-        tol = trajectory_tolerance(dtype, problem.optimizer)
+    formats = formats_of(runs)
+    out: dict = {"pairs": {}, "precision": {}, "drift": {}, "formats": formats}
+    for dtype in formats:
+        tol = format_tolerance(dtype, problem.optimizer)
         for a, b in itertools.combinations(backends, 2):
             c = compare(runs[a, dtype], runs[b, dtype], tol)
             out["pairs"][f"{a} vs {b} {dtype}"] = {
@@ -109,15 +137,17 @@ def divergence_numbers(runs: dict[tuple[str, str], Trajectory], problem: Problem
                 "rtol": tol.rtol,
                 "atol": tol.atol,
             }
-    for name in backends:
-        c = compare(runs[name, "float32"], runs[name, "float64"], trajectory_tolerance("float32", problem))
-        out["precision"][name] = {
-            "steps": c.steps,
-            "gap": scaled_gaps(runs[name, "float32"], runs[name, "float64"], c.steps),
-            "max_rel": c.max_rel,
-            "max_abs": c.max_abs,
-            "first_exceeded": c.first_exceeded,
-        }
+    for dtype in [f for f in formats if f != "float64"] if "float64" in formats else []:
+        for name in backends:
+            c = compare(runs[name, dtype], runs[name, "float64"], format_tolerance(dtype, problem.optimizer))
+            out["drift"].setdefault(dtype, {})[name] = {
+                "steps": c.steps,
+                "gap": scaled_gaps(runs[name, dtype], runs[name, "float64"], c.steps),
+                "max_rel": c.max_rel,
+                "max_abs": c.max_abs,
+                "first_exceeded": c.first_exceeded,
+            }
+    out["precision"] = out["drift"].get("float32", {})  # float32 vs float64, the question's own pair
     out["losses"] = {f"{name} {dtype}": t.losses for (name, dtype), t in runs.items()}
     out["diverged_at"] = {f"{name} {dtype}": diverged_at(t) for (name, dtype), t in runs.items()}
     out["nonfinite_at"] = {f"{name} {dtype}": t.diverged_at for (name, dtype), t in runs.items()}
@@ -170,6 +200,8 @@ def finding(numbers: dict) -> str:
             f"By the last step the float32 backends are up to {max(cross32):.1e} apart (max|Δθ|/max|θ|), and each "
             f"backend's float32 run is {min(precision):.1e}–{max(precision):.1e} from its own float64 run: {verdict}."
         )
+    if not chaotic:
+        parts += [_mixed_sentence(numbers, f) for f in numbers.get("formats", ()) if f in MIXED]
     if cross64 and max(cross64) < 1e-10:
         parts.append(f"In float64 the backends end within {max(cross64):.1e} of each other — a few ε: the same math.")
     elif cross64:
@@ -196,12 +228,32 @@ def finding(numbers: dict) -> str:
     return " ".join(parts)
 
 
+def _mixed_sentence(numbers: dict, name: str) -> str:
+    """A mixed-precision format's answer to "framework or precision?": its pairs' final gap against each
+    backend's drift from its own float64 run."""
+    cross = [p["gap"][-1] for p in numbers["pairs"].values() if p["dtype"] == name]
+    drift = [p["gap"][-1] for p in numbers["drift"].get(name, {}).values()]
+    if not cross or not drift:
+        return ""
+    if max(cross) < 0.5 * min(drift):
+        verdict = "the format, not the framework, sets the drift"
+    elif min(cross) > 2 * max(drift):
+        verdict = "the backends drift apart more than the format drifts from float64: here the framework matters"
+    else:
+        verdict = "the same size: each backend is an equally good rounding in this format"
+    return (
+        f"In {name} (float32 params, {split_format(name)[0]} compute; ε = {EPS[name]:.1e}) the backends end up to "
+        f"{max(cross):.1e} apart, and each backend's run is {min(drift):.1e}–{max(drift):.1e} from its own float64 "
+        f"run: {verdict}."
+    )
+
+
 def without_noise(runs: dict[tuple[str, str], Trajectory], noise: dict[str, float]) -> dict[str, float]:
     """{dtype: the largest final max|θa − θb| / max|θ| over backend pairs}, leaving out the tensors in
     `noise` (those whose gradient is rounding noise, see core.problem.rounding_noise_tensors)."""
     backends = sorted({name for name, _ in runs}, key=list(BACKEND_COLORS).index)
     out = {}
-    for dtype in DTYPES:
+    for dtype in formats_of(runs):
         gaps = []
         for a, b in itertools.combinations(backends, 2):
             pa = np.concatenate([np.ravel(x) for x in without(runs[a, dtype].params, set(noise)).values()])
@@ -239,7 +291,9 @@ def level_labels(ax, levels: dict[str, float]):
     return side
 
 
-CROSSING_FACE = {"float32": "k", "float64": "w"}  # the ✕ of a float32 crossing is filled, a float64 one hollow
+CROSSING_FACE = {"float32": "k", "float64": "w", "bfloat16-mixed": "0.55", "float16-mixed": "0.8"}
+"""The ✕ of a float32 crossing is filled, a float64 one hollow, a mixed format's grey."""
+FORMAT_ORDER = (*DTYPES, *MIXED)
 
 
 def crossings(numbers: dict) -> list[dict]:
@@ -250,10 +304,12 @@ def crossings(numbers: dict) -> list[dict]:
     for p in numbers["pairs"].values():
         if p["first_exceeded"] is not None:
             groups.setdefault((p["dtype"], int(p["first_exceeded"])), []).append(" vs ".join(p["pair"]))
-    total = {d: sum(p["dtype"] == d for p in numbers["pairs"].values()) for d in DTYPES}
+    total = {d: sum(p["dtype"] == d for p in numbers["pairs"].values()) for d in FORMAT_ORDER}
     return [
         {"dtype": dtype, "step": step, "pairs": pairs, "of": total[dtype]}
-        for (dtype, step), pairs in sorted(groups.items(), key=lambda item: (item[0][1], DTYPES.index(item[0][0])))
+        for (dtype, step), pairs in sorted(
+            groups.items(), key=lambda item: (item[0][1], FORMAT_ORDER.index(item[0][0]))
+        )
     ]
 
 
@@ -325,29 +381,37 @@ def _gap_panels(ax, ax_tol, numbers: dict) -> None:
     """Every pair's parameter gap (left) and tolerance ratio (middle), and each backend's float32 vs float64."""
     for p in numbers["pairs"].values():
         a, b = p["pair"]
-        style = "-" if p["dtype"] == "float32" else "--"
+        style = STYLE[p["dtype"]]
         label = f"{a} vs {b}, {p['dtype']}"
-        ax.plot(p["steps"], np.maximum(p["gap"], FLOOR), style, color=PAIR_COLORS[a, b], lw=1.6, label=label)
+        ax.plot(p["steps"], np.maximum(p["gap"], FLOOR), ls=style, color=PAIR_COLORS[a, b], lw=1.6, label=label)
         ratio = np.maximum(p["ratio"], RATIO_FLOOR)
-        ax_tol.plot(p["steps"], ratio, style, color=PAIR_COLORS[a, b], lw=1.6)
-    for name, p in numbers["precision"].items():
-        ax.plot(
-            p["steps"],
-            np.maximum(p["gap"], FLOOR),
-            ":",
-            color=BACKEND_COLORS[name],
-            lw=2.4,
-            label=f"{name}: float32 vs its own float64",
-        )
-    for eps in EPS.values():
+        ax_tol.plot(p["steps"], ratio, ls=style, color=PAIR_COLORS[a, b], lw=1.6)
+    drift = numbers.get("drift") or {"float32": numbers["precision"]}
+    for dtype, per_backend in drift.items():
+        for name, p in per_backend.items():
+            ax.plot(
+                p["steps"],
+                np.maximum(p["gap"], FLOOR),
+                ":",
+                color=BACKEND_COLORS[name],
+                lw=2.4 if dtype == "float32" else 1.4,
+                label=f"{name}: {dtype} vs its own float64",
+            )
+    shown = {f: EPS[f] for f in numbers.get("formats", DTYPES)}
+    for eps in shown.values():
         ax.axhline(eps, color="0.55", lw=0.8)
     ax.set_yscale("log")
-    level_labels(ax, {f"{dtype} ε": eps for dtype, eps in EPS.items()})
+    level_labels(ax, {f"{dtype} ε": eps for dtype, eps in shown.items()})
     ax.set_xlabel("training step")
     ax.set_ylabel("parameter gap  max|θa − θb| / max|θ|")
     ax.set_title(
         "Framework or precision? The parameter gap\n"
-        "solid: float32 pairs, dashed: float64 pairs, dotted: float32 vs float64 of one backend",
+        "solid: float32 pairs, dashed: float64 pairs, dotted: a format vs float64 of one backend"
+        + (
+            "\n(thin dotted: mixed; dash-dot: bfloat16-mixed pairs, dash-dot-dot: float16-mixed)"
+            if len(drift) > 1
+            else ""
+        ),
         fontsize=10,
     )
 
@@ -355,7 +419,8 @@ def _gap_panels(ax, ax_tol, numbers: dict) -> None:
 def _tolerance_panel(ax_tol, numbers: dict, dtype_tols: dict) -> list[dict]:
     """The parity check's axis: the line at 1, each dtype's first crossing labelled. Returns the crossings."""
     ax_tol.axhline(1.0, color="k", lw=1.0)
-    tols = ", ".join(f"{d}: rtol {t.rtol:g}, atol {t.atol:g}" for d, t in dtype_tols.items())
+    each = [f"{d}: rtol {t.rtol:g}, atol {t.atol:g}" for d, t in dtype_tols.items()]
+    tols = ";\n".join(", ".join(each[i : i + 2]) for i in range(0, len(each), 2))  # two formats a line
     ax_tol.set_yscale("log")
     level_labels(ax_tol, {"the tolerance": 1.0})
     ax_tol.set_ylim(bottom=RATIO_FLOOR / 2)
@@ -378,7 +443,7 @@ def _loss_panel(ax_loss, numbers: dict) -> None:
         ax_loss.plot(
             np.arange(len(losses)),
             losses,
-            "-" if dtype == "float32" else "--",
+            ls=STYLE[dtype],
             color=BACKEND_COLORS[name],
             lw=1.2,
             alpha=0.8,
@@ -414,12 +479,25 @@ def main(argv: list[str] | None = None) -> int:
         gpt=True,
     )
     parser.add_argument("--points", type=positive_int, default=200, help="recorded steps along the run (default: 200)")
+    parser.add_argument(
+        "--dtype",
+        choices=["both", "all", *MIXED],
+        default="both",
+        help="both: float32 and float64 (default); all: mixed precision too (bfloat16-mixed, float16-mixed); "
+        "or one mixed format beside float64, its reference (the GPT: float32 and float64 only)",
+    )
     args = parser.parse_args(argv)
     problem = build_problem(parser, args)
     backends = installed(args.backends)
-    runs = train_all(problem, backends, record_every=max(1, problem.steps // max(args.points, 1)))
+    formats = {"both": DTYPES, "all": (*DTYPES, *MIXED)}.get(args.dtype, ("float64", args.dtype))
+    if isinstance(problem.spec, GPTSpec) and set(formats) & set(MIXED):
+        if args.dtype in MIXED:
+            parser.error(f"--dtype {args.dtype}: the GPT trains in float64 and float32 only (not yet in a half format)")
+        note("mixed precision: the GPT in a half format is not supported yet; left out")
+        formats = DTYPES
+    runs = train_all(problem, backends, record_every=max(1, problem.steps // max(args.points, 1)), formats=formats)
     numbers = divergence_numbers(runs, problem)
-    tols = {dtype: trajectory_tolerance(dtype, problem.optimizer) for dtype in DTYPES}
+    tols = {dtype: format_tolerance(dtype, problem.optimizer) for dtype in formats_of(runs)}
     fig = plot(numbers, problem, tols)
     text = finding(numbers)
     if isinstance(problem.spec, GPTSpec) and len(backends) > 1:

@@ -57,6 +57,44 @@ def test_divergence_separates_float64_agreement_from_float32_drift():
         assert 1e-9 < p["gap"][-1] < 1e-4  # float32 rounding, visible but small
 
 
+@needs_two
+def test_divergence_in_mixed_precision_holds_each_format_to_its_own_tolerance_and_float64():
+    """--dtype all trains the mixed formats too: their pairs are held to trajectory_mixed, each backend's
+    drift is measured from its own float64 run, and the finding states both numbers per format."""
+    pytest.importorskip("ml_dtypes")
+    from comparisons.agreement.divergence import MIXED, finding
+    from comparisons.core.problem import Problem
+    from shared.tolerances import tolerance
+
+    data = xor()
+    problem = Problem(data, XOR_SPEC, init_params(XOR_SPEC), data.X, data.targets(XOR_SPEC), SGD(0.5), 40, 0, None)
+    a, b = TWO
+    runs = train_all(problem, [a, b], record_every=10, formats=("float32", "float64", *MIXED))
+    numbers = divergence_numbers(runs, problem)
+    assert numbers["formats"] == ["float32", "float64", *MIXED]
+    assert set(numbers["drift"]) == {"float32", *MIXED} and numbers["precision"] == numbers["drift"]["float32"]
+    text = finding(numbers)
+    for name in MIXED:
+        dtype = name.split("-")[0]
+        pair = numbers["pairs"][f"{a} vs {b} {name}"]
+        tol = tolerance(dtype, "trajectory_mixed")
+        assert (pair["rtol"], pair["atol"]) == (tol.rtol, tol.atol) and pair["first_exceeded"] is None
+        own = get_backend(a, dtype, precision="mixed").train(
+            XOR_SPEC, init_params(XOR_SPEC), data.X, data.targets(XOR_SPEC), SGD(0.5), 40
+        )
+        np.testing.assert_array_equal(own.params[0]["W"], runs[a, name].params[0]["W"])  # that format's own run
+        drift = numbers["drift"][name][a]["gap"][-1]
+        expected = scaled_gaps(runs[a, name], runs[a, "float64"], np.array([40]))[0]
+        assert drift == expected and 1e-5 < drift < 0.1  # the half format's rounding, far above float32's
+        assert f"In {name} (float32 params, {dtype} compute" in text and f"{pair['gap'][-1]:.1e} apart" in text
+
+
+def test_divergence_of_the_gpt_in_mixed_precision_is_refused_by_name(capsys):
+    with pytest.raises(SystemExit):
+        comparisons_main(["divergence", *GPT_ARGS, "--dtype", "bfloat16-mixed"])
+    assert "the GPT trains in float64 and float32 only" in capsys.readouterr().err
+
+
 def test_the_tolerance_marker_sits_where_the_plotted_ratio_first_crosses_one():
     from comparisons.agreement.divergence import check_ratios
     from shared.tolerances import tolerance
