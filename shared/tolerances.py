@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shared.params import named_leaves
+from shared.validation import numpy_dtype
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,8 @@ def gap_in_eps(a, b, dtype: str) -> float:
         return float("inf")
     a, b = np.where(np.isinf(a), 0.0, a), np.where(np.isinf(b), 0.0, b)
     diff = float(np.abs(a - b).max(initial=0.0))
-    scale = max(float(np.abs(a).max(initial=0.0)), float(np.abs(b).max(initial=0.0))) * float(np.finfo(dtype).eps)
+    eps = float(np.finfo(numpy_dtype(dtype) if isinstance(dtype, str) else dtype).eps)  # (bfloat16: ml_dtypes')
+    scale = max(float(np.abs(a).max(initial=0.0)), float(np.abs(b).max(initial=0.0))) * eps
     return 0.0 if diff == 0 else (diff / scale if scale > 0 else float("inf"))
 
 

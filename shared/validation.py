@@ -29,6 +29,12 @@ FORMATS = (*DTYPES, *HALF_DTYPES, *(f"{d}-mixed" for d in HALF_DTYPES))
 """Every way to compute, as the commands name it: a dtype, or a half dtype in mixed precision."""
 
 
+def param_dtype_of(name: str) -> str:
+    """What a format keeps its params in: float32 in mixed precision, else the format's own dtype."""
+    dtype, precision = split_format(name)
+    return "float32" if precision == "mixed" else dtype
+
+
 def split_format(name: str) -> tuple[str, str]:
     """'bfloat16-mixed' -> ('bfloat16', 'mixed'); 'float32' -> ('float32', 'pure')."""
     if name not in FORMATS:

@@ -87,18 +87,19 @@ def torch_step(spec: MLPSpec, params: Params, X, y, optimizer, dtype: str) -> tu
         Z = outputs[i]
         A = outputs[i + 1] if l < spec.n_layers - 1 else Z
         i += 2
+        numpy = tb.to_numpy  # (bfloat16 too, as ml_dtypes' bfloat16)
         layers.append(
             dict(
-                A_in=A_in.detach().numpy(),
-                W=linear.weight.detach().T.numpy(),
-                b=linear.bias.detach().numpy(),
-                Z=Z.detach().numpy(),
-                A=A.detach().numpy(),
-                dA=A.grad.numpy(),
-                dZ=Z.grad.numpy(),
-                dW=linear.weight.grad.T.numpy(),
-                db=linear.bias.grad.numpy(),
-                dX=A_in.grad.numpy(),
+                A_in=numpy(A_in),
+                W=numpy(linear.weight.T),
+                b=numpy(linear.bias),
+                Z=numpy(Z),
+                A=numpy(A),
+                dA=numpy(A.grad),
+                dZ=numpy(Z.grad),
+                dW=numpy(linear.weight.grad.T),
+                db=numpy(linear.bias.grad),
+                dX=numpy(A_in.grad),
             )
         )
         A_in = A

@@ -18,7 +18,10 @@ from comparisons.playground.gpt_mode import GPT_DEFAULTS, TASKS, GPTSetup, add_g
 from shared.data import DATASETS, from_csv
 from shared.params import Params
 from shared.spec import ACTIVATIONS, LOSSES, MLPSpec
-from shared.validation import DTYPES
+from shared.validation import DTYPES, HALF_DTYPES
+
+LANE_FORMATS = (*DTYPES, *(f"{d}-mixed" for d in HALF_DTYPES))
+"""The formats a lane can train in (a pure half format does not train yet)."""
 
 HOST = "127.0.0.1"  # loopback only: the server runs code for whoever can reach it
 DEFAULT_PORT = 8765
@@ -166,7 +169,14 @@ def make_playground_parser() -> argparse.ArgumentParser:
     g.add_argument("--test-fraction", type=_fraction, default=0.25, help="held-out share (default: 0.25)")
     g.add_argument("--every", type=positive_int, default=5, help="record every this many steps (default: 5)")
     g.add_argument("--resolution", type=_resolution, default=50, help="boundary grid per axis (default: 50)")
-    g.add_argument("--dtypes", type=name_list(DTYPES), default=["float64", "float32"], help="default: float64,float32")
+    g.add_argument(
+        "--dtypes",
+        type=name_list(LANE_FORMATS),
+        default=["float64", "float32"],
+        help="the formats to train in, one lane per backend each: float64, float32, and mixed precision "
+        "(bfloat16-mixed, float16-mixed: float32 params, half-format compute; the MLP only) "
+        "(default: float64,float32)",
+    )
     g.add_argument(
         "--weight-decay",
         type=_non_negative_float,
@@ -318,6 +328,9 @@ def setup_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     fill_mode_defaults(args)
     _check_chunk(parser, args)
     backends, dtypes = _lanes(parser, args)
+    if args.model == "gpt" and set(dtypes) - set(DTYPES):
+        mixed = ", ".join(d for d in dtypes if d not in DTYPES)
+        parser.error(f"--dtypes {','.join(dtypes)}: the GPT trains in float64 and float32 only, not yet {mixed}")
     if args.model == "gpt":
         optimizer = _with_weight_decay(parser, args, make_optimizer(args.optimizer, args.lr))
         common = {k: getattr(args, k) for k in ("optimizer", "lr", "batch_size", "seed", "steps", "every")}
@@ -409,7 +422,7 @@ def options() -> dict:
             "activation": [a for a in ACTIVATIONS if a != "identity"] + ["identity"],
             "loss": list(LOSSES),
             "optimizer": list(OPTIMIZERS),
-            "dtypes": list(DTYPES),
+            "dtypes": list(LANE_FORMATS),
             "backends": list(BACKENDS),
             "model": ["mlp", "gpt"],
             "task": list(TASKS),

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backends import get_backend
 from shared.data import SEQUENCE_TASKS, CharTokenizer, char_windows, load_corpus, sequence_task
 from shared.params import init_params
 from shared.spec import GPTSpec
@@ -174,7 +173,7 @@ def attention_view(s: GPTSetup, lane, text: str | None) -> dict:
     params, by the lane's own framework, and its prediction (the argmax next token) at every position."""
     text = s.example if text is None else text
     X, Y = s.encode(text)
-    be = get_backend(lane.backend, lane.dtype)
+    be = lane.engine
     maps = be.attention_maps(s.spec, lane.params, X)  # per layer: (1, h, t, t)
     logits = be.forward(s.spec, lane.params, X)[0]  # (t, V)
     answer = [] if Y is None else list(range(s.task.length, s.spec.seq_len))  # where the answer is predicted

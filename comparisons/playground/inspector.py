@@ -17,6 +17,7 @@ import numpy as np
 from comparisons.backprop import step_mlp
 from comparisons.playground.config import ConfigError, Setup
 from shared.tolerances import gap_in_eps
+from shared.validation import numpy_dtype, split_format
 
 QUANTITIES = ("z", "a", "dL_da", "f_prime", "dL_dz", "db", "dW", "a_in", "w_in")
 
@@ -69,16 +70,20 @@ def _gap(reference, value, dtype: str) -> float | None:
     return gap if np.isfinite(gap) else None
 
 
-def inspect_unit(s: Setup, params, dtype: str, backends: list[str], query: dict) -> dict:
+def inspect_unit(s: Setup, params, lane_format: str, backends: list[str], query: dict) -> dict:
     """GET /api/inspect.json's answer: the unit's numbers on every backend in `backends` from `params`
-    (the lane's), for the training sample query['sample'], and each one's gap to NumPy in ε."""
+    (the lane's), for the training sample query['sample'], and each one's gap to NumPy in ε. A mixed
+    lane's unit is computed in its half format (its float32 params cast, as its forward and backward
+    are), the gaps in that format's ε."""
     spec = s.spec
+    dtype = split_format(lane_format)[0]  # what the numbers are computed in
+    as_dtype = numpy_dtype(dtype)
     l = index(query, "layer", spec.n_layers, f"a Linear layer of sizes {list(spec.sizes)}; the last is the output")
     j = index(query, "unit", spec.sizes[l + 1], f"a unit of layer {l}")
     i = index(query, "sample", len(s.X_train), "a training sample")
-    X = np.asarray(s.X_train[i : i + 1], dtype)
-    y = s.y_train[i : i + 1] if s.y_train.dtype.kind in "iu" else np.asarray(s.y_train[i : i + 1], dtype)
-    cast = [{k: np.asarray(v, dtype) for k, v in layer.items()} for layer in params]
+    X = np.asarray(s.X_train[i : i + 1], as_dtype)
+    y = s.y_train[i : i + 1] if s.y_train.dtype.kind in "iu" else np.asarray(s.y_train[i : i + 1], as_dtype)
+    cast = [{k: np.asarray(v, as_dtype) for k, v in layer.items()} for layer in params]
     last = l == spec.n_layers - 1
     values, losses = {}, {}
     for name in backends:
@@ -95,10 +100,11 @@ def inspect_unit(s: Setup, params, dtype: str, backends: list[str], query: dict)
         "layer": l,
         "unit": j,
         "sample": i,
-        "x": X[0].tolist(),
-        "target": y[0].tolist() if np.ndim(y[0]) else y[0].item(),
+        "x": X[0].astype(np.float64).tolist(),
+        "target": np.asarray(y[0], np.int64 if y.dtype.kind in "iu" else np.float64).tolist(),
         "activation": activation,
         "dtype": dtype,
+        "format": lane_format,
         "loss": losses,
         "values": values,
         "gap_eps": gaps,
@@ -117,7 +123,6 @@ def inspect_unit(s: Setup, params, dtype: str, backends: list[str], query: dict)
 def link_history(run, query: dict) -> dict:
     """GET /api/link.json's answer: the weight W[layer][i, j] on every lane, at each chunk start and now,
     and the gradient of the full training loss with respect to it at the lane's current params."""
-    from backends import get_backend
 
     s = run.setup
     spec = s.spec
@@ -127,7 +132,7 @@ def link_history(run, query: dict) -> dict:
     lanes = {}
     for lane in run.lanes:
         history = [*lane.chunk_params, lane.params]
-        _, grads = get_backend(lane.backend, lane.dtype).loss_and_grads(spec, lane.params, s.X_train, s.y_train)
+        _, grads = lane.engine.loss_and_grads(spec, lane.params, s.X_train, s.y_train)
         lanes[lane.name] = {
             "steps": [*lane.chunk_starts, lane.run.steps_run if lane.run is not None else 0],
             "values": [float(p[l]["W"][i, j]) for p in history],

@@ -17,8 +17,9 @@ from comparisons.playground.config import HIDDEN_RESOLUTION, MAX_CHUNKS, MAX_RUN
 from comparisons.playground.gpt_mode import N_TEST, GPTSetup, attention_view
 from shared.params import Params, map_params, named_leaves
 from shared.spec import MLPSpec, spec_to_dict
-from shared.tolerances import closeness, gap_in_eps, trajectory_kind, trajectory_tolerance
+from shared.tolerances import closeness, gap_in_eps, tolerance, trajectory_kind, trajectory_tolerance
 from shared.trajectory import Trajectory
+from shared.validation import numpy_dtype, param_dtype_of, split_format
 
 # ---- a run: one chain of chunks per backend and dtype ----
 
@@ -28,7 +29,7 @@ class Lane:
     """One backend in one dtype: the run so far, one Trajectory that each chunk continues."""
 
     backend: str
-    dtype: str
+    dtype: str  # the format: 'float64', 'float32', 'bfloat16-mixed' or 'float16-mixed'
     params: Params  # the current params (the start's until the first chunk)
     run: Trajectory | None = None  # the whole run, continued chunk after chunk (its snapshots dropped)
     chunk_starts: list[int] = field(default_factory=list)  # the step each chunk started at
@@ -37,6 +38,12 @@ class Lane:
     @property
     def name(self) -> str:
         return f"{self.backend}-{self.dtype}"
+
+    @property
+    def engine(self):
+        """The lane's backend, in its format (mixed precision: float32 params, half-format compute)."""
+        dtype, precision = split_format(self.dtype)
+        return get_backend(self.backend, dtype, precision=precision)
 
     @property
     def diverged_at(self) -> int | None:
@@ -51,7 +58,7 @@ class Lane:
             "minibatch schedule): together one run; snapshots are the params at each chunk start",
         }
         if self.run is None:  # no chunk yet: step 0
-            empty = np.zeros(0, np.dtype(self.dtype))
+            empty = np.zeros(0, np.dtype(param_dtype_of(self.dtype)))
             meta = {"backend": self.backend, "dtype": self.dtype, "spec": spec_to_dict(s.spec), "steps": 0}
             meta |= {"optimizer": s.optimizer.to_dict(), "batch_size": s.config["batch_size"], "seed": s.config["seed"]}
             return Trajectory(empty, empty, self.params, meta=meta | {"playground": playground})
@@ -100,7 +107,7 @@ def _params_json(params: Params) -> list:
 def _loss(lane: Lane, params: Params, X, y, spec) -> float | None:
     """The backend's own loss of `params` on (X, y); None when it is not finite."""
     try:
-        return get_backend(lane.backend, lane.dtype).loss_and_grads(spec, params, X, y)[0]
+        return lane.engine.loss_and_grads(spec, params, X, y)[0]
     except (FloatingPointError, ValueError):
         return None
 
@@ -117,7 +124,7 @@ def _accuracies(s, lane: Lane, params) -> tuple[float | None, float | None]:
     """(train, test) accuracy of `params` on `lane`'s backend: the MLP's class accuracy (None for mse),
     the GPT task's answer accuracy or the corpus's next-character accuracy."""
     if isinstance(s, GPTSetup):
-        be = get_backend(lane.backend, lane.dtype)
+        be = lane.engine
         try:
             return tuple(
                 s.accuracy(be.forward(s.spec, params, X), Y) for X, Y in (_train_eval(s), (s.X_test, s.y_test))
@@ -136,18 +143,35 @@ def _accuracy(lane: Lane, params: Params, X, labels, spec) -> float | None:
     if spec.loss == "mse":
         return None
     try:
-        logits = get_backend(lane.backend, lane.dtype).forward(spec, params, X)
+        logits = lane.engine.forward(spec, params, X)
     except (FloatingPointError, ValueError):
         return None
     predicted = (logits[:, 0] > 0).astype(int) if spec.loss == "bce" else logits.argmax(axis=1)
     return float(np.mean(predicted == labels))
 
 
+def lane_tolerance(name: str, optimizer: str):
+    """The trajectory tolerance two lanes of format `name` are held to (mixed: trajectory_mixed)."""
+    dtype, precision = split_format(name)
+    return tolerance(dtype, "trajectory_mixed") if precision == "mixed" else trajectory_tolerance(dtype, optimizer)
+
+
+def lane_kind(name: str, optimizer: str) -> str:
+    dtype, precision = split_format(name)
+    return "trajectory_mixed" if precision == "mixed" else trajectory_kind(dtype, optimizer)
+
+
+def compute_dtype_of(name: str) -> str:
+    """The dtype a format computes in, whose ε the parity gap is counted in (mixed: the half format)."""
+    return split_format(name)[0]
+
+
 def tolerance_eps(dtype: str, optimizer: str, params: Params) -> float:
-    """The trajectory tolerance, atol + rtol · max|θ|, in the parity gap's units (ε · max|θ|)."""
-    tol = trajectory_tolerance(dtype, optimizer)
+    """The trajectory tolerance, atol + rtol · max|θ|, in the parity gap's units (ε · max|θ|), ε the
+    machine epsilon of the format's compute dtype."""
+    tol = lane_tolerance(dtype, optimizer)
     scale = max(float(np.abs(np.asarray(x, np.float64)).max()) for _, x in named_leaves(params))
-    eps = float(np.finfo(dtype).eps)
+    eps = float(np.finfo(numpy_dtype(compute_dtype_of(dtype))).eps)
     return (tol.atol + tol.rtol * scale) / (eps * scale) if scale > 0 else tol.atol / eps
 
 
@@ -180,7 +204,7 @@ def view(s: Setup, lane: Lane) -> dict:
     its attention maps and prediction for the example input)."""
     if isinstance(s, GPTSetup):
         return {"mode": "gpt", **attention_view(s, lane, None)}
-    spec, be = s.spec, get_backend(lane.backend, lane.dtype)
+    spec, be = s.spec, lane.engine
     res = s.config["resolution"]
     probs = _probabilities(be.forward(spec, lane.params, grid_points(s.extent, res)), spec.loss, s.n_classes)
     grid = grid_points(s.extent, HIDDEN_RESOLUTION)
@@ -209,7 +233,7 @@ class Runs:
         self.training = threading.Lock()  # one chunk trains at a time: the cores are shared
 
     def new(self, s: Setup) -> Run:
-        lanes = [Lane(b, d, map_params(lambda a, d=d: np.asarray(a, d), s.params)) for b, d in s.lanes]
+        lanes = [Lane(b, d, map_params(lambda a, d=d: np.asarray(a, param_dtype_of(d)), s.params)) for b, d in s.lanes]
         run = Run(secrets.token_hex(8), s, lanes)
         with self._lock:
             self._runs[run.id] = run
@@ -246,7 +270,7 @@ def describe_run(run: Run) -> dict:
         "config": s.config,
         "lanes": [lane.name for lane in run.lanes],
         "start": start,
-        "tolerance_kind": {d: trajectory_kind(d, s.config["optimizer"]) for d in s.config["dtypes"]},
+        "tolerance_kind": {d: lane_kind(d, s.config["optimizer"]) for d in s.config["dtypes"]},
         "view": view(s, run.lanes[0]),
     }
     if isinstance(s, GPTSetup):
@@ -263,7 +287,7 @@ def describe_run(run: Run) -> dict:
 
 def _train_lane(s: Setup, lane: Lane, steps: int, every: int) -> Trajectory:
     """One chunk of `lane`: a `train` call that continues the lane's run so far (or starts it)."""
-    return get_backend(lane.backend, lane.dtype).train(
+    return lane.engine.train(
         s.spec,
         lane.params if lane.run is None else lane.run,  # the run so far, continued exactly
         s.X_train,
@@ -301,7 +325,7 @@ def _parity_pairs(s: Setup, run: Run, recorded: dict) -> list[dict]:
     pairs = []
     for dtype in s.config["dtypes"]:
         names = [lane.name for lane in run.lanes if lane.dtype == dtype and lane.name in recorded]
-        tol = trajectory_tolerance(dtype, s.config["optimizer"])
+        tol = lane_tolerance(dtype, s.config["optimizer"])
         for a, b in itertools.combinations(names, 2):
             common = dict(recorded[b])
             at = [(k, p, common[k]) for k, p in recorded[a] if k in common]
@@ -311,7 +335,7 @@ def _parity_pairs(s: Setup, run: Run, recorded: dict) -> list[dict]:
                     "b": b.split("-")[0],
                     "dtype": dtype,
                     "steps": [k for k, _, _ in at],
-                    "gap_eps": [gap_in_eps(pa, pb, dtype) for _, pa, pb in at],
+                    "gap_eps": [gap_in_eps(pa, pb, compute_dtype_of(dtype)) for _, pa, pb in at],
                     "tol_eps": [tolerance_eps(dtype, s.config["optimizer"], pa) for _, pa, _ in at],
                     "within": [closeness(pa, pb, tol).ok for _, pa, pb in at],
                 }

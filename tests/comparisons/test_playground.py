@@ -630,6 +630,72 @@ def browser_page(server, query: str, folder: Path, height: int = 900):
         process.wait(timeout=10)
 
 
+def test_mixed_precision_lanes_train_as_one_train_call_each_held_to_their_own_tolerance(server):
+    """dtypes=bfloat16-mixed,float16-mixed: a lane per backend and format, each chunk the mixed-precision
+    backend's own train call (float32 params), its parity gap in the half format's ε against
+    trajectory_mixed, its unit panel computed in the half format; a pure half format is refused."""
+    pytest.importorskip("ml_dtypes")
+    from shared.tolerances import gap_in_eps, tolerance
+
+    config = CONFIG | {"dtypes": "bfloat16-mixed,float16-mixed", "steps": 10, "resolution": 10}
+    status, started = call(server, "/api/run", {"config": config})
+    assert status == 200, started
+    here = available_backends()
+    assert started["lanes"] == [f"{b}-{d}" for d in ("bfloat16-mixed", "float16-mixed") for b in here]
+    assert set(started["tolerance_kind"].values()) == {"trajectory_mixed"}
+    status, lines = call(server, "/api/step", {"run": started["run"]})
+    assert status == 200, lines
+    s = pg_config.setup(config)
+    for lane in started["lanes"]:
+        backend, name = lane.split("-", 1)
+        half = name.split("-")[0]
+        be = get_backend(backend, half, precision="mixed")
+        one = be.train(s.spec, s.params, s.X_train, s.y_train, s.optimizer, 10, batch_size=16, seed=0)
+        exported = _exported(server, started["run"], lane)
+        assert exported.params[0]["W"].dtype == np.float32 and exported.meta["precision"] == "mixed"
+        np.testing.assert_array_equal(exported.params[0]["W"], one.params[0]["W"])
+    pairs = next(x for x in lines if x["type"] == "parity")["pairs"]
+    assert {p["dtype"] for p in pairs} == {"bfloat16-mixed", "float16-mixed"}
+    for p in pairs:
+        half = p["dtype"].split("-")[0]
+        a = _exported(server, started["run"], f"{p['a']}-{p['dtype']}").params
+        b = _exported(server, started["run"], f"{p['b']}-{p['dtype']}").params
+        assert p["gap_eps"][-1] == pytest.approx(gap_in_eps(a, b, half), rel=1e-9)  # in the half format's ε
+        assert all(p["within"]) and tolerance(half, "trajectory_mixed").rtol / 2**-7 <= 8  # a few of its ε
+    query = f"run={started['run']}&lane={here[0]}-bfloat16-mixed&layer=0&unit=1&sample=2"
+    status, unit = call(server, f"/api/inspect.json?{query}")
+    assert status == 200, unit
+    assert unit["dtype"] == "bfloat16" and unit["format"] == "bfloat16-mixed" and set(unit["values"]) == set(here)
+    status, reply = call(server, "/api/run", {"config": config | {"dtypes": "bfloat16"}})
+    assert status == 400 and reply["field"] == "dtypes" and "bfloat16-mixed" in reply["error"]
+    status, reply = call(server, "/api/run", {"config": GPT_CONFIG | {"dtypes": "float16-mixed"}})
+    assert (
+        status == 400 and reply["field"] == "dtypes" and "the GPT trains in float64 and float32 only" in reply["error"]
+    )
+
+
+@pytest.mark.skipif(find_browser() is None, reason="no Chromium here (apt-get install chromium, or set $CHROMIUM)")
+def test_in_a_real_browser_mixed_precision_lanes_draw_their_curves_and_parity(server, tmp_path):
+    pytest.importorskip("ml_dtypes")
+    query = "?dataset=xor&n=80&noise=0.15&sizes=2,4,1&optimizer=sgd&lr=0.5&steps=10&every=5"
+    query += "&dtypes=float32,bfloat16-mixed"
+    with browser_page(server, query, tmp_path / "profile") as tools:
+        tools.wait_for("document.getElementById('train-loss').textContent !== '–'")
+        boxes = tools.evaluate("[...document.querySelectorAll('#dtypes input')].map((e) => [e.value, e.checked])")
+        tools.evaluate("document.dispatchEvent(new KeyboardEvent('keydown', { key: 'ArrowRight' }))")  # one step
+        tools.wait_for("document.getElementById('counter').textContent === 'step 1' && !busy", timeout=90)
+        curves = tools.evaluate("window.playground.curves")
+        parity_keys = tools.evaluate("window.playground.parity")
+        legend = tools.evaluate("document.getElementById('parity-legend').textContent")
+        errors = tools.errors() + tools.evaluate("window.playground.errors")
+    assert dict(boxes) == {"float64": False, "float32": True, "bfloat16-mixed": True, "float16-mixed": False}, boxes
+    for b in available_backends():
+        assert curves[f"{b}-bfloat16-mixed"] >= 2, curves
+    if len(available_backends()) > 1:
+        assert any(k.endswith("/bfloat16-mixed") for k in parity_keys) and "bfloat16-mixed" in legend, parity_keys
+    assert not errors, errors
+
+
 @pytest.mark.skipif(find_browser() is None, reason="no Chromium here (apt-get install chromium, or set $CHROMIUM)")
 def test_in_a_real_browser_play_lowers_the_loss_and_draws_every_backend(server, tmp_path):
     query = "?dataset=xor&n=120&noise=0.15&sizes=2,4,4,1&optimizer=sgd&lr=0.5&steps=25&every=5"

@@ -179,8 +179,8 @@ function chart(canvas, series, { log = false, yLabel = "" } = {}) {
 function drawLoss() {
   const series = [];
   for (const [lane, h] of Object.entries(history)) {
-    const [backend, dtype] = lane.split("-"), thin = dtype === "float32";
-    const style = { colour: BACKEND_COLORS[backend], width: thin ? 1 : 2.2, alpha: thin ? 0.75 : 0.9 };
+    const [backend, dtype] = laneParts(lane), thin = dtype !== "float64";
+    const style = { colour: BACKEND_COLORS[backend], width: FORMAT_STYLE[dtype].width, alpha: thin ? 0.75 : 0.9 };
     series.push({ name: lane, steps: h.steps, values: h.train, ...style });
     series.push({ name: lane + " test", steps: h.steps, values: h.test, dash: [4, 3], ...style });
   }
@@ -192,8 +192,8 @@ function drawLoss() {
   }
   window.playground.curves = drawn;
   $("loss-legend").innerHTML = Object.keys(history).map((lane) => {
-    const [b, d] = lane.split("-");
-    return `<span><i class="swatch" style="border-color:${BACKEND_COLORS[b]};border-top-width:${d === "float32" ? 1 : 2}px"></i>${lane}</span>`;
+    const [b, d] = laneParts(lane);
+    return `<span><i class="swatch" style="border-color:${BACKEND_COLORS[b]};border-top-width:${Math.round(FORMAT_STYLE[d].width)}px"></i>${lane}</span>`;
   }).join("");
 }
 
@@ -201,14 +201,15 @@ function drawParity() {
   const series = [], tols = {};
   for (const [key, g] of Object.entries(parity)) {
     const colour = PAIR_COLORS[`${g.a}/${g.b}`] || "#555";
-    series.push({ name: key, steps: g.steps, values: g.gap.map((v) => Math.max(v, 0.01)), colour, dash: g.dtype === "float32" ? [5, 3] : [], width: 1.6 });
-    tols[g.dtype] ||= { name: "tolerance " + g.dtype, steps: g.steps, values: g.tol, colour: "#999", dash: g.dtype === "float32" ? [5, 3] : [], width: 1 };
+    const dash = FORMAT_STYLE[g.dtype].dash;
+    series.push({ name: key, steps: g.steps, values: g.gap.map((v) => Math.max(v, 0.01)), colour, dash, width: 1.6 });
+    tols[g.dtype] ||= { name: "tolerance " + g.dtype, steps: g.steps, values: g.tol, colour: "#999", dash, width: 1 };
   }
   chart($("parity"), [...Object.values(tols), ...series], { log: true, yLabel: "ε" });
   window.playground.parity = Object.keys(parity);
   const last = (a) => a[a.length - 1];
   $("parity-legend").innerHTML = Object.entries(parity).map(([key, g]) =>
-    `<span><i class="swatch" style="border-color:${PAIR_COLORS[`${g.a}/${g.b}`]};border-top-style:${g.dtype === "float32" ? "dashed" : "solid"}"></i>${g.a}–${g.b} ${g.dtype}: ${last(g.gap).toPrecision(2)}ε (tol ${last(g.tol).toPrecision(2)}ε)</span>`
+    `<span><i class="swatch" style="border-color:${PAIR_COLORS[`${g.a}/${g.b}`]};border-top-style:${FORMAT_STYLE[g.dtype].border}"></i>${g.a}–${g.b} ${g.dtype}: ${last(g.gap).toPrecision(2)}ε (tol ${last(g.tol).toPrecision(2)}ε)</span>`
   ).join("") || "needs two backends";
 }
 

@@ -5,8 +5,8 @@
 
 async function drawAttention() {
   if (!run || run.mode !== "gpt") return;
-  const dtype = $("view-lane").value.split("-")[1];
-  const lanes = run.lanes.filter((lane) => lane.endsWith(dtype));
+  const dtype = laneParts($("view-lane").value)[1];
+  const lanes = run.lanes.filter((lane) => laneParts(lane)[1] === dtype);
   const text = $("tokens").value;
   const replies = [];
   for (const lane of lanes) {
@@ -117,7 +117,7 @@ function renderLink(r) {
   $("inspect").innerHTML = `<div>${r.name}: the weight from unit ${r.i} of ${r.layer === 0 ? "the input" : `hidden ${r.layer}`} into unit ${r.j} of the next layer, at every chunk start and now; its gradient of the full training loss now</div>
     <table class="inspect"><tr><th>lane</th><th>at step 0</th><th>now (step ${r.step})</th><th>dL/dw now</th></tr>${rows}</table>
     <canvas id="link-chart" width="640" height="130"></canvas>`;
-  chart($("link-chart"), lanes.map(([lane, h]) => ({ name: lane, steps: h.steps, values: h.values, colour: BACKEND_COLORS[lane.split("-")[0]], dash: lane.endsWith("float32") ? [5, 3] : [], width: 1.6 })), { yLabel: "w" });
+  chart($("link-chart"), lanes.map(([lane, h]) => ({ name: lane, steps: h.steps, values: h.values, colour: BACKEND_COLORS[lane.split("-")[0]], dash: FORMAT_STYLE[laneParts(lane)[1]].dash, width: 1.6 })), { yLabel: "w" });
 }
 
 $("sample").addEventListener("change", () => { drawBoundary(); inspect(); });

@@ -5,6 +5,15 @@ const BACKEND_COLORS = { numpy: "#1f77b4", torch: "#d62728", jax: "#2ca02c" };
 const PAIR_COLORS = { "numpy/torch": "#9467bd", "numpy/jax": "#17becf", "torch/jax": "#ff7f0e" };
 const CLASS_COLORS = [[245, 147, 34], [8, 119, 189], [44, 160, 44], [148, 103, 189], [140, 86, 75], [227, 119, 194]];
 const $ = (id) => document.getElementById(id);
+// Each format's line: float64 solid and thick, float32 dashed and thin, the mixed formats dotted.
+const FORMAT_STYLE = {
+  float64: { width: 2.2, dash: [], border: "solid" },
+  float32: { width: 1, dash: [5, 3], border: "dashed" },
+  "bfloat16-mixed": { width: 1.5, dash: [1, 2], border: "dotted" },
+  "float16-mixed": { width: 1.5, dash: [6, 2, 1, 2], border: "double" },
+};
+// "numpy-bfloat16-mixed" -> ["numpy", "bfloat16-mixed"]: the backend, then the format (which may hold a "-")
+const laneParts = (lane) => [lane.slice(0, lane.indexOf("-")), lane.slice(lane.indexOf("-") + 1)];
 
 let options = null;            // GET /api/options
 let config = {};               // the settings, as the URL and the server spell them
