@@ -229,6 +229,9 @@ class JaxBackend(Backend):
         return loss, grads
 
     def _attention_maps(self, spec, params, X):
+        if self.precision == "mixed":  # the maps of the half-format attention, returned in float32
+            maps = attention_maps(spec, gpt.cast_linears(params, self.compute_np_dtype), jnp.asarray(X))
+            return [P.astype(jnp.float32) for P in maps]
         return attention_maps(spec, params, jnp.asarray(X))
 
     def _train_begin(self, spec, params, X, y, optimizer, opt_state, scaling=None, accumulate=1):

@@ -19,10 +19,25 @@ import jax.numpy as jnp
 from backends.jax.mlp import ACTIVATIONS
 from shared.spec import LAYERNORM_EPS, GPTSpec
 
+LINEARS = ("Wq", "bq", "Wk", "bk", "Wv", "bv", "Wo", "bo", "W1", "b1", "W2", "b2")
+
+
+def cast_linears(params: dict, dtype) -> dict:
+    """Mixed precision's first cast, torch.autocast's rule written out (JAX has no autocast): every
+    linear layer's W and b (a block's, and the head's) in the half format; embeddings and layer norms
+    as they are. linear() then casts its input to the weights' dtype, so the linears and the attention
+    compute in the half format while the residual stream stays float32; jax.grad casts each gradient
+    back. In float32 and float64 nothing is cast."""
+    cast = lambda p: {k: v.astype(dtype) if k in LINEARS else v for k, v in p.items()}  # noqa: E731
+    blocks = [
+        {"attn": cast(p["attn"]), "mlp": cast(p["mlp"]), "ln1": p["ln1"], "ln2": p["ln2"]} for p in params["blocks"]
+    ]
+    return params | {"blocks": blocks, "head": jax.tree.map(lambda a: a.astype(dtype), params["head"])}
+
 
 def linear(x: jax.Array, W: jax.Array, b: jax.Array) -> jax.Array:
-    """x·W + b over the last axis, at full precision."""
-    return jnp.matmul(x, W, precision="highest") + b
+    """x·W + b over the last axis, at full precision, in the weights' dtype (x is cast to it)."""
+    return jnp.matmul(x.astype(W.dtype), W, precision="highest") + b
 
 
 def layernorm(x: jax.Array, p: dict) -> jax.Array:

@@ -33,9 +33,16 @@ def mixed_loss_fn(spec: MLPSpec | GPTSpec, params: Params, X: jax.Array, y: jax.
     """Mixed precision, written out (JAX has no autocast): the float32 params and the data cast to
     the half format, the forward there, the loss in float32 from the half logits. jax.grad of it with
     respect to the float32 params gives float32 gradients: the casts' own derivative casts them back."""
-    to_half = lambda a: a.astype(half)  # noqa: E731
-    logits = model(spec, jax.tree.map(to_half, params), to_half(X))
+    logits = model(spec, *to_half(spec, params, X, half))
     return mlp.LOSSES[spec.loss](logits.astype(jnp.float32), y)
+
+
+def to_half(spec: MLPSpec | GPTSpec, params: Params, X: jax.Array, half: str) -> tuple[Params, jax.Array]:
+    """Mixed precision's first cast: the MLP's params and data all in the half format; the GPT's
+    linear layers only (gpt.cast_linears: torch.autocast's rule), its token ids as they are."""
+    if isinstance(spec, GPTSpec):
+        return gpt.cast_linears(params, half), X
+    return jax.tree.map(lambda a: a.astype(half), params), X.astype(half)
 
 
 def accumulated(value_and_grad, k: int):
@@ -66,7 +73,7 @@ mixed_loss_and_grads = jax.jit(jax.value_and_grad(mixed_loss_fn, argnums=1), sta
 @partial(jax.jit, static_argnums=(0, 3))
 def mixed_forward(spec: MLPSpec | GPTSpec, params: Params, X: jax.Array, half: str) -> jax.Array:
     """The logits of the float32 params run in the half format, returned in float32."""
-    return model(spec, jax.tree.map(lambda a: a.astype(half), params), X.astype(half)).astype(jnp.float32)
+    return model(spec, *to_half(spec, params, X, half)).astype(jnp.float32)
 
 
 def train_step(spec, tx: optax.GradientTransformation, params: Params, opt_state, X: jax.Array, y: jax.Array):

@@ -16,6 +16,7 @@ import numpy as np
 from backends.numpy import gpt, optim, parallel, train
 from shared.backend import Backend
 from shared.params import from_leaves, map_params, tree_leaves
+from shared.spec import GPTSpec
 
 
 class NumpyBackend(Backend):
@@ -62,10 +63,14 @@ class NumpyBackend(Backend):
     def _model_loss_and_grads(self, spec):
         """The model's loss_and_grads, or train.mixed_loss_and_grads in mixed precision."""
         if self.precision == "mixed":
-            return partial(train.mixed_loss_and_grads, half=self.compute_np_dtype)
+            mixed = train.mixed_gpt_loss_and_grads if isinstance(spec, GPTSpec) else train.mixed_loss_and_grads
+            return partial(mixed, half=self.compute_np_dtype)
         return train.model(spec).loss_and_grads
 
     def _attention_maps(self, spec, params, X):
+        if self.precision == "mixed":  # the maps of the half-format attention, returned in float32
+            maps = gpt.attention_maps(spec, gpt.cast_linears(params, self.compute_np_dtype), X)
+            return [P.astype(np.float32) for P in maps]
         return gpt.attention_maps(spec, params, X)
 
     def _train_begin(self, spec, params, X, y, optimizer, opt_state, scaling=None, accumulate=1):

@@ -13,6 +13,13 @@ backward's docstring stating the gradient it computes. The pieces, in the order 
 
 Shapes: n sequences of t tokens; d = d_model, h heads of d_head = d/h columns, V = vocab_size.
 Compare with backends/torch/gpt.py (autograd) and backends/jax/gpt.py (jax.grad).
+
+Mixed precision (train.py mixed_gpt_loss_and_grads) follows torch.autocast's rule on the CPU: the
+linear layers and the attention's two matmuls compute in the half format, everything else in the
+dtype it is handed. cast_linears gives the linears half-format weights; linear_forward casts its
+input to the weights' dtype, so the residual stream, the embeddings and the layer norms stay in
+float32 (a float32 x plus a half-format branch is float32), and linear_backward casts each gradient
+back to the dtype of what it flows into. In float32 and float64 every one of these casts is a no-op.
 """
 
 from __future__ import annotations
@@ -21,8 +28,24 @@ import math
 
 import numpy as np
 
-from backends.numpy.mlp import ACTIVATIONS
+from backends.numpy.mlp import ACTIVATIONS, matmul, total
 from shared.spec import LAYERNORM_EPS, GPTSpec
+
+LINEARS = ("Wq", "bq", "Wk", "bk", "Wv", "bv", "Wo", "bo", "W1", "b1", "W2", "b2")
+"""A block's linear-layer params (attention and MLP); with the head's W and b, what mixed precision
+computes in the half format."""
+
+
+def cast_linears(params: dict, dtype) -> dict:
+    """The params with every linear layer's W and b in `dtype` (mixed precision's first cast); the
+    embeddings and layer norms as they are."""
+    cast = lambda p: {k: v.astype(dtype) if k in LINEARS else v for k, v in p.items()}  # noqa: E731
+    blocks = [
+        {"attn": cast(p["attn"]), "mlp": cast(p["mlp"]), "ln1": p["ln1"], "ln2": p["ln2"]} for p in params["blocks"]
+    ]
+    head = {k: v.astype(dtype) for k, v in params["head"].items()}
+    return params | {"blocks": blocks, "head": head}
+
 
 # ============================================================================ 1. embedding
 
@@ -82,16 +105,20 @@ def layernorm_backward(dy, cache):
 
 
 def linear_forward(x, W, b):
-    """z = x·W + b for every position: (n, t, fan_in) @ (fan_in, fan_out) + (fan_out,)."""
-    return x @ W + b  # (n, t, fan_out)
+    """z = x·W + b for every position: (n, t, fan_in) @ (fan_in, fan_out) + (fan_out,), computed in
+    the weights' dtype (mixed precision: x is cast to the half format here)."""
+    return matmul(x.astype(W.dtype, copy=False), W) + b  # (n, t, fan_out)
 
 
 def linear_backward(dz, x, W):
-    """dL/dx = dz·Wᵀ;  dL/dW = Σ over every (sequence, position) of xᵀ·dz;  dL/db = Σ dz."""
+    """dL/dx = dz·Wᵀ;  dL/dW = Σ over every (sequence, position) of xᵀ·dz;  dL/db = Σ dz.
+    In the weights' dtype, like the forward: dz is cast to it on the way in and dL/dx back to x's
+    dtype on the way out (mixed precision: the gradient of a cast is the cast back)."""
     fan_in, fan_out = W.shape
-    dx = dz @ W.T  # (n, t, fan_in)
-    dW = x.reshape(-1, fan_in).T @ dz.reshape(-1, fan_out)  # (fan_in, n·t) @ (n·t, fan_out)
-    db = dz.reshape(-1, fan_out).sum(axis=0)  # (fan_out,)
+    dz, xw = dz.astype(W.dtype, copy=False), x.astype(W.dtype, copy=False)
+    dx = matmul(dz, W.T).astype(x.dtype, copy=False)  # (n, t, fan_in)
+    dW = matmul(xw.reshape(-1, fan_in).T, dz.reshape(-1, fan_out))  # (fan_in, n·t) @ (n·t, fan_out)
+    db = total(dz.reshape(-1, fan_out), axis=0)  # (fan_out,)
     return dx, dW, db
 
 
@@ -101,13 +128,13 @@ def linear_backward(dz, x, W):
 def softmax_forward(S):
     """P = softmax(S) over the last axis, max subtracted first so exp never overflows."""
     e = np.exp(S - S.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    return e / total(e, axis=-1, keepdims=True)
 
 
 def softmax_backward(dP, P):
     """dL/dS = P ⊙ (dP − Σⱼ dPⱼ·Pⱼ): the Jacobian of softmax is diag(P) − P·Pᵀ, applied row by row.
     Where P is 0 (a masked position), dS is 0 too: no gradient flows to the future."""
-    return P * (dP - (dP * P).sum(axis=-1, keepdims=True))
+    return P * (dP - total(dP * P, axis=-1, keepdims=True))
 
 
 def split_heads(x, n_heads):
@@ -133,11 +160,11 @@ def attention_forward(x, p, n_heads):
     v = split_heads(linear_forward(x, p["Wv"], p["bv"]), n_heads)  # (n, h, t, dh)
     t, dh = x.shape[1], q.shape[-1]
     scale = 1.0 / math.sqrt(dh)
-    S = (q @ k.transpose(0, 1, 3, 2)) * scale  # (n, h, t, t): query i's score for key j
+    S = matmul(q, k.transpose(0, 1, 3, 2)) * scale  # (n, h, t, t): query i's score for key j
     future = np.triu(np.ones((t, t), bool), k=1)  # (t, t): True where j > i
-    S = np.where(future, -np.inf, S)
+    S = np.where(future, np.array(-np.inf, S.dtype), S)  # (−inf in S's dtype: a bare -np.inf makes bfloat16 float32)
     P = softmax_forward(S)  # (n, h, t, t), each row sums to 1 over keys j ≤ i
-    heads = P @ v  # (n, h, t, dh)
+    heads = matmul(P, v)  # (n, h, t, dh)
     concat = merge_heads(heads)  # (n, t, d)
     y = linear_forward(concat, p["Wo"], p["bo"])  # (n, t, d)
     return y, (x, q, k, v, P, concat, scale)
@@ -155,11 +182,11 @@ def attention_backward(dy, cache, p):
     g = {}
     dconcat, g["Wo"], g["bo"] = linear_backward(dy, concat, p["Wo"])  # (n, t, d)
     dheads = split_heads(dconcat, n_heads)  # (n, h, t, dh)
-    dP = dheads @ v.transpose(0, 1, 3, 2)  # (n, h, t, t)
-    dv = P.transpose(0, 1, 3, 2) @ dheads  # (n, h, t, dh)
+    dP = matmul(dheads, v.transpose(0, 1, 3, 2))  # (n, h, t, t)
+    dv = matmul(P.transpose(0, 1, 3, 2), dheads)  # (n, h, t, dh)
     dS = softmax_backward(dP, P) * scale  # (n, h, t, t): dL/d(q·kᵀ), 0 at masked positions
-    dq = dS @ k  # (n, h, t, dh)
-    dk = dS.transpose(0, 1, 3, 2) @ q  # (n, h, t, dh)
+    dq = matmul(dS, k)  # (n, h, t, dh)
+    dk = matmul(dS.transpose(0, 1, 3, 2), q)  # (n, h, t, dh)
     dx = np.zeros_like(x)
     for name, d in (("q", dq), ("k", dk), ("v", dv)):
         dx_part, g[f"W{name}"], g[f"b{name}"] = linear_backward(merge_heads(d), x, p[f"W{name}"])

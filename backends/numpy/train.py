@@ -29,9 +29,13 @@ def to_half(params: Params, X: np.ndarray, half) -> tuple[Params, np.ndarray]:
     return map_params(lambda a: a.astype(half), params), X.astype(half)
 
 
-def mixed_forward(spec: MLPSpec, params: Params, X: np.ndarray, half) -> np.ndarray:
-    """The logits of the float32 params run in the half format, returned in float32."""
-    logits, _ = forward(spec, *to_half(params, X, half))
+def mixed_forward(spec: MLPSpec | GPTSpec, params: Params, X: np.ndarray, half) -> np.ndarray:
+    """The logits of the float32 params run in the half format, returned in float32 (a GPT: its
+    linear layers in the half format, the rest in float32, gpt.py's rule)."""
+    if isinstance(spec, GPTSpec):
+        logits, _ = gpt.gpt_forward(spec, gpt.cast_linears(params, half), X)
+    else:
+        logits, _ = forward(spec, *to_half(params, X, half))
     return logits.astype(np.float32)
 
 
@@ -49,6 +53,19 @@ def mixed_loss_and_grads(spec: MLPSpec, params: Params, X, y, half, need_loss: b
     loss = loss_forward(logits, target) if need_loss else None
     dY = (loss_backward(logits, target) * scale).astype(half)  # scaled, then back to the half format for the backward
     grads = mlp.mlp_backward(spec, half_params, cache, dY)
+    return loss, map_params(lambda g: g.astype(np.float32) / np.float32(scale), grads)  # float32, unscaled
+
+
+def mixed_gpt_loss_and_grads(spec: GPTSpec, params: Params, X, Y, half, need_loss: bool = True, scale: float = 1.0):
+    """Mixed precision for the GPT, torch.autocast's rule by hand (gpt.py's docstring): the linear
+    layers' weights cast to the half format, the forward (linears and attention in the half format,
+    the residual stream, embeddings and layer norms in float32), the loss in float32 from the half
+    logits, the backward from S·dL/dlogits, and every gradient in float32, divided by S again."""
+    half_params = gpt.cast_linears(params, half)
+    logits, cache = gpt.gpt_forward(spec, half_params, X)  # (n, t, V) in the half format
+    logits = logits.astype(np.float32)  # the loss in float32, from the half logits
+    loss = gpt.softmax_ce_forward(logits, Y) if need_loss else None
+    grads = gpt.gpt_backward(spec, half_params, cache, gpt.softmax_ce_backward(logits, Y) * np.float32(scale))
     return loss, map_params(lambda g: g.astype(np.float32) / np.float32(scale), grads)  # float32, unscaled
 
 

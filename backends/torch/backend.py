@@ -223,7 +223,9 @@ class TorchBackend(Backend):
 
     def _attention_maps(self, spec, params, X):
         model = build_model(spec, params, self.torch_dtype, self.device)
-        return [to_numpy(P) for P in gpt.attention_maps(model, to_torch(X, self.device))]  # (n, h, t, t) each
+        with torch.no_grad(), self._autocast():  # (mixed: the half-format maps, returned in float32)
+            maps = gpt.attention_maps(model, to_torch(X, self.device))
+        return [to_numpy(P.to(self.torch_dtype)) for P in maps]  # (n, h, t, t) each
 
     def _train_begin(self, spec, params, X, y, optimizer, opt_state, scaling=None, accumulate=1):
         model = build_model(spec, params, self.torch_dtype, self.device)

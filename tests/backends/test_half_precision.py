@@ -15,7 +15,7 @@ import pytest
 from backends import get_backend
 from backends.numpy import mlp as nm
 from shared.optim import SGD, Adam
-from shared.params import init_params, tree_leaves
+from shared.params import init_params, map_params, tree_leaves
 from shared.spec import GPTSpec, MLPSpec
 from shared.tolerances import closeness, tolerance
 from shared.trajectory import Trajectory, compare
@@ -121,7 +121,7 @@ def test_what_the_half_formats_do_not_do_yet_says_so(half):
     with pytest.raises(ValueError, match=f"train in pure {half} is not supported yet.*precision='mixed'"):
         get_backend("numpy", half).train(spec, params, X, y, SGD(0.1), steps=1)
     gpt = GPTSpec(5, 4, 8, 2, 1)
-    with pytest.raises(ValueError, match=f"the GPT in {half} is not supported yet"):
+    with pytest.raises(ValueError, match=f"the GPT in pure {half} is not supported yet; use precision='mixed'"):
         get_backend("numpy", half).forward(gpt, init_params(gpt), np.zeros((1, 4), int))
 
 
@@ -301,3 +301,83 @@ def test_float16_without_loss_scaling_says_when_gradients_underflow():
         be.train(spec, params, X, y, SGD(0.1), steps=1)
         be.train(spec, params, X * 1e-5, y, SGD(0.1), steps=1, loss_scale=DynamicLossScale())  # scaled: fits
         get_backend("numpy", "bfloat16", precision="mixed").train(spec, params, X * 1e-5, y, SGD(0.1), steps=1)
+
+
+# ---- the GPT in mixed precision: torch.autocast's rule, in all three ----
+
+GPT = GPTSpec(vocab_size=7, seq_len=6, d_model=8, n_heads=2, n_layers=2, d_ff=12)
+
+
+def gpt_problem(activation: str = "gelu", seed: int = 0):
+    from dataclasses import replace
+
+    spec = replace(GPT, activation=activation)
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, spec.vocab_size, size=(4, spec.seq_len + 1))
+    params = init_params(spec, seed=seed)
+    for p in params["blocks"]:  # init_params zeros the biases and ones the gains: move them, so they count
+        for part in ("attn", "mlp", "ln1", "ln2"):
+            for k, v in p[part].items():
+                p[part][k] = v + 0.1 * rng.normal(size=v.shape)
+    return spec, params, tokens[:, :-1], tokens[:, 1:]
+
+
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+def test_the_gpt_in_mixed_precision_agrees_in_every_pair(pair, half, activation):
+    """Logits, loss and every gradient within the half format's tolerances (4ε, 8ε), float32 out."""
+    spec, params, X, Y = gpt_problem(activation)
+    a, b = (get_backend_or_skip(name, half, "mixed") for name in pair)
+    fa, fb = a.forward(spec, params, X), b.forward(spec, params, X)
+    assert fa.dtype == fb.dtype == np.float32
+    result = closeness(fa, fb, tolerance(half, "forward"))
+    assert result.ok, result.message(f"mixed {half} GPT logits, {pair}")
+    (la, ga), (lb, gb) = a.loss_and_grads(spec, params, X, Y), b.loss_and_grads(spec, params, X, Y)
+    assert all(g.dtype == np.float32 for g in tree_leaves(ga) + tree_leaves(gb))
+    assert abs(la - lb) <= 8 * float(np.finfo(numpy_dtype(half)).eps) * abs(lb)
+    result = closeness(ga, gb, tolerance(half, "grads"))
+    assert result.ok, result.message(f"mixed {half} GPT grads, {pair}")
+
+
+def test_the_mixed_gpt_computes_in_the_half_format_near_float64(backend_name, half):
+    """Half-format numbers (beyond float32's tolerance of the float32 run), within the half format's
+    tolerance of float64's: the casts are where they should be, not everywhere or nowhere."""
+    spec, params, X, Y = gpt_problem()
+    mixed = get_backend_or_skip(backend_name, half, "mixed").forward(spec, params, X)
+    f32 = get_backend(backend_name, "float32").forward(spec, params, X)
+    f64 = get_backend(backend_name, "float64").forward(spec, params, X)
+    assert not closeness(mixed, f32, tolerance("float32", "forward")).ok
+    assert closeness(mixed, f64, tolerance(half, "forward")).ok
+
+
+def test_numpys_mixed_gpt_keeps_the_residual_stream_in_float32(half):
+    """torch.autocast's rule, by hand: the linears and the attention in the half format (q, P, the
+    MLP's hidden activations), the embeddings, the residual stream and the layer norms in float32."""
+    from backends.numpy import gpt as ng
+
+    spec, params, X, _ = gpt_problem()
+    half_params = ng.cast_linears(map_params(lambda a: a.astype(np.float32), params), numpy_dtype(half))
+    logits, (_, blocks, lnf, h) = ng.gpt_forward(spec, half_params, X)
+    ln1, attn, ln2, mlp = blocks[0]
+    assert logits.dtype == numpy_dtype(half) and h.dtype == np.float32  # the head is a linear; ln_f is not
+    assert ln1[0].dtype == ln2[0].dtype == np.float32  # the residual stream x, into each layer norm
+    x, q, k, v, P, concat, _ = attn
+    assert x.dtype == np.float32 and q.dtype == P.dtype == concat.dtype == numpy_dtype(half)
+    assert mlp[1].dtype == mlp[2].dtype == numpy_dtype(half)  # z = x·W1 + b1 and act(z)
+    assert half_params["tok_emb"].dtype == half_params["blocks"][0]["ln1"]["g"].dtype == np.float32
+
+
+def test_mixed_precision_gpt_trajectories_agree_in_every_pair(pair, half):
+    """Ten full-batch SGD steps, every pair within trajectory_mixed. Not Adam: the GPT's attn.bk has a
+    true gradient of 0, and Adam turns each backend's rounding noise there into full steps (as in
+    float32: test_transformer.py). Not longer runs: measured over 20 minibatch steps (seed 1, lr 0.1),
+    every backend drifts 0.6–6 % (of max|θ|) from its own float64 run and the pairs end as far apart,
+    the half format's per-step rounding grown by training, not a framework's difference."""
+    spec, params, X, Y = gpt_problem(seed=1)
+    a, b = (
+        get_backend_or_skip(name, half, "mixed").train(spec, params, X, Y, SGD(0.1), steps=10, record_every=5)
+        for name in pair
+    )
+    assert a.meta["precision"] == "mixed" and all(p.dtype == np.float32 for p in tree_leaves(a.params))
+    result = compare(a, b, tolerance(half, "trajectory_mixed"))
+    assert result.ok, result.message(f"mixed {half} GPT, {pair}")
+    assert a.losses[-1] < a.losses[0]

@@ -633,7 +633,8 @@ def browser_page(server, query: str, folder: Path, height: int = 900):
 def test_mixed_precision_lanes_train_as_one_train_call_each_held_to_their_own_tolerance(server):
     """dtypes=bfloat16-mixed,float16-mixed: a lane per backend and format, each chunk the mixed-precision
     backend's own train call (float32 params), its parity gap in the half format's ε against
-    trajectory_mixed, its unit panel computed in the half format; a pure half format is refused."""
+    trajectory_mixed, its unit panel computed in the half format; a pure half format is refused; the
+    GPT trains in mixed precision too, its attention maps the mixed backend's."""
     pytest.importorskip("ml_dtypes")
     from shared.tolerances import gap_in_eps, tolerance
 
@@ -668,10 +669,15 @@ def test_mixed_precision_lanes_train_as_one_train_call_each_held_to_their_own_to
     assert unit["dtype"] == "bfloat16" and unit["format"] == "bfloat16-mixed" and set(unit["values"]) == set(here)
     status, reply = call(server, "/api/run", {"config": config | {"dtypes": "bfloat16"}})
     assert status == 400 and reply["field"] == "dtypes" and "bfloat16-mixed" in reply["error"]
-    status, reply = call(server, "/api/run", {"config": GPT_CONFIG | {"dtypes": "float16-mixed"}})
-    assert (
-        status == 400 and reply["field"] == "dtypes" and "the GPT trains in float64 and float32 only" in reply["error"]
-    )
+    gpt = GPT_CONFIG | {"backends": "numpy", "dtypes": "float16-mixed"}  # the GPT in mixed precision, too
+    status, started = call(server, "/api/run", {"config": gpt})
+    assert status == 200 and started["lanes"] == ["numpy-float16-mixed"], started
+    assert call(server, "/api/step", {"run": started["run"]})[0] == 200
+    status, got = call(server, f"/api/attention.json?run={started['run']}&lane=numpy-float16-mixed&tokens=314")
+    params = _exported(server, started["run"], "numpy-float16-mixed").params
+    be = get_backend("numpy", "float16", precision="mixed")
+    want = be.attention_maps(pg_config.setup(gpt).spec, params, np.array([[3, 1, 4, 10, 4, 1]]))
+    assert status == 200 and np.array_equal(np.array(got["maps"][0]), want[0][0].astype(np.float64))
 
 
 @pytest.mark.skipif(find_browser() is None, reason="no Chromium here (apt-get install chromium, or set $CHROMIUM)")
