@@ -34,7 +34,14 @@ from shared.validation import HALF_DTYPES, numpy_dtype, split_format
 DTYPES = ("float32", "float64")
 MIXED = tuple(f"{d}-mixed" for d in HALF_DTYPES)
 """The formats that train besides float32 and float64 (a pure half format does not train yet)."""
-EPS = {f: float(np.finfo(numpy_dtype(split_format(f)[0])).eps) for f in (*DTYPES, *MIXED)}
+
+
+def eps_of(name: str) -> float:
+    """The machine epsilon of a format's compute dtype (looked up when asked: bfloat16 needs ml_dtypes,
+    which a numpy-only install does not have)."""
+    return float(np.finfo(numpy_dtype(split_format(name)[0])).eps)
+
+
 STYLE = {"float32": "-", "float64": "--", "bfloat16-mixed": "-.", "float16-mixed": (0, (5, 1, 1, 1, 1, 1))}
 """The line of each format's pairs and loss curves."""
 
@@ -242,7 +249,7 @@ def _mixed_sentence(numbers: dict, name: str) -> str:
     else:
         verdict = "the same size: each backend is an equally good rounding in this format"
     return (
-        f"In {name} (float32 params, {split_format(name)[0]} compute; ε = {EPS[name]:.1e}) the backends end up to "
+        f"In {name} (float32 params, {split_format(name)[0]} compute; ε = {eps_of(name):.1e}) the backends end up to "
         f"{max(cross):.1e} apart, and each backend's run is {min(drift):.1e}–{max(drift):.1e} from its own float64 "
         f"run: {verdict}."
     )
@@ -397,7 +404,7 @@ def _gap_panels(ax, ax_tol, numbers: dict) -> None:
                 lw=2.4 if dtype == "float32" else 1.4,
                 label=f"{name}: {dtype} vs its own float64",
             )
-    shown = {f: EPS[f] for f in numbers.get("formats", DTYPES)}
+    shown = {f: eps_of(f) for f in numbers.get("formats", DTYPES)}
     for eps in shown.values():
         ax.axhline(eps, color="0.55", lw=0.8)
     ax.set_yscale("log")

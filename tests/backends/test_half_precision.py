@@ -381,3 +381,22 @@ def test_mixed_precision_gpt_trajectories_agree_in_every_pair(pair, half):
     result = compare(a, b, tolerance(half, "trajectory_mixed"))
     assert result.ok, result.message(f"mixed {half} GPT, {pair}")
     assert a.losses[-1] < a.losses[0]
+
+
+def test_the_mixed_gpt_trains_loss_scaled_in_float16_skipping_the_same_steps():
+    """float16 GPT with dynamic loss scaling from 2^24: every backend skips the same first steps (the
+    scaled backward overflows float16) and then trains, its params float32."""
+    from shared.precision import DynamicLossScale
+
+    spec, params, X, Y = gpt_problem(seed=2)
+    rule = DynamicLossScale(init=2.0**24, interval=1000)
+    runs = {}
+    for name in ("numpy", "torch", "jax"):
+        be = get_backend_or_skip(name, "float16", "mixed")
+        runs[name] = be.train(spec, params, X, Y, SGD(0.1), steps=12, loss_scale=rule, record_every=1)
+    skipped = {name: traj.meta["loss_scale"]["skipped"] for name, traj in runs.items()}
+    assert len(set(map(tuple, skipped.values()))) == 1 and skipped["numpy"][:1] == [0], skipped
+    for name, traj in runs.items():
+        first_applied = len(skipped[name])
+        assert all(np.array_equal(a, b) for a, b in zip(tree_leaves(traj.snapshot(0)), tree_leaves(traj.snapshot(1))))
+        assert not np.array_equal(tree_leaves(traj.params)[0], tree_leaves(traj.snapshot(first_applied))[0]), name

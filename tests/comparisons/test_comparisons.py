@@ -571,6 +571,7 @@ def test_gradients_in_every_format_are_each_formats_own_grads_in_its_own_eps(tmp
     assert eps_of("bfloat16-mixed") == 2.0**-7 and eps_of("float16") == 2.0**-10
 
 
+@needs_two
 def test_gradients_of_the_gpt_in_a_half_format_is_refused_by_name(capsys):
     with pytest.raises(SystemExit):
         comparisons_main(["gradients", *GPT_ARGS, "--dtype", "bfloat16"])
