@@ -85,7 +85,7 @@ def make_numpy(w: AnyWorkload) -> MLPRunner | GPTRunner:
     output_grad = _numpy_output_grad(w.spec, y, len(X))
     lr = np.float32(LR)
     tanh = w.spec.activations[0] == "tanh"  # every hidden layer has the same activation in these workloads
-    assert set(w.spec.activations) == {w.spec.activations[0]}
+    assert set(w.spec.activations) == {w.spec.activations[0]} and w.spec.activations[0] in ("tanh", "relu")
     hidden = list(zip(Ws[:-1], bs[:-1]))
     W_out, b_out = Ws[-1], bs[-1]
     layers = list(reversed(range(1, len(Ws))))
@@ -144,7 +144,7 @@ def make_torch(w: AnyWorkload) -> MLPRunner | GPTRunner:
     data = [t.detach() for t in leaves]  # the same storage, outside autograd: updated in place
     hidden, (W_out, b_out) = list(zip(leaves[:-2:2], leaves[1:-2:2])), leaves[-2:]
     act = torch.tanh if w.spec.activations[0] == "tanh" else torch.relu
-    assert set(w.spec.activations) == {w.spec.activations[0]}
+    assert set(w.spec.activations) == {w.spec.activations[0]} and w.spec.activations[0] in ("tanh", "relu")
     loss_fn = {"bce": F.binary_cross_entropy_with_logits, "softmax_ce": F.cross_entropy, "mse": F.mse_loss}
     loss_fn = loss_fn[w.spec.loss]
     X_t = torch.from_numpy(X.astype(np.float32))
@@ -275,7 +275,7 @@ def numpy_gpt(w: GPTWorkload, lr: float = LR) -> GPTRunner:
 
     def run(steps: int) -> None:
         for _ in range(steps):
-            _, grads = nt.loss_and_grads(w.spec, params, X, Y)
+            _, grads = nt.loss_and_grads(w.spec, params, X, Y, need_loss=False)  # no loss value, like train's
             _sgd_in_place(params, grads, lr)
 
     def loss() -> float:
@@ -285,7 +285,7 @@ def numpy_gpt(w: GPTWorkload, lr: float = LR) -> GPTRunner:
 
 
 def torch_gpt(w: GPTWorkload, lr: float = LR) -> GPTRunner:
-    """backends/torch/gpt.py GPT and its softmax_ce, torch.autograd.grad, then p −= lr·g under no_grad."""
+    """backends/torch/gpt.py GPT and its softmax_ce, torch.autograd.grad, then one fused p −= lr·g."""
     import torch
 
     from backends.torch import gpt as tt
@@ -299,14 +299,13 @@ def torch_gpt(w: GPTWorkload, lr: float = LR) -> GPTRunner:
             tensor, transposed = tensors[name]
             tensor.copy_(torch.from_numpy(np.ascontiguousarray(array.T if transposed else array)))
     weights = list(model.parameters())
+    data = [p.detach() for p in weights]  # the same storage, outside autograd: updated in place
     X_t, Y_t = torch.from_numpy(X), torch.from_numpy(Y)
 
     def run(steps: int) -> None:
         for _ in range(steps):
             grads = torch.autograd.grad(tt.softmax_ce(model(X_t), Y_t), weights)
-            with torch.no_grad():
-                for p, g in zip(weights, grads):
-                    p.sub_(g, alpha=lr)
+            torch._foreach_add_(data, grads, alpha=-lr)  # p −= lr·g, every weight in one call
 
     def loss() -> float:
         with torch.no_grad():

@@ -16,8 +16,9 @@ DTYPES = ("float64", "float32")
 """The formats everything supports: forward, gradients, training, files, every command."""
 
 HALF_DTYPES = ("bfloat16", "float16")
-"""The half formats: forward and gradients on every backend, the MLP (training, the GPT and the
-commands come next). NumPy holds bfloat16 through ml_dtypes, which JAX installs."""
+"""The half formats: the MLP's forward and gradients on every backend, and mixed precision (float32
+params, half-format compute) for the MLP and the GPT, trained, in every command. Not yet: training in
+a pure half format, the GPT in one. NumPy holds bfloat16 through ml_dtypes, which JAX installs."""
 
 
 PRECISIONS = ("pure", "mixed")

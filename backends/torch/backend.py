@@ -223,7 +223,9 @@ class TorchBackend(Backend):
 
     def _attention_maps(self, spec, params, X):
         model = build_model(spec, params, self.torch_dtype, self.device)
-        with torch.no_grad(), self._autocast():  # (mixed: the half-format maps, returned in float32)
+        # mixed: the half-format maps, returned in float32 (on a GPU autocast runs softmax in float32,
+        # so there P is float32's softmax of half-format scores; on the CPU it stays in the half format)
+        with torch.no_grad(), self._autocast():
             maps = gpt.attention_maps(model, to_torch(X, self.device))
         return [to_numpy(P.to(self.torch_dtype)) for P in maps]  # (n, h, t, t) each
 
@@ -258,12 +260,12 @@ class TorchBackend(Backend):
         return optimizer.lr
 
     def _train_steps(self, state, n, batches, record):
-        if state["plain_sgd"] is not None:
-            return self._plain_sgd_steps(state, n, batches, record)
         """train.train_step n times, the loss and gradient norm of the kept steps held as tensors between
         backward and step: no .item() inside the loop (on a GPU each would wait for the device), one
         transfer per chunk. A blow-up is found by Backend.train's check of the chunk, which replays it
-        step by step; one loop for every device."""
+        step by step; one loop for every device. Plain SGD takes the fast path (_plain_sgd_steps)."""
+        if state["plain_sgd"] is not None:
+            return self._plain_sgd_steps(state, n, batches, record)
         forward, weights, opt, loss_fn, scaler = (state[k] for k in ("forward", "weights", "opt", "loss_fn", "scaler"))
         X, y = state["X"], state["y"]
         batches = None if batches is None else to_torch(batches, self.device)  # once per chunk of steps

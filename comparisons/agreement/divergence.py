@@ -416,7 +416,7 @@ def _gap_panels(ax, ax_tol, numbers: dict) -> None:
         "solid: float32 pairs, dashed: float64 pairs, dotted: a format vs float64 of one backend"
         + (
             "\n(thin dotted: mixed; dash-dot: bfloat16-mixed pairs, dash-dot-dot: float16-mixed)"
-            if len(drift) > 1
+            if any(f in MIXED for f in numbers.get("formats", ()))
             else ""
         ),
         fontsize=10,

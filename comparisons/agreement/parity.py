@@ -40,7 +40,7 @@ def parity_rows(problem: Problem, backends: list[str], dtypes: list[str], exclud
     """Every pair × quantity, with the gap and the tolerance that applies, for each format in `dtypes`
     ('float64', ..., 'bfloat16-mixed'). With `exclude` (tensor names), the trained params are compared a
     second time without those tensors. A format that cannot train (a pure half format) or hold the
-    model (the GPT in a half format) is compared as far as it goes, with a note saying why."""
+    model (the GPT in a pure half format) is compared as far as it goes, with a note saying why."""
     rows = []
     for name in dtypes:
         dtype, precision = split_format(name)

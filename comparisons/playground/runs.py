@@ -59,7 +59,10 @@ class Lane:
         }
         if self.run is None:  # no chunk yet: step 0
             empty = np.zeros(0, np.dtype(param_dtype_of(self.dtype)))
-            meta = {"backend": self.backend, "dtype": self.dtype, "spec": spec_to_dict(s.spec), "steps": 0}
+            dtype, precision = split_format(self.dtype)  # the params' dtype, as Backend.train's meta has it
+            mixed = {"precision": "mixed", "compute_dtype": dtype} if precision == "mixed" else {}
+            meta = {"backend": self.backend, "dtype": param_dtype_of(self.dtype), "spec": spec_to_dict(s.spec)}
+            meta |= {"steps": 0, **mixed}
             meta |= {"optimizer": s.optimizer.to_dict(), "batch_size": s.config["batch_size"], "seed": s.config["seed"]}
             return Trajectory(empty, empty, self.params, meta=meta | {"playground": playground})
         return replace(

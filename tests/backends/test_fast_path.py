@@ -82,6 +82,22 @@ def test_optimizers_the_fast_path_does_not_cover_take_the_teaching_step(monkeypa
     assert calls == []
 
 
+@pytest.mark.parametrize("how", ["accumulate", "mixed"])
+def test_runs_the_fast_path_does_not_cover_take_the_teaching_step(monkeypatch, how):
+    """Plain SGD, but accumulated over micro-batches (each backward adds into .grad) or in mixed
+    precision (autocast; the loss scaler needs .grad): the teaching step, never the fast path. (Workers,
+    the third case _plain_sgd refuses, train in processes of their own, out of a spy's reach.)"""
+    calls = _spy(monkeypatch)
+    if how == "accumulate":
+        _train(True, "float64", MLP, SGD(0.3), batch_size=8, accumulate=2)
+    else:
+        pytest.importorskip("ml_dtypes")
+        be = get_backend("torch", "bfloat16", precision="mixed")
+        params, X, y = _problem(MLP)
+        be.train(MLP, params, X, y, SGD(0.3), steps=3)
+    assert calls == []
+
+
 def test_a_blowup_stops_at_the_same_step_on_the_fast_path():
     from shared.trajectory import TrainingDiverged
 

@@ -637,6 +637,7 @@ def test_mixed_precision_lanes_train_as_one_train_call_each_held_to_their_own_to
     GPT trains in mixed precision too, its attention maps the mixed backend's."""
     pytest.importorskip("ml_dtypes")
     from shared.tolerances import gap_in_eps, tolerance
+    from shared.validation import numpy_dtype
 
     config = CONFIG | {"dtypes": "bfloat16-mixed,float16-mixed", "steps": 10, "resolution": 10}
     status, started = call(server, "/api/run", {"config": config})
@@ -644,6 +645,8 @@ def test_mixed_precision_lanes_train_as_one_train_call_each_held_to_their_own_to
     here = available_backends()
     assert started["lanes"] == [f"{b}-{d}" for d in ("bfloat16-mixed", "float16-mixed") for b in here]
     assert set(started["tolerance_kind"].values()) == {"trajectory_mixed"}
+    fresh = _exported(server, started["run"], f"{here[0]}-float16-mixed")  # exported before any chunk
+    assert fresh.meta["precision"] == "mixed" and fresh.meta["compute_dtype"] == "float16" and fresh.steps_run == 0
     status, lines = call(server, "/api/step", {"run": started["run"]})
     assert status == 200, lines
     s = pg_config.setup(config)
@@ -662,7 +665,10 @@ def test_mixed_precision_lanes_train_as_one_train_call_each_held_to_their_own_to
         a = _exported(server, started["run"], f"{p['a']}-{p['dtype']}").params
         b = _exported(server, started["run"], f"{p['b']}-{p['dtype']}").params
         assert p["gap_eps"][-1] == pytest.approx(gap_in_eps(a, b, half), rel=1e-9)  # in the half format's ε
-        assert all(p["within"]) and tolerance(half, "trajectory_mixed").rtol / 2**-7 <= 8  # a few of its ε
+        tol, eps = tolerance(half, "trajectory_mixed"), float(np.finfo(numpy_dtype(half)).eps)
+        scale = max(float(np.abs(x).max()) for x in tree_leaves(a))
+        assert p["tol_eps"][-1] == pytest.approx((tol.atol + tol.rtol * scale) / (eps * scale), rel=1e-9)
+        assert all(p["within"]) and p["gap_eps"][-1] < p["tol_eps"][-1]
     query = f"run={started['run']}&lane={here[0]}-bfloat16-mixed&layer=0&unit=1&sample=2"
     status, unit = call(server, f"/api/inspect.json?{query}")
     assert status == 200, unit
