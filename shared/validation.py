@@ -26,8 +26,18 @@ PRECISIONS = ("pure", "mixed")
 forward and backward in the half format, the loss in float32, the update in float32."""
 
 
-FORMATS = (*DTYPES, *HALF_DTYPES, *(f"{d}-mixed" for d in HALF_DTYPES))
+MIXED_FORMATS = tuple(f"{d}-mixed" for d in HALF_DTYPES)
+"""The half formats in mixed precision: with float64 and float32, the formats that train."""
+
+FORMATS = (*DTYPES, *HALF_DTYPES, *MIXED_FORMATS)
 """Every way to compute, as the commands name it: a dtype, or a half dtype in mixed precision."""
+
+
+def format_eps(name: str) -> float:
+    """The machine epsilon of the dtype a format computes in: the half format's in mixed precision
+    (its gradients come back in float32 but were computed in bfloat16 or float16). Looked up when
+    asked: bfloat16 needs ml_dtypes, which a numpy-only install does not have."""
+    return float(np.finfo(numpy_dtype(split_format(name)[0])).eps)
 
 
 def param_dtype_of(name: str) -> str:

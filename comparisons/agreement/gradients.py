@@ -24,13 +24,7 @@ from comparisons.core.problem import SPIRALS, Problem, build_problem, installed,
 from shared.params import named_leaves
 from shared.spec import GPTSpec
 from shared.training import minibatch_schedule
-from shared.validation import DTYPES, FORMATS, HALF_DTYPES, numpy_dtype, split_format
-
-
-def eps_of(name: str) -> float:
-    """The machine epsilon of the format a gradient was computed in: the half format's in mixed
-    precision too (the gradients come back in float32, but were computed in bfloat16 or float16)."""
-    return float(np.finfo(numpy_dtype(split_format(name)[0])).eps)
+from shared.validation import DTYPES, FORMATS, HALF_DTYPES, format_eps, split_format
 
 
 def _pure_half(name: str) -> bool:
@@ -145,7 +139,7 @@ def gpt_finding(numbers: dict) -> str:
         for dtype in numbers.get("dtypes", DTYPES):
             if (step, dtype) not in numbers["worst"]:
                 continue
-            eps = eps_of(dtype)
+            eps = format_eps(dtype)
             gap, where = numbers["worst"][step, dtype]
             spread = {k: v / eps for k, v in tensor_spread(numbers, step, dtype).items() if k not in noise}
             low = min(spread, key=spread.get)
@@ -186,11 +180,11 @@ def gpt_plot(numbers: dict, problem: Problem):
     floor = 1e-2  # a gap of exactly 0 is drawn here
     y = np.arange(len(names))
     noise = set().union(*numbers["noise"].values())
-    real = [g[name] / eps_of(d) for (_, d, _, _), g in numbers["gaps"].items() for name in names]
+    real = [g[name] / format_eps(d) for (_, d, _, _), g in numbers["gaps"].items() for name in names]
     real = [v for v, name in zip(real, names * len(numbers["gaps"])) if name not in noise]
     edge = max(100.0, 10 * max(real, default=1.0))  # noise tensors' gaps (~1/ε) are drawn as ▶ here
     for r, dtype in enumerate(dtypes):
-        eps = eps_of(dtype)
+        eps = format_eps(dtype)
         for c, step in enumerate(steps):
             ax = axes[r, c]
             for (s, d, a, b), gaps in numbers["gaps"].items():
@@ -251,7 +245,7 @@ def finding(numbers: dict) -> str:
                     if spread < 10
                     else f"layer {int(per_layer.argmax())}'s {spread:.0f}× the least affected layer's"
                 )
-            texts.append(f"in {dtype} {gap:.1e} ({gap / eps_of(dtype):.1f} ε) at {where}, {layers}")
+            texts.append(f"in {dtype} {gap:.1e} ({gap / format_eps(dtype):.1f} ε) at {where}, {layers}")
         parts.append(
             f"{when}, the largest gradient gap (relative to its layer's largest gradient) is " + "; ".join(texts) + "."
         )
@@ -285,10 +279,10 @@ def plot(numbers: dict, problem: Problem):
         layout="constrained",
     )
     # In units of each dtype's machine epsilon, so float32 and float64 share one colour scale.
-    top = max(float((g / eps_of(d)).max()) for (_, d, _, _), gaps in numbers["gaps"].items() for g in gaps)
+    top = max(float((g / format_eps(d)).max()) for (_, d, _, _), gaps in numbers["gaps"].items() for g in gaps)
     norm = LogNorm(vmin=1e-2, vmax=max(30.0, top))
     for r, (dtype, a, b) in enumerate(rows):
-        eps = eps_of(dtype)
+        eps = format_eps(dtype)
         for c, (step, l) in enumerate(cols):
             gap = numbers["gaps"][step, dtype, a, b][l]  # (fan_in + 1, fan_out)
             ax = axes[r, c]

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from backends import get_backend
-from comparisons.agreement import boundaries, divergence, parity
+from comparisons.agreement import boundaries, divergence, divergence_figure, parity
 from comparisons.core.options import make_parser
 from comparisons.core.output import save_figure, save_json
 from comparisons.core.problem import XOR, build_problem, installed
@@ -93,7 +93,7 @@ def parity_and_divergence(args, problem, backends: list[str]) -> list:
     numbers = divergence.divergence_numbers(runs, problem)
     tols = {d: trajectory_tolerance(d, problem.optimizer) for d in divergence.DTYPES}
     text = divergence.finding(numbers)
-    paths.append(save_figure(divergence.plot(numbers, problem, tols), args.out, "divergence"))
+    paths.append(save_figure(divergence_figure.plot(numbers, problem, tols), args.out, "divergence"))
     paths.append(save_json({"problem": problem.describe(), "finding": text, **numbers}, args.out, "divergence"))
     print(f"  {text}")
     return paths

@@ -18,9 +18,9 @@ from comparisons.playground.gpt_mode import GPT_DEFAULTS, TASKS, GPTSetup, add_g
 from shared.data import DATASETS, from_csv
 from shared.params import Params
 from shared.spec import ACTIVATIONS, LOSSES, MLPSpec
-from shared.validation import DTYPES, HALF_DTYPES
+from shared.validation import DTYPES, MIXED_FORMATS
 
-LANE_FORMATS = (*DTYPES, *(f"{d}-mixed" for d in HALF_DTYPES))
+LANE_FORMATS = (*DTYPES, *MIXED_FORMATS)
 """The formats a lane can train in (a pure half format does not train yet)."""
 
 HOST = "127.0.0.1"  # loopback only: the server runs code for whoever can reach it

@@ -19,7 +19,7 @@ from shared.params import Params, map_params, named_leaves
 from shared.spec import MLPSpec, spec_to_dict
 from shared.tolerances import closeness, gap_in_eps, tolerance, trajectory_kind, trajectory_tolerance
 from shared.trajectory import Trajectory
-from shared.validation import numpy_dtype, param_dtype_of, split_format
+from shared.validation import format_eps, param_dtype_of, split_format
 
 # ---- a run: one chain of chunks per backend and dtype ----
 
@@ -174,7 +174,7 @@ def tolerance_eps(dtype: str, optimizer: str, params: Params) -> float:
     machine epsilon of the format's compute dtype."""
     tol = lane_tolerance(dtype, optimizer)
     scale = max(float(np.abs(np.asarray(x, np.float64)).max()) for _, x in named_leaves(params))
-    eps = float(np.finfo(numpy_dtype(compute_dtype_of(dtype))).eps)
+    eps = format_eps(dtype)
     return (tol.atol + tol.rtol * scale) / (eps * scale) if scale > 0 else tol.atol / eps
 
 

@@ -62,9 +62,10 @@ def test_divergence_in_mixed_precision_holds_each_format_to_its_own_tolerance_an
     """--dtype all trains the mixed formats too: their pairs are held to trajectory_mixed, each backend's
     drift is measured from its own float64 run, and the finding states both numbers per format."""
     pytest.importorskip("ml_dtypes")
-    from comparisons.agreement.divergence import MIXED, finding
+    from comparisons.agreement.divergence import finding
     from comparisons.core.problem import Problem
     from shared.tolerances import tolerance
+    from shared.validation import MIXED_FORMATS as MIXED
 
     data = xor()
     problem = Problem(data, XOR_SPEC, init_params(XOR_SPEC), data.X, data.targets(XOR_SPEC), SGD(0.5), 40, 0, None)
@@ -540,8 +541,8 @@ def test_gradients_in_every_format_are_each_formats_own_grads_in_its_own_eps(tmp
     (mixed: float32 gradients computed in the half format) and stated in that format's ε; at the
     initial params no format's pairs are further apart than the grads tolerance, 8 of its ε."""
     pytest.importorskip("ml_dtypes")
-    from comparisons.agreement.gradients import eps_of
     from shared.validation import FORMATS, split_format
+    from shared.validation import format_eps as eps_of
 
     argv = ["gradients", "--dtype", "all", "--sizes", "2,6,3", "--n", "40", "--steps", "20"]
     assert comparisons_main([*argv, "--backends", ",".join(TWO), "--out", str(tmp_path)]) == 0
@@ -595,9 +596,9 @@ def _xor_divergence(backends, steps=10):
 
 def test_divergence_names_eps_and_the_tolerance_beside_the_axes_where_no_curve_reaches():
     pytest.importorskip("matplotlib")
-    from comparisons.agreement import divergence
+    from comparisons.agreement import divergence_figure
 
-    fig = divergence.plot(*_xor_divergence(["numpy"]))
+    fig = divergence_figure.plot(*_xor_divergence(["numpy"]))
     fig.canvas.draw()
     gap_ax, tol_ax = fig.axes[0], fig.axes[1]
     for ax, levels in [
@@ -636,7 +637,7 @@ def test_each_dtypes_tolerance_crossing_is_labelled_with_the_first_step_its_pair
     import itertools
     import re
 
-    from comparisons.agreement import divergence
+    from comparisons.agreement import divergence, divergence_figure
     from comparisons.core.options import make_parser
     from comparisons.core.problem import XOR, build_problem
     from shared.tolerances import trajectory_tolerance
@@ -655,7 +656,9 @@ def test_each_dtypes_tolerance_crossing_is_labelled_with_the_first_step_its_pair
                 expected[f"{a} vs {b}", dtype] = step
     assert expected, "the run is chaotic: some pair leaves its tolerance within 160 steps"
     numbers = divergence_numbers(runs, problem)
-    fig = divergence.plot(numbers, problem, {d: trajectory_tolerance(d, problem.optimizer) for d in divergence.DTYPES})
+    fig = divergence_figure.plot(
+        numbers, problem, {d: trajectory_tolerance(d, problem.optimizer) for d in divergence.DTYPES}
+    )
     labelled = {}
     for text in fig.axes[1].texts:
         m = re.fullmatch(r"(float\d\d) crosses at step (\d+) \((.*)\)", text.get_text())
@@ -667,12 +670,12 @@ def test_each_dtypes_tolerance_crossing_is_labelled_with_the_first_step_its_pair
                 labelled[pair, dtype] = step
     assert labelled == expected
     pair_count = len(list(itertools.combinations(backends, 2)))
-    for group in divergence.crossings(numbers):  # "all n pairs" only when it is all of them
-        assert ("all" in divergence.crossing_label(group)) == (len(group["pairs"]) == pair_count > 1)
+    for group in divergence_figure.crossings(numbers):  # "all n pairs" only when it is all of them
+        assert ("all" in divergence_figure.crossing_label(group)) == (len(group["pairs"]) == pair_count > 1)
 
 
 def test_crossing_labels_group_a_dtypes_pairs_by_step():
-    from comparisons.agreement.divergence import crossing_label, crossings
+    from comparisons.agreement.divergence_figure import crossing_label, crossings
 
     def pair(a, b, dtype, step):
         return {"pair": [a, b], "dtype": dtype, "first_exceeded": step}
