@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numbers
 import time
-import warnings
 from abc import ABC, abstractmethod
 from contextlib import ExitStack, nullcontext
 from typing import Any, ClassVar
@@ -31,7 +30,7 @@ from shared.continuation import cast_state, check_continuation, check_same_spec,
 from shared.optim import Optimizer, check_optimizer_fits
 from shared.parallel import DataParallel, check_workers
 from shared.params import Params, check_params, map_params, named_leaves, tree_leaves
-from shared.precision import DynamicLossScale, ScaleTracker, check_trains, underflow_message
+from shared.precision import DynamicLossScale, ScaleTracker, check_trains, warn_if_gradients_underflow
 from shared.spec import GPTSpec, MLPSpec
 from shared.training import MinibatchSchedule, RunRecord, check_train_args, progress_bar, recorded_steps, run_meta
 from shared.trajectory import TrainingDiverged, Trajectory
@@ -234,7 +233,7 @@ class Backend(DataParallel, ABC):
         )
         optimizer = check_optimizer_fits(optimizer, self.np_dtype)
         if self.precision == "mixed" and self.dtype == "float16" and loss_scale is None and self._replica is None:
-            self._warn_if_gradients_underflow(spec, params, X, y)
+            warn_if_gradients_underflow(self, spec, params, X, y)
         opt_state, start, scaling = self._continue_from(
             prior, spec, optimizer, batch_size, seed, record_losses, loss_scale
         )
@@ -292,14 +291,6 @@ class Backend(DataParallel, ABC):
         if loss_scale is None:
             return opt_state, start, None
         return opt_state, start, ScaleTracker(loss_scale, earlier.get("scale"), earlier.get("good", 0), start)
-
-    def _warn_if_gradients_underflow(self, spec, params, X, y) -> None:
-        """float16 without loss scaling: warn when gradients that float32 sees are exactly 0 in float16."""
-        with self._compute(spec, len(X)):
-            _, low = self._loss_and_grads(spec, params, X, y)
-        _, full = type(self)("float32", self.device).loss_and_grads(spec, params, X, y)
-        if message := underflow_message(tree_leaves(low), tree_leaves(full)):
-            warnings.warn(message, UserWarning, stacklevel=3)
 
     def _train_chunk(self, state, run: RunRecord, steps: int, schedule, record_every, record_losses) -> int:
         """One chunk of the run: a snapshot if one is due, then up to CHUNK steps (ending at the next

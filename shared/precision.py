@@ -17,10 +17,12 @@ all three backends (torch's GradScaler's, which NumPy and JAX write out):
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from shared.params import tree_leaves
 from shared.validation import HALF_DTYPES
 
 
@@ -92,6 +94,16 @@ def underflow_message(low: list, full: list) -> str | None:
         f"{lost} of {total} gradient entries underflow to 0 in float16 (in float32 they are as large as "
         f"{largest:.1e}): train with loss_scale=shared.precision.DynamicLossScale()"
     )
+
+
+def warn_if_gradients_underflow(backend, spec, params, X, y) -> None:
+    """float16 without loss scaling: warn (at the caller of train) when gradients that float32 sees
+    are exactly 0 in float16, from one backward of each on the first batch."""
+    with backend._compute(spec, len(X)):
+        _, low = backend._loss_and_grads(spec, params, X, y)
+    _, full = type(backend)("float32", backend.device).loss_and_grads(spec, params, X, y)
+    if message := underflow_message(tree_leaves(low), tree_leaves(full)):
+        warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def check_trains(backend, loss_scale) -> None:
