@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shared.params import named_leaves
-from shared.validation import numpy_dtype
+from shared.validation import numpy_dtype, split_format
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,10 @@ def tolerance(dtype: str, kind: str) -> Tolerance:
 
 def trajectory_kind(dtype: str, optimizer) -> str:
     """Which trajectory tolerance two runs of `optimizer` in `dtype` are held to: float64 has one;
-    float32 Adam (and AdamW) gets more room than float32 SGD (see TOLERANCES)."""
+    float32 Adam (and AdamW) gets more room than float32 SGD (see TOLERANCES); a mixed-precision
+    format ('bfloat16-mixed') has its own, whatever the optimizer."""
+    if split_format(dtype)[1] == "mixed":
+        return "trajectory_mixed"
     if dtype == "float64":
         return "trajectory"
     name = optimizer if isinstance(optimizer, str) else type(optimizer).__name__.lower()
@@ -110,8 +113,9 @@ def trajectory_kind(dtype: str, optimizer) -> str:
 
 
 def trajectory_tolerance(dtype: str, optimizer) -> Tolerance:
-    """The tolerance for two whole training runs (an Optimizer, or its name: 'sgd', 'adam', ...)."""
-    return tolerance(dtype, trajectory_kind(dtype, optimizer))
+    """The tolerance for two whole training runs (an Optimizer, or its name: 'sgd', 'adam', ...), in a
+    dtype or a format ('bfloat16-mixed': the half format's trajectory_mixed)."""
+    return tolerance(split_format(dtype)[0], trajectory_kind(dtype, optimizer))
 
 
 def _flat(x) -> np.ndarray:

@@ -29,17 +29,11 @@ from comparisons.core.problem import XOR, Problem, build_problem, installed, rou
 from shared.optim import SGD
 from shared.params import flatten, without
 from shared.spec import GPTSpec
-from shared.tolerances import Tolerance, tolerance, trajectory_tolerance
+from shared.tolerances import Tolerance, trajectory_tolerance
 from shared.trajectory import Trajectory, compare
 from shared.validation import MIXED_FORMATS, format_eps, split_format
 
 DTYPES = ("float32", "float64")
-
-
-def format_tolerance(name: str, optimizer) -> Tolerance:
-    """The trajectory tolerance a pair of runs in format `name` is held to (mixed: trajectory_mixed)."""
-    dtype, precision = split_format(name)
-    return tolerance(dtype, "trajectory_mixed") if precision == "mixed" else trajectory_tolerance(dtype, optimizer)
 
 
 def formats_of(runs: dict) -> list[str]:
@@ -114,7 +108,7 @@ def divergence_numbers(runs: dict[tuple[str, str], Trajectory], problem: Problem
     formats = formats_of(runs)
     out: dict = {"pairs": {}, "precision": {}, "drift": {}, "formats": formats}
     for dtype in formats:
-        tol = format_tolerance(dtype, problem.optimizer)
+        tol = trajectory_tolerance(dtype, problem.optimizer)
         for a, b in itertools.combinations(backends, 2):
             c = compare(runs[a, dtype], runs[b, dtype], tol)
             out["pairs"][f"{a} vs {b} {dtype}"] = {
@@ -132,7 +126,7 @@ def divergence_numbers(runs: dict[tuple[str, str], Trajectory], problem: Problem
             }
     for dtype in [f for f in formats if f != "float64"] if "float64" in formats else []:
         for name in backends:
-            c = compare(runs[name, dtype], runs[name, "float64"], format_tolerance(dtype, problem.optimizer))
+            c = compare(runs[name, dtype], runs[name, "float64"], trajectory_tolerance(dtype, problem.optimizer))
             out["drift"].setdefault(dtype, {})[name] = {
                 "steps": c.steps,
                 "gap": scaled_gaps(runs[name, dtype], runs[name, "float64"], c.steps),
@@ -299,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     formats = {"both": DTYPES, "all": (*DTYPES, *MIXED_FORMATS)}.get(args.dtype, ("float64", args.dtype))
     runs = train_all(problem, backends, record_every=max(1, problem.steps // max(args.points, 1)), formats=formats)
     numbers = divergence_numbers(runs, problem)
-    tols = {dtype: format_tolerance(dtype, problem.optimizer) for dtype in formats_of(runs)}
+    tols = {dtype: trajectory_tolerance(dtype, problem.optimizer) for dtype in formats_of(runs)}
     fig = plot(numbers, problem, tols)
     text = finding(numbers)
     if isinstance(problem.spec, GPTSpec) and len(backends) > 1:

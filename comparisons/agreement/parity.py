@@ -60,10 +60,8 @@ def parity_rows(problem: Problem, backends: list[str], dtypes: list[str], exclud
             except TrainingDiverged as e:
                 note(f"{backend} {name}: {e}")
             results[backend] = (be.forward(problem.spec, problem.params, problem.X), loss, grads, trained)
-        if precision == "mixed":
-            trajectory = tolerance(dtype, "trajectory_mixed")
-        elif dtype not in HALF_DTYPES:
-            trajectory = trajectory_tolerance(dtype, problem.optimizer)
+        if trains:
+            trajectory = trajectory_tolerance(name, problem.optimizer)
         for a, b in itertools.combinations(backends, 2):
             ra, rb = results[a], results[b]
             checks = [

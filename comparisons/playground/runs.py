@@ -17,7 +17,7 @@ from comparisons.playground.config import HIDDEN_RESOLUTION, MAX_CHUNKS, MAX_RUN
 from comparisons.playground.gpt_mode import N_TEST, GPTSetup, attention_view
 from shared.params import Params, map_params, named_leaves
 from shared.spec import MLPSpec, spec_to_dict
-from shared.tolerances import closeness, gap_in_eps, tolerance, trajectory_kind, trajectory_tolerance
+from shared.tolerances import closeness, gap_in_eps, trajectory_kind, trajectory_tolerance
 from shared.trajectory import Trajectory
 from shared.validation import format_eps, param_dtype_of, split_format
 
@@ -153,17 +153,6 @@ def _accuracy(lane: Lane, params: Params, X, labels, spec) -> float | None:
     return float(np.mean(predicted == labels))
 
 
-def lane_tolerance(name: str, optimizer: str):
-    """The trajectory tolerance two lanes of format `name` are held to (mixed: trajectory_mixed)."""
-    dtype, precision = split_format(name)
-    return tolerance(dtype, "trajectory_mixed") if precision == "mixed" else trajectory_tolerance(dtype, optimizer)
-
-
-def lane_kind(name: str, optimizer: str) -> str:
-    dtype, precision = split_format(name)
-    return "trajectory_mixed" if precision == "mixed" else trajectory_kind(dtype, optimizer)
-
-
 def compute_dtype_of(name: str) -> str:
     """The dtype a format computes in, whose ε the parity gap is counted in (mixed: the half format)."""
     return split_format(name)[0]
@@ -172,7 +161,7 @@ def compute_dtype_of(name: str) -> str:
 def tolerance_eps(dtype: str, optimizer: str, params: Params) -> float:
     """The trajectory tolerance, atol + rtol · max|θ|, in the parity gap's units (ε · max|θ|), ε the
     machine epsilon of the format's compute dtype."""
-    tol = lane_tolerance(dtype, optimizer)
+    tol = trajectory_tolerance(dtype, optimizer)
     scale = max(float(np.abs(np.asarray(x, np.float64)).max()) for _, x in named_leaves(params))
     eps = format_eps(dtype)
     return (tol.atol + tol.rtol * scale) / (eps * scale) if scale > 0 else tol.atol / eps
@@ -273,7 +262,7 @@ def describe_run(run: Run) -> dict:
         "config": s.config,
         "lanes": [lane.name for lane in run.lanes],
         "start": start,
-        "tolerance_kind": {d: lane_kind(d, s.config["optimizer"]) for d in s.config["dtypes"]},
+        "tolerance_kind": {d: trajectory_kind(d, s.config["optimizer"]) for d in s.config["dtypes"]},
         "view": view(s, run.lanes[0]),
     }
     if isinstance(s, GPTSetup):
@@ -328,7 +317,7 @@ def _parity_pairs(s: Setup, run: Run, recorded: dict) -> list[dict]:
     pairs = []
     for dtype in s.config["dtypes"]:
         names = [lane.name for lane in run.lanes if lane.dtype == dtype and lane.name in recorded]
-        tol = lane_tolerance(dtype, s.config["optimizer"])
+        tol = trajectory_tolerance(dtype, s.config["optimizer"])
         for a, b in itertools.combinations(names, 2):
             common = dict(recorded[b])
             at = [(k, p, common[k]) for k, p in recorded[a] if k in common]
