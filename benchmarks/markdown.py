@@ -75,7 +75,8 @@ def _gelu_finding(report: dict) -> str | None:
     elements = w.batch * w.spec.seq_len * w.spec.d_ff
     text = (
         f"finding (numpy, gpt): NumPy's exact GELU — scipy.special.ndtr for Φ, vectorized, over "
-        f"n·t·d_ff = {elements:,} pre-activations per layer, in the forward and again in the backward — takes "
+        f"n·t·d_ff = {elements:,} pre-activations per layer, in the forward (the backward reads Φ back as A/Z) — "
+        f"takes "
         f"{gelu_s:.3f} s of the bare loop's {step_s:.3f} s step ({share:.0%})"
     )
     rest = step_s - gelu_s

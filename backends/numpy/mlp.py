@@ -148,11 +148,17 @@ def gelu_forward(Z):
 
 def gelu_backward(dA, Z, A):
     """dL/dZ = dL/dA · (Φ(Z) + Z·φ(Z)), with φ(Z) = e^(−Z²/2) / √(2π) the normal density.
+    Φ(Z) is read back from the forward's output, Φ = A/Z, as tanh's backward reads 1 − A²: the erf
+    is most of GELU's cost, and the forward already paid for it. Below 8× the dtype's smallest normal
+    number (|Z| < 8·tiny), Φ(Z) is ½ to every digit the dtype holds, while A/Z would be 0/0 or lose
+    the bits of a subnormal A: there we take ½. (Above it, A = Z·Φ is normal wherever |Z| ≤ 1.)
     φ is evaluated at Z clipped to ±40, where it is already exactly 0 in both dtypes: Z² cannot
     overflow, and Z·φ(Z) is a clean 0 for any finite Z."""
+    tiny = np.finfo(Z.dtype).tiny  # the smallest normal number, in Z's dtype
+    Phi = np.divide(A, Z, out=np.full_like(Z, 0.5), where=np.abs(Z) >= 8 * tiny)  # Φ(Z), shaped like Z
     Zc = np.clip(Z, -40, 40).astype(Z.dtype, copy=False)  # (ml_dtypes' clip of a bfloat16 returns float32)
     phi = np.exp(-0.5 * Zc * Zc) / math.sqrt(2 * math.pi)
-    return dA * (_std_normal_cdf(Z) + Z * phi)
+    return dA * (Phi + Z * phi)
 
 
 ACTIVATIONS = {

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.special as scipy_special
 
 from backends import available_backends, get_backend
 from backends.numpy import mlp as nb
@@ -81,6 +82,27 @@ def test_numpy_gelu_backward_is_finite_for_huge_finite_inputs():
     with np.errstate(over="raise", invalid="raise"):  # no overflow inside, not even a warning
         dZ = nb.gelu_backward(np.ones_like(Z), Z, nb.gelu_forward(Z))
     assert dZ.dtype == np.float32 and dZ[0, :3].tolist() == [0.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "bfloat16"])
+def test_numpy_gelu_backward_reads_phi_back_except_where_z_is_too_small_to_divide_by(dtype):
+    """NumPy's GELU backward takes Φ(Z) = A/Z from the forward's output. At Z = 0 that is 0/0, and for
+    a subnormal Z the product A = Z·Φ has lost bits: there the slope must still be Φ(0) = ½, with no
+    warning. Catches a threshold that rounds to 0 in the dtype (1e-30 is 0 in float16: NaN at Z = 0)
+    and taking A/Z everywhere (slope 0 or 1 at a subnormal Z instead of ½)."""
+    if dtype == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    tiny, sub = np.finfo(dtype).tiny, np.finfo(dtype).smallest_subnormal
+    Z = np.array([0.0, -0.0, sub, -sub, 3 * sub, tiny, -tiny, 7 * tiny], dtype)
+    with np.errstate(divide="raise", invalid="raise", over="raise"):  # (a subnormal Z·Φ may underflow)
+        slope = nb.gelu_backward(np.ones_like(Z), Z, nb.gelu_forward(Z))
+    assert slope.dtype == Z.dtype and slope.astype(np.float64).tolist() == [0.5] * len(Z)
+    # and above the threshold it is the slope Φ(z) + z·φ(z), read back from A/Z to a few ε
+    z = np.array([-3.0, -1.0, -0.25, 0.01, 0.5, 2.0, 4.0], dtype)
+    slope = nb.gelu_backward(np.ones_like(z), z, nb.gelu_forward(z)).astype(np.float64)
+    x = z.astype(np.float64)
+    exact = scipy_special.ndtr(x) + x * np.exp(-x * x / 2) / np.sqrt(2 * np.pi)
+    assert np.abs(slope - exact).max() <= 4 * float(np.finfo(dtype).eps)
 
 
 def test_jax_gelu_gradient_is_finite_where_autodiff_of_x_phi_gives_nan():
