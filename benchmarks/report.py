@@ -239,7 +239,9 @@ def run_report(quick: bool, backends: list[str] | None = None, sizes: list[str] 
         "rows": rows,
         "paired": paired,
         "notes": notes,
-        "targets": evaluate_targets(rows, dispatch, facts.get("jax_scan_iteration_us"), paired),
+        "targets": evaluate_targets(
+            rows, dispatch, facts.get("jax_scan_iteration_us"), paired, facts.get("numpy_gpt_gelu_s_per_step")
+        ),
     }
 
 

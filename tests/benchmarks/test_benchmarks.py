@@ -273,6 +273,30 @@ def test_markdown_report_has_gpt_rows_formula_and_gelu_finding():
     assert "the remaining 0.010 s is within the timing noise" in markdown(report)
 
 
+def test_the_numpy_gpt_is_held_to_torchs_bare_loop_and_its_gelu_to_a_fifth_of_the_step():
+    """Issue #20's two targets for the teaching backend: NumPy's GPT train (no losses) within 2× of
+    torch's bare loop, and the GELU under 20 % of NumPy's step. Catches the ratio taken the wrong way
+    round, against the wrong row, or the share of a step it was not timed against."""
+    rows = [
+        _row("gpt", "numpy", "trigrad train, no losses", 12.0),
+        _row("gpt", "numpy", "bare loop", 10.0),  # a 0.1 s step
+        _row("gpt", "torch", "trigrad train, no losses", 30.0),
+        _row("gpt", "torch", "bare loop", 24.0),
+    ]
+    targets = {t["target"]: t for t in evaluate_targets(rows, {}, gelu_s=0.015)}
+    vs_torch = targets["NumPy train, no losses ≥ 0.5× torch's bare loop steps/s (gpt)"]
+    assert vs_torch["met"] and vs_torch["value"] == "0.50×" and vs_torch["why"] == ""
+    gelu = targets["NumPy's exact GELU < 20% of its step (gpt)"]
+    assert gelu["met"] and gelu["value"] == "15%"
+    rows[0] = _row("gpt", "numpy", "trigrad train, no losses", 6.0)
+    targets = {t["target"]: t for t in evaluate_targets(rows, {}, gelu_s=0.044)}
+    vs_torch = targets["NumPy train, no losses ≥ 0.5× torch's bare loop steps/s (gpt)"]
+    assert not vs_torch["met"] and vs_torch["value"] == "0.25×" and "166.7 ms" in vs_torch["why"]
+    gelu = targets["NumPy's exact GELU < 20% of its step (gpt)"]
+    assert not gelu["met"] and gelu["value"] == "44%" and "ns per pre-activation" in gelu["why"]
+    assert not any("GELU" in t["target"] for t in evaluate_targets(rows, {}))  # not measured: no target
+
+
 def test_markdown_report_lists_every_row_and_target():
     rows = [_row("xor", "numpy", "trigrad train, no losses", 10_000), _row("xor", "numpy", "bare loop", 30_000)]
     report = _report(rows)
