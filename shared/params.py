@@ -183,9 +183,10 @@ def as_float_array(value: object, arg: str) -> np.ndarray:
         a = np.asarray(value)
     except Exception as e:  # ragged lists and the like
         raise TypeError(f"{arg} must be a numeric array; could not convert it ({e})") from None
-    if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+    floating = np.issubdtype(a.dtype, np.floating) or a.dtype.name == "bfloat16"  # (ml_dtypes' is not np.floating)
+    if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer) or floating):
         raise TypeError(f"{arg} must hold real numbers; got dtype {a.dtype}")
-    if not np.issubdtype(a.dtype, np.floating):
+    if not floating:
         a = a.astype(np.float64)
     if not np.all(np.isfinite(a)):
         bad = np.argwhere(~np.isfinite(a))[0]

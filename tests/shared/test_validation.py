@@ -97,3 +97,17 @@ def test_a_trajectory_file_in_a_half_format_is_refused():
 
     with pytest.raises(ValueError, match="dtype must be one of 'float64', 'float32'; got 'float16'"):
         check_dtype("float16", DTYPES)
+
+
+def test_params_in_bfloat16_are_accepted_and_keep_their_dtype():
+    """ml_dtypes' bfloat16 is not an np.floating, and check_params refused it ("must hold real
+    numbers"): the params a pure bfloat16 run returns could not go back in."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    from shared.params import check_params, tree_leaves
+
+    spec = MLPSpec((2, 3, 1), "tanh", "bce")
+    half = [{k: v.astype(ml_dtypes.bfloat16) for k, v in layer.items()} for layer in init_params(spec)]
+    assert all(a.dtype == ml_dtypes.bfloat16 for a in tree_leaves(check_params(spec, half)))
+    half[0]["W"][0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"params\[0\]\['W'\] must be finite; found inf at index \(0, 0\)"):
+        check_params(spec, half)
