@@ -222,7 +222,7 @@ class Backend(DataParallel, ABC):
         accumulate: gradient accumulation: each step's batch (each worker's shard of it) in this many
             equal micro-batches, one backward each, their gradients averaged before the one update.
         """
-        check_trains(self, loss_scale)
+        check_trains(self, loss_scale, optimizer)
         prior = params if isinstance(params, Trajectory) else None
         if prior is not None:
             check_same_spec(prior, check_spec(spec))
@@ -232,7 +232,7 @@ class Backend(DataParallel, ABC):
             len(X), n_params, itemsize, optimizer, steps, batch_size, seed, record_every, on_nonfinite, record_losses
         )
         optimizer = check_optimizer_fits(optimizer, self.np_dtype)
-        if self.precision == "mixed" and self.dtype == "float16" and loss_scale is None and self._replica is None:
+        if self.dtype == "float16" and loss_scale is None and self._replica is None:
             warn_if_gradients_underflow(self, spec, params, X, y)
         opt_state, start, scaling = self._continue_from(
             prior, spec, optimizer, batch_size, seed, record_losses, loss_scale

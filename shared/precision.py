@@ -81,7 +81,14 @@ class ScaleTracker:
         return {**self.rule.to_dict(), "scale": self.scale, "good": self.good, "skipped": skipped}
 
 
-def underflow_message(low: list, full: list) -> str | None:
+LOSS_SCALE_FIX = "train with loss_scale=shared.precision.DynamicLossScale()"
+PURE_FIX = (
+    "loss scaling needs float32 params to unscale into: train in mixed precision, "
+    "get_backend(name, 'float16', precision='mixed'), with loss_scale=shared.precision.DynamicLossScale()"
+)
+
+
+def underflow_message(low: list, full: list, fix: str = LOSS_SCALE_FIX) -> str | None:
     """What to say when half-format gradients `low` are exactly 0 where the float32 ones `full` are
     not (they flushed below the format's range, and training would learn nothing from them), or None."""
     pairs = [(np.asarray(a), np.asarray(b)) for a, b in zip(low, full)]
@@ -92,7 +99,7 @@ def underflow_message(low: list, full: list) -> str | None:
     total, largest = sum(b.size for _, b in pairs), max(float(np.abs(f).max()) for f in flushed if f.size)
     return (
         f"{lost} of {total} gradient entries underflow to 0 in float16 (in float32 they are as large as "
-        f"{largest:.1e}): train with loss_scale=shared.precision.DynamicLossScale()"
+        f"{largest:.1e}): {fix}"
     )
 
 
@@ -102,16 +109,33 @@ def warn_if_gradients_underflow(backend, spec, params, X, y) -> None:
     with backend._compute(spec, len(X)):
         _, low = backend._loss_and_grads(spec, params, X, y)
     _, full = type(backend)("float32", backend.device).loss_and_grads(spec, params, X, y)
-    if message := underflow_message(tree_leaves(low), tree_leaves(full)):
+    fix = PURE_FIX if backend.precision == "pure" else LOSS_SCALE_FIX
+    if message := underflow_message(tree_leaves(low), tree_leaves(full), fix):
         warnings.warn(message, UserWarning, stacklevel=3)
 
 
-def check_trains(backend, loss_scale) -> None:
+def why_pure_half_cannot_train(optimizer) -> str | None:
+    """Why `optimizer` cannot train in a pure half format (every parameter and buffer in it), or None.
+    SGD can, with or without momentum (each framework rounds its update its own way: see each
+    backend's optim.py). Adam cannot: β₂ = 0.999 rounds to 1 in bfloat16, where optax's injected
+    hyperparameters take the params' dtype, so its bias correction 1 − β₂ᵗ is 0 and JAX's first step
+    divides by it (NaN); in float16 its ε = 1e-8 rounds to 0. That is what mixed precision is for."""
+    name = optimizer if isinstance(optimizer, str) else type(optimizer).__name__.lower()
+    if name in ("adam", "adamw"):
+        return (
+            "its β₂ = 0.999 rounds to 1 in bfloat16 (the bias correction 1 − β₂ᵗ becomes 0) and its "
+            "ε = 1e-8 to 0 in float16"
+        )
+    return None
+
+
+def check_trains(backend, loss_scale, optimizer=None) -> None:
     """What `backend` cannot train (yet), and a loss scale where it means nothing, refused by name."""
-    if backend.dtype in HALF_DTYPES and backend.precision == "pure":
+    if backend.dtype in HALF_DTYPES and backend.precision == "pure" and (why := why_pure_half_cannot_train(optimizer)):
         raise ValueError(
-            f"train in pure {backend.dtype} is not supported yet (forward and loss_and_grads are); train in "
-            f"float32 or float64, or in mixed precision: get_backend(name, {backend.dtype!r}, precision='mixed')"
+            f"{type(optimizer).__name__} cannot train in pure {backend.dtype}: {why}. Train it in mixed "
+            f"precision, get_backend(name, {backend.dtype!r}, precision='mixed') (float32 params and "
+            "optimizer state), or use SGD (with or without momentum) in the pure format"
         )
     if loss_scale is not None and (not isinstance(loss_scale, DynamicLossScale) or backend.precision != "mixed"):
         raise ValueError(

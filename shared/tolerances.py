@@ -75,7 +75,8 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
 # two of each intermediate. Measured on 3→16→8→k MLPs over 32 samples, every pair of backends agrees
 # within rtol ε, atol ε (forward) and rtol 2ε, atol ε/4 (gradients); the table leaves 4× that. Mixed
 # precision (float32 params and update, half-format compute) is held to the same forward and gradient
-# tolerances, and its trajectories to trajectory_mixed.
+# tolerances, and its trajectories to trajectory_mixed. Training in a pure half format (SGD only:
+# shared.precision says why not Adam) is held to trajectory_sgd over a few steps, no more.
 for _name, _eps in (("bfloat16", 2.0**-7), ("float16", 2.0**-10)):
     TOLERANCES[(_name, "forward")] = Tolerance(
         4 * _eps, 2 * _eps, f"{_name} ε = {_eps:.2g}: a rounding or two per op; measured pairs need rtol ε, atol ε"
@@ -88,6 +89,14 @@ for _name, _eps in (("bfloat16", 2.0**-7), ("float16", 2.0**-10)):
     )
     TOLERANCES[(_name, "grads")] = Tolerance(
         8 * _eps, 2 * _eps, f"{_name} ε = {_eps:.2g}: longer chains backward; measured pairs need rtol 2ε, atol ε/4"
+    )
+    TOLERANCES[(_name, "trajectory_sgd")] = Tolerance(
+        8 * _eps,
+        8 * _eps,
+        f"~10 SGD steps in pure {_name} (params and momentum in the format): torch rounds each update once, "
+        "NumPy and JAX twice (see backends/*/optim.py); measured pairs (3→16→8→k, 5 cases × 3 seeds, plain, "
+        "momentum, Nesterov + wd) need atol = rtol = 0.9ε (bfloat16), 3.2ε (float16). Longer runs separate: "
+        "22ε after 20 minibatch steps, 52ε–142ε after 100",
     )
 
 

@@ -1,4 +1,8 @@
-"""JAX optimizers: optax transformations, configured from a shared.optim description."""
+"""JAX optimizers: optax transformations, configured from a shared.optim description.
+
+In a pure half format (SGD only) the injected hyperparameters are arrays of the params' dtype, so lr
+and μ are rounded to bfloat16/float16 (0.1 → 0.10009765625), and `optax.apply_updates` adds the
+rounded −lr·g to the params: two roundings per update, NumPy's rule; torch rounds once."""
 
 from __future__ import annotations
 

@@ -3,6 +3,11 @@
 Each optimizer updates the parameter arrays in place. They see a flat list of arrays (tree_leaves: the
 MLP's W, b layer by layer, or every array of a GPT), so the same rules train both models. Compare
 with backends/torch/optim.py (torch.optim) and backends/jax/optim.py (optax): the same conventions.
+
+In a pure half format (SGD only) the params and buffers are bfloat16 or float16, and `p -= lr * g`
+rounds three times: NumPy turns the Python lr into the array's dtype (NEP 50: bfloat16's 0.1 is
+0.10009765625), rounds lr·g to the format, then p − lr·g. μ = 0.9 becomes 0.8984375 the same way.
+JAX rounds the same way (optax's hyperparameters take the params' dtype); torch rounds once.
 """
 
 from __future__ import annotations

@@ -3,6 +3,13 @@
 torch's conventions are trigrad's: SGD momentum is v = μv + g, p −= lr·v; Adam adds eps after
 √v̂; AdamW decays the weights decoupled from the gradient. Compare backends/numpy/optim.py, where
 the same rules are written out.
+
+In a pure half format (SGD only) torch.optim updates the bfloat16/float16 params in place with
+`p.add_(v, alpha=-lr)`: lr is rounded to the format, but p − lr·v is computed in float32 and rounded
+once (torch's "opmath" for reduced-precision tensors), where NumPy and JAX round lr·v first. The
+momentum buffer's `v.mul_(μ)` keeps μ = 0.9 exact (measured: NumPy and JAX use 0.8984375 in
+bfloat16) and rounds the product once. tests/backends/test_half_precision.py holds each framework to
+its update rule on one step.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from comparisons.core.options import make_parser
 from comparisons.core.output import note, save_json
 from comparisons.core.problem import XOR, Problem, build_problem, installed, rounding_noise_tensors
 from shared.params import without
+from shared.precision import why_pure_half_cannot_train
 from shared.spec import GPTSpec
 from shared.tolerances import Tolerance, closeness, tolerance, trajectory_tolerance
 from shared.trajectory import TrainingDiverged
@@ -39,17 +40,22 @@ class Row:
 def parity_rows(problem: Problem, backends: list[str], dtypes: list[str], exclude: tuple[str, ...] = ()) -> list[Row]:
     """Every pair × quantity, with the gap and the tolerance that applies, for each format in `dtypes`
     ('float64', ..., 'bfloat16-mixed'). With `exclude` (tensor names), the trained params are compared a
-    second time without those tensors. A format that cannot train (a pure half format) or hold the
-    model (the GPT in a pure half format) is compared as far as it goes, with a note saying why."""
+    second time without those tensors. A format that cannot train the optimizer (Adam in a pure half
+    format) or hold the model (the GPT in a pure half format) is compared as far as it goes, with a
+    note saying why."""
     rows = []
     for name in dtypes:
         dtype, precision = split_format(name)
         if isinstance(problem.spec, GPTSpec) and dtype in HALF_DTYPES and precision == "pure":
             note(f"{name}: the GPT in a pure half format is not supported yet (mixed precision is); left out")
             continue
-        trains = not (dtype in HALF_DTYPES and precision == "pure")
+        why = why_pure_half_cannot_train(problem.optimizer) if dtype in HALF_DTYPES and precision == "pure" else None
+        trains = why is None
         if not trains:
-            note(f"{name}: training in a pure half format is not supported yet; forward, loss and grads only")
+            note(
+                f"{name}: {problem.optimizer.describe()} cannot train in a pure half format ({why}); forward, "
+                "loss and grads only (mixed precision trains it)"
+            )
         results = {}
         for backend in backends:
             be = get_backend(backend, dtype, precision=precision)

@@ -21,7 +21,8 @@ from shared.spec import ACTIVATIONS, LOSSES, MLPSpec
 from shared.validation import DTYPES, MIXED_FORMATS
 
 LANE_FORMATS = (*DTYPES, *MIXED_FORMATS)
-"""The formats a lane can train in (a pure half format does not train yet)."""
+"""The formats a lane can train in with every optimizer the page offers (a pure half format trains SGD
+only, shared.precision.why_pure_half_cannot_train, so the page leaves it out)."""
 
 HOST = "127.0.0.1"  # loopback only: the server runs code for whoever can reach it
 DEFAULT_PORT = 8765

@@ -465,8 +465,8 @@ def test_parity_gpt_rows_are_closeness_computed_directly(tmp_path, capsys):
 
 @needs_two
 def test_parity_compares_the_half_formats_and_mixed_precision_as_far_as_each_goes(tmp_path, capsys):
-    """--dtype all: every format's forward, loss and grads; trained params where the format trains
-    (mixed precision, held to trajectory_mixed), not in a pure half format (said so)."""
+    """--dtype all: every format's forward, loss and grads, and the trained params (mixed precision
+    held to trajectory_mixed, SGD in a pure half format to that format's trajectory_sgd)."""
     pytest.importorskip("ml_dtypes")
     from shared.tolerances import tolerance
 
@@ -481,8 +481,8 @@ def test_parity_compares_the_half_formats_and_mixed_precision_as_far_as_each_goe
     assert by_format == {
         "float64": full,
         "float32": full,
-        "bfloat16": {"forward", "loss", "grads"},
-        "float16": {"forward", "loss", "grads"},
+        "bfloat16": full,  # SGD trains in a pure half format (held to its trajectory_sgd)
+        "float16": full,
         "bfloat16-mixed": full,
         "float16-mixed": full,
     }
@@ -491,7 +491,9 @@ def test_parity_compares_the_half_formats_and_mixed_precision_as_far_as_each_goe
         tolerance("bfloat16", "trajectory_mixed").rtol,
         tolerance("bfloat16", "trajectory_mixed").atol,
     )
-    assert "training in a pure half format is not supported yet" in captured.err
+    pure = next(r for r in rows if r["dtype"] == "float16" and r["quantity"].startswith("params"))
+    want = tolerance("float16", "trajectory_sgd")
+    assert (pure["rtol"], pure["atol"]) == (want.rtol, want.atol)
     assert code == 0, captured.out
 
 
