@@ -1,10 +1,12 @@
 """precision: how far each number format drifts from float64, and whether it is the framework or the format.
 
-The same MLP on noisy moons trains from the same init, over several seeds, in float64, float32, and
-mixed precision in bfloat16 and float16 (float32 params and update, the forward and backward in the
-half format; float16 with dynamic loss scaling), on every installed backend. Measured per format:
-how far the trained params end from the same backend's float64 run, how far the backends end from
-each other, the final loss, and, at init, each layer's gradient gap to float64 in the format's own ε.
+The same MLP on noisy moons trains from the same init, over several seeds, with SGD and momentum,
+in float64, float32, pure bfloat16 and float16 (params, momentum and update in the format), and mixed
+precision in each (float32 params and update, the forward and backward in the half format; float16
+with dynamic loss scaling), on every installed backend. Measured per format: how far the trained
+params end from the same backend's float64 run, how far the backends end from each other, the final
+loss, and, at init, each layer's gradient gap to float64 in the format's own ε. (SGD, because Adam
+cannot train in a pure half format: shared.precision.why_pure_half_cannot_train.)
 """
 
 from __future__ import annotations
@@ -19,17 +21,26 @@ from comparisons.core.output import note, publish, pyplot
 from comparisons.core.plots import band
 from comparisons.core.problem import installed
 from shared.data import make_dataset
-from shared.optim import Adam
+from shared.optim import SGD
 from shared.params import init_params
 from shared.precision import DynamicLossScale
 from shared.spec import MLPSpec
 from shared.tolerances import gap_in_eps, relative_gap
 from shared.validation import numpy_dtype, split_format
 
-FORMATS = ("float64", "float32", "bfloat16-mixed", "float16-mixed")
-COLORS = {"float64": "#333333", "float32": "#1f77b4", "bfloat16-mixed": "#d62728", "float16-mixed": "#2ca02c"}
+FORMATS = ("float64", "float32", "bfloat16", "float16", "bfloat16-mixed", "float16-mixed")
+PURE_HALF = ("bfloat16", "float16")
+COLORS = {
+    "float64": "#333333",
+    "float32": "#1f77b4",
+    "bfloat16": "#ff9896",  # a pure format: the light shade of its mixed one
+    "float16": "#98df8a",
+    "bfloat16-mixed": "#d62728",
+    "float16-mixed": "#2ca02c",
+}
 SPEC = MLPSpec((2, 16, 16, 1), "tanh", "bce")
-LR, BATCH, RECORD = 0.01, 32, 10
+OPTIMIZER = SGD(0.1, momentum=0.9)
+BATCH, RECORD = 32, 10
 
 
 def _backend(name: str, fmt: str):
@@ -48,7 +59,7 @@ def one_seed(backends: list[str], steps: int, seed: int) -> dict:
             scale = DynamicLossScale() if fmt == "float16-mixed" else None
             be = _backend(backend, fmt)
             traj = be.train(
-                SPEC, params, X, y, Adam(LR), steps, batch_size=BATCH, seed=seed, record_every=RECORD, loss_scale=scale
+                SPEC, params, X, y, OPTIMIZER, steps, batch_size=BATCH, seed=seed, record_every=RECORD, loss_scale=scale
             )
             runs[backend, fmt] = traj
             grads[backend, fmt] = be.loss_and_grads(SPEC, params, X, y)[1]
@@ -109,7 +120,10 @@ def summary(r: dict) -> dict:
 def finding(r: dict) -> str:
     s = summary(r)
     seeds = seed_range(r["first_seed"], r["seeds"])
-    parts = [f"After {r['steps']} Adam steps on noisy moons ({seeds}, {', '.join(r['backends'])}), the params end"]
+    parts = [
+        f"After {r['steps']} steps of {OPTIMIZER.describe()} on noisy moons ({seeds}, {', '.join(r['backends'])}), "
+        "the params end"
+    ]
     for fmt in FORMATS[1:]:
         f = s[fmt]
         parts.append(
@@ -139,7 +153,33 @@ def finding(r: dict) -> str:
         f" At init every layer's gradient is within {max(s[f]['layer_eps_max'] for f in FORMATS[1:]):.1f} ε"
         " of float64's in each format's own ε."
     )
-    return text
+    closes = {h: s[h]["gap_median"] / s[f"{h}-mixed"]["gap_median"] for h in PURE_HALF if s[f"{h}-mixed"]["gap_median"]}
+    text += (
+        " Mixed precision against the pure format (params and momentum rounded to it every step): "
+        + ", ".join(
+            f"{h} ends {s[h]['gap_median']:.1e} from float64 pure and {s[h + '-mixed']['gap_median']:.1e} mixed "
+            f"({q:.1f}× {'closer' if q >= 1 else 'further'})"
+            for h, q in closes.items()
+        )
+        + "; pure final losses "
+        + ", ".join(f"{s[h]['loss_median']:.4f} ({h})" for h in PURE_HALF)
+        + "."
+    )
+    return text + _skipped_steps_sentence(r)
+
+
+def _skipped_steps_sentence(r: dict) -> str:
+    """float16 mixed runs split by whether the loss scale skipped a step: their gaps to float64."""
+    keys = [f"{b}/float16-mixed" for b in r["backends"]]
+    runs = [(s["skipped"][k], s["final_gap"][k]) for s in r["runs"] for k in keys]
+    skipped, kept = [g for n, g in runs if n], [g for n, g in runs if not n]
+    if not skipped or not kept:
+        return ""
+    return (
+        f" The float16 mixed runs whose loss scale skipped a step ({len(skipped)} of {len(runs)}) end "
+        f"{min(skipped):.1e}–{max(skipped):.1e} from float64, those that skipped none {min(kept):.1e}–{max(kept):.1e}: "
+        "a skipped step is an update float64 made and the mixed run did not, so the two part there."
+    )
 
 
 def plot(r: dict, title: str):
@@ -163,7 +203,7 @@ def plot(r: dict, title: str):
     width = 0.8 / (len(FORMATS) - 1)
     for k, fmt in enumerate(FORMATS[1:]):
         values = np.array([[s["layer_eps"][f"{b}/{fmt}"] for s in r["runs"] for b in r["backends"]]])[0]  # (runs, L)
-        x = np.arange(SPEC.n_layers) + (k - 1) * width
+        x = np.arange(SPEC.n_layers) + (k - (len(FORMATS) - 2) / 2) * width
         ax_layers.bar(x, values.max(0), width, color=COLORS[fmt], alpha=0.35)
         ax_layers.bar(x, np.median(values, 0), width, color=COLORS[fmt], label=f"{fmt}: median, light: max")
     ax_layers.set_xticks(range(SPEC.n_layers), [f"layer {l} W" for l in range(SPEC.n_layers)])
@@ -175,7 +215,9 @@ def plot(r: dict, title: str):
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser("precision", __doc__.split("\n\n")[1], None)
-    parser.add_argument("--steps", type=step_count, default=300, help="Adam steps, lr 0.01, batch 32 (default: 300)")
+    parser.add_argument(
+        "--steps", type=step_count, default=300, help=f"{OPTIMIZER.describe()} steps, batch 32 (default: 300)"
+    )
     add_seed_options(parser, 3, "seeds (each sets the data, the init and the batches)")
     args = parser.parse_args(argv)
     for fmt in FORMATS:
@@ -183,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     backends = installed(args.backends)
     r = run(backends, args.steps, args.seeds, args.first_seed)
     text = finding(r)
-    title = f"Number formats on moons, 2→16→16→1 tanh, Adam {LR}: {seed_range(args.first_seed, args.seeds)}"
+    title = (
+        f"Number formats on moons, 2→16→16→1 tanh, {OPTIMIZER.describe()}: {seed_range(args.first_seed, args.seeds)}"
+    )
     numbers = {"summary": summary(r), "backends": backends, "steps": args.steps, "formats": list(FORMATS)}
     numbers["runs"] = [{k: v for k, v in s.items() if k != "curves"} for s in r["runs"]]
     publish(args.out, "precision", plot(r, title), numbers, text)

@@ -245,7 +245,6 @@ def test_precision_claims_hold_on_fresh_seeds():
     from backends import available_backends, get_backend
     from comparisons.lessons import precision
     from shared.data import make_dataset
-    from shared.optim import Adam
     from shared.params import init_params
 
     backends = available_backends()
@@ -256,7 +255,7 @@ def test_precision_claims_hold_on_fresh_seeds():
     spec, X, y = precision.SPEC, data.X, data.targets(precision.SPEC)
     kw = dict(batch_size=precision.BATCH, seed=FRESH)
     runs = {
-        d: get_backend("numpy", d).train(spec, init_params(spec, FRESH), X, y, Adam(0.01), 60, **kw)
+        d: get_backend("numpy", d).train(spec, init_params(spec, FRESH), X, y, precision.OPTIMIZER, 60, **kw)
         for d in ("float64", "float32")
     }
     assert r["runs"][0]["final_gap"]["numpy/float32"] == relative_gap(runs["float32"].params, runs["float64"].params)
@@ -270,6 +269,14 @@ def test_precision_claims_hold_on_fresh_seeds():
         assert verdict in text
     worst = max(abs(s[f]["loss_median"] - s["float64"]["loss_median"]) for f in ("bfloat16-mixed", "float16-mixed"))
     assert f"Mixed precision trains to within {worst:.1e} of float64's loss" in text
+    for half in precision.PURE_HALF:  # the pure-against-mixed sentence states the medians' ratio
+        q = s[half]["gap_median"] / s[f"{half}-mixed"]["gap_median"]
+        assert f"{half} ends {s[half]['gap_median']:.1e} from float64 pure" in text
+        assert f"({q:.1f}× {'closer' if q >= 1 else 'further'})" in text
+    runs = [(x["skipped"][k], x["final_gap"][k]) for x in r["runs"] for k in [f"{b}/float16-mixed" for b in backends]]
+    if any(n for n, _ in runs) and not all(n for n, _ in runs):  # the split is stated only when there is one
+        kept = [g for n, g in runs if not n]
+        assert f"those that skipped none {min(kept):.1e}–{max(kept):.1e}" in text
 
 
 def test_data_parallel_claims_hold_on_fresh_seeds():
