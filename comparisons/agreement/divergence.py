@@ -3,9 +3,10 @@
 Trains the same spec from the same init on every backend, in float32 and in float64, and plots per
 step the parameter gap between every pair of backends (same dtype), next to each backend's own
 float32-vs-float64 drift. If the cross-backend float32 gap sits below the precision drift, the
-frameworks are not the problem: float32 is. --dtype all adds mixed precision (bfloat16-mixed,
-float16-mixed: float32 params, half-format compute), each format's pairs and its drift from float64
-measured the same way. With --model gpt, the same for a tiny transformer.
+frameworks are not the problem: float32 is. --dtype all adds the half formats, pure (bfloat16,
+float16: params and momentum in the format; SGD only) and mixed (bfloat16-mixed, float16-mixed:
+float32 params, half-format compute), each format's pairs and its drift from float64 measured the
+same way. With --model gpt, the same for a tiny transformer.
 
 Two quantities, two panels. The gap, max|θa − θb| / max|θ| (the largest parameter difference
 relative to the largest parameter), answers "framework or precision?". The tolerance check the
@@ -28,10 +29,11 @@ from comparisons.core.output import BACKEND_COLORS, note, publish
 from comparisons.core.problem import XOR, Problem, build_problem, installed, rounding_noise_tensors
 from shared.optim import SGD
 from shared.params import flatten, without
+from shared.precision import why_pure_half_cannot_train
 from shared.spec import GPTSpec
 from shared.tolerances import Tolerance, trajectory_tolerance
 from shared.trajectory import Trajectory, compare
-from shared.validation import MIXED_FORMATS, format_eps, split_format
+from shared.validation import HALF_DTYPES, MIXED_FORMATS, format_eps, split_format
 
 DTYPES = ("float32", "float64")
 
@@ -39,7 +41,7 @@ DTYPES = ("float32", "float64")
 def formats_of(runs: dict) -> list[str]:
     """The formats of `runs`, float32 and float64 first."""
     present = {f for _, f in runs}
-    return [f for f in (*DTYPES, *MIXED_FORMATS) if f in present]
+    return [f for f in (*DTYPES, *HALF_DTYPES, *MIXED_FORMATS) if f in present]
 
 
 def train_all(
@@ -138,7 +140,19 @@ def divergence_numbers(runs: dict[tuple[str, str], Trajectory], problem: Problem
     out["losses"] = {f"{name} {dtype}": t.losses for (name, dtype), t in runs.items()}
     out["diverged_at"] = {f"{name} {dtype}": diverged_at(t) for (name, dtype), t in runs.items()}
     out["nonfinite_at"] = {f"{name} {dtype}": t.diverged_at for (name, dtype), t in runs.items()}
+    out["frozen"] = {f"{name} {dtype}": frozen(t) for (name, dtype), t in runs.items() if dtype in HALF_DTYPES}
     return out
+
+
+def frozen(traj: Trajectory) -> dict | None:
+    """How many parameters ended exactly where they were at the snapshot nearest 90 % of the run: in a
+    pure half format, a weight whose update lr·g is under half an ulp stops moving."""
+    steps = [int(s) for s in traj.snapshot_steps if s < traj.steps_run]
+    if not steps:
+        return None
+    since = min(steps, key=lambda s: abs(s - 0.9 * traj.steps_run))
+    before, after = flatten(traj.snapshot(since)), flatten(traj.params)
+    return {"since": since, "steps": traj.steps_run, "unchanged": int((before == after).sum()), "of": after.size}
 
 
 def _diverged_text(numbers: dict) -> str:
@@ -188,7 +202,7 @@ def finding(numbers: dict) -> str:
             f"backend's float32 run is {min(precision):.1e}–{max(precision):.1e} from its own float64 run: {verdict}."
         )
     if not chaotic:
-        parts += [_mixed_sentence(numbers, f) for f in numbers.get("formats", ()) if f in MIXED_FORMATS]
+        parts += [_format_sentence(numbers, f) for f in numbers.get("formats", ()) if f not in DTYPES]
     if cross64 and max(cross64) < 1e-10:
         parts.append(f"In float64 the backends end within {max(cross64):.1e} of each other — a few ε: the same math.")
     elif cross64:
@@ -215,9 +229,9 @@ def finding(numbers: dict) -> str:
     return " ".join(parts)
 
 
-def _mixed_sentence(numbers: dict, name: str) -> str:
-    """A mixed-precision format's answer to "framework or precision?": its pairs' final gap against each
-    backend's drift from its own float64 run."""
+def _format_sentence(numbers: dict, name: str) -> str:
+    """A half format's answer (pure or mixed) to "framework or precision?": its pairs' final gap against
+    each backend's drift from its own float64 run."""
     cross = [p["gap"][-1] for p in numbers["pairs"].values() if p["dtype"] == name]
     drift = [p["gap"][-1] for p in numbers["drift"].get(name, {}).values()]
     if not cross or not drift:
@@ -228,11 +242,28 @@ def _mixed_sentence(numbers: dict, name: str) -> str:
         verdict = "the backends drift apart more than the format drifts from float64: here the framework matters"
     else:
         verdict = "the same size: each backend is an equally good rounding in this format"
-    return (
-        f"In {name} (float32 params, {split_format(name)[0]} compute; ε = {format_eps(name):.1e}) the backends "
+    half, precision = split_format(name)
+    what = f"float32 params, {half} compute" if precision == "mixed" else f"params, momentum and compute in {half}"
+    text = (
+        f"In {name} ({what}; ε = {format_eps(name):.1e}) the backends "
         f"end up to {max(cross):.1e} apart, and each backend's run is {min(drift):.1e}–{max(drift):.1e} from its "
         f"own float64 run: {verdict}."
     )
+    losses = numbers.get("losses", {})
+    ends = [float(v[-1]) for k, v in losses.items() if k.endswith(f" {name}") and len(v)]
+    ref = [float(v[-1]) for k, v in losses.items() if k.endswith(" float64") and len(v)]
+    still = [f for k, f in numbers.get("frozen", {}).items() if k.endswith(f" {name}") and f]
+    if precision == "pure" and ends and ref and still:
+        lo, hi = min(f["unchanged"] for f in still), max(f["unchanged"] for f in still)
+        f = still[0]
+        text += (
+            f" Its final loss is {min(ends):.3g}–{max(ends):.3g} (float64's {max(ref):.3g}), and from step "
+            f"{f['since']} to {f['steps']} {lo if lo == hi else f'{lo}–{hi}'} of the {f['of']} parameters did not "
+            "change at all: "
+            f"where lr·g is under half a {half} ulp of a weight, its update rounds away (mixed precision adds it "
+            "to a float32 weight instead)."
+        )
+    return text
 
 
 def without_noise(runs: dict[tuple[str, str], Trajectory], noise: dict[str, float]) -> dict[str, float]:
@@ -266,6 +297,19 @@ def noise_text(noise: dict[str, float], gaps: dict[str, float], adam: bool) -> s
     )
 
 
+def _trainable(parser, problem: Problem, formats: tuple[str, ...], explicit: bool) -> tuple[str, ...]:
+    """`formats` less the pure half formats this problem cannot train in (the GPT; Adam), with a note
+    for --dtype all, or a usage error naming why when one was asked for by name."""
+    why = "the GPT does not compute in one yet" if isinstance(problem.spec, GPTSpec) else None
+    why = why or why_pure_half_cannot_train(problem.optimizer)
+    if why is None or not any(f in HALF_DTYPES for f in formats):
+        return formats
+    if explicit:
+        parser.error(f"--dtype {formats[-1]}: a pure half format cannot train this problem: {why}")
+    note(f"the pure half formats are left out: {why}; the mixed formats train it")
+    return tuple(f for f in formats if f not in HALF_DTYPES)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser(
         "divergence",
@@ -282,15 +326,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", type=positive_int, default=200, help="recorded steps along the run (default: 200)")
     parser.add_argument(
         "--dtype",
-        choices=["both", "all", *MIXED_FORMATS],
+        choices=["both", "all", *HALF_DTYPES, *MIXED_FORMATS],
         default="both",
-        help="both: float32 and float64 (default); all: mixed precision too (bfloat16-mixed, float16-mixed); "
-        "or one mixed format beside float64, its reference",
+        help="both: float32 and float64 (default); all: the half formats too, pure (bfloat16, float16; SGD on "
+        "the MLP only) and mixed (bfloat16-mixed, float16-mixed); or one of them beside float64, its reference",
     )
     args = parser.parse_args(argv)
     problem = build_problem(parser, args)
     backends = installed(args.backends)
-    formats = {"both": DTYPES, "all": (*DTYPES, *MIXED_FORMATS)}.get(args.dtype, ("float64", args.dtype))
+    formats = {"both": DTYPES, "all": (*DTYPES, *HALF_DTYPES, *MIXED_FORMATS)}.get(args.dtype, ("float64", args.dtype))
+    formats = _trainable(parser, problem, formats, explicit=args.dtype in HALF_DTYPES)
     runs = train_all(problem, backends, record_every=max(1, problem.steps // max(args.points, 1)), formats=formats)
     numbers = divergence_numbers(runs, problem)
     tols = {dtype: trajectory_tolerance(dtype, problem.optimizer) for dtype in formats_of(runs)}

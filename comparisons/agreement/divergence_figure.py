@@ -7,9 +7,16 @@ import numpy as np
 
 from comparisons.core.output import BACKEND_COLORS, PAIR_COLORS, pyplot
 from comparisons.core.problem import Problem
-from shared.validation import DTYPES, MIXED_FORMATS, format_eps
+from shared.validation import DTYPES, HALF_DTYPES, MIXED_FORMATS, format_eps
 
-STYLE = {"float32": "-", "float64": "--", "bfloat16-mixed": "-.", "float16-mixed": (0, (5, 1, 1, 1, 1, 1))}
+STYLE = {
+    "float32": "-",
+    "float64": "--",
+    "bfloat16": (0, (8, 2)),
+    "float16": (0, (2, 2)),
+    "bfloat16-mixed": "-.",
+    "float16-mixed": (0, (5, 1, 1, 1, 1, 1)),
+}
 """The line of each format's pairs and loss curves."""
 FLOOR = 1e-18  # log axes cannot show an exact 0: gaps of 0 are drawn here
 RATIO_FLOOR = 1e-9  # tolerance ratios below this (a gap of 0 at step 0) are drawn at the axis bottom
@@ -27,9 +34,16 @@ def level_labels(ax, levels: dict[str, float]):
     return side
 
 
-CROSSING_FACE = {"float32": "k", "float64": "w", "bfloat16-mixed": "0.55", "float16-mixed": "0.8"}
-"""The ✕ of a float32 crossing is filled, a float64 one hollow, a mixed format's grey."""
-FORMAT_ORDER = (*DTYPES, *MIXED_FORMATS)
+CROSSING_FACE = {
+    "float32": "k",
+    "float64": "w",
+    "bfloat16": "0.35",
+    "float16": "0.7",
+    "bfloat16-mixed": "0.55",
+    "float16-mixed": "0.8",
+}
+"""The ✕ of a float32 crossing is filled, a float64 one hollow, a half format's grey."""
+FORMAT_ORDER = (*DTYPES, *HALF_DTYPES, *MIXED_FORMATS)
 
 
 def crossings(numbers: dict) -> list[dict]:
@@ -144,8 +158,9 @@ def _gap_panels(ax, ax_tol, numbers: dict) -> None:
         "Framework or precision? The parameter gap\n"
         "solid: float32 pairs, dashed: float64 pairs, dotted: a format vs float64 of one backend"
         + (
-            "\n(thin dotted: mixed; dash-dot: bfloat16-mixed pairs, dash-dot-dot: float16-mixed)"
-            if any(f in MIXED_FORMATS for f in numbers.get("formats", ()))
+            "\n(thin dotted: a half format; pairs in long dashes: bfloat16, short: float16,\n"
+            "dash-dot: bfloat16-mixed, dash-dot-dot: float16-mixed)"
+            if any(f in MIXED_FORMATS or f in HALF_DTYPES for f in numbers.get("formats", ()))
             else ""
         ),
         fontsize=10,

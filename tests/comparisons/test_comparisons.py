@@ -90,6 +90,45 @@ def test_divergence_in_mixed_precision_holds_each_format_to_its_own_tolerance_an
         assert f"In {name} (float32 params, {dtype} compute" in text and f"{pair['gap'][-1]:.1e} apart" in text
 
 
+def test_divergence_trains_the_pure_half_formats_and_counts_the_weights_their_rounding_froze(capsys, tmp_path):
+    """--dtype all with SGD adds pure bfloat16 and float16 (params and momentum in the format): held to
+    their trajectory_sgd, drift measured from float64, and the finding counts the parameters that did
+    not move over the run's last tenth, from the snapshots (XOR, 300 steps, lr 0.5: in bfloat16 every
+    one of the 17 stops, as lr·g falls under half an ulp). A pure format cannot train Adam: asked for by
+    name it is a usage error with the reason, and --dtype all leaves it out with a note."""
+    pytest.importorskip("ml_dtypes")
+    from comparisons.agreement.divergence import finding, frozen
+    from comparisons.agreement.divergence import main as divergence_main
+    from comparisons.core.problem import Problem
+    from shared.params import flatten
+    from shared.tolerances import tolerance
+
+    data = xor()
+    problem = Problem(data, XOR_SPEC, init_params(XOR_SPEC), data.X, data.targets(XOR_SPEC), SGD(0.5), 300, 0, None)
+    a, b = TWO
+    runs = train_all(problem, [a, b], record_every=10, formats=("float32", "float64", "bfloat16"))
+    numbers = divergence_numbers(runs, problem)
+    assert numbers["formats"] == ["float32", "float64", "bfloat16"]
+    pair, tol = numbers["pairs"][f"{a} vs {b} bfloat16"], tolerance("bfloat16", "trajectory_sgd")
+    assert (pair["rtol"], pair["atol"]) == (tol.rtol, tol.atol)
+    still = frozen(runs[a, "bfloat16"])
+    before, after = flatten(runs[a, "bfloat16"].snapshot(270)), flatten(runs[a, "bfloat16"].params)
+    assert still == {"since": 270, "steps": 300, "unchanged": int((before == after).sum()), "of": 17}
+    assert still["unchanged"] == 17  # the whole network stopped: the claim the finding makes
+    text = finding(numbers)
+    assert "In bfloat16 (params, momentum and compute in bfloat16" in text
+    assert "from step 270 to 300 17 of the 17 parameters did not change at all" in text
+    assert numbers["frozen"].keys() == {f"{a} bfloat16", f"{b} bfloat16"}
+    with pytest.raises(SystemExit):
+        divergence_main(["--dtype", "bfloat16", "--optimizer", "adam", "--backends", "numpy"])
+    assert "--dtype bfloat16: a pure half format cannot train this problem: its β₂ = 0.999" in capsys.readouterr().err
+    argv = ["--dtype", "all", "--optimizer", "adam", "--steps", "5", "--backends", "numpy", "--out", str(tmp_path)]
+    assert divergence_main(argv) == 0
+    assert "the pure half formats are left out: its β₂ = 0.999" in capsys.readouterr().err
+    formats = json.loads((tmp_path / "divergence.json").read_text())["formats"]
+    assert formats == ["float32", "float64", "bfloat16-mixed", "float16-mixed"]
+
+
 def test_the_tolerance_marker_sits_where_the_plotted_ratio_first_crosses_one():
     from comparisons.agreement.divergence import check_ratios
     from shared.tolerances import tolerance
