@@ -409,11 +409,6 @@ class Backend(DataParallel, ABC):
         """Validate everything once at the border, then cast floats to this backend's dtype."""
         spec = check_spec(spec)
         params = check_params(spec, params)
-        if isinstance(spec, GPTSpec) and self.dtype in HALF_DTYPES and self.precision != "mixed":
-            raise ValueError(
-                f"the GPT in pure {self.dtype} is not supported yet; use precision='mixed' (float32 params, "
-                f"{self.dtype} compute), float32 or float64"
-            )
         if isinstance(spec, GPTSpec):  # token ids in, token ids as targets: integers, never cast
             X = check_tokens(spec, X, "X")
             if need_y:

@@ -16,9 +16,10 @@ DTYPES = ("float64", "float32")
 """The formats everything supports: forward, gradients, training, files, every command."""
 
 HALF_DTYPES = ("bfloat16", "float16")
-"""The half formats: the MLP's forward and gradients on every backend, and mixed precision (float32
-params, half-format compute) for the MLP and the GPT, trained, in every command. Not yet: training in
-a pure half format, the GPT in one. NumPy holds bfloat16 through ml_dtypes, which JAX installs."""
+"""The half formats, for the MLP and the GPT on every backend: the forward and gradients, training
+with SGD in the pure format (params and buffers in it; shared.precision says why not Adam), and mixed
+precision (float32 params, half-format compute) with any optimizer. NumPy holds bfloat16 through
+ml_dtypes, which JAX installs."""
 
 
 PRECISIONS = ("pure", "mixed")

@@ -63,11 +63,12 @@ def embedding_backward(dx, X, vocab_size, seq_len):
     np.add.at accumulates: with `dtok[X] += dx` a token that appears twice would keep only one of
     its two gradients (fancy-index assignment does not add up repeated indices)."""
     n, t, d = dx.shape
-    dtok = np.zeros((vocab_size, d), dx.dtype)
-    np.add.at(dtok, X, dx)  # (V, d): repeated tokens add up
-    dpos = np.zeros((seq_len, d), dx.dtype)
-    dpos[:t] = dx.sum(axis=0)  # (t, d)
-    return dtok, dpos
+    wide = np.promote_types(dx.dtype, np.float32)  # a half format's sums accumulate in float32
+    dtok = np.zeros((vocab_size, d), wide)
+    np.add.at(dtok, X, dx.astype(wide, copy=False))  # (V, d): repeated tokens add up
+    dpos = np.zeros((seq_len, d), wide)
+    dpos[:t] = dx.astype(wide, copy=False).sum(axis=0)  # (t, d)
+    return dtok.astype(dx.dtype, copy=False), dpos.astype(dx.dtype, copy=False)
 
 
 # ============================================================================ 2. layer norm
@@ -76,11 +77,15 @@ def embedding_backward(dx, X, vocab_size, seq_len):
 def layernorm_forward(x, g, b, eps=LAYERNORM_EPS):
     """y = g·(x − μ)/√(σ² + ε) + b over the last axis, σ² the biased variance (divide by d, not d − 1).
     The cache is (x, μ, rstd, g) with rstd = 1/√(σ² + ε): μ and rstd are the only statistics kept, and
-    the backward recomputes x̂ = (x − μ)·rstd from x rather than storing a second (n, t, d) array."""
-    mu = x.mean(axis=-1, keepdims=True)  # (n, t, 1)
-    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)  # (n, t, 1), biased
+    the backward recomputes x̂ = (x − μ)·rstd from x rather than storing a second (n, t, d) array.
+    In a half format the statistics and x̂ are computed in float32 and x̂ is rounded once, as torch's
+    CPU kernel and JAX's layernorm (gpt.py there) do: σ² of a residual stream at init (~4e-4) has few
+    digits left in bfloat16, and 1/√σ² cubed, which autodiff forms, overflows float16."""
+    x32 = x.astype(np.promote_types(x.dtype, np.float32), copy=False)  # (n, t, d): float32 for a half x, else x
+    mu = x32.mean(axis=-1, keepdims=True)  # (n, t, 1)
+    var = ((x32 - mu) ** 2).mean(axis=-1, keepdims=True)  # (n, t, 1), biased
     rstd = 1.0 / np.sqrt(var + eps)  # (n, t, 1)
-    y = (x - mu) * rstd * g + b  # (n, t, d)
+    y = ((x32 - mu) * rstd).astype(x.dtype, copy=False) * g + b  # (n, t, d)
     return y, (x, mu, rstd, g)
 
 
@@ -91,14 +96,17 @@ def layernorm_backward(dy, cache):
     dL/dx = rstd · (dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂))   (means over the last axis)
 
     The three terms: the direct path, the path through μ (every x moves the mean), and the path
-    through σ (every x moves the spread)."""
+    through σ (every x moves the spread). In a half format, all of it in float32 (μ and rstd already
+    are), each gradient rounded once to its own dtype."""
     x, mu, rstd, g = cache
-    xhat = (x - mu) * rstd  # (n, t, d)
-    dg = (dy * xhat).reshape(-1, x.shape[-1]).sum(axis=0)  # (d,)
-    db = dy.reshape(-1, x.shape[-1]).sum(axis=0)  # (d,)
-    dxhat = dy * g  # (n, t, d)
+    wide = mu.dtype  # float32 for a half format, else the dtype itself
+    dy32, g32 = dy.astype(wide, copy=False), g.astype(wide, copy=False)
+    xhat = (x.astype(wide, copy=False) - mu) * rstd  # (n, t, d)
+    dg = (dy32 * xhat).reshape(-1, x.shape[-1]).sum(axis=0)  # (d,)
+    db = dy32.reshape(-1, x.shape[-1]).sum(axis=0)  # (d,)
+    dxhat = dy32 * g32  # (n, t, d)
     dx = rstd * (dxhat - dxhat.mean(axis=-1, keepdims=True) - xhat * (dxhat * xhat).mean(axis=-1, keepdims=True))
-    return dx, dg, db
+    return dx.astype(dy.dtype, copy=False), dg.astype(g.dtype, copy=False), db.astype(g.dtype, copy=False)
 
 
 # ============================================================================ 3. linear (batched over positions)

@@ -298,10 +298,9 @@ def noise_text(noise: dict[str, float], gaps: dict[str, float], adam: bool) -> s
 
 
 def _trainable(parser, problem: Problem, formats: tuple[str, ...], explicit: bool) -> tuple[str, ...]:
-    """`formats` less the pure half formats this problem cannot train in (the GPT; Adam), with a note
+    """`formats` less the pure half formats this problem's optimizer cannot train in (Adam), with a note
     for --dtype all, or a usage error naming why when one was asked for by name."""
-    why = "the GPT does not compute in one yet" if isinstance(problem.spec, GPTSpec) else None
-    why = why or why_pure_half_cannot_train(problem.optimizer)
+    why = why_pure_half_cannot_train(problem.optimizer)
     if why is None or not any(f in HALF_DTYPES for f in formats):
         return formats
     if explicit:
@@ -328,8 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         "--dtype",
         choices=["both", "all", *HALF_DTYPES, *MIXED_FORMATS],
         default="both",
-        help="both: float32 and float64 (default); all: the half formats too, pure (bfloat16, float16; SGD on "
-        "the MLP only) and mixed (bfloat16-mixed, float16-mixed); or one of them beside float64, its reference",
+        help="both: float32 and float64 (default); all: the half formats too, pure (bfloat16, float16; SGD "
+        "only) and mixed (bfloat16-mixed, float16-mixed); or one of them beside float64, its reference",
     )
     args = parser.parse_args(argv)
     problem = build_problem(parser, args)

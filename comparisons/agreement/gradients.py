@@ -19,18 +19,12 @@ import numpy as np
 
 from backends import get_backend
 from comparisons.core.options import make_parser
-from comparisons.core.output import PAIR_COLORS, note, publish, pyplot
+from comparisons.core.output import PAIR_COLORS, publish, pyplot
 from comparisons.core.problem import SPIRALS, Problem, build_problem, installed, rounding_noise_tensors
 from shared.params import named_leaves
 from shared.spec import GPTSpec
 from shared.training import minibatch_schedule
-from shared.validation import DTYPES, FORMATS, HALF_DTYPES, format_eps, split_format
-
-
-def _pure_half(name: str) -> bool:
-    """A pure half format ('bfloat16', 'float16'): the GPT does not compute in one yet."""
-    dtype, precision = split_format(name)
-    return dtype in HALF_DTYPES and precision == "pure"
+from shared.validation import DTYPES, FORMATS, format_eps, split_format
 
 
 def _grads(problem: Problem, backends: list[str], name: str, params, X, y) -> dict:
@@ -80,11 +74,11 @@ def gradient_gaps(
     problem: Problem, backends: list[str], at: dict[int, list] | None = None, dtypes: tuple[str, ...] = DTYPES
 ) -> dict:
     """{(step, format, a, b): [per-layer gap arrays]} and, per (step, format), where the largest gap is,
-    for each format in `dtypes` ('float64', ..., 'bfloat16-mixed'; the GPT: not a pure half format)."""
+    for each format in `dtypes` ('float64', ..., 'bfloat16-mixed')."""
     X, y = one_batch(problem)
     at = checkpoints(problem) if at is None else at
     if isinstance(problem.spec, GPTSpec):
-        return gpt_gradient_gaps(problem, backends, at, X, y, [d for d in dtypes if not _pure_half(d)])
+        return gpt_gradient_gaps(problem, backends, at, X, y, list(dtypes))
     out: dict = {"gaps": {}, "worst": {}, "n_layers": problem.spec.n_layers, "steps": list(at), "dtypes": list(dtypes)}
     for step, params in at.items():
         for dtype in dtypes:
@@ -326,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=[*FORMATS, "both", "all"],
         default="both",
         help="one format, both (float64 and float32) or all (the half formats and mixed precision too, "
-        "each gap in units of the format's own ε; the GPT: not in a pure half format); default: both",
+        "each gap in units of the format's own ε); default: both",
     )
     args = parser.parse_args(argv)
     problem = build_problem(parser, args)
@@ -334,15 +328,6 @@ def main(argv: list[str] | None = None) -> int:
     if len(backends) < 2:
         parser.error(f"gradients needs at least two installed backends; have {', '.join(backends)}")
     dtypes = {"both": list(DTYPES), "all": list(FORMATS)}.get(args.dtype, [args.dtype])
-    if isinstance(problem.spec, GPTSpec):
-        half = [d for d in dtypes if _pure_half(d)]
-        if half == dtypes:
-            parser.error(
-                f"--dtype {args.dtype}: the GPT computes in float64, float32 and mixed precision, not yet in a "
-                f"pure half format (try --dtype {args.dtype}-mixed)"
-            )
-        for name in half:
-            note(f"{name}: the GPT in a pure half format is not supported yet (mixed precision is); left out")
     numbers = gradient_gaps(problem, backends, dtypes=tuple(dtypes))
     gpt = isinstance(problem.spec, GPTSpec)
     text = gpt_finding(numbers) if gpt else finding(numbers)

@@ -41,14 +41,10 @@ def parity_rows(problem: Problem, backends: list[str], dtypes: list[str], exclud
     """Every pair × quantity, with the gap and the tolerance that applies, for each format in `dtypes`
     ('float64', ..., 'bfloat16-mixed'). With `exclude` (tensor names), the trained params are compared a
     second time without those tensors. A format that cannot train the optimizer (Adam in a pure half
-    format) or hold the model (the GPT in a pure half format) is compared as far as it goes, with a
-    note saying why."""
+    format) is compared as far as it goes, with a note saying why."""
     rows = []
     for name in dtypes:
         dtype, precision = split_format(name)
-        if isinstance(problem.spec, GPTSpec) and dtype in HALF_DTYPES and precision == "pure":
-            note(f"{name}: the GPT in a pure half format is not supported yet (mixed precision is); left out")
-            continue
         why = why_pure_half_cannot_train(problem.optimizer) if dtype in HALF_DTYPES and precision == "pure" else None
         trains = why is None
         if not trains:
