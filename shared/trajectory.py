@@ -25,10 +25,10 @@ import numpy as np
 
 from shared.continuation import BUFFERS
 from shared.optim import OPTIMIZERS, Optimizer
-from shared.params import Params, as_float_array, check_params, named_leaves, unflatten_named
+from shared.params import Params, as_float_array, check_params, from_leaves, named_leaves, unflatten_named
 from shared.spec import GPTSpec, spec_from_dict
 from shared.tolerances import Tolerance, closeness
-from shared.validation import DTYPES, check_dtype
+from shared.validation import DTYPES, HALF_DTYPES, check_dtype, numpy_dtype
 
 
 class TrainingDiverged(FloatingPointError):
@@ -129,7 +129,11 @@ class Trajectory:
             if state is None
             else {"buffers": [b for b in BUFFERS if b in state], **({"t": state["t"]} if "t" in state else {})},
         }
-        arrays = {k: np.asarray(v) for k, v in arrays.items()} | {"meta": np.array(json.dumps(meta))}
+        arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        if meta.get("dtype") in HALF_DTYPES:  # stored as float32, which holds every half-format value exactly
+            half = numpy_dtype(meta["dtype"])
+            arrays = {k: v.astype(np.float32) if v.dtype == half else v for k, v in arrays.items()}
+        arrays |= {"meta": np.array(json.dumps(meta))}
         _fields(f"trajectory to save as {path}", arrays)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
@@ -193,7 +197,8 @@ class _FileReader:
 
     def __init__(self, source: str, arrays: dict[str, np.ndarray]) -> None:
         self.source, self.arrays = source, arrays
-        self.dtype: np.dtype | None = None
+        self.dtype: np.dtype | None = None  # the run's dtype
+        self.stored: np.dtype | None = None  # the file's: float32 for a half format (exact), else the dtype
         self.spec = None
 
     def fail(self, message: str):
@@ -211,9 +216,18 @@ class _FileReader:
             self.fail(f"{what}{': ' if what else ''}{e.args[0] if e.args else e}")
 
     def same_dtype(self, a: np.ndarray, arg: str) -> np.ndarray:
-        if a.dtype != self.dtype:
-            self.fail(f"{arg} must be {self.dtype.name} like the run's dtype; got {a.dtype}")
-        return a
+        """`a` checked to be stored as the run's dtype says, and returned in the run's dtype."""
+        if a.dtype != self.stored:
+            self.fail(f"{arg} must be {self.stored.name} like the run's dtype; got {a.dtype}")
+        if self.stored == self.dtype:
+            return a
+        back = a.astype(self.dtype)
+        if not np.array_equal(back.astype(self.stored), a):
+            self.fail(
+                f"{arg} holds a value that is not a {self.dtype.name} number (a {self.dtype.name} run stores its "
+                f"values as float32, exactly)"
+            )
+        return back
 
     def meta(self) -> dict:
         """The metadata, with the spec and dtype checked (and kept on self for the arrays)."""
@@ -227,7 +241,8 @@ class _FileReader:
         for key in ("spec", "dtype", "n_layers", "diverged_at"):
             if key not in meta:
                 self.fail(f"{key} is missing (train() writes it into the Trajectory's meta)")
-        self.dtype = np.dtype(self.checked("", check_dtype, meta["dtype"], DTYPES))  # runs: no half formats yet
+        self.dtype = numpy_dtype(self.checked("", check_dtype, meta["dtype"], DTYPES + HALF_DTYPES))
+        self.stored = np.dtype(np.float32) if meta["dtype"] in HALF_DTYPES else self.dtype
         if not isinstance(meta["spec"], dict):
             self.fail(f"spec must be a dict like {{'sizes': [2, 4, 1], ...}}; got {meta['spec']!r}")
         self.spec = self.checked("spec", spec_from_dict, meta["spec"])
@@ -277,9 +292,11 @@ class _FileReader:
     def params(self, prefix: str, arg: str) -> Params:
         raw = unflatten_named(self.spec, lambda name: self.get(f"{prefix}.{_file_name(name)}"))
         checked_params = self.checked("", check_params, self.spec, raw, arg)
-        for name, a in named_leaves(checked_params):
+        leaves = [
             self.same_dtype(a, f"{arg}[{name!r}]" if isinstance(self.spec, GPTSpec) else _mlp_arg(arg, name))
-        return checked_params
+            for name, a in named_leaves(checked_params)
+        ]
+        return from_leaves(self.spec, leaves)
 
     def optimizer_state(self, meta: dict) -> dict | None:
         """The optimizer state's buffers and step count, checked like the params (None in files written

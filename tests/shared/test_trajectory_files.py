@@ -65,6 +65,37 @@ def test_a_run_that_kept_every_kth_loss_round_trips(tmp_path):
     assert len(back) == 10 and back.loss_every == 4 and np.array_equal(back.losses, traj.losses)
 
 
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_a_pure_half_run_round_trips_exactly_and_continues_from_its_file(half, tmp_path):
+    """A pure half-format run's arrays are stored as float32 (npz has no bfloat16; float32 holds every
+    half-format value exactly) and read back in the format: params, snapshots and the momentum buffer
+    bit for bit, and train(loaded, 2) after 3 steps is one run of 5."""
+    if half == "bfloat16":
+        pytest.importorskip("ml_dtypes")
+    from shared.params import tree_leaves
+    from shared.validation import numpy_dtype
+
+    data, opt = xor(), SGD(0.1, momentum=0.9)
+    be = get_backend("numpy", half)
+    run = be.train(SPEC, init_params(SPEC), data.X, data.targets(SPEC), opt, steps=3, record_every=1)
+    path = run.save(tmp_path / "run")
+    assert {a.dtype for k, a in _arrays(path).items() if k.startswith("params.")} == {np.dtype(np.float32)}
+    loaded = Trajectory.load(path)
+    for a, b in zip(
+        tree_leaves(run.params) + tree_leaves(run.snapshots[1]) + tree_leaves(run.optimizer_state["velocity"]),
+        tree_leaves(loaded.params) + tree_leaves(loaded.snapshots[1]) + tree_leaves(loaded.optimizer_state["velocity"]),
+    ):
+        assert b.dtype == numpy_dtype(half) and np.array_equal(a, b)
+    joined = be.train(SPEC, loaded, data.X, data.targets(SPEC), opt, steps=2)
+    whole = be.train(SPEC, init_params(SPEC), data.X, data.targets(SPEC), opt, steps=5)
+    assert all(np.array_equal(a, b) for a, b in zip(tree_leaves(joined.params), tree_leaves(whole.params)))
+    arrays = _arrays(path)
+    arrays["params.0.W"] = arrays["params.0.W"] + np.float32(1e-6)  # no longer a half-format value
+    np.savez(path, **arrays)
+    with pytest.raises(TrajectoryFileError, match=rf"params\[0\]\['W'\] holds a value that is not a {half} number"):
+        Trajectory.load(path)
+
+
 def test_a_file_from_before_record_losses_loads_with_every_step_kept(traj, tmp_path):
     path = traj.save(tmp_path / "old.npz")
     _rewrite(path, _arrays(path), loss_every=_DROP, steps_run=_DROP)
@@ -137,7 +168,8 @@ def test_inconsistent_arrays_are_refused_naming_the_file_and_field(traj, tmp_pat
     [
         (dict(diverged_at="yes"), r"diverged_at must be None or the number of steps run \(12\); got 'yes'"),
         (dict(diverged_at=3), r"diverged_at must be None or the number of steps run \(12\); got 3"),
-        (dict(dtype="float16"), r"dtype must be one of 'float64', 'float32'; got 'float16'"),
+        (dict(dtype="float8"), r"dtype must be one of 'float64', 'float32', 'bfloat16', 'float16'; got 'float8'"),
+        (dict(dtype="float16"), r"losses holds a value that is not a float16 number"),  # float32 values, not half
         (dict(n_layers=0), r"n_layers must be the spec's 2 layers; got 0"),
         (dict(spec={"sizes": [2, -1]}), r"spec: sizes\[1\] must be a positive integer"),
         (dict(spec=_DROP), r"spec is missing"),
