@@ -345,7 +345,8 @@ BAD = [
     ({"steps": 1000, "every": 1}, "every"),
     ({"resolution": 10**4}, "resolution"),
     ({"test_fraction": 1.5}, "test_fraction"),
-    ({"dtypes": "float16"}, "dtypes"),
+    ({"dtypes": "float8"}, "dtypes"),
+    ({"dtypes": "float16", "optimizer": "adam"}, "dtypes"),  # a pure half format trains SGD only
     ({"backends": "cuda"}, "backends"),
     ({"seed": -1}, "seed"),
     ({"noise": [1, 2]}, "noise"),
@@ -673,8 +674,9 @@ def test_mixed_precision_lanes_train_as_one_train_call_each_held_to_their_own_to
     status, unit = call(server, f"/api/inspect.json?{query}")
     assert status == 200, unit
     assert unit["dtype"] == "bfloat16" and unit["format"] == "bfloat16-mixed" and set(unit["values"]) == set(here)
-    status, reply = call(server, "/api/run", {"config": config | {"dtypes": "bfloat16"}})
-    assert status == 400 and reply["field"] == "dtypes" and "bfloat16-mixed" in reply["error"]
+    status, reply = call(server, "/api/run", {"config": config | {"dtypes": "bfloat16"}})  # CONFIG's Adam
+    assert status == 400 and reply["field"] == "dtypes" and "Choose bfloat16-mixed" in reply["error"], reply
+    assert "cannot train with Adam(lr=0.02): its β₂ = 0.999 rounds to 1 in bfloat16" in reply["error"]
     gpt = GPT_CONFIG | {"backends": "numpy", "dtypes": "float16-mixed"}  # the GPT in mixed precision, too
     status, started = call(server, "/api/run", {"config": gpt})
     assert status == 200 and started["lanes"] == ["numpy-float16-mixed"], started
@@ -686,11 +688,47 @@ def test_mixed_precision_lanes_train_as_one_train_call_each_held_to_their_own_to
     assert status == 200 and np.array_equal(np.array(got["maps"][0]), want[0][0].astype(np.float64))
 
 
+def test_pure_half_lanes_train_with_sgd_as_one_train_call_each_in_the_format(server):
+    """dtypes=bfloat16,float16 with SGD: a lane per backend and format, every chunk that backend's own
+    pure-format train call (params in the format, exported as such), parity held to the format's
+    trajectory_sgd in its own ε, the unit panel computed in the format."""
+    pytest.importorskip("ml_dtypes")
+    from shared.tolerances import tolerance
+    from shared.validation import numpy_dtype
+
+    config = CONFIG | {"optimizer": "sgd", "lr": 0.3, "dtypes": "bfloat16,float16", "steps": 5, "resolution": 10}
+    status, started = call(server, "/api/run", {"config": config})
+    assert status == 200, started
+    here = available_backends()
+    assert started["lanes"] == [f"{b}-{d}" for d in ("bfloat16", "float16") for b in here]
+    assert set(started["tolerance_kind"].values()) == {"trajectory_sgd"}
+    status, lines = call(server, "/api/step", {"run": started["run"]})
+    assert status == 200, lines
+    s = pg_config.setup(config)
+    for lane in started["lanes"]:
+        backend, half = lane.split("-", 1)
+        one = get_backend(backend, half).train(s.spec, s.params, s.X_train, s.y_train, s.optimizer, 5, batch_size=16)
+        exported = _exported(server, started["run"], lane)
+        assert exported.params[0]["W"].dtype == numpy_dtype(half) and exported.meta["dtype"] == half
+        np.testing.assert_array_equal(exported.params[0]["W"], one.params[0]["W"])
+    pairs = next(x for x in lines if x["type"] == "parity")["pairs"]
+    assert {p["dtype"] for p in pairs} == ({"bfloat16", "float16"} if len(here) > 1 else set())
+    for p in pairs:
+        tol, eps = tolerance(p["dtype"], "trajectory_sgd"), float(np.finfo(numpy_dtype(p["dtype"])).eps)
+        a = _exported(server, started["run"], f"{p['a']}-{p['dtype']}").params
+        scale = max(float(np.abs(np.asarray(x, np.float64)).max()) for x in tree_leaves(a))
+        assert p["tol_eps"][-1] == pytest.approx((tol.atol + tol.rtol * scale) / (eps * scale), rel=1e-9)
+        assert all(p["within"])
+    query = f"run={started['run']}&lane={here[0]}-float16&layer=0&unit=1&sample=2"
+    status, unit = call(server, f"/api/inspect.json?{query}")
+    assert status == 200 and unit["dtype"] == "float16" and unit["format"] == "float16", unit
+
+
 @pytest.mark.skipif(find_browser() is None, reason="no Chromium here (apt-get install chromium, or set $CHROMIUM)")
-def test_in_a_real_browser_mixed_precision_lanes_draw_their_curves_and_parity(server, tmp_path):
+def test_in_a_real_browser_half_format_lanes_draw_their_curves_and_parity(server, tmp_path):
     pytest.importorskip("ml_dtypes")
     query = "?dataset=xor&n=80&noise=0.15&sizes=2,4,1&optimizer=sgd&lr=0.5&steps=10&every=5"
-    query += "&dtypes=float32,bfloat16-mixed"
+    query += "&dtypes=float32,bfloat16,bfloat16-mixed"  # SGD: the pure format trains too
     with browser_page(server, query, tmp_path / "profile") as tools:
         tools.wait_for("document.getElementById('train-loss').textContent !== '–'")
         boxes = tools.evaluate("[...document.querySelectorAll('#dtypes input')].map((e) => [e.value, e.checked])")
@@ -700,11 +738,13 @@ def test_in_a_real_browser_mixed_precision_lanes_draw_their_curves_and_parity(se
         parity_keys = tools.evaluate("window.playground.parity")
         legend = tools.evaluate("document.getElementById('parity-legend').textContent")
         errors = tools.errors() + tools.evaluate("window.playground.errors")
-    assert dict(boxes) == {"float64": False, "float32": True, "bfloat16-mixed": True, "float16-mixed": False}, boxes
+    want = {"float64": False, "float32": True, "bfloat16": True, "float16": False}
+    assert dict(boxes) == want | {"bfloat16-mixed": True, "float16-mixed": False}, boxes
     for b in available_backends():
-        assert curves[f"{b}-bfloat16-mixed"] >= 2, curves
+        assert curves[f"{b}-bfloat16-mixed"] >= 2 and curves[f"{b}-bfloat16"] >= 2, curves
     if len(available_backends()) > 1:
         assert any(k.endswith("/bfloat16-mixed") for k in parity_keys) and "bfloat16-mixed" in legend, parity_keys
+        assert any(k.endswith("/bfloat16") for k in parity_keys), parity_keys
     assert not errors, errors
 
 

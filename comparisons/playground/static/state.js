@@ -5,10 +5,13 @@ const BACKEND_COLORS = { numpy: "#1f77b4", torch: "#d62728", jax: "#2ca02c" };
 const PAIR_COLORS = { "numpy/torch": "#9467bd", "numpy/jax": "#17becf", "torch/jax": "#ff7f0e" };
 const CLASS_COLORS = [[245, 147, 34], [8, 119, 189], [44, 160, 44], [148, 103, 189], [140, 86, 75], [227, 119, 194]];
 const $ = (id) => document.getElementById(id);
-// Each format's line: float64 solid and thick, float32 dashed and thin, the mixed formats dotted.
+// Each format's line: float64 solid and thick, float32 dashed and thin, the pure half formats long- and
+// short-dashed, the mixed formats dotted.
 const FORMAT_STYLE = {
   float64: { width: 2.2, dash: [], border: "solid" },
   float32: { width: 1, dash: [5, 3], border: "dashed" },
+  bfloat16: { width: 1.3, dash: [10, 3], border: "groove" },
+  float16: { width: 1.3, dash: [2, 2], border: "ridge" },
   "bfloat16-mixed": { width: 1.5, dash: [1, 2], border: "dotted" },
   "float16-mixed": { width: 1.5, dash: [6, 2, 1, 2], border: "double" },
 };
