@@ -247,7 +247,7 @@ def test_precision_claims_hold_on_fresh_seeds():
     from shared.data import make_dataset
     from shared.params import init_params
 
-    backends = available_backends()
+    backends = [b for b in available_backends() if b != "jax"]  # JAX's six formats' compiles: ~7 s of the suite
     r = precision.run(backends, steps=60, seeds=2, first_seed=FRESH)
     text, s = precision.finding(r), precision.summary(r)
     assert f"seeds {FRESH}–{FRESH + 1}" in text
@@ -277,6 +277,38 @@ def test_precision_claims_hold_on_fresh_seeds():
     if any(n for n, _ in runs) and not all(n for n, _ in runs):  # the split is stated only when there is one
         kept = [g for n, g in runs if not n]
         assert f"those that skipped none {min(kept):.1e}–{max(kept):.1e}" in text
+
+
+def test_precision_claims_for_the_gpt_hold_on_fresh_seeds():
+    """--model gpt: the same finding for the tiny transformer (NumPy and torch here: JAX's compiles of
+    six formats would double the suite's share; the lesson runs all three), its gradient gaps per
+    tensor group, and the chaos guard: float64 backends that end apart make the finding say so."""
+    pytest.importorskip("ml_dtypes")
+    from backends import available_backends, get_backend
+    from comparisons.lessons import precision
+
+    backends = [b for b in available_backends() if b != "jax"]
+    r = precision.run(backends, steps=20, seeds=2, first_seed=FRESH, model="gpt")
+    text, s = precision.finding(r), precision.summary(r)
+    assert f"on {precision.TASK['gpt']} (seeds {FRESH}–{FRESH + 1}" in text
+    assert r["runs"][0]["layer_names"] == ["embeddings", "block 0", "head"]
+    spec, X, y, params, batch = precision.problem("gpt", FRESH)  # one number recomputed from scratch
+    kw = dict(batch_size=batch, seed=FRESH)
+    runs = {
+        d: get_backend("numpy", d).train(spec, params, X, y, precision.OPTIMIZER, 20, **kw)
+        for d in ("float64", "float32")
+    }
+    assert r["runs"][0]["final_gap"]["numpy/float32"] == relative_gap(runs["float32"].params, runs["float64"].params)
+    for fmt in precision.FORMATS[1:]:
+        gaps = [x["final_gap"][f"{b}/{fmt}"] for x in r["runs"] for b in backends]
+        assert f"{fmt}: {np.median(gaps):.1e} from float64" in text
+    for half in precision.PURE_HALF:
+        q = s[half]["gap_median"] / s[f"{half}-mixed"]["gap_median"]
+        assert f"({q:.1f}× {'closer' if q >= 1 else 'further'})" in text
+    assert "even in float64" not in text  # 20 steps: not chaotic
+    if len(backends) > 1:
+        r["runs"][0]["pair_gap"][f"{backends[0]}-{backends[1]}/float64"] = 1e-6
+        assert "But even in float64 the backends end 1.0e-06 apart: the training is chaotic" in precision.finding(r)
 
 
 def test_data_parallel_claims_hold_on_fresh_seeds():
