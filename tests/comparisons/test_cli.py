@@ -129,7 +129,7 @@ BAD_OPTIONS = [
     ("comparisons playground", ["--resolution", "100000"], "--resolution"),
     ("comparisons playground", ["--test-fraction", "1"], "--test-fraction"),
     ("comparisons playground", ["--port", "99999"], "--port"),
-    ("comparisons playground", ["--dtypes", "float16"], "--dtypes"),
+    ("comparisons playground", ["--dtypes", "float16", "--optimizer", "adam"], "--dtypes"),
     ("benchmarks", ["--out", A_FILE], "--out"),  # used to fail after the full measurement
     ("benchmarks", ["--out", UNDER_PROC], "--out"),
     ("benchmarks", ["--sizes", ","], "--sizes"),
