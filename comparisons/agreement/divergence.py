@@ -24,12 +24,11 @@ import itertools
 import numpy as np
 
 from comparisons.agreement.divergence_figure import plot
-from comparisons.core.options import make_parser, positive_int
+from comparisons.core.options import make_parser, positive_int, trainable_formats
 from comparisons.core.output import BACKEND_COLORS, note, publish
 from comparisons.core.problem import XOR, Problem, build_problem, installed, rounding_noise_tensors
 from shared.optim import SGD
 from shared.params import flatten, without
-from shared.precision import why_pure_half_cannot_train
 from shared.spec import GPTSpec
 from shared.tolerances import Tolerance, trajectory_tolerance
 from shared.trajectory import Trajectory, compare
@@ -297,18 +296,6 @@ def noise_text(noise: dict[str, float], gaps: dict[str, float], adam: bool) -> s
     )
 
 
-def _trainable(parser, problem: Problem, formats: tuple[str, ...], explicit: bool) -> tuple[str, ...]:
-    """`formats` less the pure half formats this problem's optimizer cannot train in (Adam), with a note
-    for --dtype all, or a usage error naming why when one was asked for by name."""
-    why = why_pure_half_cannot_train(problem.optimizer)
-    if why is None or not any(f in HALF_DTYPES for f in formats):
-        return formats
-    if explicit:
-        parser.error(f"--dtype {formats[-1]}: a pure half format cannot train this problem: {why}")
-    note(f"the pure half formats are left out: {why}; the mixed formats train it")
-    return tuple(f for f in formats if f not in HALF_DTYPES)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser(
         "divergence",
@@ -334,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     problem = build_problem(parser, args)
     backends = installed(args.backends)
     formats = {"both": DTYPES, "all": (*DTYPES, *HALF_DTYPES, *MIXED_FORMATS)}.get(args.dtype, ("float64", args.dtype))
-    formats = _trainable(parser, problem, formats, explicit=args.dtype in HALF_DTYPES)
+    formats = tuple(
+        trainable_formats(parser, f"--dtype {args.dtype}", formats, problem.optimizer, drop=args.dtype == "all")
+    )
     runs = train_all(problem, backends, record_every=max(1, problem.steps // max(args.points, 1)), formats=formats)
     numbers = divergence_numbers(runs, problem)
     tols = {dtype: trajectory_tolerance(dtype, problem.optimizer) for dtype in formats_of(runs)}

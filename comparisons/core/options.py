@@ -17,10 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from backends import BACKENDS
+from comparisons.core.output import note
 from comparisons.core.problem import GPT, MAX_LAYERS, MAX_SAMPLES, MAX_WIDTH, OPTIMIZERS, Defaults, GPTDefaults
 from shared.data import DATASETS
+from shared.precision import why_pure_half_cannot_train
 from shared.spec import ACTIVATIONS, GPT_ACTIVATIONS, LOSSES
 from shared.training import MAX_STEPS
+from shared.validation import HALF_DTYPES
 
 # ---- option types: each rejects bad values with a message argparse shows next to the usage ----
 
@@ -367,3 +370,20 @@ def _add_training_options(parser: argparse.ArgumentParser, g, m: _Models, traini
             "--batch-size", type=positive_int, default=d.batch_size, help="minibatch size (default: full batch)"
         )
     g.add_argument("--seed", type=non_negative_int, default=0, help="seed of the data, init and batches (default: 0)")
+
+
+def trainable_formats(parser: argparse.ArgumentParser, option: str, formats, optimizer, drop: bool = False) -> list:
+    """`formats`, with the pure half formats checked against the optimizer (Adam cannot train one:
+    shared.precision.why_pure_half_cannot_train): a usage error naming `option` (as typed: '--dtypes
+    float16'), the reason and the
+    formats that do train it; with `drop` (a format list the user did not spell out), those formats
+    left out with a note instead."""
+    pure = [f for f in formats if f in HALF_DTYPES]
+    if not pure or (why := why_pure_half_cannot_train(optimizer)) is None:
+        return list(formats)
+    cannot = f"{', '.join(pure)} cannot train with {optimizer.describe()}: {why}"
+    if not drop:
+        mixed = ", ".join(f"{f}-mixed" for f in pure)
+        parser.error(f"{option}: {cannot}. Choose {mixed} (float32 params), or --optimizer sgd")
+    note(f"{cannot}; left out (the mixed formats train it)")
+    return [f for f in formats if f not in HALF_DTYPES]

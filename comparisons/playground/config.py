@@ -12,17 +12,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from backends import BACKENDS, available_backends
-from comparisons.core.options import make_parser, name_list, positive_int
+from comparisons.core.options import make_parser, name_list, positive_int, trainable_formats
 from comparisons.core.problem import OPTIMIZERS, Defaults, build_problem, make_optimizer
 from comparisons.playground.gpt_mode import GPT_DEFAULTS, TASKS, GPTSetup, add_gpt_options, gpt_setup
 from shared.data import DATASETS, from_csv
 from shared.params import Params
-from shared.precision import why_pure_half_cannot_train
 from shared.spec import ACTIVATIONS, LOSSES, MLPSpec
 from shared.validation import DTYPES, HALF_DTYPES, MIXED_FORMATS
 
 LANE_FORMATS = (*DTYPES, *HALF_DTYPES, *MIXED_FORMATS)
-"""The formats a lane can train in: a pure half format with SGD only (check_formats)."""
+"""The formats a lane can train in: a pure half format with SGD only (options.trainable_formats)."""
 
 HOST = "127.0.0.1"  # loopback only: the server runs code for whoever can reach it
 DEFAULT_PORT = 8765
@@ -323,17 +322,6 @@ def _with_weight_decay(parser: argparse.ArgumentParser, args: argparse.Namespace
         parser.error(f"--weight-decay {args.weight_decay}: {e}")
 
 
-def check_formats(parser: argparse.ArgumentParser, dtypes: list[str], optimizer) -> None:
-    """A pure half format trains SGD only (shared.precision.why_pure_half_cannot_train): with Adam,
-    a usage error naming --dtypes, the reason and the format that does train it."""
-    pure = [d for d in dtypes if d in HALF_DTYPES]
-    if pure and (why := why_pure_half_cannot_train(optimizer)):
-        parser.error(
-            f"--dtypes {','.join(dtypes)}: {', '.join(pure)} cannot train with {optimizer.describe()}: {why}. "
-            f"Choose {', '.join(f'{d}-mixed' for d in pure)} (float32 params), or --optimizer sgd"
-        )
-
-
 def setup_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Setup | GPTSetup:
     """The playground's bounds, then build_problem (the other commands' checks), then the split; with
     --model gpt, gpt_mode.gpt_setup instead."""
@@ -342,7 +330,7 @@ def setup_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     backends, dtypes = _lanes(parser, args)
     if args.model == "gpt":
         optimizer = _with_weight_decay(parser, args, make_optimizer(args.optimizer, args.lr))
-        check_formats(parser, dtypes, optimizer)
+        trainable_formats(parser, f"--dtypes {','.join(dtypes)}", dtypes, optimizer)
         common = {k: getattr(args, k) for k in ("optimizer", "lr", "batch_size", "seed", "steps", "every")}
         common |= {"weight_decay": optimizer.weight_decay, "target_loss": args.target_loss}
         common |= {"dtypes": dtypes, "backends": backends}
@@ -362,7 +350,7 @@ def _mlp_setup(parser: argparse.ArgumentParser, args: argparse.Namespace, backen
         args.dataset = "csv"
     problem = build_problem(parser, args, own)  # checks dataset, noise, sizes against the data, loss, batch size
     problem = replace(problem, optimizer=_with_weight_decay(parser, args, problem.optimizer))
-    check_formats(parser, dtypes, problem.optimizer)
+    trainable_formats(parser, f"--dtypes {','.join(dtypes)}", dtypes, problem.optimizer)
     try:
         train, test = problem.data.split(args.test_fraction, seed=args.seed)
     except ValueError as e:

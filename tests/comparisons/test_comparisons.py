@@ -121,10 +121,12 @@ def test_divergence_trains_the_pure_half_formats_and_counts_the_weights_their_ro
     assert numbers["frozen"].keys() == {f"{a} bfloat16", f"{b} bfloat16"}
     with pytest.raises(SystemExit):
         divergence_main(["--dtype", "bfloat16", "--optimizer", "adam", "--backends", "numpy"])
-    assert "--dtype bfloat16: a pure half format cannot train this problem: its β₂ = 0.999" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--dtype bfloat16: bfloat16 cannot train with Adam(lr=0.5): its β₂ = 0.999" in err
+    assert "Choose bfloat16-mixed (float32 params), or --optimizer sgd" in err
     argv = ["--dtype", "all", "--optimizer", "adam", "--steps", "5", "--backends", "numpy", "--out", str(tmp_path)]
     assert divergence_main(argv) == 0
-    assert "the pure half formats are left out: its β₂ = 0.999" in capsys.readouterr().err
+    assert "bfloat16, float16 cannot train with Adam(lr=0.5): its β₂ = 0.999" in capsys.readouterr().err
     formats = json.loads((tmp_path / "divergence.json").read_text())["formats"]
     assert formats == ["float32", "float64", "bfloat16-mixed", "float16-mixed"]
 
