@@ -74,7 +74,7 @@ def _gelu_finding(report: dict) -> str | None:
     share = gelu_s / step_s
     elements = w.batch * w.spec.seq_len * w.spec.d_ff
     text = (
-        f"finding (numpy, gpt): NumPy's exact GELU — scipy.special.ndtr for Φ, vectorized, over "
+        f"finding (numpy, gpt): NumPy's exact GELU — scipy.special.ndtr for Φ, one element at a time in float64, over "
         f"n·t·d_ff = {elements:,} pre-activations per layer, in the forward (the backward reads Φ back as A/Z) — "
         f"takes "
         f"{gelu_s:.3f} s of the bare loop's {step_s:.3f} s step ({share:.0%})"

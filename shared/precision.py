@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from shared.optim import Adam
 from shared.params import tree_leaves
 from shared.validation import HALF_DTYPES
 
@@ -120,8 +121,8 @@ def why_pure_half_cannot_train(optimizer) -> str | None:
     backend's optim.py). Adam cannot: β₂ = 0.999 rounds to 1 in bfloat16, where optax's injected
     hyperparameters take the params' dtype, so its bias correction 1 − β₂ᵗ is 0 and JAX's first step
     divides by it (NaN); in float16 its ε = 1e-8 rounds to 0. That is what mixed precision is for."""
-    name = optimizer if isinstance(optimizer, str) else type(optimizer).__name__.lower()
-    if name in ("adam", "adamw"):
+    adam = optimizer in ("adam", "adamw") if isinstance(optimizer, str) else isinstance(optimizer, Adam)
+    if adam:
         return (
             "its β₂ = 0.999 rounds to 1 in bfloat16 (the bias correction 1 − β₂ᵗ becomes 0) and its "
             "ε = 1e-8 to 0 in float16"
@@ -130,7 +131,8 @@ def why_pure_half_cannot_train(optimizer) -> str | None:
 
 
 def check_trains(backend, loss_scale, optimizer=None) -> None:
-    """What `backend` cannot train (yet), and a loss scale where it means nothing, refused by name."""
+    """What `backend` cannot train (Adam in a pure half format), and a loss scale where it means nothing,
+    refused by name."""
     if backend.dtype in HALF_DTYPES and backend.precision == "pure" and (why := why_pure_half_cannot_train(optimizer)):
         raise ValueError(
             f"{type(optimizer).__name__} cannot train in pure {backend.dtype}: {why}. Train it in mixed "

@@ -78,9 +78,10 @@ def layernorm_forward(x, g, b, eps=LAYERNORM_EPS):
     """y = g·(x − μ)/√(σ² + ε) + b over the last axis, σ² the biased variance (divide by d, not d − 1).
     The cache is (x, μ, rstd, g) with rstd = 1/√(σ² + ε): μ and rstd are the only statistics kept, and
     the backward recomputes x̂ = (x − μ)·rstd from x rather than storing a second (n, t, d) array.
-    In a half format the statistics and x̂ are computed in float32 and x̂ is rounded once, as torch's
-    CPU kernel and JAX's layernorm (gpt.py there) do: σ² of a residual stream at init (~4e-4) has few
-    digits left in bfloat16, and 1/√σ² cubed, which autodiff forms, overflows float16."""
+    In a half format the statistics (and x̂) are computed in float32, x̂ then rounded to the format:
+    torch's CPU kernel and JAX's layernorm (gpt.py there) keep the statistics in float32 too. σ² of a
+    residual stream at init (~4e-4) has few digits left in bfloat16, and 1/√σ² cubed, which JAX's
+    autodiff forms, overflows float16."""
     x32 = x.astype(np.promote_types(x.dtype, np.float32), copy=False)  # (n, t, d): float32 for a half x, else x
     mu = x32.mean(axis=-1, keepdims=True)  # (n, t, 1)
     var = ((x32 - mu) ** 2).mean(axis=-1, keepdims=True)  # (n, t, 1), biased

@@ -4,8 +4,9 @@ For each pair and dtype: the forward pass, the loss, the gradients, and the para
 `--steps` steps from the same init — each with its max |a − b|, max relative gap, the tolerance from
 shared/tolerances.py, whether it holds, and where the gap is nearest to (or furthest beyond) it.
 With --model gpt the same for a tiny transformer, compared tensor by tensor by name. --dtype all adds
-the half formats (bfloat16, float16: forward, loss, gradients) and mixed precision (bfloat16-mixed,
-float16-mixed: float32 params, half-format compute, trained too).
+the half formats, pure (bfloat16, float16: forward, loss, gradients, and trained when the optimizer
+is SGD, held to their trajectory_sgd) and mixed (bfloat16-mixed, float16-mixed: float32 params,
+half-format compute, trained too).
 """
 
 from __future__ import annotations

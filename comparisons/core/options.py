@@ -375,9 +375,8 @@ def _add_training_options(parser: argparse.ArgumentParser, g, m: _Models, traini
 def trainable_formats(parser: argparse.ArgumentParser, option: str, formats, optimizer, drop: bool = False) -> list:
     """`formats`, with the pure half formats checked against the optimizer (Adam cannot train one:
     shared.precision.why_pure_half_cannot_train): a usage error naming `option` (as typed: '--dtypes
-    float16'), the reason and the
-    formats that do train it; with `drop` (a format list the user did not spell out), those formats
-    left out with a note instead."""
+    float16'), the reason and the formats that do train it; with `drop` (a format list the user did not
+    spell out), those formats left out with a note instead."""
     pure = [f for f in formats if f in HALF_DTYPES]
     if not pure or (why := why_pure_half_cannot_train(optimizer)) is None:
         return list(formats)

@@ -8,7 +8,7 @@ params end from the same backend's float64 run, how far the backends end from ea
 loss, and, at init, each layer's gradient gap to float64 in the format's own ε. (SGD, because Adam
 cannot train in a pure half format: shared.precision.why_pure_half_cannot_train.) With --model gpt,
 the same for a tiny transformer (8 tokens, 8 positions, d = 16, 2 heads, one block) on the strides
-task, its gradient gaps per tensor group (the embeddings, the block, the head).
+task, its gradient gaps per tensor group (the embeddings, the block, the final norm with the head).
 """
 
 from __future__ import annotations
@@ -65,10 +65,14 @@ def problem(model: str, seed: int):
 
 def layer_groups(spec, grads) -> list[tuple[str, object]]:
     """The gradient, grouped as the figure's bars: each MLP layer's W; a GPT's embeddings, each block
-    (every tensor in it), and its head."""
+    (every tensor in it), and its final layer norm with the head."""
     if isinstance(spec, GPTSpec):
         blocks = [(f"block {i}", g) for i, g in enumerate(grads["blocks"])]
-        return [("embeddings", [grads["tok_emb"], grads["pos_emb"]]), *blocks, ("head", grads["head"])]
+        return [
+            ("embeddings", [grads["tok_emb"], grads["pos_emb"]]),
+            *blocks,
+            ("ln_f + head", [grads["ln_f"], grads["head"]]),
+        ]
     return [(f"layer {l} W", grads[l]["W"]) for l in range(spec.n_layers)]
 
 

@@ -617,10 +617,10 @@ def test_gradients_in_every_format_are_each_formats_own_grads_in_its_own_eps(tmp
 
 @needs_two
 def test_gradients_of_the_gpt_in_a_pure_half_format_are_each_formats_own(tmp_path):
-    """The GPT computes in a pure half format too: `gradients --dtype bfloat16` writes its gaps in
-    bfloat16's own ε, every one within the grads tolerance's 8ε."""
+    """The GPT computes in a pure half format too: `gradients --dtype bfloat16` writes each pair's
+    largest relative gradient gap, every one within the 8ε of bfloat16's grads tolerance."""
     pytest.importorskip("ml_dtypes")
-    assert comparisons_main(["gradients", *GPT_ARGS, "--dtype", "bfloat16", "--out", str(tmp_path)]) in (0, 1)
+    assert comparisons_main(["gradients", *GPT_ARGS, "--dtype", "bfloat16", "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "gradients.json").read_text())
     worst = [v[0] for k, v in data["worst"].items() if k.endswith(" bfloat16")]
     assert worst and all(0 < w <= 8 * 2.0**-7 for w in worst)

@@ -291,7 +291,7 @@ def test_precision_claims_for_the_gpt_hold_on_fresh_seeds():
     r = precision.run(backends, steps=20, seeds=2, first_seed=FRESH, model="gpt")
     text, s = precision.finding(r), precision.summary(r)
     assert f"on {precision.TASK['gpt']} (seeds {FRESH}–{FRESH + 1}" in text
-    assert r["runs"][0]["layer_names"] == ["embeddings", "block 0", "head"]
+    assert r["runs"][0]["layer_names"] == ["embeddings", "block 0", "ln_f + head"]
     spec, X, y, params, batch = precision.problem("gpt", FRESH)  # one number recomputed from scratch
     kw = dict(batch_size=batch, seed=FRESH)
     runs = {

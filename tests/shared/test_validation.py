@@ -90,9 +90,8 @@ def test_unknown_dtype_lists_the_valid_ones(bad):
         get_backend("numpy", dtype=bad)
 
 
-def test_a_trajectory_file_in_a_half_format_is_refused():
-    """Training in the half formats is not built yet, so no file can hold one: a file that says so is
-    refused by name (the dtype check that lists what files hold)."""
+def test_a_dtype_outside_the_allowed_ones_is_refused_naming_them():
+    """check_dtype against a narrower list (here the full-precision DTYPES) names that list's choices."""
     from shared.validation import DTYPES, check_dtype
 
     with pytest.raises(ValueError, match="dtype must be one of 'float64', 'float32'; got 'float16'"):
