@@ -42,10 +42,10 @@ def linear(x: jax.Array, W: jax.Array, b: jax.Array) -> jax.Array:
 
 def layernorm(x: jax.Array, p: dict) -> jax.Array:
     """g·(x − μ)/√(σ² + ε) + b over the last axis, with the biased variance (jnp.var's default). In a
-    half format the statistics and x̂ in float32, x̂ rounded once (flax's LayerNorm computes its
-    statistics in float32 too):
-    autodiff of rsqrt forms −½(σ² + ε)^(−3/2), which for a residual stream at init (σ² ≈ 4e-4) is
-    ~1e5, past float16's 65504, and the whole backward became NaN."""
+    half format the statistics and x̂ are computed in float32 and x̂ is rounded to the format (flax's
+    LayerNorm keeps its statistics in float32 too). In float16 itself, autodiff of rsqrt forms
+    −½(σ² + ε)^(−3/2), which for a residual stream at init (σ² ≈ 4e-4) is ~1e5, past float16's 65504:
+    every gradient below the last block came back NaN."""
     x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     mu = x32.mean(axis=-1, keepdims=True)
     var = jnp.var(x32, axis=-1, keepdims=True)
