@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from contextlib import contextmanager
+
 import numpy as np
 
 from backends.numpy import mlp as numpy_mlp
@@ -50,3 +54,20 @@ def numpy_loss(spec: MLPSpec, params: Params, X: np.ndarray, y: np.ndarray) -> f
 def finite_difference_grads(spec: MLPSpec, params: Params, X, y, h: float) -> Params:
     """Central differences (L(p + h) − L(p − h)) / 2h of the NumPy loss, by shared.finite_differences."""
     return central_differences(lambda p: numpy_loss(spec, p, X, y), params, h)
+
+
+@contextmanager
+def ctrl_c_reaches_children():
+    """Processes started inside get SIGINT at its default, as a terminal's foreground job has it. A test
+    runner started in the background by a script without job control (`pytest &`, nohup) ignores
+    SIGINT, and a child inherits an ignored signal through exec: a test of what Ctrl-C does would then
+    wait in vain for a child that cannot hear it. A handled signal is reset to its default by exec, so
+    the children start as from a terminal; this process's own handler is put back after."""
+    if threading.current_thread() is not threading.main_thread():  # signal.signal works only there
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)

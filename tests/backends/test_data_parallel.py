@@ -39,7 +39,7 @@ from shared.spec import GPTSpec, MLPSpec
 from shared.tolerances import tolerance, trajectory_tolerance
 from shared.trajectory import TrainingDiverged, compare
 from tests.conftest import backend_or_skip
-from tests.helpers import make_problem
+from tests.helpers import ctrl_c_reaches_children, make_problem
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = MLPSpec((3, 6, 5, 2), ("tanh", "gelu"), "mse")
@@ -322,9 +322,10 @@ def test_ctrl_c_stops_every_worker(tmp_path):
     script.write_text(INTERRUPTED)
     started = tmp_path / "started"
     env = os.environ | {"PYTHONPATH": str(ROOT), "TRIGRAD_TEST_STARTED": str(started)}
-    proc = subprocess.Popen(
-        [sys.executable, str(script)], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+    with ctrl_c_reaches_children():
+        proc = subprocess.Popen(
+            [sys.executable, str(script)], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
     try:
         deadline = time.monotonic() + 120  # generous: two fresh interpreters on a loaded 2-core machine
         while not all(Path(f"{started}.{r}").exists() for r in (0, 1)) and time.monotonic() < deadline:

@@ -34,6 +34,7 @@ from comparisons.playground import server as pg
 from shared.optim import Adam
 from shared.params import tree_leaves
 from shared.trajectory import Trajectory
+from tests.helpers import ctrl_c_reaches_children
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -443,14 +444,15 @@ def test_a_closed_tab_leaves_the_run_as_it_was_and_the_server_serving(server):
 
 
 def test_the_command_starts_prints_its_url_and_stops_cleanly_on_ctrl_c():
-    process = subprocess.Popen(
-        [sys.executable, "-m", "comparisons", "playground", "--port", "0", "--no-open", "--dataset", "moons"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "BROWSER": "true"},
-    )
+    with ctrl_c_reaches_children():
+        process = subprocess.Popen(
+            [sys.executable, "-m", "comparisons", "playground", "--port", "0", "--no-open", "--dataset", "moons"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "BROWSER": "true"},
+        )
     try:
         line = process.stdout.readline()
         assert line.startswith("trigrad playground at http://127.0.0.1:") and "dataset=moons" in line
