@@ -217,9 +217,10 @@ def view(s: Setup, lane: Lane) -> dict:
 
 
 class Runs:
-    """The runs in memory, at most MAX_RUNS, the least recently used dropped first."""
+    """The runs in memory, at most `max_runs` (MAX_RUNS), the least recently used dropped first."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_runs: int = MAX_RUNS) -> None:
+        self.max_runs = max_runs
         self._runs: OrderedDict[str, Run] = OrderedDict()
         self._lock = threading.Lock()
         self.training = threading.Lock()  # one chunk trains at a time: the cores are shared
@@ -229,14 +230,14 @@ class Runs:
         run = Run(secrets.token_hex(8), s, lanes)
         with self._lock:
             self._runs[run.id] = run
-            while len(self._runs) > MAX_RUNS:
+            while len(self._runs) > self.max_runs:
                 self._runs.popitem(last=False)
         return run
 
     def get(self, run_id: object) -> Run:
         with self._lock:
             if not isinstance(run_id, str) or run_id not in self._runs:
-                raise ConfigError("run", f"no run {run_id!r} (the server keeps the last {MAX_RUNS}): press reset")
+                raise ConfigError("run", f"no run {run_id!r} (the server keeps the last {self.max_runs}): press reset")
             self._runs.move_to_end(run_id)
             return self._runs[run_id]
 

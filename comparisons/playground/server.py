@@ -53,6 +53,7 @@ from comparisons.playground.config import (
     HOST,
     MAX_BODY,
     MAX_CHUNK_STEPS,
+    MAX_RUNS,
     ConfigError,
     make_playground_parser,
     options,
@@ -257,9 +258,9 @@ class Handler(BaseHTTPRequestHandler):
 class PlaygroundServer(ThreadingHTTPServer):
     daemon_threads = True  # a request still running never holds up Ctrl-C
 
-    def __init__(self, port: int = 0, verbose: bool = False, csv: str | None = None):
+    def __init__(self, port: int = 0, verbose: bool = False, csv: str | None = None, max_runs: int = MAX_RUNS):
         super().__init__((HOST, port), Handler)
-        self.runs = Runs()
+        self.runs = Runs(max_runs)  # the least recently used run beyond max_runs is dropped
         self.verbose = verbose
         self.csv = csv  # the command's --csv points: too long for the URL, so the page asks for them
 

@@ -56,7 +56,10 @@ CONFIG = {
 
 @pytest.fixture(scope="module")
 def server():
-    srv = pg.PlaygroundServer(port=0)
+    # Every run the module's tests start stays: with the page's MAX_RUNS, tests that start runs of
+    # their own could drop the shared `run` or `gpt_run` before a later test reads it, in whatever
+    # order xdist happens to run them (test_the_least_recently_used_run_is_dropped tests the limit).
+    srv = pg.PlaygroundServer(port=0, max_runs=1000)
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield srv
@@ -464,6 +467,16 @@ def test_the_command_starts_prints_its_url_and_stops_cleanly_on_ctrl_c():
     finally:
         process.kill()
     assert process.returncode == 0 and "Traceback" not in err and "stopped" in err
+
+
+def test_the_least_recently_used_run_is_dropped():
+    runs = pg_runs.Runs(max_runs=2)
+    first, second = runs.new(pg_config.setup(CONFIG)), runs.new(pg_config.setup(CONFIG))
+    assert runs.get(first.id) is first  # now the most recently used
+    third = runs.new(pg_config.setup(CONFIG))
+    assert runs.get(first.id) is first and runs.get(third.id) is third
+    with pytest.raises(pg_config.ConfigError, match="keeps the last 2"):
+        runs.get(second.id)
 
 
 def test_a_view_of_another_lane_trains_nothing(server, run):
