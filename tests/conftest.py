@@ -4,6 +4,9 @@ missing), both dtypes, and every pair of backends."""
 from __future__ import annotations
 
 import itertools
+import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -11,6 +14,35 @@ from backends import BACKENDS, BackendUnavailable, available_backends, get_backe
 
 DTYPES = ("float64", "float32")
 PAIRS = list(itertools.combinations(BACKENDS, 2))
+
+
+JAX_CACHE = {
+    "JAX_COMPILATION_CACHE_DIR": None,  # the session's own folder, made in pytest_configure
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",  # every compile: most of the suite's take 0.1-3 s
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+}
+
+
+def pytest_configure(config):
+    """One JAX compilation cache for the whole session: both xdist workers and every process a test
+    starts (a command, a data-parallel JAX process) inherit it through the environment, so a program
+    one of them compiled is read back by the others, not compiled again. A cache hit is the same XLA
+    executable, so no result changes; XLA compiles are about half of the suite's CPU time, and the
+    two workers and the commands compile many of the same programs. Read by JAX when it is imported
+    (never here: a numpy-only install has none). A cache the caller set up is left alone; the
+    session's own is removed at its end."""
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ:  # the caller's, or (in an xdist worker) the controller's
+        return
+    config.trigrad_jax_cache = tempfile.mkdtemp(prefix="trigrad-jax-cache-")
+    os.environ.update({**JAX_CACHE, "JAX_COMPILATION_CACHE_DIR": config.trigrad_jax_cache})
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "trigrad_jax_cache", None)
+    if folder:
+        for name in JAX_CACHE:
+            os.environ.pop(name, None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def backend_or_skip(name: str, dtype: str = "float64"):
