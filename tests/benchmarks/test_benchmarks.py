@@ -3,13 +3,13 @@ pytest-benchmark suite (each benchmark once, untimed). Speed itself is never ass
 
 import subprocess
 import sys
-import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from backends import available_backends, get_backend
-from benchmarks import bare
+from benchmarks import bare, measure
 from benchmarks.markdown import markdown
 from benchmarks.measure import time_runner
 from benchmarks.targets import Row, evaluate_targets
@@ -168,14 +168,24 @@ def test_report_makers_dispatch_a_gpt_workload_to_the_bare_gpt_loops():
         assert isinstance(bare.make_jax_scan(TINY_GPT), bare.GPTRunner)
 
 
-def test_time_runner_separates_per_step_from_per_call_cost():
-    def run(steps):  # 2 ms per call plus 0.5 ms per step
-        time.sleep(0.002 + 0.0005 * steps)
+def test_time_runner_separates_per_step_from_per_call_cost(monkeypatch):
+    # A clock that run() advances, so the test does not race a loaded machine's real one (time.sleep
+    # overslept by 7 ms once under load): 2 ms per call plus 0.5 ms per step, the first call of each
+    # length 50 ms more (a compile), and every third call 5 ms more (the machine busy elsewhere).
+    clock = {"now": 0.0, "calls": 0, "lengths": set()}
 
-    t = time_runner(run, target_s=0.05, repeats=2)
-    assert t.per_step_s == pytest.approx(0.0005, rel=0.3)
-    assert t.per_call_s == pytest.approx(0.002, abs=0.0015)
-    assert t.steps_per_s == pytest.approx(2000, rel=0.3)
+    def run(steps):
+        clock["calls"] += 1
+        compile_s = 0.05 if steps not in clock["lengths"] else 0.0
+        clock["lengths"].add(steps)
+        busy_s = 0.005 if clock["calls"] % 3 == 0 else 0.0
+        clock["now"] += 0.002 + 0.0005 * steps + compile_s + busy_s
+
+    monkeypatch.setattr(measure, "time", SimpleNamespace(perf_counter=lambda: clock["now"]))
+    t = time_runner(run, target_s=0.05, repeats=3)
+    assert t.per_step_s == pytest.approx(0.0005, rel=1e-9)  # the fastest of three calls: no compile, no hiccup
+    assert t.per_call_s == pytest.approx(0.002, rel=1e-6)
+    assert t.steps_per_s == pytest.approx(2000, rel=1e-9)
 
 
 def _row(size, backend, variant, steps_per_s, peak_fraction=0.0, threads="default"):
@@ -401,23 +411,23 @@ def test_the_ratio_targets_use_the_paired_measurement_when_there_is_one():
     assert "| xor | numpy | 22.0 | bare loop | 20.0 | 1 | 1.10× |" in markdown(report)
 
 
-def test_paired_timing_alternates_and_cancels_the_fixed_cost():
-    import time
-
+def test_paired_timing_alternates_and_cancels_the_fixed_cost(monkeypatch):
     from benchmarks.measure import paired_per_step
 
-    calls = []
+    calls, clock = [], {"now": 0.0}  # a clock the runners advance: no race with a loaded machine's real one
 
     def runner(name, per_step_s, fixed_s):
         def run(steps):
             calls.append(name)
-            time.sleep(fixed_s + steps * per_step_s)
+            busy_s = 0.02 if len(calls) == 9 else 0.0  # round 2's a(n) slowed by the machine: round 1's is kept
+            clock["now"] += fixed_s + steps * per_step_s + busy_s
 
         return run
 
+    monkeypatch.setattr(measure, "time", SimpleNamespace(perf_counter=lambda: clock["now"]))
     times = paired_per_step({"a": runner("a", 1e-3, 0.01), "b": runner("b", 2e-3, 0.0)}, steps=10, rounds=2)
     assert calls == ["a", "a", "b", "b"] * 3  # warm-up, then each round: a(n), a(2n), b(n), b(2n)
-    assert times["a"] == pytest.approx(1e-3, rel=0.3) and times["b"] == pytest.approx(2e-3, rel=0.3)
+    assert times["a"] == pytest.approx(1e-3, rel=1e-9) and times["b"] == pytest.approx(2e-3, rel=1e-9)
 
 
 def test_per_step_cancels_the_call_cost_but_never_claims_more_than_twice_the_seen_speed():
