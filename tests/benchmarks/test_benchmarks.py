@@ -168,11 +168,19 @@ def test_report_makers_dispatch_a_gpt_workload_to_the_bare_gpt_loops():
         assert isinstance(bare.make_jax_scan(TINY_GPT), bare.GPTRunner)
 
 
-def test_time_runner_separates_per_step_from_per_call_cost(monkeypatch):
-    # A clock that run() advances, so the test does not race a loaded machine's real one (time.sleep
-    # overslept by 7 ms once under load): 2 ms per call plus 0.5 ms per step, the first call of each
-    # length 50 ms more (a compile), and every third call 5 ms more (the machine busy elsewhere).
-    clock = {"now": 0.0, "calls": 0, "lengths": set()}
+@pytest.fixture
+def clock(monkeypatch) -> dict:
+    """The measurement's clock, advanced by the runners a test times (clock["now"] += seconds), so a
+    timing test does not race a loaded machine's real clock: time.sleep overslept by 7 ms once."""
+    now = {"now": 0.0}
+    monkeypatch.setattr(measure, "time", SimpleNamespace(perf_counter=lambda: now["now"]))
+    return now
+
+
+def test_time_runner_separates_per_step_from_per_call_cost(clock):
+    # 2 ms per call plus 0.5 ms per step, the first call of each length 50 ms more (a compile), and
+    # every third call 5 ms more (the machine busy elsewhere).
+    clock |= {"calls": 0, "lengths": set()}
 
     def run(steps):
         clock["calls"] += 1
@@ -181,7 +189,6 @@ def test_time_runner_separates_per_step_from_per_call_cost(monkeypatch):
         busy_s = 0.005 if clock["calls"] % 3 == 0 else 0.0
         clock["now"] += 0.002 + 0.0005 * steps + compile_s + busy_s
 
-    monkeypatch.setattr(measure, "time", SimpleNamespace(perf_counter=lambda: clock["now"]))
     t = time_runner(run, target_s=0.05, repeats=3)
     assert t.per_step_s == pytest.approx(0.0005, rel=1e-9)  # the fastest of three calls: no compile, no hiccup
     assert t.per_call_s == pytest.approx(0.002, rel=1e-6)
@@ -411,10 +418,8 @@ def test_the_ratio_targets_use_the_paired_measurement_when_there_is_one():
     assert "| xor | numpy | 22.0 | bare loop | 20.0 | 1 | 1.10× |" in markdown(report)
 
 
-def test_paired_timing_alternates_and_cancels_the_fixed_cost(monkeypatch):
-    from benchmarks.measure import paired_per_step
-
-    calls, clock = [], {"now": 0.0}  # a clock the runners advance: no race with a loaded machine's real one
+def test_paired_timing_alternates_and_cancels_the_fixed_cost(clock):
+    calls = []
 
     def runner(name, per_step_s, fixed_s):
         def run(steps):
@@ -424,8 +429,7 @@ def test_paired_timing_alternates_and_cancels_the_fixed_cost(monkeypatch):
 
         return run
 
-    monkeypatch.setattr(measure, "time", SimpleNamespace(perf_counter=lambda: clock["now"]))
-    times = paired_per_step({"a": runner("a", 1e-3, 0.01), "b": runner("b", 2e-3, 0.0)}, steps=10, rounds=2)
+    times = measure.paired_per_step({"a": runner("a", 1e-3, 0.01), "b": runner("b", 2e-3, 0.0)}, steps=10, rounds=2)
     assert calls == ["a", "a", "b", "b"] * 3  # warm-up, then each round: a(n), a(2n), b(n), b(2n)
     assert times["a"] == pytest.approx(1e-3, rel=1e-9) and times["b"] == pytest.approx(2e-3, rel=1e-9)
 
