@@ -204,8 +204,8 @@ def _note_lines(report: dict) -> list[str]:
         "norm and the finiteness checks, which train (no losses) skips too; dicts, parameter trees and "
         "optimizer objects (plain lists of arrays); every choice of activation and loss made once, before the "
         "loop. NumPy's computes dL/dz straight from the logits with its constants folded ahead (bce's "
-        "σ(z) − y as ½·tanh(z/2) + ½ − y: three NumPy calls where the teaching sigmoid, stable for every z, "
-        "takes seven). torch's uses raw tensors, `F.linear`, `torch.autograd.grad` (no .grad to zero) and "
+        "(σ(z) − y)/n as scipy's expit(z)·(1/n) − y/n). torch's uses raw tensors, `F.linear`, "
+        "`torch.autograd.grad` (no .grad to zero) and "
         "one `torch._foreach_add_` for the update, on one thread like trigrad's. A test holds each loop's "
         "update to trigrad's own SGD, so none can flatter trigrad by doing less.",
         "- columns: *first call s* is the first call's extra time over a steady call of the same length "
