@@ -139,8 +139,8 @@ def _ordered_keys(node: dict) -> list:
 def tree_leaves(params: Params) -> list[np.ndarray]:
     """The arrays of named_leaves, in the same order, without building the names (training loops call
     this every step)."""
-    if isinstance(params, list) and all(isinstance(layer, dict) and len(layer) == 2 for layer in params):
-        return [layer[k] for layer in params for k in ("W", "b")]  # an MLP: the fast path
+    if isinstance(params, list):  # an MLP, [{"W", "b"}, ...]: the fast path (a GPT's params are a dict)
+        return [layer[k] for layer in params for k in ("W", "b")]
     return [a for _, a in named_leaves(params)]
 
 

@@ -90,11 +90,18 @@ class NumpyBackend(Backend):
         )
 
     def _train_steps(self, state, n, batches, record):
-        spec, params, X, y, opt = (state[k] for k in ("spec", "params", "X", "y", "opt"))
-        model_loss_and_grads, leaves, scaling = state["loss_and_grads"], state["leaves"], state["scaling"]
+        spec, params, X, y, opt, leaves = (state[k] for k in ("spec", "params", "X", "y", "opt", "leaves"))
+        model_loss_and_grads, scaling, ring = state["loss_and_grads"], state["scaling"], state["ring"]
         losses = np.zeros(len(record), self.np_dtype)
         norms = np.zeros(len(record), self.np_dtype)
         kept = 0
+        if not record and scaling is None and ring is None:  # no loss kept, no scale, no ring: nothing but the steps
+            with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught by Backend.train, after the chunk
+                for i in range(n):
+                    Xb, yb = (X, y) if batches is None else (X[batches[i]], y[batches[i]])  # (b, ...), (b, ...)
+                    _, grads = model_loss_and_grads(spec, params, Xb, yb, need_loss=False)
+                    opt.step(leaves, tree_leaves(grads))
+            return losses, norms
         with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught below, step by step
             for i in range(n):
                 Xb, yb = (X, y) if batches is None else (X[batches[i]], y[batches[i]])  # (b, ...), (b, ...)
@@ -102,8 +109,8 @@ class NumpyBackend(Backend):
                 if scaling is None:
                     loss, grads = model_loss_and_grads(spec, params, Xb, yb, need_loss=recorded)
                     grads, applied = tree_leaves(grads), True
-                    if state["ring"] is not None:  # data parallel: the mean over every worker's shard
-                        loss, grads = parallel.mean_over_workers(state["ring"], loss, grads)
+                    if ring is not None:  # data parallel: the mean over every worker's shard
+                        loss, grads = parallel.mean_over_workers(ring, loss, grads)
                 else:  # loss scaling: a step whose unscaled gradients are not finite is skipped
                     loss, grads = model_loss_and_grads(spec, params, Xb, yb, need_loss=recorded, scale=scaling.scale)
                     grads = tree_leaves(grads)

@@ -38,21 +38,21 @@ from shared.spec import MLPSpec
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b; in a half format, the products summed in float32, the result rounded once."""
-    if a.dtype.itemsize >= 4:
+    if a.itemsize >= 4:
         return a @ b
     return (a.astype(np.float32) @ b.astype(np.float32)).astype(a.dtype)
 
 
 def total(a: np.ndarray, axis=None, keepdims: bool = False) -> np.ndarray:
     """Σ a over `axis`; in a half format accumulated in float32 and rounded once."""
-    if a.dtype.itemsize >= 4:
+    if a.itemsize >= 4:
         return a.sum(axis=axis, keepdims=keepdims)
     return a.astype(np.float32).sum(axis=axis, keepdims=keepdims).astype(a.dtype)
 
 
 def mean(a: np.ndarray) -> np.ndarray:
     """The mean of every entry; in a half format accumulated and divided in float32, rounded once."""
-    if a.dtype.itemsize >= 4:
+    if a.itemsize >= 4:
         return np.mean(a)
     return (a.astype(np.float32).sum() / a.size).astype(a.dtype)
 
@@ -231,10 +231,11 @@ def mlp_forward(spec: MLPSpec, params: Params, X: np.ndarray):
     """Run the layers in order. Returns the logits and, for backward, each layer's (input, Z, A)."""
     cache = []
     A = X  # (n, sizes[0])
+    last = spec.n_layers - 1  # the output layer
     for l, layer in enumerate(params):
         Z = linear_forward(A, layer["W"], layer["b"])  # (n, sizes[l+1])
         A_in = A
-        if l < spec.n_layers - 1:  # hidden layer: activation; the output layer stays linear
+        if l < last:  # hidden layer: activation; the output layer stays linear
             activation_forward, _ = ACTIVATIONS[spec.activations[l]]
             A = activation_forward(Z)  # (n, sizes[l+1])
         else:
@@ -249,9 +250,10 @@ def mlp_backward(spec: MLPSpec, params: Params, cache, dY: np.ndarray) -> Params
     which is the next (earlier) layer's dL/dA."""
     grads: Params = [{} for _ in params]
     dA = dY  # (n, sizes[-1])
+    last = spec.n_layers - 1  # the output layer
     for l in reversed(range(spec.n_layers)):
         A_in, Z, A = cache[l]
-        if l < spec.n_layers - 1:
+        if l < last:
             _, activation_backward = ACTIVATIONS[spec.activations[l]]
             dZ = activation_backward(dA, Z, A)  # (n, sizes[l+1])
         else:
