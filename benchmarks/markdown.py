@@ -213,9 +213,11 @@ def _note_lines(report: dict) -> list[str]:
         "is what a call costs besides its steps (validation and conversion at trigrad's borders), "
         "t(n) − n·(time per step): small, and as noisy as the difference of two timings.",
         "- the ratios to the minimal loop in the targets are paired: train (no losses) and the minimal loop "
-        "timed in alternation, each keeping its fastest, the minimal loop on the threads trigrad's policy "
-        "chose (this VM's speed drifts by up to 2× over minutes, so rows measured one after the other can "
-        "disagree by more than the difference they are meant to show); the table before the targets gives both.",
+        "timed in alternation, round after round, the minimal loop on the threads trigrad's policy chose "
+        "(this VM's speed drifts by up to 2× over minutes, so rows measured one after the other can "
+        "disagree by more than the difference they are meant to show). Each round gives each its time "
+        "per step; the table before the targets gives each one's median over the rounds, their ratio, "
+        "and the middle half of the rounds' own ratios: how far one round's reading strays.",
         f"- threads: trigrad's thread policy runs torch and NumPy below 1e7 matmul FLOPs per step on "
         f"one thread (measured; `get_backend(..., threads=n)` overrides it); the bare loops use each "
         f"framework's default. A row marked busy was taken with a 1-minute load average above {BUSY_LOAD} "
@@ -231,13 +233,17 @@ def _paired_lines(report: dict) -> list[str]:
     if report.get("paired"):
         lines += [
             "",
-            "| size | backend | train, no losses µs/step | minimal loop | its µs/step | threads (both) | ratio |",
-            "| --- | --- | ---: | --- | ---: | ---: | ---: |",
+            "| size | backend | train, no losses µs/step | minimal loop | its µs/step | threads (both) | ratio "
+            "| the rounds' middle half (rounds) |",
+            "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |",
         ]
         for p in report["paired"]:
+            spread = "–"  # (a report written before the spread was kept)
+            if "ratio_quartiles" in p:
+                spread = "{:.2f}–{:.2f}× ({})".format(*p["ratio_quartiles"], p["rounds"])
             lines.append(
                 f"| {p['workload']} | {p['backend']} | {_us(p['train_s'])} | {p['baseline']} | {_us(p['base_s'])} | "
-                f"{p['threads']} | {p['train_s'] / p['base_s']:.2f}× |"
+                f"{p['threads']} | {p['train_s'] / p['base_s']:.2f}× | {spread} |"
             )
     return lines
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,21 +79,30 @@ def time_runner(run: Callable[[int], None], target_s: float, repeats: int = 3, m
     return Timing(steps, per_step, max(0.0, t1 - steps * per_step), first, one)
 
 
-def paired_per_step(runs: dict[str, Callable[[int], None]], steps: int, rounds: int = 5) -> dict[str, float]:
-    """Seconds per step of each runner, measured in alternation: every round times run(n) and
-    run(2n) of each runner in turn, and each keeps its fastest. A ratio of two runners is then taken
-    under the same conditions: this VM's speed drifts by up to 2x over minutes, and measuring one
-    runner after the other (as time_runner does, a few seconds each) can put them in different
-    phases of that drift. Per step as in time_runner: (t(2n) − t(n)) / n, fixed costs cancelled."""
+def paired_rounds(runs: dict[str, Callable[[int], None]], steps: int, rounds: int = 5) -> dict[str, list[float]]:
+    """Seconds per step of each runner in each round, measured in alternation: every round times
+    run(n) and run(2n) of each runner in turn, so a ratio of two runners is taken under the same
+    conditions: this VM's speed drifts by up to 2x over minutes, and measuring one runner after the
+    other (as time_runner does, a few seconds each) can put them in different phases of that drift.
+    Per step as in time_runner, but within each round: (t(2n) − t(n)) / n, fixed costs cancelled."""
     for run in runs.values():  # warm-up: compile both lengths, first-touch allocations
         run(steps)
         run(2 * steps)
-    best = {name: [float("inf"), float("inf")] for name in runs}
+    per_round: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
             t1, t2 = _timed(lambda run=run: run(steps)), _timed(lambda run=run: run(2 * steps))
-            best[name] = [min(best[name][0], t1), min(best[name][1], t2)]
-    return {name: per_step_s(t1, t2, steps) for name, (t1, t2) in best.items()}
+            per_round[name].append(per_step_s(t1, t2, steps))
+    return per_round
+
+
+def paired_per_step(runs: dict[str, Callable[[int], None]], steps: int, rounds: int = 5) -> dict[str, float]:
+    """Each runner's median seconds per step over the rounds of paired_rounds. Not the fastest t(n)
+    and the fastest t(2n) across rounds, as before: those could come from different phases of the
+    drift, and their difference swung the same two NumPy XOR loops' ratio from 0.93x to 1.8x (the
+    5th and 95th percentiles of 300 draws of 5 rounds), and once read NumPy's small train as 0.81x
+    its bare loop. The median drops the rounds that a busy moment hit, in either timing."""
+    return {name: statistics.median(times) for name, times in paired_rounds(runs, steps, rounds).items()}
 
 
 def peak_matmul_gflops(framework: str, n: int = 1024, target_s: float = 0.3) -> float:

@@ -4,7 +4,7 @@
 2. for each backend and size, trigrad's `train` as called by default (every loss kept) and with
    record_losses=None: steps/s, achieved GFLOP/s, % of that framework's peak, compile time;
 3. the bare loop for the same math (benchmarks/bare.py), and train (no losses) against each backend's
-   minimal loop timed paired, in alternation (benchmarks.measure.paired_per_step);
+   minimal loop timed paired, in alternation (benchmarks.measure.paired_rounds);
 4. fused variants: JAX with lax.scan over all steps in one call; torch.compile (full run only);
 5. where a step's time goes on XOR, phase by phase; on the GPT workload, the share of a NumPy step
    spent in its exact GELU (scipy.special.ndtr for Φ).
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from dataclasses import asdict
@@ -28,7 +29,7 @@ from benchmarks.measure import (
     dispatch_us,
     machine_facts,
     numpy_gelu_s,
-    paired_per_step,
+    paired_rounds,
     peak_matmul_gflops,
     phase_times_us,
     scan_iteration_us,
@@ -37,6 +38,11 @@ from benchmarks.measure import (
 from benchmarks.targets import BASELINE, BUSY_LOAD, TRAIN, TRAIN_NO_LOSSES, Row, evaluate_targets
 from benchmarks.workloads import LR, QUICK_SKIPS, WORKLOADS, AnyWorkload, GPTWorkload
 from shared.optim import SGD
+
+# Rounds of the paired timing, by (quick, GPT). Each round of an MLP size takes ~0.6 s (a quarter of
+# a row's target time, four calls): eleven give a median and a spread worth reading on a VM whose
+# speed drifts. A NumPy GPT round takes seconds: three.
+PAIRED_ROUNDS = {(False, False): 11, (False, True): 3, (True, False): 2, (True, True): 2}
 
 
 def _load() -> float:
@@ -139,7 +145,7 @@ def _row(name: str, size: str, variant: str, timing: Timing, load: tuple, peak: 
 
 def _paired_ratios(name: str, sizes: list[str], rows: list[dict], quick: bool, progress) -> list[dict]:
     """The targets' ratios (train, no losses ÷ the baseline loop), measured in alternation (see
-    paired_per_step), for each size that has both rows."""
+    paired_rounds), for each size that has both rows."""
     pairs = []
     for size in sizes:
         base_row = next((r for r in rows if (r["workload"], r["variant"]) == (size, BASELINE[name])), None)
@@ -147,7 +153,7 @@ def _paired_ratios(name: str, sizes: list[str], rows: list[dict], quick: bool, p
             continue
         w = WORKLOADS[size]
         steps = max(w.min_steps, base_row["steps_timed"] // 4)  # run(n) ≈ a quarter of the rows' target time
-        pairs.append(paired_ratio(name, w, steps, rounds=2 if quick or isinstance(w, GPTWorkload) else 5))
+        pairs.append(paired_ratio(name, w, steps, rounds=PAIRED_ROUNDS[quick, isinstance(w, GPTWorkload)]))
         p = pairs[-1]
         progress(
             f"  {size:<6} {name:<5} paired: train, no losses {1e6 * p['train_s']:.1f} µs, "
@@ -181,18 +187,22 @@ def paired_ratio(name: str, w: AnyWorkload, steps: int, rounds: int) -> dict:
         with be._limit_threads(threads):
             base(steps)
 
-    times = paired_per_step(
+    times = paired_rounds(
         {"train": trigrad_runner(w, name, record_losses=None), "base": base_on_trigrads_threads},
         max(steps, w.min_steps),
         rounds,
     )
+    ratios = [t / b for t, b in zip(times["train"], times["base"])]  # round by round, each under one phase
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
     return {
         "workload": w.name,
         "backend": name,
         "baseline": BASELINE[name],
-        "train_s": times["train"],
-        "base_s": times["base"],
+        "train_s": statistics.median(times["train"]),
+        "base_s": statistics.median(times["base"]),
         "threads": "default" if threads is None else str(threads),
+        "rounds": rounds,
+        "ratio_quartiles": [quartiles[0], quartiles[2]],  # the middle half of the rounds' ratios
     }
 
 

@@ -415,7 +415,10 @@ def test_the_ratio_targets_use_the_paired_measurement_when_there_is_one():
     targets = evaluate_targets(rows, {"numpy": 0.5}, paired=[pair])
     assert [t["value"] for t in targets] == ["1.10×"] and targets[0]["met"]
     report = _report(rows, paired=[pair])
-    assert "| xor | numpy | 22.0 | bare loop | 20.0 | 1 | 1.10× |" in markdown(report)
+    assert "| xor | numpy | 22.0 | bare loop | 20.0 | 1 | 1.10× | – |" in markdown(report)  # (no spread kept)
+    pair |= {"rounds": 11, "ratio_quartiles": [1.04, 1.18]}
+    report = _report(rows, paired=[pair])
+    assert "| xor | numpy | 22.0 | bare loop | 20.0 | 1 | 1.10× | 1.04–1.18× (11) |" in markdown(report)
 
 
 def test_paired_timing_alternates_and_cancels_the_fixed_cost(clock):
@@ -424,14 +427,38 @@ def test_paired_timing_alternates_and_cancels_the_fixed_cost(clock):
     def runner(name, per_step_s, fixed_s):
         def run(steps):
             calls.append(name)
-            busy_s = 0.02 if len(calls) == 9 else 0.0  # round 2's a(n) slowed by the machine: round 1's is kept
+            busy_s = 0.02 if len(calls) == 9 else 0.0  # round 2's a(n) slowed by the machine
             clock["now"] += fixed_s + steps * per_step_s + busy_s
 
         return run
 
-    times = measure.paired_per_step({"a": runner("a", 1e-3, 0.01), "b": runner("b", 2e-3, 0.0)}, steps=10, rounds=2)
-    assert calls == ["a", "a", "b", "b"] * 3  # warm-up, then each round: a(n), a(2n), b(n), b(2n)
-    assert times["a"] == pytest.approx(1e-3, rel=1e-9) and times["b"] == pytest.approx(2e-3, rel=1e-9)
+    runs = {"a": runner("a", 1e-3, 0.01), "b": runner("b", 2e-3, 0.0)}
+    rounds = measure.paired_rounds(runs, steps=10, rounds=3)
+    assert calls == ["a", "a", "b", "b"] * 4  # warm-up, then each round: a(n), a(2n), b(n), b(2n)
+    assert rounds["b"] == pytest.approx([2e-3] * 3, rel=1e-9)  # the fixed cost cancelled in every round
+    assert rounds["a"][0] == pytest.approx(1e-3, rel=1e-9) and rounds["a"][2] == pytest.approx(1e-3, rel=1e-9)
+    assert rounds["a"][1] == pytest.approx(1.5e-3)  # the busy round: t(n) > t(2n), so the plain rate t(2n)/2n
+
+
+def test_paired_timing_keeps_each_runners_median_round(clock):
+    """Two equal loops, and the machine slows by a quarter after round 1. The median drops the round
+    a busy moment hit, and reads both at the slow rounds' 1.25 ms. The fastest t(n) and fastest t(2n)
+    across rounds would not: the busy moment lands on round 1's a(n), so a's fastest t(n) is a slow
+    round's, paired with round 1's fast t(2n): a read 1.5 ms and b 1.0, a ratio of 1.5 for equal loops."""
+    speed = {1: 1.0, 2: 1.25, 3: 1.25}  # round 1 fast; the machine slows by a quarter after it
+
+    def runner(name, per_step_s, fixed_s):
+        def run(steps):
+            clock["calls"] += 1
+            r = max(1, (clock["calls"] - 5) // 4 + 1)  # calls 1-4 warm up; then 4 per round
+            busy_s = 0.02 if clock["calls"] == 5 else 0.0
+            clock["now"] += (fixed_s + steps * per_step_s) * speed[r] + busy_s
+
+        return run
+
+    clock["calls"] = 0
+    times = measure.paired_per_step({"a": runner("a", 1e-3, 0.01), "b": runner("b", 1e-3, 0.01)}, 10, rounds=3)
+    assert times["a"] == pytest.approx(1.25e-3) and times["b"] == pytest.approx(1.25e-3)  # the slow rounds' median
 
 
 def test_per_step_cancels_the_call_cost_but_never_claims_more_than_twice_the_seen_speed():
