@@ -96,7 +96,8 @@ def rate(steps_per_s: float) -> str:
 
 def _engines(facts: dict) -> dict[str, str]:
     """Per backend, what computed its rows: the framework's version and its BLAS or compiler kernel."""
-    blas = next((pool for pool in facts.get("threadpools", []) if pool["internal_api"] in ("openblas", "mkl")), None)
+    pools = [pool for pool in facts.get("threadpools", []) if pool["internal_api"] in ("openblas", "mkl")]
+    blas = next((pool for pool in pools if pool.get("owner") == "numpy"), pools[0] if pools else None)  # not scipy's
     numpy = f"numpy {facts.get('numpy', '?')}"
     if blas:
         numpy += f", {blas['internal_api']} {blas.get('architecture') or ''}".rstrip()
@@ -124,9 +125,11 @@ def _header_lines(report: dict) -> list[str]:
         lines.append(f"- a --quick run: short timings, without {' and '.join(QUICK_SKIPS)}; noisier than a full run")
     lines.append(f"- CPU: {facts.get('cpu')} ({facts.get('cpu_count')} logical cores), Python {facts.get('python')}")
     for pool in facts.get("threadpools", []):
+        owner = f", {pool['owner']}'s" if pool.get("owner") else ""
+        version = f", version {pool['version']}" if pool.get("version") else ""
         lines.append(
-            f"- {pool['internal_api']} ({pool.get('prefix')}): {pool['num_threads']} threads, "
-            f"kernel {pool.get('architecture') or '-'}"
+            f"- {pool['internal_api']} ({pool.get('prefix')}{owner}): {pool['num_threads']} threads, "
+            f"kernel {pool.get('architecture') or '-'}{version}"
         )
     if "torch" in facts:
         t = facts["torch"]

@@ -214,9 +214,19 @@ def machine_facts() -> dict:
 
         facts["threadpools"] = [
             {k: info.get(k) for k in ("internal_api", "num_threads", "architecture", "version", "prefix")}
+            | {"owner": _library_owner(info.get("filepath"))}
             for info in threadpool_info()
         ]
     return facts
+
+
+def _library_owner(filepath: str | None) -> str | None:
+    """The package a wheel's bundled library came with: numpy and scipy each ship an OpenBLAS of
+    their own (site-packages/numpy.libs/..., scipy.libs/...); numpy's is the one its matmuls use."""
+    if not filepath:
+        return None
+    folder = os.path.basename(os.path.dirname(filepath))
+    return folder.removesuffix(".libs") if folder.endswith(".libs") else None
 
 
 def scan_iteration_us(target_s: float = 0.2) -> float:

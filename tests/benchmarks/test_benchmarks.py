@@ -363,6 +363,24 @@ def test_markdown_marks_busy_rows_and_says_threads_and_gpu():
     assert "- GPU: not measured — no GPU." in text and "thread policy" in text
 
 
+def test_the_rows_name_numpys_own_blas_when_scipy_brings_another():
+    """numpy and scipy each bundle an OpenBLAS; threadpoolctl lists scipy's first once scipy.special is
+    imported. The rows must name the one numpy's matmuls run on, and the header tell the two apart."""
+    assert measure._library_owner("/venv/site-packages/numpy.libs/libscipy_openblas64_-32a4.so") == "numpy"
+    assert measure._library_owner("/venv/site-packages/scipy.libs/libscipy_openblas-6cdc.so") == "scipy"
+    assert measure._library_owner("/usr/lib/libopenblas.so") is None and measure._library_owner(None) is None
+    pool = {"internal_api": "openblas", "num_threads": 2, "prefix": "libscipy_openblas"}
+    pools = [
+        pool | {"architecture": "Zen", "version": "0.3.30", "owner": "scipy"},
+        pool | {"architecture": "Haswell", "version": "0.3.31", "owner": "numpy"},
+    ]
+    text = markdown(
+        _report([_row("xor", "numpy", "bare loop", 30_000)], facts={"numpy": "2.4.6", "threadpools": pools})
+    )
+    assert "| numpy 2.4.6, openblas Haswell |" in text
+    assert "- openblas (libscipy_openblas, scipy's): 2 threads, kernel Zen, version 0.3.30" in text
+
+
 def test_a_measurement_on_a_busy_machine_is_repeated_and_flagged(monkeypatch):
     from benchmarks import report as report_module
 
