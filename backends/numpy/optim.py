@@ -22,15 +22,26 @@ class SGDUpdate:
     the first step's v is g itself, since v starts at 0)."""
 
     def __init__(self, opt: SGD, params: list[np.ndarray], velocity: list[np.ndarray] | None = None):
+        self.dtype = params[0].dtype
         self.opt = opt  # velocity: the buffers of a run being continued (copied), else zeros
-        # lr, μ and wd in the params' dtype, once: the value NumPy would turn each Python float into at
-        # every step (NEP 50), so the same update bit for bit, but a NumPy scalar of the array's own
-        # dtype is the cheaper operand (on XOR the four updates are a quarter of the step).
-        as_dtype = params[0].dtype.type
-        self.lr, self.mu, self.wd = as_dtype(opt.lr), as_dtype(opt.momentum), as_dtype(opt.weight_decay)
         self.velocity = None
         if opt.momentum:
             self.velocity = [np.zeros_like(p) for p in params] if velocity is None else [v.copy() for v in velocity]
+
+    @property
+    def opt(self) -> SGD:
+        return self._opt
+
+    @opt.setter
+    def opt(self, opt: SGD) -> None:
+        """The hyperparameters (a new SGD mid-run, a new rate, takes effect at the next step), and lr, μ
+        and wd as the params' dtype holds them: 0 + lr in that dtype is exactly the value NumPy computes
+        `p − lr·g` with when lr is a Python float (NEP 50; a bfloat16 goes through float32). So the same
+        update bit for bit, with a NumPy scalar of the array's dtype, the cheaper operand at every step
+        (on XOR the four updates are a quarter of the step)."""
+        self._opt = opt
+        in_dtype = lambda x: (np.zeros((), self.dtype) + x)[()]  # noqa: E731
+        self.lr, self.mu, self.wd = in_dtype(opt.lr), in_dtype(opt.momentum), in_dtype(opt.weight_decay)
 
     def state(self) -> dict:
         """The buffers, as the canonical state names them (shared.continuation), copied."""
@@ -38,10 +49,11 @@ class SGDUpdate:
 
     def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         lr, mu, wd = self.lr, self.mu, self.wd
+        momentum, decay = self.opt.momentum, self.opt.weight_decay  # on or off as given (μ may round to 0)
         for i, (p, g) in enumerate(zip(params, grads)):
-            if wd:
+            if decay:
                 g = g + wd * p
-            if mu:
+            if momentum:
                 v = self.velocity[i]
                 v *= mu
                 v += g  # v ← μ·v + g

@@ -82,26 +82,31 @@ def test_a_gpt_run_continues_exactly(backend_name, dtype_, opt, batch_size):
     assert_same_run(one, two, f"GPT {backend_name} {dtype_} {opt.describe()}")
 
 
-def test_the_learning_rate_may_drop_between_calls_as_the_reference_loop_does_it(backend_name):
-    """60 steps at lr 0.01, then 40 at 0.001: the NumPy reference step (train.py) in one loop whose
-    optimizer gets the new rate at step 60, bit for bit on NumPy and within the trajectory tolerance
-    on the others."""
+DROPS = [(Adam(0.01), Adam(0.001)), (SGD(0.05, momentum=0.9), SGD(0.005, momentum=0.9))]
+
+
+@pytest.mark.parametrize("before, after", DROPS, ids=["Adam", "momentum"])
+def test_the_learning_rate_may_drop_between_calls_as_the_reference_loop_does_it(backend_name, before, after):
+    """60 steps at one rate, then 40 at a tenth of it: the NumPy reference step (train.py) in one loop
+    whose optimizer gets the new rate at step 60, bit for bit on NumPy and within the trajectory
+    tolerance on the others. (NumPy's SGD holds its rate in the params' dtype: a stale copy of the
+    first rate would leave the reference loop, and then this test, at 0.05.)"""
     params, X, y = make_problem(SMALL, n=32, seed=1)
     be = get_backend(backend_name)
-    run = be.train(SMALL, be.train(SMALL, params, X, y, Adam(0.01), steps=60), X, y, Adam(0.001), steps=40)
+    run = be.train(SMALL, be.train(SMALL, params, X, y, before, steps=60), X, y, after, steps=40)
     reference = [{k: a.copy() for k, a in layer.items()} for layer in params]
-    opt = numpy_optim.make_optimizer(Adam(0.01), tree_leaves(reference))
+    opt = numpy_optim.make_optimizer(before, tree_leaves(reference))
     for step in range(100):
         if step == 60:
-            opt.opt = Adam(0.001)  # the same buffers and step count, a new rate
+            opt.opt = after  # the same buffers (and Adam's step count), a new rate
         numpy_train.train_step(SMALL, reference, opt, X, y)
     if backend_name == "numpy":
         assert bitwise_equal(run.params, reference)
     else:
         result = closeness(run.params, reference, tolerance("float64", "trajectory"))
         assert result.ok, result.message(f"{backend_name} vs the NumPy reference loop")
-    assert [s["optimizer"]["lr"] for s in run.meta["segments"]] == [0.01, 0.001]
-    unchanged = be.train(SMALL, params, X, y, Adam(0.01), steps=100)
+    assert [s["optimizer"]["lr"] for s in run.meta["segments"]] == [before.lr, after.lr]
+    unchanged = be.train(SMALL, params, X, y, before, steps=100)
     assert not bitwise_equal(unchanged.params, run.params)  # the drop changed the run
 
 

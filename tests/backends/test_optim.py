@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from backends import get_backend
+from backends.numpy import optim as numpy_optim
 from shared.optim import SGD, Adam, AdamW, Optimizer
 from shared.params import map_params
 from shared.spec import MLPSpec
 from shared.tolerances import closeness, tolerance
+from shared.validation import numpy_dtype
 from tests.helpers import make_problem
 
 
@@ -91,3 +93,24 @@ def test_two_steps_follow_the_documented_update_rule(backend_name, opt):
     traj = get_backend(backend_name).train(spec, params, X, y, optimizer=opt, steps=2)
     result = closeness(traj.params, expected, tolerance("float64", "grads"))
     assert result.ok, result.message(f"{backend_name} {opt.describe()} after 2 steps vs by hand")
+
+
+@pytest.mark.parametrize("dtype_", ["float64", "float32", "float16", "bfloat16"])
+def test_numpys_sgd_holds_its_rate_as_numpy_would_use_the_python_float(dtype_):
+    """SGD keeps lr, μ and wd as NumPy scalars of the params' dtype, once, where `p -= lr * g` with a
+    Python float would convert it at every step: the same number, bit for bit. 0.5 + 2⁻⁹ + 2⁻³⁰ sits
+    just above a bfloat16 rounding tie: NumPy converts it through float32 and gets 0.5, where a direct
+    cast, bfloat16(x), gets 0.50390625. A momentum that rounds to 0 in float16 still runs the momentum
+    branch (its buffer holds g), as the Python float said."""
+    if dtype_ == "bfloat16":
+        pytest.importorskip("ml_dtypes", reason="bfloat16 needs ml_dtypes (JAX installs it)")
+    dt = numpy_dtype(dtype_)
+    g = (np.arange(1, 9, dtype=np.float64).reshape(2, 4) / 7).astype(dt)
+    for lr in (0.1, 3e-4, 0.5 + 2**-9 + 2**-30):
+        want, got = np.ones((2, 4), dt), np.ones((2, 4), dt)
+        want -= lr * g
+        numpy_optim.SGDUpdate(SGD(lr), [got]).step([got], [g])
+        assert got.dtype == dt and np.array_equal(got, want), f"lr={lr!r}"
+    tiny = numpy_optim.SGDUpdate(SGD(0.1, momentum=1e-9), [np.ones((2, 4), dt)])
+    tiny.step([np.ones((2, 4), dt)], [g])
+    assert np.array_equal(tiny.velocity[0], g)
