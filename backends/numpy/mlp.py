@@ -108,9 +108,10 @@ def tanh_backward(dA, Z, A):
 
 def sigmoid_forward(Z):
     """A = σ(Z) = 1 / (1 + e^−Z): scipy's expit, NumPy having no sigmoid of its own. It computes this
-    very formula, one element at a time in compiled code, and stays within 2 ε of the true σ in both
-    tails (tests/backends/test_numerics.py). For very negative Z, e^−Z overflows to inf and 1/(1 + inf)
-    is a clean 0, the right answer to the dtype's precision: no NaN. The tempting ½(1 + tanh(Z/2)) would
+    very formula, one element at a time in compiled code, within about 2 ε of the true σ in both tails
+    (tests/backends/test_numerics.py). For very negative Z, e^−Z overflows to inf and 1/(1 + inf) is a
+    clean 0, no NaN; in float32 that happens below Z ≈ −88.7, where σ is already subnormal (below
+    1.2e-38), so only σ's last, subnormal stretch reads 0. The tempting ½(1 + tanh(Z/2)) would
     avoid the overflow but not the cancellation: 1 + tanh adds 1 to a number near −1, so in float32 it
     is 2e-4 off at Z = −10 and exactly 0 below Z ≈ −18, where σ is 2e-9. One call where the same
     formula in NumPy's own functions (stable: e = e^−|Z|, then 1/(1 + e) or e/(1 + e)) takes seven:
