@@ -4,7 +4,7 @@ and the findings. Rendering only: benchmarks/report.py measures; nothing here ti
 
 from __future__ import annotations
 
-from benchmarks.targets import BUSY_LOAD, TRAIN, TRAIN_NO_LOSSES
+from benchmarks.targets import BUSY_LOAD, TRAIN, TRAIN_NO_LOSSES, pair_ratio
 from benchmarks.workloads import QUICK_SKIPS, WORKLOADS, GPTWorkload
 
 
@@ -219,8 +219,9 @@ def _note_lines(report: dict) -> list[str]:
         "timed in alternation, round after round, the minimal loop on the threads trigrad's policy chose "
         "(this VM's speed drifts by up to 2× over minutes, so rows measured one after the other can "
         "disagree by more than the difference they are meant to show). Each round gives each its time "
-        "per step; the table before the targets gives each one's median over the rounds, their ratio, "
-        "and the middle half of the rounds' own ratios: how far one round's reading strays.",
+        "per step and their ratio, under one phase of the drift; the table before the targets gives each "
+        "one's median time, the median of the rounds' ratios, and their middle half: how far one round's "
+        "reading strays.",
         f"- threads: trigrad's thread policy runs torch and NumPy below 1e7 matmul FLOPs per step on "
         f"one thread (measured; `get_backend(..., threads=n)` overrides it); the bare loops use each "
         f"framework's default. A row marked busy was taken with a 1-minute load average above {BUSY_LOAD} "
@@ -246,7 +247,7 @@ def _paired_lines(report: dict) -> list[str]:
                 spread = "{:.2f}–{:.2f}× ({})".format(*p["ratio_quartiles"], p["rounds"])
             lines.append(
                 f"| {p['workload']} | {p['backend']} | {_us(p['train_s'])} | {p['baseline']} | {_us(p['base_s'])} | "
-                f"{p['threads']} | {p['train_s'] / p['base_s']:.2f}× | {spread} |"
+                f"{p['threads']} | {pair_ratio(p):.2f}× | {spread} |"
             )
     return lines
 

@@ -96,13 +96,23 @@ def paired_rounds(runs: dict[str, Callable[[int], None]], steps: int, rounds: in
     return per_round
 
 
-def paired_per_step(runs: dict[str, Callable[[int], None]], steps: int, rounds: int = 5) -> dict[str, float]:
-    """Each runner's median seconds per step over the rounds of paired_rounds. Not the fastest t(n)
-    and the fastest t(2n) across rounds, as before: those could come from different phases of the
-    drift, and their difference swung the same two NumPy XOR loops' ratio from 0.93x to 1.8x (the
-    5th and 95th percentiles of 300 draws of 5 rounds), and once read NumPy's small train as 0.81x
-    its bare loop. The median drops the rounds that a busy moment hit, in either timing."""
-    return {name: statistics.median(times) for name, times in paired_rounds(runs, steps, rounds).items()}
+def paired_summary(train: list[float], base: list[float]) -> dict:
+    """Two runners' per-round seconds per step (paired_rounds) as the report gives them: each one's
+    median, and the median of the rounds' own ratios with the middle half of them. Each round's two
+    timings ran under one phase of the VM's drift, so a round's ratio is paired; the two medians can
+    come from different rounds, which is why the ratio is not their quotient. (The fastest t(n) and
+    fastest t(2n) across rounds, the rule before, paired nothing: on the same two NumPy XOR loops it
+    read anywhere from 0.93x to 1.8x, the 5th and 95th percentiles of 300 draws of 5 rounds, and once
+    NumPy's small train at 0.81x its bare loop.)"""
+    ratios = [t / b for t, b in zip(train, base)]
+    quartiles = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else ratios * 3
+    return {
+        "train_s": statistics.median(train),
+        "base_s": statistics.median(base),
+        "ratio": statistics.median(ratios),
+        "ratio_quartiles": [quartiles[0], quartiles[2]],  # the middle half of the rounds' ratios
+        "rounds_s": {"train": train, "base": base},  # every round, for a reader who wants to recompute
+    }
 
 
 def peak_matmul_gflops(framework: str, n: int = 1024, target_s: float = 0.3) -> float:

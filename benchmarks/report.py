@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 from dataclasses import asdict
@@ -30,6 +29,7 @@ from benchmarks.measure import (
     machine_facts,
     numpy_gelu_s,
     paired_rounds,
+    paired_summary,
     peak_matmul_gflops,
     phase_times_us,
     scan_iteration_us,
@@ -158,7 +158,7 @@ def _paired_ratios(name: str, sizes: list[str], rows: list[dict], quick: bool, p
         progress(
             f"  {size:<6} {name:<5} paired: train, no losses {1e6 * p['train_s']:.1f} µs, "
             f"{BASELINE[name]} {1e6 * p['base_s']:.1f} µs per step (both on {p['threads']} thread(s)): "
-            f"{p['train_s'] / p['base_s']:.2f}x"
+            f"{p['ratio']:.2f}x (rounds' middle half {p['ratio_quartiles'][0]:.2f}-{p['ratio_quartiles'][1]:.2f}x)"
         )
     return pairs
 
@@ -192,17 +192,13 @@ def paired_ratio(name: str, w: AnyWorkload, steps: int, rounds: int) -> dict:
         max(steps, w.min_steps),
         rounds,
     )
-    ratios = [t / b for t, b in zip(times["train"], times["base"])]  # round by round, each under one phase
-    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
     return {
         "workload": w.name,
         "backend": name,
         "baseline": BASELINE[name],
-        "train_s": statistics.median(times["train"]),
-        "base_s": statistics.median(times["base"]),
         "threads": "default" if threads is None else str(threads),
         "rounds": rounds,
-        "ratio_quartiles": [quartiles[0], quartiles[2]],  # the middle half of the rounds' ratios
+        **paired_summary(times["train"], times["base"]),
     }
 
 

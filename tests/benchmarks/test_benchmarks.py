@@ -475,8 +475,21 @@ def test_paired_timing_keeps_each_runners_median_round(clock):
         return run
 
     clock["calls"] = 0
-    times = measure.paired_per_step({"a": runner("a", 1e-3, 0.01), "b": runner("b", 1e-3, 0.01)}, 10, rounds=3)
-    assert times["a"] == pytest.approx(1.25e-3) and times["b"] == pytest.approx(1.25e-3)  # the slow rounds' median
+    rounds = measure.paired_rounds({"a": runner("a", 1e-3, 0.01), "b": runner("b", 1e-3, 0.01)}, 10, rounds=3)
+    summary = measure.paired_summary(rounds["a"], rounds["b"])
+    assert summary["train_s"] == pytest.approx(1.25e-3) and summary["base_s"] == pytest.approx(1.25e-3)
+    assert summary["ratio"] == pytest.approx(1.0)  # two rounds of three read the equal loops as equal
+
+
+def test_the_paired_ratio_is_the_median_of_the_rounds_own_ratios():
+    """Each round's ratio is paired (its two timings ran under one phase); the two medians need not
+    come from one round: here they give 2x where two rounds of three read 1x or less."""
+    summary = measure.paired_summary(train=[1.0, 3.0, 2.0], base=[1.0, 1.0, 3.0])
+    assert summary["train_s"] / summary["base_s"] == 2.0 and summary["ratio"] == 1.0
+    assert summary["ratio_quartiles"] == pytest.approx([5 / 6, 2.0])  # inclusive: within what was measured
+    two = measure.paired_summary(train=[1.0, 1.2], base=[1.0, 1.0])  # --quick: two rounds
+    assert two["ratio"] == pytest.approx(1.1) and 1.0 <= two["ratio_quartiles"][0] <= two["ratio_quartiles"][1] <= 1.2
+    assert two["rounds_s"] == {"train": [1.0, 1.2], "base": [1.0, 1.0]}
 
 
 def test_per_step_cancels_the_call_cost_but_never_claims_more_than_twice_the_seen_speed():
