@@ -4,7 +4,7 @@ and the findings. Rendering only: benchmarks/report.py measures; nothing here ti
 
 from __future__ import annotations
 
-from benchmarks.targets import BUSY_LOAD, TRAIN, TRAIN_NO_LOSSES, pair_ratio
+from benchmarks.targets import BUSY_LOAD, TRAIN, TRAIN_NO_LOSSES
 from benchmarks.workloads import QUICK_SKIPS, WORKLOADS, GPTWorkload
 
 
@@ -242,12 +242,10 @@ def _paired_lines(report: dict) -> list[str]:
             "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |",
         ]
         for p in report["paired"]:
-            spread = "–"  # (a report written before the spread was kept)
-            if "ratio_quartiles" in p:
-                spread = "{:.2f}–{:.2f}× ({})".format(*p["ratio_quartiles"], p["rounds"])
+            low, high = p["ratio_quartiles"]
             lines.append(
                 f"| {p['workload']} | {p['backend']} | {_us(p['train_s'])} | {p['baseline']} | {_us(p['base_s'])} | "
-                f"{p['threads']} | {pair_ratio(p):.2f}× | {spread} |"
+                f"{p['threads']} | {p['ratio']:.2f}× | {low:.2f}–{high:.2f}× ({p['rounds']}) |"
             )
     return lines
 

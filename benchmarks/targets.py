@@ -87,10 +87,10 @@ def _peak_shortfall(rows: list[Row], r: Row, goal: str, pair: dict | None = None
         )
     if base.peak_fraction >= TARGETS[goal]:
         extra_us = 1e6 / r.steps_per_s - 1e6 / base.steps_per_s
-        if pair and r.variant == TRAIN_NO_LOSSES and pair_ratio(pair) < base.peak_fraction / r.peak_fraction:
+        if pair and r.variant == TRAIN_NO_LOSSES and pair["ratio"] < base.peak_fraction / r.peak_fraction:
             return (
                 f"the {base.variant}'s row reached {base.peak_fraction:.0%}, but timed side by side trigrad's step is "
-                f"{pair_ratio(pair):.2f}× the {base.variant}'s: most of the gap between the rows is "
+                f"{pair['ratio']:.2f}× the {base.variant}'s: most of the gap between the rows is "
                 "the machine's speed drifting between the two measurements."
             )
         return f"the {base.variant} reaches {base.peak_fraction:.0%}: the gap is trigrad's {extra_us:.0f} µs per step."
@@ -114,13 +114,6 @@ INTERFACE_COSTS = {
 }
 
 
-def pair_ratio(pair: dict) -> float:
-    """A paired measurement's time ratio, train (no losses) ÷ the minimal loop: the median of its
-    rounds' own ratios (report.paired_ratio), each round's two timings taken under one phase of the
-    VM's drift; a report written before that was kept gives the ratio of the two medians."""
-    return pair.get("ratio", pair["train_s"] / pair["base_s"])
-
-
 def _step_times(ours: Row, base: Row, pair: dict | None) -> tuple[float, float]:
     """Seconds per step of train (no losses) and of the minimal loop: from the paired measurement
     when there is one (both timed in alternation, on the same threads), else from the two rows."""
@@ -135,7 +128,7 @@ def _ratio_target(size: str, backend: str, ours: Row, base: Row, pair: dict | No
     from the two rows."""
     ours_s, base_s = _step_times(ours, base, pair)
     same_threads = pair is not None or ours.threads == base.threads
-    ratio = pair_ratio(pair) if pair else ours_s / base_s
+    ratio = pair["ratio"] if pair else ours_s / base_s
     why = ""
     if ratio > TARGETS["interface_ratio"]:
         relu = backend == "numpy" and "relu" in getattr(WORKLOADS[size].spec, "activations", ())
@@ -265,7 +258,7 @@ def _gpt_interface_target(size: str, backend: str, ours: Row, base: Row, pair: d
     """train (no losses) against the minimal loop on a GPT, as a speed ratio (≥ 0.8 is met); from the
     paired measurement when there is one."""
     ours_s, base_s = _step_times(ours, base, pair)
-    speed = 1 / pair_ratio(pair) if pair else base_s / ours_s
+    speed = 1 / pair["ratio"] if pair else base_s / ours_s
     met = speed >= TARGETS["gpt_train_vs_bare"]
     why = ""
     if not met:

@@ -423,20 +423,29 @@ def test_jax_has_no_phases_to_time_apart_and_the_report_shows_the_others():
     assert "| numpy | 5.0 | 8.0 | 12.0 | 5.0 | 6.0 | 36.0 | 40.0 | 25.0 | 20.0 |" in markdown(report)
 
 
+def _pair(size, backend, train_s, base_s, threads="default", rounds=((1.0, 1.0),)):
+    """A paired measurement as report.paired_ratio makes it (measure.paired_summary), from rounds of
+    (train, base) per-step factors applied to train_s and base_s."""
+    summary = measure.paired_summary([train_s * t for t, _ in rounds], [base_s * b for _, b in rounds])
+    return {
+        "workload": size,
+        "backend": backend,
+        "baseline": "bare loop",
+        "threads": threads,
+        "rounds": len(rounds),
+    } | summary
+
+
 def test_the_ratio_targets_use_the_paired_measurement_when_there_is_one():
     """Rows measured minutes apart said 1.25x where the paired, alternating measurement says 1.10x:
     the target takes the paired one, and the report shows both times of every pair."""
     q = "trigrad train, no losses"
     rows = [_row("xor", "numpy", q, 8_000), _row("xor", "numpy", "bare loop", 10_000)]
-    pair = {"workload": "xor", "backend": "numpy", "baseline": "bare loop", "train_s": 22e-6, "base_s": 20e-6}
-    pair["threads"] = "1"
+    pair = _pair("xor", "numpy", 22e-6, 20e-6, threads="1", rounds=[(1.0, 1.0), (1.1, 1.0), (1.0, 1.1)])
     targets = evaluate_targets(rows, {"numpy": 0.5}, paired=[pair])
     assert [t["value"] for t in targets] == ["1.10×"] and targets[0]["met"]
-    report = _report(rows, paired=[pair])
-    assert "| xor | numpy | 22.0 | bare loop | 20.0 | 1 | 1.10× | – |" in markdown(report)  # (no spread kept)
-    pair |= {"rounds": 11, "ratio_quartiles": [1.04, 1.18]}
-    report = _report(rows, paired=[pair])
-    assert "| xor | numpy | 22.0 | bare loop | 20.0 | 1 | 1.10× | 1.04–1.18× (11) |" in markdown(report)
+    report = _report(rows, paired=[pair])  # ratios 1.1, 1.21, 1.0: median 1.10, middle half 1.05-1.155
+    assert "| xor | numpy | 22.0 | bare loop | 20.0 | 1 | 1.10× | 1.05–1.15× (3) |" in markdown(report)
 
 
 def test_paired_timing_alternates_and_cancels_the_fixed_cost(clock):
@@ -505,8 +514,7 @@ def test_per_step_cancels_the_call_cost_but_never_claims_more_than_twice_the_see
 def test_a_peak_gap_that_the_paired_ratio_does_not_show_is_called_drift():
     q = "trigrad train, no losses"
     rows = [_row("large", "torch", q, 10, 0.54), _row("large", "torch", "bare loop", 12.4, 0.67)]
-    pair = {"workload": "large", "backend": "torch", "baseline": "bare loop", "train_s": 0.108, "base_s": 0.100}
-    pair["threads"] = "default"
+    pair = _pair("large", "torch", 0.108, 0.100)
     (ratio, peak) = evaluate_targets(rows, {}, paired=[pair])
     assert ratio["met"] and not peak["met"]
     assert "side by side trigrad's step is 1.08× the bare loop's" in peak["why"] and "drifting" in peak["why"]
@@ -517,8 +525,7 @@ def test_the_peak_targets_take_the_fastest_speed_seen_for_a_loop():
     speed when the paired measurement timed the same loop at 57 %."""
     q = "trigrad train, no losses"
     rows = [_row("medium", "numpy", q, 474, 0.37), _row("medium", "numpy", "bare loop", 750, 0.586)]
-    pair = {"workload": "medium", "backend": "numpy", "baseline": "bare loop", "train_s": 1 / 730, "base_s": 1 / 740}
-    pair["threads"] = "default"
+    pair = _pair("medium", "numpy", 1 / 730, 1 / 740)
     peak = next(t for t in evaluate_targets(rows, {}, paired=[pair]) if "of peak" in t["target"])
     assert peak["met"] and peak["value"] == "57%"
 
