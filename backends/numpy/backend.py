@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from contextlib import contextmanager, nullcontext
-from functools import partial
+from functools import cache, partial
 
 import numpy as np
 
@@ -17,6 +17,20 @@ from backends.numpy import gpt, optim, parallel, train
 from shared.backend import Backend
 from shared.params import from_leaves, map_params, tree_leaves
 from shared.spec import GPTSpec
+
+
+@cache
+def blas_threadpools():
+    """threadpoolctl's controller of the BLAS libraries loaded in this process (numpy's and scipy's
+    OpenBLAS), or None without threadpoolctl (BLAS then keeps its threads). Found once: the search
+    walks every loaded shared library: 2.3 ms a call with torch and JAX loaded, which every train
+    call paid while it called threadpool_limits. numpy and scipy (mlp.py imports scipy.special) have
+    loaded their BLAS by the time this runs; one that some other package loads later is not limited."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController().select(user_api="blas")
 
 
 class NumpyBackend(Backend):
@@ -43,13 +57,8 @@ class NumpyBackend(Backend):
         self._ring = None
 
     def _limit_threads(self, n):
-        if n is None:
-            return nullcontext()
-        try:
-            from threadpoolctl import threadpool_limits  # optional: without it BLAS keeps its threads
-        except ImportError:
-            return nullcontext()
-        return threadpool_limits(limits=n, user_api="blas")
+        blas = blas_threadpools()
+        return nullcontext() if n is None or blas is None else blas.limit(limits=n)
 
     def _forward(self, spec, params, X):
         if self.precision == "mixed":  # the float32 params cast to the half format, the logits cast back

@@ -65,3 +65,34 @@ def test_numpy_limits_blas_threads_where_threadpoolctl_is_installed():
         assert blas and all(p["num_threads"] == 1 for p in blas)
     out = be.forward(XOR, init_params(XOR), np.zeros((2, 2)))
     assert out.shape == (2, 1)
+
+
+def test_numpy_finds_the_blas_libraries_once_and_restores_their_threads(monkeypatch):
+    """The search for BLAS libraries walks every loaded shared library (milliseconds with torch and
+    JAX loaded): the NumPy backend does it once per process, not once per train call."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from backends.numpy import backend as numpy_backend
+
+    uncounted = threadpoolctl.ThreadpoolController
+
+    def blas_threads():
+        return [p["num_threads"] for p in uncounted().info() if p["user_api"] == "blas"]
+
+    searches = []
+
+    class Counted(threadpoolctl.ThreadpoolController):
+        def __init__(self):
+            searches.append(1)
+            super().__init__()
+
+    monkeypatch.setattr(threadpoolctl, "ThreadpoolController", Counted)
+    numpy_backend.blas_threadpools.cache_clear()
+    before = blas_threads()
+    be, data = get_backend("numpy"), xor()
+    for _ in range(3):
+        be.train(XOR, init_params(XOR), data.X, data.targets(XOR), SGD(0.1), 2)
+        with be._limit_threads(1):
+            assert set(blas_threads()) == {1}
+        assert blas_threads() == before
+    assert len(searches) == 1
+    numpy_backend.blas_threadpools.cache_clear()  # the next user searches again, unpatched
