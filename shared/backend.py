@@ -70,8 +70,10 @@ class Backend(DataParallel, ABC):
 
     fast_path: bool = True
     """Whether train may run a backend's named fast path where one applies (torch: plain SGD without
-    torch.optim, backends/torch/train.py plain_sgd_step). Each is held bit for bit to the teaching step
-    (tests/backends/test_fast_path.py); set False on an instance to run the teaching step always."""
+    torch.optim, backends/torch/train.py plain_sgd_step; NumPy: an MLP's gradients in float32/float64
+    when no loss is kept, without mlp.py's per-piece calls, backends/numpy/train.py plain_mlp_grads).
+    Each is held bit for bit to the teaching step (tests/backends/test_fast_path.py); set False on an
+    instance to run the teaching step always."""
 
     def __init__(
         self, dtype: str = "float64", device: str = "cpu", threads: int | None = None, precision: str = "pure"

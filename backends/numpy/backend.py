@@ -1,8 +1,9 @@
 """The NumPy engine: the Backend that runs mlp.py / gpt.py behind the shared interface.
 
 Nothing here is needed to learn backprop: it is train.py's step run n at a time (the loss and norm
-only on the steps that keep them), the BLAS thread policy, and the save/restore hooks that let
-shared.backend replay a chunk that blew up.
+only on the steps that keep them; where none is kept, an MLP's gradients from the fast path,
+train.plain_mlp_grads), the BLAS thread policy, and the save/restore hooks that let shared.backend
+replay a chunk that blew up.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class NumpyBackend(Backend):
             X=X,
             y=y,
             loss_and_grads=train.accumulated(self._model_loss_and_grads(spec), accumulate),  # (itself at 1)
+            accumulate=accumulate,
             scaling=scaling,  # a shared.precision.ScaleTracker, or None
             ring=self._ring,  # data parallel: this worker's ring (parallel.py), else None
             opt=optim.make_optimizer(optimizer, leaves, opt_state),  # looked up now: a switched-on bug can replace it
@@ -105,11 +107,15 @@ class NumpyBackend(Backend):
         norms = np.zeros(len(record), self.np_dtype)
         kept = 0
         if not record and scaling is None and ring is None:  # no loss kept, no scale, no ring: nothing but the steps
+            fast = self._plain_mlp_grads(state)  # train.plain_mlp_grads, where it applies
             with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught by Backend.train, after the chunk
                 for i in range(n):
                     Xb, yb = (X, y) if batches is None else (X[batches[i]], y[batches[i]])  # (b, ...), (b, ...)
-                    _, grads = model_loss_and_grads(spec, params, Xb, yb, need_loss=False)
-                    opt.step(leaves, tree_leaves(grads))
+                    if fast:
+                        grads = fast(Xb, yb)
+                    else:
+                        grads = tree_leaves(model_loss_and_grads(spec, params, Xb, yb, need_loss=False)[1])
+                    opt.step(leaves, grads)
             return losses, norms
         with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught below, step by step
             for i in range(n):
@@ -133,6 +139,15 @@ class NumpyBackend(Backend):
                 if applied:
                     opt.step(leaves, grads)
         return losses, norms
+
+    def _plain_mlp_grads(self, state):
+        """The fast path's gradients (train.plain_mlp_grads) for an MLP in float32 or float64, computed
+        whole on one batch; None where the teaching loss_and_grads must run: fast_path switched off, a
+        GPT, mixed precision or a half format (their casts live in mlp.py), micro-batches."""
+        spec, leaves = state["spec"], state["leaves"]
+        if not self.fast_path or isinstance(spec, GPTSpec) or self.precision == "mixed" or state["accumulate"] > 1:
+            return None
+        return train.plain_mlp_grads(spec, leaves) if leaves[0].itemsize >= 4 else None
 
     def _train_params(self, state):
         return map_params(np.copy, state["params"])

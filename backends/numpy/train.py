@@ -1,7 +1,9 @@
 """One NumPy training step, as a learner writes it: gradients by hand, then the optimizer's update.
 
 backend.py runs exactly this step n at a time (with the losses recorded and blow-ups checked);
-tests/backends/test_reference_step.py holds it to the same params, bit for bit.
+tests/backends/test_reference_step.py holds it to the same params, bit for bit. When no loss is kept,
+an MLP in float32 or float64 takes the engine's fast path, plain_mlp_grads (at the end): the same
+operations without mlp.py's structure, held to it bit for bit by tests/backends/test_fast_path.py.
 """
 
 from __future__ import annotations
@@ -93,6 +95,36 @@ def accumulated(loss_and_grads, k: int):
 def global_norm(grads: list[np.ndarray]) -> float:
     """‖g‖ = sqrt(Σ g²) over every parameter (np.vdot(g, g) is Σ g², without a temporary array)."""
     return np.sqrt(sum(np.vdot(g, g) for g in grads))
+
+
+def plain_mlp_grads(spec: MLPSpec, leaves: list[np.ndarray]):
+    """The engine's fast path for an MLP in float32 or float64 whose loss nobody keeps: a function
+    (X, y) -> the gradients mlp.loss_and_grads(..., need_loss=False) returns, as the flat list
+    tree_leaves makes of them ([dW₀, db₀, dW₁, ...]). The same NumPy operations on the same arrays,
+    so the same bits (tests/backends/test_fast_path.py); what goes is what makes mlp.py readable: a
+    function per piece (linear_forward, matmul, total), the per-layer cache and the gradient dicts.
+    On XOR's four points those calls were a quarter of the step. `leaves` are the params the
+    optimizer updates in place ([W₀, b₀, W₁, ...]), so each call reads their current values. Half
+    formats take mlp.py itself: there matmul and total accumulate in float32."""
+    Ws, bs = leaves[0::2], leaves[1::2]  # (fan_in, fan_out), (fan_out,) per layer
+    hidden = [(W, b, *mlp.ACTIVATIONS[a]) for W, b, a in zip(Ws, bs, spec.activations)]  # all but the output
+    loss_backward = mlp.LOSSES[spec.loss][1]
+
+    def grads(X: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+        As, Zs = [X], []  # every layer's input, every hidden layer's Z
+        for W, b, activation_forward, _ in hidden:
+            Zs.append(As[-1] @ W + b)  # (n, fan_out)
+            As.append(activation_forward(Zs[-1]))
+        dZ = loss_backward(As[-1] @ Ws[-1] + bs[-1], y)  # dL/dŷ, the output layer being linear: (n, k)
+        backwards = []  # db, dW from the last layer down
+        for l in reversed(range(len(Ws))):
+            backwards += [dZ.sum(axis=0), As[l].T @ dZ]  # dL/db, dL/dW
+            if l:  # dL/dZ of the layer below, through its activation
+                activation_backward = hidden[l - 1][3]
+                dZ = activation_backward(dZ @ Ws[l].T, Zs[l - 1], As[l])
+        return backwards[::-1]
+
+    return grads
 
 
 def train_step(spec: MLPSpec | GPTSpec, params: Params, opt, X: np.ndarray, y: np.ndarray) -> float:

@@ -4,8 +4,10 @@ switch that turns one on in the NumPy backend.
 `switched_on(name)` is a context manager that replaces one function of backends/numpy/mlp.py (or optim.py) (a
 module global, an ACTIVATIONS or LOSSES entry, an optimizer method) and puts the original back in
 `finally`: no file is edited, and nothing stays switched on after the `with` block, even when it
-raises. The GPT's NumPy blocks look activations up in the same ACTIVATIONS table, so an activation
-bug reaches them too; the catalogue's networks are all MLPs.
+raises. While a bug is on, the NumPy engine's fast path (train.plain_mlp_grads, which does not call
+mlp.py's functions) is off, so train runs the bug too. The GPT's NumPy blocks look activations up in
+the same ACTIVATIONS table, so an activation bug reaches them too; the catalogue's networks are all
+MLPs.
 
 This module holds data and the switch only; `python -m comparisons bugs` (comparisons/bugs.py) runs
 the checks on each bug, and `python -m comparisons gradcheck --bug NAME` one gradient check.
@@ -22,6 +24,7 @@ import numpy as np
 
 from backends.numpy import mlp as nb
 from backends.numpy import optim as nopt
+from backends.numpy.backend import NumpyBackend
 from shared.optim import SGD, Adam, Optimizer
 from shared.spec import MLPSpec
 
@@ -63,6 +66,7 @@ def switched_on(name: str) -> Iterator[Bug]:
     patches = Patches()
     _active.append(name)
     try:
+        patches.setattr(NumpyBackend, "fast_path", False)  # its fast path does not call mlp.py's functions
         BUGS[name].install(patches)
         yield BUGS[name]
     finally:
