@@ -50,6 +50,10 @@ class SGDUpdate:
     def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         lr, mu, wd = self.lr, self.mu, self.wd
         momentum, decay = self.opt.momentum, self.opt.weight_decay  # on or off as given (μ may round to 0)
+        if not (momentum or decay):  # plain SGD: p ← p − lr·g, and nothing to decide per array
+            for p, g in zip(params, grads):
+                p -= lr * g
+            return
         for i, (p, g) in enumerate(zip(params, grads)):
             if decay:
                 g = g + wd * p
