@@ -102,11 +102,11 @@ def _peak_shortfall(rows: list[Row], r: Row, goal: str, pair: dict | None = None
 
 
 INTERFACE_COSTS = {
-    "numpy": "runs the teaching backend's building blocks as written: the same NumPy calls as the bare loop, "
-    "but each inside a Python function (a layer, its matmul, the activation, the loss), with the params "
-    "and gradients in dicts, and Python scalars in the formulas (NumPy dispatches them more slowly than "
-    "its own). A faster path would be a second copy of mlp.py that a learner's edit (or the bug "
-    "catalogue's switch) would not reach, so there is none",
+    "numpy": "takes its fast path (train.plain_mlp_grads: mlp.py's NumPy calls without its function per layer, "
+    "matmul, cache and dicts) but still calls the activation's and the loss's teaching functions through "
+    "mlp.py's tables, so that a learner's edit of them reaches train; each is a Python call the bare loop "
+    "inlines, and the loss's (σ(z) − y)/n costs what the bare loop's folded constants save. The "
+    "optimizer's update is a method call over a list",
     "torch": "calls its nn.Module (a module call per layer and activation) where the bare loop calls F.linear, "
     "and per chunk of steps checks the params and saves a copy to replay from",
     "jax": "runs the update through optax (inject_hyperparams) and calls one compiled chunk per 1000 steps, "
