@@ -4,8 +4,9 @@ switch that turns one on in the NumPy backend.
 `switched_on(name)` is a context manager that replaces one function of backends/numpy/mlp.py (or optim.py) (a
 module global, an ACTIVATIONS or LOSSES entry, an optimizer method) and puts the original back in
 `finally`: no file is edited, and nothing stays switched on after the `with` block, even when it
-raises. While a bug is on, the NumPy engine's fast path (train.plain_mlp_grads, which does not call
-mlp.py's functions) is off, so train runs the bug too. The GPT's NumPy blocks look activations up in
+raises. While a bug is on, the NumPy engine's fast path (train.plain_mlp_grads, which calls mlp.py's
+activations and losses but not linear_*, matmul, total or mlp_forward/backward) is off, on every
+NumPy backend whatever its fast_path, so train runs the bug too. The GPT's NumPy blocks look activations up in
 the same ACTIVATIONS table, so an activation bug reaches them too; the catalogue's networks are all
 MLPs.
 
@@ -66,7 +67,8 @@ def switched_on(name: str) -> Iterator[Bug]:
     patches = Patches()
     _active.append(name)
     try:
-        patches.setattr(NumpyBackend, "fast_path", False)  # its fast path does not call mlp.py's functions
+        # The fast path steps around linear_*, matmul and mlp_*: off for every instance, whatever its fast_path.
+        patches.setattr(NumpyBackend, "_plain_mlp_grads", lambda self, state: None)
         BUGS[name].install(patches)
         yield BUGS[name]
     finally:

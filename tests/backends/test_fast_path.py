@@ -119,8 +119,9 @@ def test_a_blowup_stops_at_the_same_step_on_the_fast_path():
 
 # ============================================================================ NumPy: train.plain_mlp_grads
 
-NUMPY_SPECS = [  # every activation and loss: tanh's backward reads A, relu's Z, gelu's both
+NUMPY_SPECS = [  # every activation and loss: tanh's backward reads A, relu's Z, gelu's both; no hidden layer
     MLPSpec((2, 5, 4, 1), ("tanh", "relu"), "bce"),
+    MLPSpec((2, 1), (), "bce"),
     MLPSpec((2, 6, 3), ("gelu",), "softmax_ce"),
     MLPSpec((2, 4, 4, 2), ("sigmoid", "identity"), "mse"),
 ]
@@ -163,7 +164,7 @@ def test_numpy_mlp_fast_path_is_the_teaching_step_bit_for_bit(monkeypatch, dtype
     assert len(calls) == 9  # and the teaching run never reached it
     for a, b in zip(tree_leaves(fast.params), tree_leaves(teaching.params), strict=True):
         assert a.dtype == b.dtype == dtype
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, b, err_msg="train.plain_mlp_grads no longer computes what mlp.py does")
     start = tree_leaves(init_params(spec, seed=3))
     assert all(not np.array_equal(a, b) for a, b in zip(tree_leaves(fast.params), start))  # every array trained
 
@@ -187,6 +188,23 @@ def test_numpy_runs_the_fast_path_does_not_cover_take_the_teaching_step(monkeypa
     assert calls == [] and len(traj.params) == 3
 
 
+def test_numpy_blowup_on_the_fast_path_stops_where_the_teaching_step_does(monkeypatch):
+    """A chunk that blew up is replayed from its saved params (new arrays): the fast path, built per
+    chunk, reads those and stops at the same step, with the same last finite params."""
+    from shared.trajectory import TrainingDiverged
+
+    calls = _numpy_spy(monkeypatch)
+    stopped = []
+    for fast in (True, False):
+        with pytest.raises(TrainingDiverged) as caught:
+            _numpy_train(fast, NUMPY_SPECS[-1], SGD(1e6), "float32", record_losses=None)  # mse, a linear path
+        stopped.append(caught.value.trajectory)
+    assert calls
+    assert len(stopped[0].losses) == len(stopped[1].losses)
+    for a, b in zip(tree_leaves(stopped[0].params), tree_leaves(stopped[1].params), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_numpy_gpt_takes_the_teaching_step(monkeypatch):
     calls = _numpy_spy(monkeypatch)
     params, X, y = _problem(GPT)
@@ -205,7 +223,9 @@ def test_a_bug_switched_on_in_mlp_py_is_not_stepped_around(monkeypatch):
     assert len(calls) == 9
     with switched_on("dropped-transpose"):
         buggy = _numpy_train(None, spec, record_losses=None)
-    assert len(calls) == 9
+        assert len(calls) == 9
+        asked = _numpy_train(True, spec, record_losses=None)  # an instance that asks for the fast path
+    assert len(calls) == 9 and np.array_equal(tree_leaves(asked.params)[0], tree_leaves(buggy.params)[0])
     assert not np.array_equal(tree_leaves(buggy.params)[0], tree_leaves(healthy.params)[0])
     after = _numpy_train(None, spec, record_losses=None)  # switched off: the fast path again, as before
     assert len(calls) == 18 and np.array_equal(tree_leaves(after.params)[0], tree_leaves(healthy.params)[0])
