@@ -6,9 +6,9 @@ module global, an ACTIVATIONS or LOSSES entry, an optimizer method) and puts the
 `finally`: no file is edited, and nothing stays switched on after the `with` block, even when it
 raises. While a bug is on, the NumPy engine's fast path (train.plain_mlp_grads, which calls mlp.py's
 activations and losses but not linear_*, matmul, total or mlp_forward/backward) is off, on every
-NumPy backend whatever its fast_path, so train runs the bug too. The GPT's NumPy blocks look activations up in
-the same ACTIVATIONS table, so an activation bug reaches them too; the catalogue's networks are all
-MLPs.
+NumPy backend whatever its fast_path, so train runs the bug too. The GPT's NumPy blocks look
+activations up in the same ACTIVATIONS table, so an activation bug reaches them too; the catalogue's
+networks are all MLPs.
 
 This module holds data and the switch only; `python -m comparisons bugs` (comparisons/bugs.py) runs
 the checks on each bug, and `python -m comparisons gradcheck --bug NAME` one gradient check.
