@@ -140,7 +140,7 @@ def tree_leaves(params: Params) -> list[np.ndarray]:
     """The arrays of named_leaves, in the same order, without building the names (training loops call
     this every step). `params` is a checked tree (check_params): an MLP's is a list of {"W", "b"},
     which is all this looks at to tell it from a GPT's dict."""
-    if isinstance(params, list):  # an MLP, [{"W", "b"}, ...]: the fast path (a GPT's params are a dict)
+    if isinstance(params, list):  # an MLP, [{"W", "b"}, ...], read directly (a GPT's params are a dict)
         return [layer[k] for layer in params for k in ("W", "b")]
     return [a for _, a in named_leaves(params)]
 
